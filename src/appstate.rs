@@ -1,0 +1,193 @@
+//! `AppSyncStore`: app-state sync keys, collection versions (hash states)
+//! and mutation MACs.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use wacore::appstate::hash::HashState;
+use wacore::appstate::processor::AppStateMutationMAC;
+use wacore::store::error::Result;
+use wacore::store::traits::{AppStateSyncKey, AppSyncStore};
+
+use crate::catalog::{APP_STATE_VERSIONS, MUTATION_MACS, SYNC_KEYS};
+use crate::codec::{MutationMacRow, decode, encode_named, encode_row};
+use crate::store::RedbStore;
+
+/// `get_mutation_macs` reads on a blocking thread above this many MACs.
+const INLINE_BATCH_READ: usize = 256;
+
+/// A sync key as the client may see it: SqliteStore treats a key whose
+/// record does not decode, or whose `key_data` is not 32 bytes, as absent,
+/// both when reading it and when choosing the latest one.
+fn usable_sync_key(bytes: &[u8]) -> Option<AppStateSyncKey> {
+    match decode::<AppStateSyncKey>("app state sync key", bytes) {
+        Ok(key) if key.key_data.len() == 32 => Some(key),
+        Ok(key) => {
+            log::warn!(
+                "ignoring app state sync key with {}-byte key_data",
+                key.key_data.len()
+            );
+            None
+        }
+        Err(e) => {
+            log::warn!("ignoring undecodable app state sync key: {e}");
+            None
+        }
+    }
+}
+
+fn value_mac(bytes: &[u8]) -> crate::error::Result<Vec<u8>> {
+    decode::<MutationMacRow>("mutation mac", bytes).map(|row| row.value_mac)
+}
+
+#[async_trait]
+impl AppSyncStore for RedbStore {
+    async fn get_sync_key(&self, key_id: &[u8]) -> Result<Option<AppStateSyncKey>> {
+        self.read(|s| Ok(s.get(SYNC_KEYS, (self.device_id, key_id), usable_sync_key)?.flatten()))
+    }
+
+    async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
+        let (d, key_id, value) = (self.device_id, key_id.to_vec(), encode_named(&key)?);
+        self.write(key_id.len() + value.len(), move |tx| {
+            tx.put(SYNC_KEYS, (d, key_id.as_slice()), value.as_slice())
+        })
+        .await
+    }
+
+    /// A missing or undecodable state reads as the default (version 0),
+    /// which makes the client re-sync the collection, as with SqliteStore.
+    async fn get_version(&self, name: &str) -> Result<HashState> {
+        let state = self.read(|s| {
+            s.get(APP_STATE_VERSIONS, (self.device_id, name), |v| {
+                decode::<HashState>("app state version", v)
+            })
+        })?;
+        Ok(match state {
+            Some(Ok(state)) => state,
+            Some(Err(e)) => {
+                log::warn!("app state version {name:?} unreadable, starting over: {e}");
+                HashState::default()
+            }
+            None => HashState::default(),
+        })
+    }
+
+    async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
+        let (d, name, value) = (self.device_id, name.to_owned(), encode_named(&state)?);
+        self.write(name.len() + value.len(), move |tx| {
+            tx.put(APP_STATE_VERSIONS, (d, name.as_str()), value.as_slice())
+        })
+        .await
+    }
+
+    async fn put_mutation_macs(
+        &self,
+        name: &str,
+        version: u64,
+        mutations: &[AppStateMutationMAC],
+    ) -> Result<()> {
+        if mutations.is_empty() {
+            return Ok(());
+        }
+        let d = self.device_id;
+        let name = name.to_owned();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = mutations
+            .iter()
+            .map(|m| {
+                let row = MutationMacRow {
+                    version,
+                    value_mac: m.value_mac.clone(),
+                };
+                (m.index_mac.clone(), encode_row(&row))
+            })
+            .collect();
+        let weight = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.write(weight, move |tx| {
+            for (index_mac, row) in &rows {
+                tx.put(
+                    MUTATION_MACS,
+                    (d, name.as_str(), index_mac.as_slice()),
+                    row.as_slice(),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_mutation_mac(&self, name: &str, index_mac: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(|s| {
+            s.get(MUTATION_MACS, (self.device_id, name, index_mac), value_mac)?
+                .transpose()
+        })
+    }
+
+    async fn get_mutation_macs(
+        &self,
+        name: &str,
+        index_macs: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        let d = self.device_id;
+        let lookup = move |s: &crate::engine::tx::Snapshot<'_>, name: &str, macs: &[[u8; 32]]| {
+            let mut out = HashMap::with_capacity(macs.len());
+            for mac in macs {
+                if let Some(v) = s.get(MUTATION_MACS, (d, name, &mac[..]), value_mac)? {
+                    out.insert(*mac, v?);
+                }
+            }
+            Ok(out)
+        };
+        if index_macs.len() <= INLINE_BATCH_READ {
+            self.read(|s| lookup(s, name, index_macs))
+        } else {
+            let (name, macs) = (name.to_owned(), index_macs.to_vec());
+            self.read_blocking(move |s| lookup(s, &name, &macs)).await
+        }
+    }
+
+    async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
+        if index_macs.is_empty() {
+            return Ok(());
+        }
+        let (d, name, macs) = (self.device_id, name.to_owned(), index_macs.to_vec());
+        let weight = macs.iter().map(Vec::len).sum();
+        self.write(weight, move |tx| {
+            for mac in &macs {
+                tx.remove(MUTATION_MACS, (d, name.as_str(), mac.as_slice()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
+        let d = self.device_id;
+        // (d, name, *) lies between (d, name, []) and (d, name + "\0", []).
+        let (name, next) = (name.to_owned(), format!("{name}\0"));
+        self.write(name.len(), move |tx| {
+            let bounds = (
+                Bound::Included((d, name.as_str(), &[][..])),
+                Bound::Excluded((d, next.as_str(), &[][..])),
+            );
+            tx.delete_range(MUTATION_MACS, bounds).map(drop)
+        })
+        .await
+    }
+
+    /// The greatest key id (byte order) among usable keys, like
+    /// SqliteStore; not the most recently stored one.
+    async fn get_latest_sync_key_id(&self) -> Result<Option<Vec<u8>>> {
+        let mut latest = None;
+        self.read(|s| {
+            s.visit_rev(SYNC_KEYS, SYNC_KEYS.device(self.device_id), |(_, id), v| {
+                if usable_sync_key(v).is_some() {
+                    latest = Some(id.to_vec());
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })?;
+        Ok(latest)
+    }
+}

@@ -1,0 +1,191 @@
+//! Store configuration.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::fault::IoFaults;
+
+/// How much of a write must be on stable storage before the call returns
+/// `Ok`. Named after SqliteStore's `Synchronous` so configurations translate
+/// one to one.
+///
+/// | mode | survives kill -9 / abort / panic | survives power loss / OS crash |
+/// |---|---|---|
+/// | `Off` | all but the last `checkpoint_interval` of writes | same; never corrupts |
+/// | `Normal` (default) | every `Ok` | all but the un-synced tail; never corrupts |
+/// | `Full` | every `Ok` | every `Ok` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Writes live in memory until the next checkpoint. Fastest; a crash
+    /// loses the writes since the last checkpoint. The file never corrupts.
+    Off,
+    /// Every acknowledged write is in the operating system (the journal)
+    /// before `Ok`; no fsync per call. Power loss may drop the tail written
+    /// since the last checkpoint.
+    #[default]
+    Normal,
+    /// Every acknowledged write is fsynced before `Ok`; concurrent callers
+    /// share each fsync (group commit).
+    Full,
+}
+
+impl Synchronous {
+    pub(crate) fn uses_journal(self) -> bool {
+        !matches!(self, Synchronous::Off)
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Synchronous::Off => "off",
+            Synchronous::Normal => "normal",
+            Synchronous::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Configuration of a [`crate::RedbStore`]. Every field has a sensible
+/// default; the `with_*` methods change one field each.
+///
+/// All handles of one file in one process share one engine (page cache,
+/// writer thread, journal); the configuration of the first handle opened
+/// wins and later differing configurations are logged and ignored.
+#[derive(Clone)]
+pub struct RedbStoreConfig {
+    /// redb page-cache budget in KiB (reads and not-yet-checkpointed
+    /// writes). Default 16 MiB.
+    pub cache_size_kib: u32,
+    /// Durability of an acknowledged write. Default [`Synchronous::Normal`].
+    pub synchronous: Synchronous,
+    /// Longest time acknowledged writes stay only in the journal before a
+    /// checkpoint makes them part of the redb file. Default 2 s.
+    pub checkpoint_interval: Duration,
+    /// Journal size that triggers a checkpoint early. Default 32 MiB.
+    pub checkpoint_journal_bytes: u64,
+    /// Largest single value (session, payload, blob) accepted. Default 64 MiB.
+    pub max_value_size: usize,
+    /// Compact the file at open when at least this fraction of it is free
+    /// space (and the file is larger than 1 MiB). `None` disables it.
+    /// Default `Some(0.5)`.
+    pub compact_on_open: Option<f64>,
+    /// Test hook: inject I/O failures. Not part of the stable API.
+    #[doc(hidden)]
+    pub io_faults: Option<Arc<dyn IoFaults>>,
+}
+
+impl Default for RedbStoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_size_kib: 16 * 1024,
+            synchronous: Synchronous::Normal,
+            checkpoint_interval: Duration::from_secs(2),
+            checkpoint_journal_bytes: 32 << 20,
+            max_value_size: 64 << 20,
+            compact_on_open: Some(0.5),
+            io_faults: None,
+        }
+    }
+}
+
+impl fmt::Debug for RedbStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStoreConfig")
+            .field("cache_size_kib", &self.cache_size_kib)
+            .field("synchronous", &self.synchronous)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("checkpoint_journal_bytes", &self.checkpoint_journal_bytes)
+            .field("max_value_size", &self.max_value_size)
+            .field("compact_on_open", &self.compact_on_open)
+            .field("io_faults", &self.io_faults.is_some())
+            .finish()
+    }
+}
+
+impl RedbStoreConfig {
+    /// Sets the page-cache budget in KiB.
+    pub fn with_cache_size_kib(mut self, kib: u32) -> Self {
+        self.cache_size_kib = kib;
+        self
+    }
+
+    /// Sets the durability mode.
+    pub fn with_synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets the longest time between checkpoints.
+    pub fn with_checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// Sets the journal size that forces a checkpoint.
+    pub fn with_checkpoint_journal_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_journal_bytes = bytes;
+        self
+    }
+
+    /// Sets the largest accepted value.
+    pub fn with_max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// Sets (or with `None` disables) compaction at open.
+    pub fn with_compact_on_open(mut self, free_fraction: Option<f64>) -> Self {
+        self.compact_on_open = free_fraction;
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn with_io_faults(mut self, faults: Arc<dyn IoFaults>) -> Self {
+        self.io_faults = Some(faults);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.cache_size_kib < 256 {
+            return Err(Error::InvalidConfig(format!(
+                "cache_size_kib must be at least 256, got {}",
+                self.cache_size_kib
+            )));
+        }
+        if self.checkpoint_interval.is_zero() {
+            return Err(Error::InvalidConfig(
+                "checkpoint_interval must be greater than zero".into(),
+            ));
+        }
+        if self.checkpoint_journal_bytes < 64 * 1024 {
+            return Err(Error::InvalidConfig(format!(
+                "checkpoint_journal_bytes must be at least 65536, got {}",
+                self.checkpoint_journal_bytes
+            )));
+        }
+        if self.max_value_size == 0 || self.max_value_size > (1 << 30) {
+            return Err(Error::InvalidConfig(format!(
+                "max_value_size must be between 1 byte and 1 GiB, got {}",
+                self.max_value_size
+            )));
+        }
+        if let Some(f) = self.compact_on_open
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "compact_on_open must be in (0, 1], got {f}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn cache_bytes(&self) -> usize {
+        (self.cache_size_kib as usize).saturating_mul(1024)
+    }
+}

@@ -1,0 +1,133 @@
+//! `DeviceStore`: the account record, debug snapshots, resource report.
+
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use wacore::stats::StorageResourceReport;
+use wacore::store::Device;
+use wacore::store::error::{Result, StoreError};
+use wacore::store::traits::DeviceStore;
+
+use crate::catalog::DEVICES;
+use crate::codec::{decode_device, encode_device};
+use crate::error::Error;
+use crate::store::{RedbStore, now_secs};
+
+/// SqliteStore's snapshot-name rule: characters outside `[A-Za-z0-9_.-]`
+/// become `_`, empty and `..` segments between dots go, leading/trailing
+/// `/\.` are trimmed; empty or over 100 characters is an error.
+pub(crate) fn sanitize_snapshot_name(name: &str) -> Result<String> {
+    const MAX_LENGTH: usize = 100;
+    let replaced: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let joined = replaced
+        .split('.')
+        .filter(|part| !part.is_empty() && *part != "..")
+        .collect::<Vec<_>>()
+        .join(".");
+    let trimmed = joined.trim_matches(['/', '\\', '.']);
+    if trimmed.is_empty() {
+        return Err(StoreError::InvalidConfig(
+            "Snapshot name cannot be empty after sanitization".to_string(),
+        ));
+    }
+    if trimmed.len() > MAX_LENGTH {
+        return Err(StoreError::InvalidConfig(format!(
+            "Snapshot name exceeds maximum length of {MAX_LENGTH} characters"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+#[async_trait]
+impl DeviceStore for RedbStore {
+    /// Upserts the record; works without a prior `create()`.
+    async fn save(&self, device: &Device) -> Result<()> {
+        let (d, record) = (self.device_id, encode_device(device)?);
+        self.write(record.len(), move |tx| tx.put(DEVICES, d, record.as_slice()))
+            .await
+    }
+
+    /// The record, with the fields SqliteStore does not persist
+    /// (`device_props`, `client_profile`, `nct_salt_sync_seen`) at the values
+    /// SqliteStore returns.
+    async fn load(&self) -> Result<Option<Device>> {
+        self.read(|s| s.get(DEVICES, self.device_id, decode_device)?.transpose())
+    }
+
+    async fn exists(&self) -> Result<bool> {
+        self.read(|s| Ok(s.get(DEVICES, self.device_id, |_| ())?.is_some()))
+    }
+
+    /// Writes a fresh `Device::new()` for this device id and returns the id;
+    /// fails if a record exists (also one written by `save()`).
+    async fn create(&self) -> Result<i32> {
+        let (d, record) = (self.device_id, encode_device(&Device::new())?);
+        self.write(record.len(), move |tx| {
+            if tx.get(DEVICES, d, |_| ())?.is_some() {
+                return Err(Error::DeviceExists { device_id: d });
+            }
+            tx.put(DEVICES, d, record.as_slice())?;
+            Ok(d)
+        })
+        .await
+    }
+
+    /// Writes a consistent copy of the whole store file to
+    /// `<store>.snapshot-<unix secs>-<name>` (a store `wa-redb` opens), and
+    /// `extra_content` beside it as `<that>.json`.
+    async fn snapshot_db(&self, name: &str, extra_content: Option<&[u8]>) -> Result<()> {
+        let name = sanitize_snapshot_name(name)?;
+        let mut target = self.path().as_os_str().to_owned();
+        target.push(format!(".snapshot-{}-{name}", now_secs()));
+        let target = std::path::PathBuf::from(target);
+        self.backup_to(&target).await?;
+        if let Some(extra) = extra_content {
+            let mut json = target.into_os_string();
+            json.push(".json");
+            let json = std::path::PathBuf::from(json);
+            let extra = extra.to_vec();
+            tokio::task::spawn_blocking(move || crate::maintenance::write_private_file(&json, &extra))
+                .await
+                .map_err(|e| StoreError::Database(Box::new(e)))??;
+        }
+        Ok(())
+    }
+
+    /// `memory_bytes`: the page cache this store may use, bounded by the
+    /// file size (the cache is shared by every account of the file);
+    /// `pages`: 4 KiB pages in the file; I/O: bytes read and written by this
+    /// process since the file was opened.
+    async fn resource_report(&self) -> StorageResourceReport {
+        let file_len = std::fs::metadata(self.path()).map(|m| m.len()).unwrap_or(0);
+        let cache = self.config().cache_bytes() as u64;
+        StorageResourceReport {
+            memory_bytes: Some(cache.min(file_len)),
+            pages: Some(file_len / 4096),
+            io_read_bytes: Some(self.engine.io.read_bytes.load(Ordering::Relaxed)),
+            io_write_bytes: Some(self.engine.io.write_bytes.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_snapshot_name;
+
+    #[test]
+    fn snapshot_names_are_sanitized_like_sqlite_store() {
+        assert_eq!(sanitize_snapshot_name("../evil name/..").unwrap(), "_evil_name_");
+        assert_eq!(sanitize_snapshot_name("///").unwrap(), "___");
+        assert_eq!(sanitize_snapshot_name("pre.flush-1").unwrap(), "pre.flush-1");
+        assert!(sanitize_snapshot_name("...").is_err());
+        assert!(sanitize_snapshot_name(&"a".repeat(101)).is_err());
+    }
+}

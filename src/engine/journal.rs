@@ -1,0 +1,517 @@
+//! The write-ahead journal.
+//!
+//! Each batch the writer commits to redb with `Durability::None` (in memory
+//! only) is first appended here as one record holding the batch's physical
+//! effects: put key=value, delete key, delete key range, per table. The
+//! operating system has the record before any caller sees `Ok`, so a killed
+//! process loses nothing; with `Synchronous::Full` the record is also
+//! fdatasync'ed. A checkpoint (a durable redb commit) makes every record up
+//! to its sequence number redundant, and the journal is rewound.
+//!
+//! File layout (all integers little-endian):
+//!
+//! ```text
+//! header, 64 bytes:
+//!   0..8    magic "waredbj\0"
+//!   8..12   journal format version (1)
+//!   12..16  schema version of the store that wrote it
+//!   16..32  file id of the store it belongs to
+//!   32..56  zero
+//!   56..64  xxh3-64 of bytes 0..56
+//! records, from offset 64:
+//!   0..4    payload length
+//!   4..12   sequence number (lsn)
+//!   12..20  xxh3-64 of (file id, lsn, length, payload)
+//!   20..    payload: effects, see `EffectLog`
+//! ```
+//!
+//! Recovery reads records from offset 64 and applies those whose lsn follows
+//! the checkpoint's without a gap; the first record that is torn, fails its
+//! checksum, or breaks the sequence ends the journal. The file is
+//! preallocated and overwritten in place after a checkpoint (as SQLite does
+//! with its WAL), so an fdatasync only flushes data, not file size.
+
+use std::fs::File;
+use std::ops::Bound;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use crate::catalog::TableId;
+use crate::engine::files::{read_exact_at, write_all_at};
+use crate::engine::storage::IoStats;
+use crate::error::{Error, Result};
+use crate::fault::{IoFaults, IoTarget};
+
+const MAGIC: &[u8; 8] = b"waredbj\0";
+const FORMAT_VERSION: u32 = 1;
+pub(crate) const HEADER_LEN: u64 = 64;
+const RECORD_HEADER_LEN: usize = 20;
+/// Preallocation grows in steps of at least this much.
+const MIN_GROWTH: u64 = 1 << 20;
+/// Largest preallocation step.
+const MAX_GROWTH: u64 = 16 << 20;
+
+/// The journal path of a store file: `<file>.journal`.
+pub(crate) fn journal_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+const EFFECT_PUT: u8 = 1;
+const EFFECT_DELETE: u8 = 2;
+const EFFECT_DELETE_RANGE: u8 = 3;
+
+/// Encoded effects of one batch, with room for the record header in front
+/// so a record is written with one syscall.
+pub(crate) struct EffectLog {
+    buf: Vec<u8>,
+}
+
+impl EffectLog {
+    pub fn new() -> Self {
+        Self {
+            buf: vec![0; RECORD_HEADER_LEN],
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.truncate(RECORD_HEADER_LEN);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == RECORD_HEADER_LEN
+    }
+
+    /// Bytes of effects recorded so far; a cheap "did anything change" mark.
+    pub fn len(&self) -> usize {
+        self.buf.len() - RECORD_HEADER_LEN
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) {
+        self.buf.extend_from_slice(&[EFFECT_PUT, table as u8]);
+        self.put_bytes(key);
+        self.put_bytes(value);
+    }
+
+    pub fn delete(&mut self, table: TableId, key: &[u8]) {
+        self.buf.extend_from_slice(&[EFFECT_DELETE, table as u8]);
+        self.put_bytes(key);
+    }
+
+    pub fn delete_range(&mut self, table: TableId, lower: Bound<&[u8]>, upper: Bound<&[u8]>) {
+        self.buf.extend_from_slice(&[EFFECT_DELETE_RANGE, table as u8]);
+        for bound in [lower, upper] {
+            match bound {
+                Bound::Unbounded => self.buf.push(0),
+                Bound::Included(b) => {
+                    self.buf.push(1);
+                    self.put_bytes(b);
+                }
+                Bound::Excluded(b) => {
+                    self.buf.push(2);
+                    self.put_bytes(b);
+                }
+            }
+        }
+    }
+
+    /// Fills in the record header and returns the whole record.
+    fn seal(&mut self, file_id: &[u8; 16], lsn: u64) -> &[u8] {
+        let len = (self.buf.len() - RECORD_HEADER_LEN) as u32;
+        let sum = record_checksum(file_id, lsn, len, &self.buf[RECORD_HEADER_LEN..]);
+        self.buf[0..4].copy_from_slice(&len.to_le_bytes());
+        self.buf[4..12].copy_from_slice(&lsn.to_le_bytes());
+        self.buf[12..20].copy_from_slice(&sum.to_le_bytes());
+        &self.buf
+    }
+}
+
+
+/// One decoded effect, borrowing from the record payload.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Effect<'a> {
+    Put {
+        table: TableId,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        table: TableId,
+        key: &'a [u8],
+    },
+    DeleteRange {
+        table: TableId,
+        lower: Bound<&'a [u8]>,
+        upper: Bound<&'a [u8]>,
+    },
+}
+
+/// Iterates the effects of a payload; a malformed payload yields an error.
+pub(crate) struct Effects<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Effects<'a> {
+    pub fn new(payload: &'a [u8]) -> Self {
+        Self { rest: payload }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.rest.len() < n {
+            return Err(Error::decode("journal record", "effect runs past the record end"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        self.take(len)
+    }
+
+    fn bound(&mut self) -> Result<Bound<&'a [u8]>> {
+        Ok(match self.take(1)?[0] {
+            0 => Bound::Unbounded,
+            1 => Bound::Included(self.bytes()?),
+            2 => Bound::Excluded(self.bytes()?),
+            other => {
+                return Err(Error::decode(
+                    "journal record",
+                    format!("unknown range bound tag {other}"),
+                ));
+            }
+        })
+    }
+
+    fn next_effect(&mut self) -> Result<Effect<'a>> {
+        let head = self.take(2)?;
+        let table = TableId::from_u8(head[1])
+            .ok_or_else(|| Error::decode("journal record", format!("unknown table id {}", head[1])))?;
+        Ok(match head[0] {
+            EFFECT_PUT => Effect::Put {
+                table,
+                key: self.bytes()?,
+                value: self.bytes()?,
+            },
+            EFFECT_DELETE => Effect::Delete {
+                table,
+                key: self.bytes()?,
+            },
+            EFFECT_DELETE_RANGE => Effect::DeleteRange {
+                table,
+                lower: self.bound()?,
+                upper: self.bound()?,
+            },
+            other => {
+                return Err(Error::decode(
+                    "journal record",
+                    format!("unknown effect kind {other}"),
+                ));
+            }
+        })
+    }
+}
+
+impl<'a> Iterator for Effects<'a> {
+    type Item = Result<Effect<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let item = self.next_effect();
+        if item.is_err() {
+            self.rest = &[];
+        }
+        Some(item)
+    }
+}
+
+fn record_checksum(file_id: &[u8; 16], lsn: u64, len: u32, payload: &[u8]) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(file_id);
+    h.update(&lsn.to_le_bytes());
+    h.update(&len.to_le_bytes());
+    h.update(payload);
+    h.digest()
+}
+
+fn encode_header(schema_version: u32, file_id: &[u8; 16]) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&schema_version.to_le_bytes());
+    h[16..32].copy_from_slice(file_id);
+    let sum = xxh3_64(&h[0..56]);
+    h[56..64].copy_from_slice(&sum.to_le_bytes());
+    h
+}
+
+/// What an existing journal file holds.
+#[derive(Debug)]
+pub(crate) enum JournalContents {
+    /// No journal file.
+    Missing,
+    /// A journal that does not belong to this store (another file id, an
+    /// unknown format, a damaged header). Nothing in it may be applied.
+    Foreign { reason: String },
+    /// A journal of this store: its records with lsn greater than the
+    /// checkpoint's, in order, without gaps.
+    Records {
+        schema_version: u32,
+        records: Vec<(u64, Vec<u8>)>,
+        /// Why reading stopped before the end of the file, if it did.
+        stopped: Option<String>,
+    },
+}
+
+/// Reads the records of `path` that follow `checkpoint_lsn`.
+pub(crate) fn read_journal(
+    path: &Path,
+    file_id: &[u8; 16],
+    checkpoint_lsn: u64,
+) -> Result<JournalContents> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JournalContents::Missing),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if file_len < HEADER_LEN {
+        return Ok(JournalContents::Foreign {
+            reason: format!("file of {file_len} bytes is shorter than a journal header"),
+        });
+    }
+    let mut header = [0u8; HEADER_LEN as usize];
+    read_exact_at(&file, &mut header, 0)
+        .map_err(|e| Error::io(path, e))?;
+    let sum = u64::from_le_bytes(header[56..64].try_into().expect("8 bytes"));
+    if &header[0..8] != MAGIC || xxh3_64(&header[0..56]) != sum {
+        return Ok(JournalContents::Foreign {
+            reason: "not a journal header (bad magic or checksum)".into(),
+        });
+    }
+    let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if format != FORMAT_VERSION {
+        return Ok(JournalContents::Foreign {
+            reason: format!("journal format {format} is not supported"),
+        });
+    }
+    if &header[16..32] != file_id {
+        return Ok(JournalContents::Foreign {
+            reason: "journal belongs to another store file (file id differs)".into(),
+        });
+    }
+    let schema_version = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+
+    let mut records = Vec::new();
+    let mut pos = HEADER_LEN;
+    let mut expected = checkpoint_lsn + 1;
+    let mut stopped = None;
+    loop {
+        if pos + RECORD_HEADER_LEN as u64 > file_len {
+            break;
+        }
+        let mut rh = [0u8; RECORD_HEADER_LEN];
+        read_exact_at(&file, &mut rh, pos)
+            .map_err(|e| Error::io(path, e))?;
+        let len = u32::from_le_bytes(rh[0..4].try_into().expect("4 bytes"));
+        let lsn = u64::from_le_bytes(rh[4..12].try_into().expect("8 bytes"));
+        let sum = u64::from_le_bytes(rh[12..20].try_into().expect("8 bytes"));
+        if len == 0 && lsn == 0 && sum == 0 {
+            break; // preallocated zeros: the end of the written part
+        }
+        if lsn != expected {
+            // An older generation of records (rewound after a checkpoint),
+            // or a gap: nothing after it belongs to the current history.
+            if lsn > expected {
+                stopped = Some(format!(
+                    "record {lsn} at offset {pos} does not follow record {}",
+                    expected - 1
+                ));
+            }
+            break;
+        }
+        let end = pos + RECORD_HEADER_LEN as u64 + len as u64;
+        if end > file_len {
+            stopped = Some(format!("record {lsn} at offset {pos} is torn"));
+            break;
+        }
+        let mut payload = vec![0u8; len as usize];
+        read_exact_at(&file, &mut payload, pos + RECORD_HEADER_LEN as u64)
+            .map_err(|e| Error::io(path, e))?;
+        if record_checksum(file_id, lsn, len, &payload) != sum {
+            stopped = Some(format!("record {lsn} at offset {pos} fails its checksum"));
+            break;
+        }
+        records.push((lsn, payload));
+        expected += 1;
+        pos = end;
+    }
+    Ok(JournalContents::Records {
+        schema_version,
+        records,
+        stopped,
+    })
+}
+
+/// An open journal, owned by the writer thread.
+pub(crate) struct Journal {
+    file: File,
+    path: PathBuf,
+    file_id: [u8; 16],
+    /// Offset of the next record.
+    write_pos: u64,
+    /// Length of the file (written zeros beyond `write_pos`).
+    allocated: u64,
+    /// fdatasync every record (`Synchronous::Full`).
+    sync_each: bool,
+    /// Size the file is cut back to when rewound.
+    retain: u64,
+    stats: Arc<IoStats>,
+    faults: Option<Arc<dyn IoFaults>>,
+}
+
+impl Journal {
+    /// Creates (or truncates) the journal of a store and writes its header.
+    /// The header is fsynced, and so is the directory entry, before this
+    /// returns: records appended later can rely on the file existing.
+    pub fn create(
+        path: &Path,
+        schema_version: u32,
+        file_id: [u8; 16],
+        sync_each: bool,
+        retain: u64,
+        stats: Arc<IoStats>,
+        faults: Option<Arc<dyn IoFaults>>,
+    ) -> Result<Journal> {
+        let file = crate::engine::files::create_private(path, true)?;
+        let mut journal = Journal {
+            file,
+            path: path.to_path_buf(),
+            file_id,
+            write_pos: HEADER_LEN,
+            allocated: 0,
+            sync_each,
+            retain: retain.max(MIN_GROWTH),
+            stats,
+            faults,
+        };
+        journal.set_len(0)?;
+        journal.write_at(0, &encode_header(schema_version, &file_id))?;
+        journal.allocated = HEADER_LEN;
+        journal.grow(HEADER_LEN + MIN_GROWTH)?;
+        journal.sync_all()?;
+        crate::engine::files::sync_parent_dir(path)?;
+        Ok(journal)
+    }
+
+    /// Bytes of records written since the last rewind.
+    pub fn used(&self) -> u64 {
+        self.write_pos - HEADER_LEN
+    }
+
+    fn hook(&self, f: impl FnOnce(&dyn IoFaults) -> io::Result<()>) -> Result<()> {
+        match &self.faults {
+            Some(faults) => f(faults.as_ref()).map_err(|e| Error::io(&self.path, e)),
+            None => Ok(()),
+        }
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.hook(|f| f.on_write(IoTarget::Journal, offset, data))?;
+        write_all_at(&self.file, data, offset)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.stats.add_write(data.len());
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<()> {
+        self.hook(|f| f.on_set_len(IoTarget::Journal, len))?;
+        self.file.set_len(len).map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn sync_data(&self) -> Result<()> {
+        self.hook(|f| f.on_sync(IoTarget::Journal))?;
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn sync_all(&self) -> Result<()> {
+        self.hook(|f| f.on_sync(IoTarget::Journal))?;
+        self.file.sync_all().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Extends the file with written zeros so that it is at least `end`
+    /// bytes long. Zeros, not a sparse extension: a later write into them
+    /// changes no file metadata, and a full disk shows up here, before any
+    /// record is at stake.
+    fn grow(&mut self, end: u64) -> Result<()> {
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let step = self.allocated.clamp(MIN_GROWTH, MAX_GROWTH);
+        let target = end.max(self.allocated + step);
+        const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let mut pos = self.allocated;
+        while pos < target {
+            let n = ((target - pos) as usize).min(ZEROS.len());
+            self.write_at(pos, &ZEROS[..n])?;
+            pos += n as u64;
+        }
+        if self.sync_each {
+            self.sync_all()?;
+        }
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// Appends one record. When this returns `Ok`, the record is in the
+    /// operating system (and on stable storage with `sync_each`).
+    pub fn append(&mut self, lsn: u64, effects: &mut EffectLog) -> Result<()> {
+        let record_len = effects.buf.len() as u64;
+        self.grow(self.write_pos + record_len + RECORD_HEADER_LEN as u64)?;
+        let pos = self.write_pos;
+        let record = effects.seal(&self.file_id, lsn);
+        self.write_at(pos, record)?;
+        if self.sync_each {
+            self.sync_data()?;
+        }
+        self.write_pos = pos + record_len;
+        Ok(())
+    }
+
+    /// Starts over at the first record slot after a checkpoint made every
+    /// record redundant. Old records stay in the file until overwritten; their
+    /// sequence numbers are at or below the checkpoint's, so recovery skips
+    /// them.
+    pub fn rewind(&mut self) -> Result<()> {
+        self.write_pos = HEADER_LEN;
+        if self.allocated > self.retain {
+            self.set_len(self.retain)?;
+            self.allocated = self.retain;
+        }
+        Ok(())
+    }
+
+    /// Deletes the journal after a clean close (the checkpoint covers it).
+    pub fn remove(self) -> Result<()> {
+        let path = self.path.clone();
+        drop(self.file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The storage engine: one per store file per process, shared by every
+//! handle and every account of that file.
+//!
+//! - `storage`: redb's file backend with I/O counters and test fault hooks.
+//! - `journal`, `recovery`: the write-ahead journal and its replay.
+//! - `schema`: file identity, schema version, migrations.
+//! - `writer`: the single writer thread (batching, durability, checkpoints).
+//! - `tx`: typed table access for the writer ([`tx::Tx`]) and readers
+//!   ([`tx::Snapshot`]).
+//! - `registry`: one engine per file per process.
+
+pub(crate) mod files;
+pub(crate) mod journal;
+pub(crate) mod recovery;
+pub(crate) mod registry;
+pub(crate) mod schema;
+pub(crate) mod storage;
+pub(crate) mod tx;
+pub(crate) mod writer;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use redb::{Builder, Database, ReadableDatabase};
+use tokio::sync::oneshot;
+
+use crate::catalog::SCHEMA_VERSION;
+use crate::config::{RedbStoreConfig, Synchronous};
+use crate::error::{Error, Result};
+use journal::{Journal, journal_path};
+use recovery::RecoveryReport;
+use schema::FileMeta;
+use storage::{FileStorage, IoStats};
+use tx::{Snapshot, Tx};
+use writer::{FnJob, Msg, Writer, WriterStatus};
+
+/// First bytes of every redb file.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+pub(crate) struct Engine {
+    pub path: PathBuf,
+    db: Option<Arc<Database>>,
+    sender: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    pub config: RedbStoreConfig,
+    pub io: Arc<IoStats>,
+    pub status: Arc<WriterStatus>,
+    pub file_id: [u8; 16],
+    pub recovery: RecoveryReport,
+}
+
+/// Checks the first bytes of an existing file, so that a file that is not a
+/// redb database gets a clear error instead of reaching redb.
+fn sniff(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    if head.is_empty() {
+        return Err(not_a_store(
+            "the file is empty (0 bytes); remove it to create a new store there".into(),
+        ));
+    }
+    if head.as_slice() == SQLITE_MAGIC {
+        return Err(not_a_store(
+            "it is a SQLite database; to move a SqliteStore account here, use `wa-redb import-sqlite`"
+                .into(),
+        ));
+    }
+    if !head.starts_with(&REDB_MAGIC) {
+        return Err(not_a_store("unrecognized file header".into()));
+    }
+    Ok(())
+}
+
+/// Opens a redb file. redb's plain open trusts the file and may panic on
+/// damage it does not expect; such a panic becomes [`Error::Corrupted`].
+fn open_db(path: &Path, config: &RedbStoreConfig, io: &Arc<IoStats>) -> Result<Database> {
+    let file = files::create_private(path, false)?;
+    let backend = FileStorage::new(file, io.clone(), config.io_faults.clone())
+        .map_err(|e| Error::storage(path, e))?;
+    let shown = path.display().to_string();
+    let mut builder = Builder::new();
+    builder
+        .set_cache_size(config.cache_bytes())
+        .set_repair_callback(move |s| {
+            log::warn!(
+                "{shown}: repairing after an unclean shutdown ({:.0}%)",
+                s.progress() * 100.0
+            )
+        });
+    match catch_unwind(AssertUnwindSafe(|| builder.create_with_backend(backend))) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(Error::storage(path, e)),
+        Err(_) => Err(Error::Corrupted {
+            path: path.to_path_buf(),
+            detail: "redb could not read the file structure".into(),
+        }),
+    }
+}
+
+/// Creates a new, empty store at `path`, atomically: it is laid out in a
+/// temporary file that is then linked into place, so a crash never leaves a
+/// half-initialized store behind, and a store created concurrently by
+/// someone else is never overwritten.
+fn create_store_file(path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".creating");
+    let tmp = PathBuf::from(tmp);
+    {
+        let db = open_db_uninitialized(&tmp, config)?;
+        schema::initialize(&db, &tmp)?;
+        db.close().map_err(|e| Error::storage(&tmp, e))?;
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let result = match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()), // someone else won
+        Err(_) if !path.exists() => std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)),
+        Err(e) => Err(Error::io(path, e)),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    result?;
+    files::sync_parent_dir(path)
+}
+
+fn open_db_uninitialized(path: &Path, config: &RedbStoreConfig) -> Result<Database> {
+    let file = files::create_private(path, true)?;
+    let backend = FileStorage::new(file, Arc::default(), config.io_faults.clone())
+        .map_err(|e| Error::storage(path, e))?;
+    Builder::new()
+        .create_with_backend(backend)
+        .map_err(|e| Error::storage(path, e))
+}
+
+/// Compacts at open when a large part of the file is free.
+fn maybe_compact(db: &mut Database, path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    let Some(threshold) = config.compact_on_open else {
+        return Ok(());
+    };
+    let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if file_len < (1 << 20) {
+        return Ok(());
+    }
+    let free = free_bytes(db, path, file_len)?;
+    if (free as f64) < threshold * file_len as f64 {
+        return Ok(());
+    }
+    log::info!(
+        "{}: compacting at open ({free} of {file_len} bytes free)",
+        path.display()
+    );
+    compact(db, path)
+}
+
+/// Bytes of the file not holding live data (unallocated or fragmented).
+pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u64> {
+    let txn = db.begin_write().map_err(|e| Error::storage(path, e))?;
+    let stats = txn.stats().map_err(|e| Error::storage(path, e))?;
+    txn.abort().map_err(|e| Error::storage(path, e))?;
+    let used = stats.allocated_pages() * stats.page_size() as u64;
+    Ok(file_len.saturating_sub(used) + stats.fragmented_bytes())
+}
+
+/// Compacts until redb reports no further progress.
+pub(crate) fn compact(db: &mut Database, path: &Path) -> Result<()> {
+    while db.compact().map_err(|e| Error::storage(path, e))? {}
+    Ok(())
+}
+
+impl Engine {
+    /// Opens (creating, recovering, migrating as needed) the store at the
+    /// canonical `path` and starts its writer.
+    pub fn open(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
+        config.validate()?;
+        if !path.exists() {
+            create_store_file(path, config)?;
+        }
+        sniff(path)?;
+        let io = Arc::new(IoStats::default());
+        let mut db = open_db(path, config, &io)?;
+        let mut meta: FileMeta = schema::read_meta(&db, path)?;
+        if meta.schema_version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found: meta.schema_version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let jpath = journal_path(path);
+        let recovery = recovery::recover(&db, path, &jpath, &mut meta)?;
+        schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
+        maybe_compact(&mut db, path, config)?;
+
+        let journal = if config.synchronous.uses_journal() {
+            Some(Journal::create(
+                &jpath,
+                SCHEMA_VERSION,
+                meta.file_id,
+                config.synchronous == Synchronous::Full,
+                config.checkpoint_journal_bytes.saturating_mul(2),
+                io.clone(),
+                config.io_faults.clone(),
+            )?)
+        } else {
+            // Recovery applied whatever it held.
+            match std::fs::remove_file(&jpath) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&jpath, e));
+                }
+                _ => None,
+            }
+        };
+
+        let db = Arc::new(db);
+        let status = Arc::new(WriterStatus::default());
+        status.lsn.store(meta.checkpoint_lsn, Ordering::Relaxed);
+        status
+            .checkpoint_lsn
+            .store(meta.checkpoint_lsn, Ordering::Relaxed);
+        let writer = Writer {
+            db: db.clone(),
+            path: path.to_path_buf(),
+            journal,
+            lsn: meta.checkpoint_lsn,
+            checkpoint_lsn: meta.checkpoint_lsn,
+            config: config.clone(),
+            status: status.clone(),
+            dirty_since: None,
+            halted: None,
+            log: journal::EffectLog::new(),
+        };
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("wa-redb-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Engine {
+            path: path.to_path_buf(),
+            db: Some(db),
+            sender: Some(sender),
+            thread: Some(thread),
+            config: config.clone(),
+            io,
+            status,
+            file_id: meta.file_id,
+            recovery,
+        })
+    }
+
+    pub fn db(&self) -> &Database {
+        self.db.as_ref().expect("the database lives as long as the engine")
+    }
+
+    /// A read snapshot of everything acknowledged so far.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        let txn = self
+            .db()
+            .begin_read()
+            .map_err(|e| Error::storage(&self.path, e))?;
+        Ok(Snapshot::new(txn, &self.path))
+    }
+
+    fn send(&self, msg: Msg) -> Result<()> {
+        self.sender
+            .as_ref()
+            .and_then(|s| s.send(msg).ok())
+            .ok_or_else(|| Error::Closed {
+                path: self.path.clone(),
+            })
+    }
+
+    /// Runs `f` in the writer's transaction and waits for it to be durable
+    /// at the configured level. `weight` approximates the input size.
+    pub async fn write<R, F>(&self, weight: usize, f: F) -> Result<R>
+    where
+        F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, done) = oneshot::channel();
+        self.send(Msg::Job(Box::new(FnJob {
+            f,
+            out: None,
+            reply,
+            weight,
+        })))?;
+        done.await.map_err(|_| Error::Closed {
+            path: self.path.clone(),
+        })?
+    }
+
+    /// Makes every acknowledged write part of the redb file (a durable
+    /// commit) and rewinds the journal.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.send(Msg::Checkpoint(reply))?;
+        done.await.map_err(|_| Error::Closed {
+            path: self.path.clone(),
+        })?
+    }
+
+    pub fn same_config(&self, other: &RedbStoreConfig) -> bool {
+        let a = &self.config;
+        a.cache_size_kib == other.cache_size_kib
+            && a.synchronous == other.synchronous
+            && a.checkpoint_interval == other.checkpoint_interval
+            && a.checkpoint_journal_bytes == other.checkpoint_journal_bytes
+            && a.max_value_size == other.max_value_size
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn halted(&self) -> Option<String> {
+        self.status
+            .halted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops the writer (final checkpoint), closes the database.
+    fn shut_down(&mut self) -> Result<()> {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("{}: the writer thread panicked", self.path.display());
+        }
+        let mut result = Ok(());
+        if let Some(db) = self.db.take() {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    if let Err(e) = db.close() {
+                        result = Err(Error::storage(&self.path, e));
+                    }
+                }
+                Err(_) => log::error!(
+                    "{}: database still referenced at close",
+                    self.path.display()
+                ),
+            }
+        }
+        if result.is_ok()
+            && let Some(cause) = self.halted()
+        {
+            result = Err(Error::Halted {
+                path: self.path.clone(),
+                cause,
+            });
+        }
+        result
+    }
+
+    /// Closes the engine, reporting failures of the final checkpoint.
+    pub fn close(mut self) -> Result<()> {
+        self.shut_down()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(e) = self.shut_down() {
+            log::error!("{}: closing: {e}", self.path.display());
+        }
+        registry::release(&self.path);
+    }
+}

@@ -1,0 +1,126 @@
+//! The redb storage backend: redb's own file backend plus I/O counters (for
+//! `resource_report`) and the test fault hooks.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::backends::FileBackend;
+use redb::{BackendError, DatabaseError, StorageBackend};
+
+use crate::fault::{IoFaults, IoTarget};
+
+/// Bytes read from and written to the store's files since open.
+#[derive(Debug, Default)]
+pub(crate) struct IoStats {
+    pub read_bytes: AtomicU64,
+    pub write_bytes: AtomicU64,
+}
+
+impl IoStats {
+    pub fn add_read(&self, n: usize) {
+        self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_write(&self, n: usize) {
+        self.write_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct FileStorage {
+    inner: FileBackend,
+    stats: Arc<IoStats>,
+    faults: Option<Arc<dyn IoFaults>>,
+}
+
+impl fmt::Debug for FileStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileStorage {
+    pub fn new(
+        file: File,
+        stats: Arc<IoStats>,
+        faults: Option<Arc<dyn IoFaults>>,
+    ) -> Result<Self, DatabaseError> {
+        Ok(Self {
+            inner: FileBackend::new(file)?,
+            stats,
+            faults,
+        })
+    }
+
+    fn hook(&self, f: impl FnOnce(&dyn IoFaults) -> io::Result<()>) -> io::Result<()> {
+        match &self.faults {
+            Some(faults) => f(faults.as_ref()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl StorageBackend for FileStorage {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.inner.read(offset, out)?;
+        self.stats.add_read(out.len());
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.hook(|f| f.on_set_len(IoTarget::Database, len))?;
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.hook(|f| f.on_sync(IoTarget::Database))?;
+        self.inner.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.hook(|f| f.on_write(IoTarget::Database, offset, data))?;
+        self.inner.write(offset, data)?;
+        self.stats.add_write(data.len());
+        Ok(())
+    }
+
+    fn close(&self) -> Result<(), io::Error> {
+        self.inner.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}

@@ -1,0 +1,352 @@
+//! Typed access to the tables: [`Tx`] inside the writer's transaction,
+//! [`Snapshot`] for readers. Domain modules use only these two; every change
+//! made through a `Tx` is also recorded, byte for byte, for the journal.
+
+use std::borrow::Borrow;
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{Key, ReadTransaction, ReadableTable, ReadableTableMetadata, Value, WriteTransaction};
+
+use crate::catalog::Table;
+use crate::engine::journal::EffectLog;
+use crate::error::{Error, Result};
+
+/// Longest key accepted (addresses, JIDs, ids). Real keys are < 200 bytes;
+/// the cap keeps a hostile multi-megabyte key out of every B-tree branch
+/// page it would otherwise be copied into.
+pub(crate) const MAX_KEY_LEN: usize = 64 * 1024;
+
+/// Bounds of a key range, as redb takes them.
+pub(crate) type Bounds<'k, K> = (
+    Bound<<K as Value>::SelfType<'k>>,
+    Bound<<K as Value>::SelfType<'k>>,
+);
+
+/// Key order of a visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    Ascending,
+    Descending,
+}
+
+fn visit_in<'k, K: Key + 'static, V: Value + 'static>(
+    table: &impl ReadableTable<K, V>,
+    bounds: Bounds<'k, K>,
+    order: Order,
+    f: &mut dyn FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
+    path: &Path,
+) -> Result<()> {
+    let range = table
+        .range::<K::SelfType<'k>>(bounds)
+        .map_err(|e| Error::storage(path, e))?;
+    let mut step = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
+        let (k, v): (redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) =
+            item.map_err(|e| Error::storage(path, e))?;
+        f(k.value(), v.value())
+    };
+    match order {
+        Order::Ascending => {
+            for item in range {
+                if !step(item)? {
+                    break;
+                }
+            }
+        }
+        Order::Descending => {
+            for item in range.rev() {
+                if !step(item)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A read snapshot: sees every write acknowledged before it was taken.
+pub(crate) struct Snapshot<'a> {
+    txn: ReadTransaction,
+    path: &'a Path,
+}
+
+impl<'a> Snapshot<'a> {
+    pub fn new(txn: ReadTransaction, path: &'a Path) -> Self {
+        Self { txn, path }
+    }
+
+    fn open<K: Key + 'static, V: Value + 'static>(
+        &self,
+        t: Table<K, V>,
+    ) -> Result<redb::ReadOnlyTable<K, V>> {
+        self.txn
+            .open_table(t.def)
+            .map_err(|e| Error::storage(self.path, e))
+    }
+
+    /// Looks up `key` and maps the value with `f`.
+    pub fn get<'k, K: Key + 'static, V: Value + 'static, R>(
+        &self,
+        t: Table<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+        f: impl FnOnce(V::SelfType<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let table = self.open(t)?;
+        let found = table
+            .get(key.borrow())
+            .map_err(|e| Error::storage(self.path, e))?;
+        Ok(found.map(|guard| f(guard.value())))
+    }
+
+    /// Visits the entries within `bounds` in key order until `f` returns
+    /// `false`.
+    pub fn visit<'k, K: Key + 'static, V: Value + 'static>(
+        &self,
+        t: Table<K, V>,
+        bounds: Bounds<'k, K>,
+        mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        visit_in(&self.open(t)?, bounds, Order::Ascending, &mut f, self.path)
+    }
+
+    /// Like [`Snapshot::visit`], in descending key order.
+    pub fn visit_rev<'k, K: Key + 'static, V: Value + 'static>(
+        &self,
+        t: Table<K, V>,
+        bounds: Bounds<'k, K>,
+        mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        visit_in(&self.open(t)?, bounds, Order::Descending, &mut f, self.path)
+    }
+
+    /// Number of entries in a table.
+    pub fn len<K: Key + 'static, V: Value + 'static>(&self, t: Table<K, V>) -> Result<u64> {
+        self.open(t)?
+            .len()
+            .map_err(|e| Error::storage(self.path, e))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.path
+    }
+
+    /// The underlying redb transaction, for whole-table copies.
+    pub fn txn(&self) -> &ReadTransaction {
+        &self.txn
+    }
+}
+
+/// The writer's view of its transaction. Every mutation goes through here
+/// and is recorded in the effect log the journal persists.
+pub(crate) struct Tx<'a> {
+    txn: &'a WriteTransaction,
+    log: &'a mut EffectLog,
+    path: &'a Path,
+    max_value: usize,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(
+        txn: &'a WriteTransaction,
+        log: &'a mut EffectLog,
+        path: &'a Path,
+        max_value: usize,
+    ) -> Self {
+        Self {
+            txn,
+            log,
+            path,
+            max_value,
+        }
+    }
+
+    fn open<K: Key + 'static, V: Value + 'static>(
+        &self,
+        t: Table<K, V>,
+    ) -> Result<redb::Table<'a, K, V>> {
+        self.txn
+            .open_table(t.def)
+            .map_err(|e| Error::storage(self.path, e))
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        Error::storage(self.path, e)
+    }
+
+    /// Looks up `key` (seeing this transaction's own writes).
+    pub fn get<'k, K: Key + 'static, V: Value + 'static, R>(
+        &self,
+        t: Table<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+        f: impl FnOnce(V::SelfType<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let table = self.open(t)?;
+        let found = table.get(key.borrow()).map_err(|e| self.err(e))?;
+        Ok(found.map(|guard| f(guard.value())))
+    }
+
+    /// Visits the entries within `bounds` in key order until `f` returns
+    /// `false`.
+    pub fn visit<'k, K: Key + 'static, V: Value + 'static>(
+        &self,
+        t: Table<K, V>,
+        bounds: Bounds<'k, K>,
+        mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        visit_in(&self.open(t)?, bounds, Order::Ascending, &mut f, self.path)
+    }
+
+    /// Inserts or replaces `key`.
+    pub fn put<'k, 'v, K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        t: Table<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<()> {
+        let (key, value) = (key.borrow(), value.borrow());
+        let kb = K::as_bytes(key);
+        let vb = V::as_bytes(value);
+        let (kb, vb) = (kb.as_ref(), vb.as_ref());
+        if kb.len() > MAX_KEY_LEN {
+            return Err(Error::ValueTooLarge {
+                what: "key",
+                len: kb.len(),
+                limit: MAX_KEY_LEN,
+            });
+        }
+        if vb.len() > self.max_value {
+            return Err(Error::ValueTooLarge {
+                what: "value",
+                len: vb.len(),
+                limit: self.max_value,
+            });
+        }
+        self.open(t)?.insert(key, value).map_err(|e| self.err(e))?;
+        self.log.put(t.id, kb, vb);
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn remove<'k, K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        t: Table<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+    ) -> Result<bool> {
+        Ok(self.take(t, key, |_| ())?.is_some())
+    }
+
+    /// Removes `key` and returns its value mapped by `f`.
+    pub fn take<'k, K: Key + 'static, V: Value + 'static, R>(
+        &mut self,
+        t: Table<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+        f: impl FnOnce(V::SelfType<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let key = key.borrow();
+        let mut table = self.open(t)?;
+        let old = table
+            .remove(key)
+            .map_err(|e| self.err(e))?
+            .map(|guard| f(guard.value()));
+        drop(table);
+        if old.is_some() {
+            self.log.delete(t.id, K::as_bytes(key).as_ref());
+        }
+        Ok(old)
+    }
+
+    /// Removes every entry within `bounds`; returns how many.
+    pub fn delete_range<'k, K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        t: Table<K, V>,
+        bounds: Bounds<'k, K>,
+    ) -> Result<u64> {
+        let encoded = encode_bounds::<K>(&bounds);
+        let mut removed = 0u64;
+        self.open(t)?
+            .retain_in::<K::SelfType<'k>, _>(bounds, |_, _| {
+                removed += 1;
+                false
+            })
+            .map_err(|e| self.err(e))?;
+        if removed > 0 {
+            self.log.delete_range(t.id, as_ref(&encoded.0), as_ref(&encoded.1));
+        }
+        Ok(removed)
+    }
+
+    /// Removes the entries within `bounds` for which `pred` holds; returns
+    /// how many.
+    pub fn delete_where<'k, K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        t: Table<K, V>,
+        bounds: Bounds<'k, K>,
+        mut pred: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> bool,
+    ) -> Result<u32> {
+        let mut table = self.open(t)?;
+        let mut removed = 0u32;
+        let extracted = table
+            .extract_from_if::<K::SelfType<'k>, _>(bounds, |k, v| pred(k, v))
+            .map_err(|e| self.err(e))?;
+        for item in extracted {
+            let (k, _) = item.map_err(|e| Error::storage(self.path, e))?;
+            self.log.delete(t.id, K::as_bytes(&k.value()).as_ref());
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Applies one journal effect (recovery), recording nothing.
+    pub fn apply_raw<K: Key + 'static, V: Value + 'static>(
+        txn: &WriteTransaction,
+        t: Table<K, V>,
+        effect: &crate::engine::journal::Effect<'_>,
+        path: &Path,
+    ) -> Result<()> {
+        use crate::engine::journal::Effect;
+        let err = |e: redb::StorageError| Error::storage(path, e);
+        let mut table = txn.open_table(t.def).map_err(|e| Error::storage(path, e))?;
+        match effect {
+            Effect::Put { key, value, .. } => {
+                table
+                    .insert(K::from_bytes(key), V::from_bytes(value))
+                    .map_err(err)?;
+            }
+            Effect::Delete { key, .. } => {
+                table.remove(K::from_bytes(key)).map_err(err)?;
+            }
+            Effect::DeleteRange { lower, upper, .. } => {
+                let bounds: Bounds<'_, K> = (decode_bound::<K>(lower), decode_bound::<K>(upper));
+                table
+                    .retain_in::<K::SelfType<'_>, _>(bounds, |_, _| false)
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_bounds<K: Key>(bounds: &Bounds<'_, K>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let enc = |b: &Bound<K::SelfType<'_>>| match b {
+        Bound::Included(x) => Bound::Included(K::as_bytes(x).as_ref().to_vec()),
+        Bound::Excluded(x) => Bound::Excluded(K::as_bytes(x).as_ref().to_vec()),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (enc(&bounds.0), enc(&bounds.1))
+}
+
+fn decode_bound<'a, K: Key>(b: &Bound<&'a [u8]>) -> Bound<K::SelfType<'a>> {
+    match *b {
+        Bound::Included(x) => Bound::Included(K::from_bytes(x)),
+        Bound::Excluded(x) => Bound::Excluded(K::from_bytes(x)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(x) => Bound::Included(x.as_slice()),
+        Bound::Excluded(x) => Bound::Excluded(x.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}

@@ -1,0 +1,181 @@
+//! Error types.
+//!
+//! Every failure the store can report is one variant of [`Error`], and every
+//! variant that concerns the file names it. At the trait boundary an `Error`
+//! becomes a [`wacore::store::error::StoreError`] (see the `From` impl below)
+//! with the `Error` kept as its source, so callers can downcast for detail.
+//!
+//! Messages deliberately avoid the words "busy" and "locked": whatsapp-rust
+//! retries app-state sync whenever an error's text contains them
+//! (`StoreError::is_database_busy_or_locked`), and none of our errors is
+//! cured by retrying.
+
+use std::path::{Path, PathBuf};
+
+use wacore::store::error::StoreError;
+
+/// Result alias used inside the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The path given to a constructor cannot name a store file.
+    #[error("invalid store path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+
+    /// A configuration value is out of range.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
+
+    /// Another process holds the file open.
+    #[error(
+        "{}: the store file is already open in another process; a store file can be open in only one process at a time",
+        .path.display()
+    )]
+    AlreadyOpen { path: PathBuf },
+
+    /// The file exists but is not a store written by this crate.
+    #[error("{}: not a whatsapp-rust-redb-storage store: {reason}", .path.display())]
+    NotAStore { path: PathBuf, reason: String },
+
+    /// The file was written by a newer version of this crate.
+    #[error(
+        "{}: store schema version {found} is newer than the newest this build understands ({supported}); upgrade whatsapp-rust-redb-storage",
+        .path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    /// The file is damaged.
+    #[error("{}: the store file is damaged: {detail}", .path.display())]
+    Corrupted { path: PathBuf, detail: String },
+
+    /// An operating-system I/O error (disk full, permission denied, EIO...).
+    #[error("{}: I/O error: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An error reported by redb.
+    #[error("{}: storage error: {source}", .path.display())]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+
+    /// An earlier I/O failure made the store refuse further writes.
+    #[error(
+        "{}: the store stopped accepting writes after an earlier failure ({cause}); acknowledged data is safe on disk, drop every handle and reopen the store",
+        .path.display()
+    )]
+    Halted { path: PathBuf, cause: String },
+
+    /// The store was closed.
+    #[error("{}: the store has been closed", .path.display())]
+    Closed { path: PathBuf },
+
+    /// A value exceeds the configured maximum size.
+    #[error("{what} of {len} bytes exceeds the maximum value size of {limit} bytes")]
+    ValueTooLarge {
+        what: &'static str,
+        len: usize,
+        limit: usize,
+    },
+
+    /// A stored record could not be decoded.
+    #[error("cannot decode {what}: {detail}")]
+    Decode { what: &'static str, detail: String },
+
+    /// `create()` found an existing device record.
+    #[error("device {device_id} already exists in this store")]
+    DeviceExists { device_id: i32 },
+
+    /// A LID mapping was written for a device that has no device record
+    /// (SqliteStore refuses this through a foreign key; so do we).
+    #[error(
+        "device {device_id} has no device record; create() or save() it before storing LID mappings"
+    )]
+    DeviceMissing { device_id: i32 },
+
+    /// A device id that no operation may use.
+    #[error("the operation is not valid: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn decode(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        Error::Decode {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Maps a redb error to our vocabulary, keeping redb's error as the source
+    /// where it adds information.
+    pub(crate) fn storage(path: &Path, source: impl Into<redb::Error>) -> Self {
+        let source = source.into();
+        match source {
+            redb::Error::DatabaseAlreadyOpen => Error::AlreadyOpen {
+                path: path.to_path_buf(),
+            },
+            redb::Error::Corrupted(detail) => Error::Corrupted {
+                path: path.to_path_buf(),
+                detail,
+            },
+            redb::Error::Io(source) => Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            source => Error::Storage {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+
+    /// True for failures after which the writer must stop: the file or the
+    /// journal may hold a state the process no longer knows, so continuing
+    /// could acknowledge writes that are not durable.
+    pub(crate) fn is_fatal(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::Corrupted { .. } | Error::Halted { .. } => true,
+            Error::Storage { source, .. } => !matches!(
+                source,
+                redb::Error::ValueTooLarge(_) | redb::Error::TransactionInProgress
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<Error> for StoreError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::InvalidPath { .. } | Error::InvalidConfig(_) => {
+                StoreError::InvalidConfig(err.to_string())
+            }
+            Error::AlreadyOpen { .. } | Error::NotAStore { .. } | Error::Closed { .. } => {
+                StoreError::Connection(Box::new(err))
+            }
+            Error::SchemaTooNew { .. } => StoreError::Migration(Box::new(err)),
+            Error::ValueTooLarge { .. } | Error::Invalid(_) => StoreError::Validation(err.to_string()),
+            Error::Decode { .. } => StoreError::Serialization(Box::new(err)),
+            _ => StoreError::Database(Box::new(err)),
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! `ProtocolStore`: sender-key device tracking, LID↔PN mappings, base keys,
+//! device lists, group metadata, trusted-contact tokens, sent messages and
+//! the pending-inbound buffer.
+
+use std::collections::HashSet;
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use wacore::store::error::Result;
+use wacore::store::traits::{
+    DeviceListRecord, LidPnMappingEntry, PendingInboundKey, PendingInboundRow, ProtocolStore,
+    TcTokenEntry,
+};
+
+use crate::catalog::{
+    BASE_KEYS, DEVICE_LISTS, DEVICES, GROUP_METADATA, LID_MAPPINGS, META, META_LID_SEQ,
+    PENDING_INBOUND, PN_INDEX, SENDER_KEY_DEVICES, SENT_MESSAGES, TC_TOKENS,
+};
+use crate::codec::{
+    LidMappingRow, PendingInboundRow as InboundRow, SentMessageRow, TcTokenRow, decode,
+    decode_u64, encode_named, encode_row,
+};
+use crate::engine::tx::Tx;
+use crate::error::Error;
+use crate::store::{RedbStore, now_secs};
+
+fn lid_row(bytes: &[u8]) -> crate::error::Result<LidMappingRow> {
+    decode("lid mapping", bytes)
+}
+
+fn lid_entry(lid: &str, row: LidMappingRow) -> LidPnMappingEntry {
+    LidPnMappingEntry {
+        lid: lid.to_owned(),
+        phone_number: row.phone_number,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        learning_source: row.learning_source,
+    }
+}
+
+fn tc_row(bytes: &[u8]) -> crate::error::Result<TcTokenRow> {
+    decode("tc token", bytes)
+}
+
+/// Upserts LID mappings in `tx`, with SqliteStore's rules: the device record
+/// must exist (SqliteStore's foreign key), an update keeps the row's
+/// `created_at` and insertion position, and the phone index follows the
+/// mapping.
+fn put_lid_rows(tx: &mut Tx<'_>, d: i32, entries: &[LidPnMappingEntry]) -> crate::error::Result<()> {
+    if tx.get(DEVICES, d, |_| ())?.is_none() {
+        return Err(Error::DeviceMissing { device_id: d });
+    }
+    let stored_seq = tx
+        .get(META, META_LID_SEQ, |v| decode_u64("lid sequence", v))?
+        .transpose()?
+        .unwrap_or(0);
+    let mut seq = stored_seq;
+    for e in entries {
+        let lid = e.lid.as_str();
+        let existing = tx.get(LID_MAPPINGS, (d, lid), lid_row)?.transpose()?;
+        let (row_seq, created_at) = match &existing {
+            Some(old) => (old.seq, old.created_at),
+            None => {
+                seq += 1;
+                (seq, e.created_at)
+            }
+        };
+        let old_phone = existing.map(|old| old.phone_number);
+        if old_phone.as_deref() != Some(e.phone_number.as_str()) {
+            if let Some(old) = &old_phone {
+                tx.remove(PN_INDEX, (d, old.as_str(), lid))?;
+            }
+            tx.put(PN_INDEX, (d, e.phone_number.as_str(), lid), ())?;
+        }
+        let row = LidMappingRow {
+            seq: row_seq,
+            phone_number: e.phone_number.clone(),
+            created_at,
+            updated_at: e.updated_at,
+            learning_source: e.learning_source.clone(),
+        };
+        tx.put(LID_MAPPINGS, (d, lid), encode_row(&row).as_slice())?;
+    }
+    if seq != stored_seq {
+        tx.put(META, META_LID_SEQ, &seq.to_le_bytes()[..])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProtocolStore for RedbStore {
+    /// In device-jid order (unspecified by the trait).
+    async fn get_sender_key_devices(&self, group_jid: &str) -> Result<Vec<(String, bool)>> {
+        let d = self.device_id;
+        let next = format!("{group_jid}\0");
+        let bounds = (
+            Bound::Included((d, group_jid, "")),
+            Bound::Excluded((d, next.as_str(), "")),
+        );
+        let mut out = Vec::new();
+        self.read(|s| {
+            s.visit(SENDER_KEY_DEVICES, bounds, |(_, _, device), has_key| {
+                out.push((device.to_owned(), has_key));
+                Ok(true)
+            })
+        })?;
+        Ok(out)
+    }
+
+    async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (d, group) = (self.device_id, group_jid.to_owned());
+        let entries: Vec<(String, bool)> =
+            entries.iter().map(|(j, k)| ((*j).to_owned(), *k)).collect();
+        let weight = entries.iter().map(|(j, _)| j.len() + 1).sum();
+        self.write(weight, move |tx| {
+            for (device, has_key) in &entries {
+                tx.put(
+                    SENDER_KEY_DEVICES,
+                    (d, group.as_str(), device.as_str()),
+                    has_key,
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
+        self.clear_sender_key_group(group_jid).await.map(drop)
+    }
+
+    async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
+        if device_jids.is_empty() {
+            return Ok(());
+        }
+        let d = self.device_id;
+        let jids: HashSet<String> = device_jids.iter().map(|j| (*j).to_owned()).collect();
+        self.write(jids.len() * 32, move |tx| {
+            tx.delete_where(SENDER_KEY_DEVICES, SENDER_KEY_DEVICES.device(d), |(_, _, device), _| {
+                jids.contains(device)
+            })
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn clear_all_sender_key_devices(&self) -> Result<()> {
+        let d = self.device_id;
+        self.write(0, move |tx| {
+            tx.delete_range(SENDER_KEY_DEVICES, SENDER_KEY_DEVICES.device(d)).map(drop)
+        })
+        .await
+    }
+
+    async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
+        let row = self.read(|s| s.get(LID_MAPPINGS, (self.device_id, lid), lid_row)?.transpose())?;
+        Ok(row.map(|row| lid_entry(lid, row)))
+    }
+
+    /// The mapping with the greatest `updated_at`; on a tie, the LID whose
+    /// row was inserted first (SqliteStore's rowid order).
+    async fn get_pn_mapping(&self, phone: &str) -> Result<Option<LidPnMappingEntry>> {
+        let d = self.device_id;
+        let next = format!("{phone}\0");
+        let bounds = (
+            Bound::Included((d, phone, "")),
+            Bound::Excluded((d, next.as_str(), "")),
+        );
+        self.read(|s| {
+            let mut lids = Vec::new();
+            s.visit(PN_INDEX, bounds, |(_, _, lid), ()| {
+                lids.push(lid.to_owned());
+                Ok(true)
+            })?;
+            let mut best: Option<(String, LidMappingRow)> = None;
+            for lid in lids {
+                let Some(row) = s.get(LID_MAPPINGS, (d, lid.as_str()), lid_row)?.transpose()? else {
+                    continue;
+                };
+                let better = best.as_ref().is_none_or(|(_, b)| {
+                    (row.updated_at, std::cmp::Reverse(row.seq))
+                        > (b.updated_at, std::cmp::Reverse(b.seq))
+                });
+                if better {
+                    best = Some((lid, row));
+                }
+            }
+            Ok(best.map(|(lid, row)| lid_entry(&lid, row)))
+        })
+    }
+
+    async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
+        self.put_lid_mappings(std::slice::from_ref(entry)).await
+    }
+
+    async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (d, entries) = (self.device_id, entries.to_vec());
+        let weight = entries
+            .iter()
+            .map(|e| e.lid.len() + e.phone_number.len() + e.learning_source.len() + 16)
+            .sum();
+        self.write(weight, move |tx| put_lid_rows(tx, d, &entries))
+            .await
+    }
+
+    /// In insertion order, like SqliteStore (the client's cache warm-up
+    /// resolves `created_at` ties by iteration order).
+    async fn get_all_lid_mappings(&self) -> Result<Vec<LidPnMappingEntry>> {
+        let d = self.device_id;
+        self.read_blocking(move |s| {
+            let mut rows = Vec::new();
+            s.visit(LID_MAPPINGS, LID_MAPPINGS.device(d), |(_, lid), v| {
+                rows.push((lid.to_owned(), lid_row(v)?));
+                Ok(true)
+            })?;
+            rows.sort_by_key(|(_, row)| row.seq);
+            Ok(rows.into_iter().map(|(lid, row)| lid_entry(&lid, row)).collect())
+        })
+        .await
+    }
+
+    async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
+        let d = self.device_id;
+        let (address, id, key) = (address.to_owned(), message_id.to_owned(), base_key.to_vec());
+        self.write(address.len() + id.len() + key.len(), move |tx| {
+            tx.put(BASE_KEYS, (d, address.as_str(), id.as_str()), key.as_slice())
+        })
+        .await
+    }
+
+    async fn has_same_base_key(
+        &self,
+        address: &str,
+        message_id: &str,
+        current_base_key: &[u8],
+    ) -> Result<bool> {
+        let same = self.read(|s| {
+            s.get(BASE_KEYS, (self.device_id, address, message_id), |v| {
+                v == current_base_key
+            })
+        })?;
+        Ok(same == Some(true))
+    }
+
+    async fn delete_base_key(&self, address: &str, message_id: &str) -> Result<()> {
+        let d = self.device_id;
+        let (address, id) = (address.to_owned(), message_id.to_owned());
+        self.write(address.len() + id.len(), move |tx| {
+            tx.remove(BASE_KEYS, (d, address.as_str(), id.as_str())).map(drop)
+        })
+        .await
+    }
+
+    /// Stores the record whole, including a `timestamp` beyond i32 (which
+    /// SqliteStore truncates).
+    async fn update_device_list(&self, record: DeviceListRecord) -> Result<()> {
+        self.update_device_lists(vec![record]).await
+    }
+
+    async fn update_device_lists(&self, records: Vec<DeviceListRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let d = self.device_id;
+        let rows = records
+            .iter()
+            .map(|r| Ok((r.user.clone(), encode_named(r)?)))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        let weight = rows.iter().map(|(u, r)| u.len() + r.len()).sum();
+        self.write(weight, move |tx| {
+            for (user, row) in &rows {
+                tx.put(DEVICE_LISTS, (d, user.as_str()), row.as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_devices(&self, user: &str) -> Result<Option<DeviceListRecord>> {
+        self.read(|s| {
+            s.get(DEVICE_LISTS, (self.device_id, user), |v| {
+                decode::<DeviceListRecord>("device list", v)
+            })?
+            .transpose()
+        })
+    }
+
+    async fn delete_devices(&self, user: &str) -> Result<()> {
+        let (d, user) = (self.device_id, user.to_owned());
+        self.write(user.len(), move |tx| {
+            tx.remove(DEVICE_LISTS, (d, user.as_str())).map(drop)
+        })
+        .await
+    }
+
+    async fn get_group_metadata(&self, group_jid: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|s| s.get(GROUP_METADATA, (self.device_id, group_jid), <[u8]>::to_vec))
+    }
+
+    async fn put_group_metadata(&self, group_jid: &str, blob: &[u8]) -> Result<()> {
+        let (d, group, blob) = (self.device_id, group_jid.to_owned(), blob.to_vec());
+        self.write(group.len() + blob.len(), move |tx| {
+            tx.put(GROUP_METADATA, (d, group.as_str()), blob.as_slice())
+        })
+        .await
+    }
+
+    async fn delete_group_metadata(&self, group_jid: &str) -> Result<()> {
+        let (d, group) = (self.device_id, group_jid.to_owned());
+        self.write(group.len(), move |tx| {
+            tx.remove(GROUP_METADATA, (d, group.as_str())).map(drop)
+        })
+        .await
+    }
+
+    async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
+        let row = self.read(|s| s.get(TC_TOKENS, (self.device_id, jid), tc_row)?.transpose())?;
+        Ok(row.map(|r| TcTokenEntry {
+            token: r.token,
+            token_timestamp: r.token_timestamp,
+            sender_timestamp: r.sender_timestamp,
+        }))
+    }
+
+    async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
+        let (d, jid) = (self.device_id, jid.to_owned());
+        let row = encode_row(&TcTokenRow {
+            token: entry.token.clone(),
+            token_timestamp: entry.token_timestamp,
+            sender_timestamp: entry.sender_timestamp,
+        });
+        self.write(jid.len() + row.len(), move |tx| {
+            tx.put(TC_TOKENS, (d, jid.as_str()), row.as_slice())
+        })
+        .await
+    }
+
+    async fn delete_tc_token(&self, jid: &str) -> Result<()> {
+        let (d, jid) = (self.device_id, jid.to_owned());
+        self.write(jid.len(), move |tx| {
+            tx.remove(TC_TOKENS, (d, jid.as_str())).map(drop)
+        })
+        .await
+    }
+
+    /// In ascending jid order (SqliteStore's observed order).
+    async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        self.read(|s| {
+            s.visit(TC_TOKENS, TC_TOKENS.device(self.device_id), |(_, jid), _| {
+                out.push(jid.to_owned());
+                Ok(true)
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Deletes a row when both windows have passed: its token is empty or
+    /// older than `token_cutoff`, and its sender timestamp is absent or older
+    /// than `sender_cutoff` (both strict).
+    async fn delete_expired_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
+        let d = self.device_id;
+        self.write(0, move |tx| {
+            tx.delete_where(TC_TOKENS, TC_TOKENS.device(d), |_, v| {
+                let Ok(row) = tc_row(v) else {
+                    return false; // keep what cannot be judged
+                };
+                (row.token.is_empty() || row.token_timestamp < token_cutoff)
+                    && row.sender_timestamp.is_none_or(|s| s < sender_cutoff)
+            })
+        })
+        .await
+    }
+
+    /// Moves the sender timestamp forward (never back) without touching the
+    /// token; creates a placeholder row if there is none. Atomic.
+    async fn touch_tc_token_sender_timestamp(&self, jid: &str, sender_timestamp: i64) -> Result<()> {
+        let (d, jid) = (self.device_id, jid.to_owned());
+        self.write(jid.len(), move |tx| {
+            let key = (d, jid.as_str());
+            let row = match tx.get(TC_TOKENS, key, tc_row)?.transpose()? {
+                Some(mut row) => {
+                    row.sender_timestamp = Some(
+                        row.sender_timestamp
+                            .map_or(sender_timestamp, |s| s.max(sender_timestamp)),
+                    );
+                    row
+                }
+                None => TcTokenRow {
+                    token: Vec::new(),
+                    token_timestamp: sender_timestamp,
+                    sender_timestamp: Some(sender_timestamp),
+                },
+            };
+            tx.put(TC_TOKENS, key, encode_row(&row).as_slice())
+        })
+        .await
+    }
+
+    /// Newer (or equal) wins; an empty stored token never blocks; the
+    /// sender timestamp is kept. Atomic.
+    async fn store_received_tc_token(&self, jid: &str, token: &[u8], token_timestamp: i64) -> Result<()> {
+        let (d, jid, token) = (self.device_id, jid.to_owned(), token.to_vec());
+        self.write(jid.len() + token.len(), move |tx| {
+            let key = (d, jid.as_str());
+            let existing = tx.get(TC_TOKENS, key, tc_row)?.transpose()?;
+            if let Some(old) = &existing
+                && !old.token.is_empty()
+                && token_timestamp < old.token_timestamp
+            {
+                return Ok(());
+            }
+            let row = TcTokenRow {
+                token: token.clone(),
+                token_timestamp,
+                sender_timestamp: existing.and_then(|old| old.sender_timestamp),
+            };
+            tx.put(TC_TOKENS, key, encode_row(&row).as_slice())
+        })
+        .await
+    }
+
+    async fn store_sent_message(&self, chat_jid: &str, message_id: &str, payload: &[u8]) -> Result<()> {
+        let d = self.device_id;
+        let (chat, id) = (chat_jid.to_owned(), message_id.to_owned());
+        let row = encode_row(&SentMessageRow {
+            created_at: now_secs(),
+            payload: payload.to_vec(),
+        });
+        self.write(chat.len() + id.len() + row.len(), move |tx| {
+            tx.put(SENT_MESSAGES, (d, chat.as_str(), id.as_str()), row.as_slice())
+        })
+        .await
+    }
+
+    /// Returns the payload and deletes it, atomically: of concurrent takes,
+    /// exactly one gets it.
+    async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
+        let d = self.device_id;
+        let (chat, id) = (chat_jid.to_owned(), message_id.to_owned());
+        let row = self
+            .write(chat.len() + id.len(), move |tx| {
+                tx.take(SENT_MESSAGES, (d, chat.as_str(), id.as_str()), |v| {
+                    decode::<SentMessageRow>("sent message", v)
+                })?
+                .transpose()
+            })
+            .await?;
+        Ok(row.map(|r| r.payload))
+    }
+
+    /// Deletes messages stored strictly before `cutoff_timestamp`.
+    async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let d = self.device_id;
+        self.write(0, move |tx| {
+            tx.delete_where(SENT_MESSAGES, SENT_MESSAGES.device(d), |_, v| {
+                decode::<SentMessageRow>("sent message", v)
+                    .is_ok_and(|r| r.created_at < cutoff_timestamp)
+            })
+        })
+        .await
+    }
+
+    async fn store_pending_inbound(&self, chat: &str, sender: &str, id: &str, message: &[u8]) -> Result<()> {
+        self.store_pending_inbound_batch(&[PendingInboundRow {
+            chat,
+            sender,
+            id,
+            message,
+        }])
+        .await
+    }
+
+    async fn get_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        let row = self.read(|s| {
+            s.get(PENDING_INBOUND, (self.device_id, chat, sender, id), |v| {
+                decode::<InboundRow>("pending inbound message", v)
+            })?
+            .transpose()
+        })?;
+        Ok(row.map(|r| r.message))
+    }
+
+    async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
+        self.delete_pending_inbound_batch(&[PendingInboundKey { chat, sender, id }])
+            .await
+    }
+
+    /// Deletes rows stored strictly before `cutoff_timestamp`.
+    async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let d = self.device_id;
+        self.write(0, move |tx| {
+            tx.delete_where(PENDING_INBOUND, PENDING_INBOUND.device(d), |_, v| {
+                decode::<InboundRow>("pending inbound message", v)
+                    .is_ok_and(|r| r.inserted_at < cutoff_timestamp)
+            })
+        })
+        .await
+    }
+
+    async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (d, now) = (self.device_id, now_secs());
+        let rows: Vec<([String; 3], Vec<u8>)> = rows
+            .iter()
+            .map(|r| {
+                let row = InboundRow {
+                    inserted_at: now,
+                    message: r.message.to_vec(),
+                };
+                ([r.chat.into(), r.sender.into(), r.id.into()], encode_row(&row))
+            })
+            .collect();
+        let weight = rows.iter().map(|(k, v)| k.iter().map(String::len).sum::<usize>() + v.len()).sum();
+        self.write(weight, move |tx| {
+            for ([chat, sender, id], row) in &rows {
+                tx.put(PENDING_INBOUND, (d, chat.as_str(), sender.as_str(), id.as_str()), row.as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let d = self.device_id;
+        let keys: Vec<[String; 3]> = keys
+            .iter()
+            .map(|k| [k.chat.into(), k.sender.into(), k.id.into()])
+            .collect();
+        let weight = keys.iter().flatten().map(String::len).sum();
+        self.write(weight, move |tx| {
+            for [chat, sender, id] in &keys {
+                tx.remove(PENDING_INBOUND, (d, chat.as_str(), sender.as_str(), id.as_str()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl RedbStore {
+    /// Deletes the sender-key device rows of a group, returning them.
+    pub(crate) async fn clear_sender_key_group(&self, group_jid: &str) -> Result<u64> {
+        let d = self.device_id;
+        let (group, next) = (group_jid.to_owned(), format!("{group_jid}\0"));
+        self.write(group.len(), move |tx| {
+            let bounds = (
+                Bound::Included((d, group.as_str(), "")),
+                Bound::Excluded((d, next.as_str(), "")),
+            );
+            tx.delete_range(SENDER_KEY_DEVICES, bounds)
+        })
+        .await
+    }
+}

@@ -1,0 +1,367 @@
+//! `SignalStore`: identities, sessions, pre-keys, signed pre-keys, sender
+//! keys.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use wacore::store::error::Result;
+use wacore::store::traits::SignalStore;
+
+use crate::catalog::{IDENTITIES, PREKEYS, SENDER_KEYS, SESSIONS, SIGNED_PREKEYS};
+use crate::codec::{PrekeyRow, decode, encode_row};
+use crate::engine::tx::Snapshot;
+use crate::error::Error;
+use crate::store::RedbStore;
+
+/// `load_prekeys_batch` reads on a blocking thread above this many ids.
+const INLINE_BATCH_READ: usize = 256;
+
+fn identity_key(bytes: &[u8]) -> crate::error::Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| {
+        Error::Invalid(format!(
+            "stored identity key has invalid length {} (expected 32)",
+            bytes.len()
+        ))
+    })
+}
+
+fn prekey_record(bytes: &[u8]) -> crate::error::Result<Bytes> {
+    let row: PrekeyRow = decode("prekey", bytes)?;
+    Ok(Bytes::from(row.record))
+}
+
+/// SQL `LIKE` as SQLite evaluates it by default: `%` matches any run of
+/// characters, `_` one character, ASCII letters match regardless of case.
+fn sql_like(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '_' || p[pi].eq_ignore_ascii_case(&t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '%' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '%')
+}
+
+/// Whether any address of device `d` in `table` (sessions or identities)
+/// belongs to `user`, with SqliteStore's rule: it matches `LIKE 'user@%'`
+/// or `LIKE 'user:%'`. A user without letters or wildcards (every real
+/// user, they are numeric) matches exactly by prefix, found with a range
+/// scan; anything else is checked against every address of the device.
+fn has_address_of_user(
+    s: &Snapshot<'_>,
+    table: crate::catalog::Table<(i32, &'static str), &'static [u8]>,
+    d: i32,
+    user: &str,
+) -> crate::error::Result<bool> {
+    let mut found = false;
+    let exact = !user
+        .chars()
+        .any(|c| c.is_ascii_alphabetic() || c == '_' || c == '%');
+    if exact {
+        let (_, upper) = table.device(d);
+        s.visit(table, (Bound::Included((d, user)), upper), |(_, addr), _| {
+            let Some(rest) = addr.strip_prefix(user) else {
+                return Ok(false); // past the keys that start with `user`
+            };
+            found = rest.starts_with('@') || rest.starts_with(':');
+            Ok(!found)
+        })?;
+    } else {
+        let (at, colon) = (format!("{user}@%"), format!("{user}:%"));
+        s.visit(table, table.device(d), |(_, addr), _| {
+            found = sql_like(&at, addr) || sql_like(&colon, addr);
+            Ok(!found)
+        })?;
+    }
+    Ok(found)
+}
+
+#[async_trait]
+impl SignalStore for RedbStore {
+    async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
+        let (d, address) = (self.device_id, address.to_owned());
+        self.write(address.len() + 32, move |tx| {
+            tx.put(IDENTITIES, (d, address.as_str()), &key[..])
+        })
+        .await
+    }
+
+    async fn put_identities_batch(&self, identities: &[(Arc<str>, [u8; 32])]) -> Result<()> {
+        if identities.is_empty() {
+            return Ok(());
+        }
+        let (d, items) = (self.device_id, identities.to_vec());
+        let weight = items.iter().map(|(a, _)| a.len() + 32).sum();
+        self.write(weight, move |tx| {
+            for (address, key) in &items {
+                tx.put(IDENTITIES, (d, &**address), &key[..])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_identity(&self, address: &str) -> Result<Option<[u8; 32]>> {
+        self.read(|s| {
+            s.get(IDENTITIES, (self.device_id, address), identity_key)?
+                .transpose()
+        })
+    }
+
+    async fn delete_identity(&self, address: &str) -> Result<()> {
+        let (d, address) = (self.device_id, address.to_owned());
+        self.write(address.len(), move |tx| {
+            tx.remove(IDENTITIES, (d, address.as_str())).map(drop)
+        })
+        .await
+    }
+
+    async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
+        self.read(|s| s.get(SESSIONS, (self.device_id, address), Bytes::copy_from_slice))
+    }
+
+    async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
+        let (d, address, session) = (self.device_id, address.to_owned(), session.to_vec());
+        self.write(address.len() + session.len(), move |tx| {
+            tx.put(SESSIONS, (d, address.as_str()), session.as_slice())
+        })
+        .await
+    }
+
+    async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let (d, items) = (self.device_id, sessions.to_vec());
+        let weight = items.iter().map(|(a, s)| a.len() + s.len()).sum();
+        self.write(weight, move |tx| {
+            for (address, session) in &items {
+                tx.put(SESSIONS, (d, &**address), &session[..])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_session(&self, address: &str) -> Result<()> {
+        let (d, address) = (self.device_id, address.to_owned());
+        self.write(address.len(), move |tx| {
+            tx.remove(SESSIONS, (d, address.as_str())).map(drop)
+        })
+        .await
+    }
+
+    async fn has_session(&self, address: &str) -> Result<bool> {
+        self.read(|s| Ok(s.get(SESSIONS, (self.device_id, address), |_| ())?.is_some()))
+    }
+
+    async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
+        let d = self.device_id;
+        self.read(|s| {
+            Ok(has_address_of_user(s, SESSIONS, d, user)?
+                || has_address_of_user(s, IDENTITIES, d, user)?)
+        })
+    }
+
+    async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
+        let d = self.device_id;
+        let row = encode_row(&PrekeyRow {
+            uploaded,
+            record: record.to_vec(),
+        });
+        self.write(row.len(), move |tx| tx.put(PREKEYS, (d, id), row.as_slice()))
+            .await
+    }
+
+    async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let d = self.device_id;
+        let rows: Vec<(u32, Vec<u8>)> = keys
+            .iter()
+            .map(|(id, record)| {
+                let row = PrekeyRow {
+                    uploaded,
+                    record: record.to_vec(),
+                };
+                (*id, encode_row(&row))
+            })
+            .collect();
+        let weight = rows.iter().map(|(_, r)| r.len() + 4).sum();
+        self.write(weight, move |tx| {
+            for (id, row) in &rows {
+                tx.put(PREKEYS, (d, *id), row.as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
+        self.read(|s| s.get(PREKEYS, (self.device_id, id), prekey_record)?.transpose())
+    }
+
+    /// Found ids only, each once, in ascending id order (SqliteStore's
+    /// observed order; the client sorts the result itself).
+    async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
+        let d = self.device_id;
+        let ids: BTreeSet<u32> = ids.iter().copied().collect();
+        let small = ids.len() <= INLINE_BATCH_READ;
+        let load = move |s: &Snapshot<'_>| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(record) = s.get(PREKEYS, (d, id), prekey_record)? {
+                    out.push((id, record?));
+                }
+            }
+            Ok(out)
+        };
+        if small {
+            self.read(load)
+        } else {
+            self.read_blocking(load).await
+        }
+    }
+
+    async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (d, ids) = (self.device_id, ids.to_vec());
+        self.write(ids.len() * 4, move |tx| {
+            for &id in &ids {
+                // Update only: a key removed meanwhile stays removed.
+                let Some(row) = tx.get(PREKEYS, (d, id), |v| decode::<PrekeyRow>("prekey", v))?
+                else {
+                    continue;
+                };
+                let mut row = row?;
+                if !row.uploaded {
+                    row.uploaded = true;
+                    tx.put(PREKEYS, (d, id), encode_row(&row).as_slice())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_prekey(&self, id: u32) -> Result<()> {
+        let d = self.device_id;
+        self.write(4, move |tx| tx.remove(PREKEYS, (d, id)).map(drop))
+            .await
+    }
+
+    /// The greatest stored id as an unsigned number (SqliteStore compares
+    /// ids as i32, so ids >= 2^31 sort below small ones there), 0 if none.
+    async fn get_max_prekey_id(&self) -> Result<u32> {
+        let mut max = 0;
+        self.read(|s| {
+            s.visit_rev(PREKEYS, PREKEYS.device(self.device_id), |(_, id), _| {
+                max = id;
+                Ok(false)
+            })
+        })?;
+        Ok(max)
+    }
+
+    async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
+        let (d, record) = (self.device_id, record.to_vec());
+        self.write(record.len(), move |tx| {
+            tx.put(SIGNED_PREKEYS, (d, id), record.as_slice())
+        })
+        .await
+    }
+
+    async fn load_signed_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {
+        self.read(|s| s.get(SIGNED_PREKEYS, (self.device_id, id), <[u8]>::to_vec))
+    }
+
+    /// In ascending id order (unspecified by the trait; the client sorts).
+    async fn load_all_signed_prekeys(&self) -> Result<Vec<(u32, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.read(|s| {
+            s.visit(SIGNED_PREKEYS, SIGNED_PREKEYS.device(self.device_id), |(_, id), v| {
+                out.push((id, v.to_vec()));
+                Ok(true)
+            })
+        })?;
+        Ok(out)
+    }
+
+    async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
+        let d = self.device_id;
+        self.write(4, move |tx| tx.remove(SIGNED_PREKEYS, (d, id)).map(drop))
+            .await
+    }
+
+    async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
+        let (d, address, record) = (self.device_id, address.to_owned(), record.to_vec());
+        self.write(address.len() + record.len(), move |tx| {
+            tx.put(SENDER_KEYS, (d, address.as_str()), record.as_slice())
+        })
+        .await
+    }
+
+    async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
+        if sender_keys.is_empty() {
+            return Ok(());
+        }
+        let (d, items) = (self.device_id, sender_keys.to_vec());
+        let weight = items.iter().map(|(a, r)| a.len() + r.len()).sum();
+        self.write(weight, move |tx| {
+            for (address, record) in &items {
+                tx.put(SENDER_KEYS, (d, &**address), &record[..])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|s| s.get(SENDER_KEYS, (self.device_id, address), <[u8]>::to_vec))
+    }
+
+    async fn delete_sender_key(&self, address: &str) -> Result<()> {
+        let (d, address) = (self.device_id, address.to_owned());
+        self.write(address.len(), move |tx| {
+            tx.remove(SENDER_KEYS, (d, address.as_str())).map(drop)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql_like;
+
+    #[test]
+    fn like_matches_sqlite_semantics() {
+        assert!(sql_like("123@%", "123@c.us.0"));
+        assert!(sql_like("abc:%", "ABC:3@lid"));
+        assert!(sql_like("5511_0@%", "5511x0@c.us"));
+        assert!(sql_like("a%c@%", "abbbc@x"));
+        assert!(!sql_like("123@%", "1234@c.us"));
+        assert!(!sql_like("123@%", "12@"));
+        assert!(sql_like("%", ""));
+        assert!(!sql_like("_", ""));
+        assert!(sql_like("é_@%", "éx@y"));
+    }
+}

@@ -1,0 +1,192 @@
+//! [`RedbStore`]: the public handle, and the plumbing every trait method
+//! goes through (`read`, `read_blocking`, `write`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wacore::store::error::StoreError;
+
+use crate::config::RedbStoreConfig;
+use crate::engine::registry;
+use crate::engine::tx::{Snapshot, Tx};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// A whatsapp-rust storage backend on a single redb file.
+///
+/// Each handle is bound to one device id (one account); handles of the same
+/// file share one engine, so any number of accounts can live in one file at
+/// the cost of one. Cloning a handle is cheap. The file is checkpointed and
+/// closed when the last handle of it is dropped (or [`RedbStore::close`]d).
+#[derive(Clone)]
+pub struct RedbStore {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) device_id: i32,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.engine.path)
+            .field("device_id", &self.device_id)
+            .finish()
+    }
+}
+
+/// Turns what users pass (a path, optionally `redb://`-prefixed) into a
+/// path.
+fn parse_location(location: &Path) -> Result<PathBuf> {
+    let invalid = |reason: &str| Error::InvalidPath {
+        path: location.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let Some(text) = location.to_str() else {
+        return Ok(location.to_path_buf());
+    };
+    let text = text.strip_prefix("redb://").unwrap_or(text);
+    if text.is_empty() {
+        return Err(invalid("the path is empty"));
+    }
+    if text.starts_with(":memory:") {
+        return Err(invalid(
+            "in-memory stores are not supported; use a file in a temporary directory",
+        ));
+    }
+    Ok(PathBuf::from(text))
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store at `path` for device id 1, with the
+    /// default configuration. `path` may carry a `redb://` prefix.
+    pub async fn new(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::with_config_for_device(path, 1, RedbStoreConfig::default()).await
+    }
+
+    /// Opens the store at `path` for `device_id`.
+    pub async fn new_for_device(path: impl AsRef<Path>, device_id: i32) -> Result<Self, StoreError> {
+        Self::with_config_for_device(path, device_id, RedbStoreConfig::default()).await
+    }
+
+    /// Opens the store at `path` for device id 1 with `config`.
+    pub async fn with_config(
+        path: impl AsRef<Path>,
+        config: RedbStoreConfig,
+    ) -> Result<Self, StoreError> {
+        Self::with_config_for_device(path, 1, config).await
+    }
+
+    /// Opens the store at `path` for `device_id` with `config`.
+    ///
+    /// Opening may replay the journal of a store that was not closed
+    /// cleanly; it runs on a blocking thread.
+    pub async fn with_config_for_device(
+        path: impl AsRef<Path>,
+        device_id: i32,
+        config: RedbStoreConfig,
+    ) -> Result<Self, StoreError> {
+        let path = parse_location(path.as_ref())?;
+        let engine = tokio::task::spawn_blocking(move || registry::open_shared(&path, &config))
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))??;
+        Ok(Self { engine, device_id })
+    }
+
+    /// Opens synchronously. For programs without an async runtime (tools,
+    /// tests); async code should use the async constructors.
+    pub fn open_blocking(
+        path: impl AsRef<Path>,
+        device_id: i32,
+        config: RedbStoreConfig,
+    ) -> Result<Self, StoreError> {
+        let path = parse_location(path.as_ref())?;
+        let engine = registry::open_shared(&path, &config)?;
+        Ok(Self { engine, device_id })
+    }
+
+    /// The device id (account) this handle reads and writes.
+    pub fn device_id(&self) -> i32 {
+        self.device_id
+    }
+
+    /// A handle for another account in the same file, sharing this one's
+    /// engine.
+    pub fn for_device(&self, device_id: i32) -> RedbStore {
+        RedbStore {
+            engine: self.engine.clone(),
+            device_id,
+        }
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.engine.path
+    }
+
+    /// The configuration in effect (the first opener's, see
+    /// [`RedbStoreConfig`]).
+    pub fn config(&self) -> &RedbStoreConfig {
+        &self.engine.config
+    }
+
+    /// Makes every write acknowledged so far part of the redb file itself
+    /// (a durable commit), so that a copy of the file alone has them. The
+    /// store does this on its own every `checkpoint_interval` and at close.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(self.engine.checkpoint().await?)
+    }
+
+    /// Closes this handle. If it is the last handle of the file, this
+    /// checkpoints, removes the journal and closes the file, and reports a
+    /// failure to do so; otherwise the file stays open for the others.
+    pub async fn close(self) -> Result<(), StoreError> {
+        match Arc::try_unwrap(self.engine) {
+            Ok(engine) => tokio::task::spawn_blocking(move || engine.close())
+                .await
+                .map_err(|e| StoreError::Database(Box::new(e)))?
+                .map_err(Into::into),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Reads from a snapshot on the calling thread. For point lookups and
+    /// small bounded scans: no thread hop, no lock.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<R>) -> Result<R, StoreError> {
+        let snapshot = self.engine.snapshot()?;
+        Ok(f(&snapshot)?)
+    }
+
+    /// Reads on a blocking thread, for scans whose size the caller does not
+    /// bound.
+    pub(crate) async fn read_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Snapshot<'_>) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || -> Result<R> { f(&engine.snapshot()?) })
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))?
+            .map_err(Into::into)
+    }
+
+    /// Runs `f` in the writer's transaction (batched with concurrent
+    /// writes) and returns once its effects are durable at the configured
+    /// level. `f` may run more than once and must only read what it
+    /// captured. `weight` approximates the bytes it carries.
+    pub(crate) async fn write<R, F>(&self, weight: usize, f: F) -> Result<R, StoreError>
+    where
+        F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(self.engine.write(weight, f).await?)
+    }
+}
+
+/// Wall-clock unix seconds, the clock SqliteStore stamps sent and pending
+/// messages with (SQLite's `strftime('%s','now')`).
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
