@@ -44,7 +44,10 @@ fn value_mac(bytes: &[u8]) -> crate::error::Result<Vec<u8>> {
 #[async_trait]
 impl AppSyncStore for RedbStore {
     async fn get_sync_key(&self, key_id: &[u8]) -> Result<Option<AppStateSyncKey>> {
-        self.read(|s| Ok(s.get(SYNC_KEYS, (self.device_id, key_id), usable_sync_key)?.flatten()))
+        self.read(|s| {
+            Ok(s.get(SYNC_KEYS, (self.device_id, key_id), usable_sync_key)?
+                .flatten())
+        })
     }
 
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {

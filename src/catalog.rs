@@ -44,7 +44,12 @@ impl<K: StoreKey, V: Value + 'static> Table<K, V> {
 pub(crate) trait StoreKey: Key + 'static {
     /// Bounds covering every key of device `d`; `None` for tables that are
     /// not per-device (the meta table).
-    fn device_range(d: i32) -> Option<(Bound<Self::SelfType<'static>>, Bound<Self::SelfType<'static>>)>;
+    fn device_range(
+        d: i32,
+    ) -> Option<(
+        Bound<Self::SelfType<'static>>,
+        Bound<Self::SelfType<'static>>,
+    )>;
 }
 
 impl StoreKey for &'static str {

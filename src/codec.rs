@@ -171,7 +171,10 @@ mod tests {
 
     #[test]
     fn rows_written_before_a_field_was_added_still_decode() {
-        let old = encode_row(&V1 { a: -7, b: vec![1, 2, 3] });
+        let old = encode_row(&V1 {
+            a: -7,
+            b: vec![1, 2, 3],
+        });
         let new: V2 = decode("v2", &old).unwrap();
         assert_eq!((new.a, new.b, new.c), (-7, vec![1, 2, 3], None));
     }
@@ -189,7 +192,13 @@ mod tests {
 
     #[test]
     fn malformed_records_are_errors_not_panics() {
-        for bad in [&[][..], &[9, 1, 2][..], &[1][..], &[1, 0xc1][..], &[1, 0x92, 0x01][..]] {
+        for bad in [
+            &[][..],
+            &[9, 1, 2][..],
+            &[1][..],
+            &[1, 0xc1][..],
+            &[1, 0x92, 0x01][..],
+        ] {
             assert!(decode::<SentMessageRow>("sent message", bad).is_err());
         }
     }

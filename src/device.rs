@@ -52,8 +52,10 @@ impl DeviceStore for RedbStore {
     /// Upserts the record; works without a prior `create()`.
     async fn save(&self, device: &Device) -> Result<()> {
         let (d, record) = (self.device_id, encode_device(device)?);
-        self.write(record.len(), move |tx| tx.put(DEVICES, d, record.as_slice()))
-            .await
+        self.write(record.len(), move |tx| {
+            tx.put(DEVICES, d, record.as_slice())
+        })
+        .await
     }
 
     /// The record, with the fields SqliteStore does not persist
@@ -95,9 +97,11 @@ impl DeviceStore for RedbStore {
             json.push(".json");
             let json = std::path::PathBuf::from(json);
             let extra = extra.to_vec();
-            tokio::task::spawn_blocking(move || crate::maintenance::write_private_file(&json, &extra))
-                .await
-                .map_err(|e| StoreError::Database(Box::new(e)))??;
+            tokio::task::spawn_blocking(move || {
+                crate::maintenance::write_private_file(&json, &extra)
+            })
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))??;
         }
         Ok(())
     }
@@ -124,9 +128,15 @@ mod tests {
 
     #[test]
     fn snapshot_names_are_sanitized_like_sqlite_store() {
-        assert_eq!(sanitize_snapshot_name("../evil name/..").unwrap(), "_evil_name_");
+        assert_eq!(
+            sanitize_snapshot_name("../evil name/..").unwrap(),
+            "_evil_name_"
+        );
         assert_eq!(sanitize_snapshot_name("///").unwrap(), "___");
-        assert_eq!(sanitize_snapshot_name("pre.flush-1").unwrap(), "pre.flush-1");
+        assert_eq!(
+            sanitize_snapshot_name("pre.flush-1").unwrap(),
+            "pre.flush-1"
+        );
         assert!(sanitize_snapshot_name("...").is_err());
         assert!(sanitize_snapshot_name(&"a".repeat(101)).is_err());
     }

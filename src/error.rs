@@ -173,7 +173,9 @@ impl From<Error> for StoreError {
                 StoreError::Connection(Box::new(err))
             }
             Error::SchemaTooNew { .. } => StoreError::Migration(Box::new(err)),
-            Error::ValueTooLarge { .. } | Error::Invalid(_) => StoreError::Validation(err.to_string()),
+            Error::ValueTooLarge { .. } | Error::Invalid(_) => {
+                StoreError::Validation(err.to_string())
+            }
             Error::Decode { .. } => StoreError::Serialization(Box::new(err)),
             _ => StoreError::Database(Box::new(err)),
         }

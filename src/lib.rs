@@ -32,7 +32,7 @@ mod signal;
 mod store;
 
 pub use config::{RedbStoreConfig, Synchronous};
-pub use legacy::SkdmTracking;
 pub use engine::recovery::RecoveryReport;
 pub use error::Error;
+pub use legacy::SkdmTracking;
 pub use store::RedbStore;

@@ -42,7 +42,10 @@ impl TableVisitor for CopyTables<'_, '_> {
             .to
             .open_table(table.def)
             .map_err(|e| Error::storage(self.target, e))?;
-        for item in src.iter().map_err(|e| Error::storage(self.from.path(), e))? {
+        for item in src
+            .iter()
+            .map_err(|e| Error::storage(self.from.path(), e))?
+        {
             let (k, v) = item.map_err(|e| Error::storage(self.from.path(), e))?;
             dst.insert(k.value(), v.value())
                 .map_err(|e| Error::storage(self.target, e))?;

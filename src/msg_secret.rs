@@ -75,7 +75,12 @@ impl MsgSecretStore for RedbStore {
         Ok(count)
     }
 
-    async fn get_msg_secret(&self, chat: &str, sender: &str, msg_id: &str) -> Result<Option<Vec<u8>>> {
+    async fn get_msg_secret(
+        &self,
+        chat: &str,
+        sender: &str,
+        msg_id: &str,
+    ) -> Result<Option<Vec<u8>>> {
         Ok(self
             .get_msg_secret_with_ts(chat, sender, msg_id)
             .await?
@@ -89,8 +94,12 @@ impl MsgSecretStore for RedbStore {
         msg_id: &str,
     ) -> Result<Option<(Vec<u8>, i64)>> {
         let row = self.read(|s| {
-            s.get(MSG_SECRETS, (self.device_id, chat, sender, msg_id), secret_row)?
-                .transpose()
+            s.get(
+                MSG_SECRETS,
+                (self.device_id, chat, sender, msg_id),
+                secret_row,
+            )?
+            .transpose()
         })?;
         Ok(row.map(|r| (r.secret.to_vec(), r.message_ts)))
     }

@@ -17,8 +17,8 @@ use crate::catalog::{
     PENDING_INBOUND, PN_INDEX, SENDER_KEY_DEVICES, SENT_MESSAGES, TC_TOKENS,
 };
 use crate::codec::{
-    LidMappingRow, PendingInboundRow as InboundRow, SentMessageRow, TcTokenRow, decode,
-    decode_u64, encode_named, encode_row,
+    LidMappingRow, PendingInboundRow as InboundRow, SentMessageRow, TcTokenRow, decode, decode_u64,
+    encode_named, encode_row,
 };
 use crate::engine::tx::Tx;
 use crate::error::Error;
@@ -46,7 +46,11 @@ fn tc_row(bytes: &[u8]) -> crate::error::Result<TcTokenRow> {
 /// must exist (SqliteStore's foreign key), an update keeps the row's
 /// `created_at` and insertion position, and the phone index follows the
 /// mapping.
-fn put_lid_rows(tx: &mut Tx<'_>, d: i32, entries: &[LidPnMappingEntry]) -> crate::error::Result<()> {
+fn put_lid_rows(
+    tx: &mut Tx<'_>,
+    d: i32,
+    entries: &[LidPnMappingEntry],
+) -> crate::error::Result<()> {
     if tx.get(DEVICES, d, |_| ())?.is_none() {
         return Err(Error::DeviceMissing { device_id: d });
     }
@@ -139,9 +143,11 @@ impl ProtocolStore for RedbStore {
         let d = self.device_id;
         let jids: HashSet<String> = device_jids.iter().map(|j| (*j).to_owned()).collect();
         self.write(jids.len() * 32, move |tx| {
-            tx.delete_where(SENDER_KEY_DEVICES, SENDER_KEY_DEVICES.device(d), |(_, _, device), _| {
-                jids.contains(device)
-            })
+            tx.delete_where(
+                SENDER_KEY_DEVICES,
+                SENDER_KEY_DEVICES.device(d),
+                |(_, _, device), _| jids.contains(device),
+            )
             .map(drop)
         })
         .await
@@ -150,13 +156,17 @@ impl ProtocolStore for RedbStore {
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
         let d = self.device_id;
         self.write(0, move |tx| {
-            tx.delete_range(SENDER_KEY_DEVICES, SENDER_KEY_DEVICES.device(d)).map(drop)
+            tx.delete_range(SENDER_KEY_DEVICES, SENDER_KEY_DEVICES.device(d))
+                .map(drop)
         })
         .await
     }
 
     async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
-        let row = self.read(|s| s.get(LID_MAPPINGS, (self.device_id, lid), lid_row)?.transpose())?;
+        let row = self.read(|s| {
+            s.get(LID_MAPPINGS, (self.device_id, lid), lid_row)?
+                .transpose()
+        })?;
         Ok(row.map(|row| lid_entry(lid, row)))
     }
 
@@ -177,7 +187,10 @@ impl ProtocolStore for RedbStore {
             })?;
             let mut best: Option<(String, LidMappingRow)> = None;
             for lid in lids {
-                let Some(row) = s.get(LID_MAPPINGS, (d, lid.as_str()), lid_row)?.transpose()? else {
+                let Some(row) = s
+                    .get(LID_MAPPINGS, (d, lid.as_str()), lid_row)?
+                    .transpose()?
+                else {
                     continue;
                 };
                 let better = best.as_ref().is_none_or(|(_, b)| {
@@ -220,7 +233,10 @@ impl ProtocolStore for RedbStore {
                 Ok(true)
             })?;
             rows.sort_by_key(|(_, row)| row.seq);
-            Ok(rows.into_iter().map(|(lid, row)| lid_entry(&lid, row)).collect())
+            Ok(rows
+                .into_iter()
+                .map(|(lid, row)| lid_entry(&lid, row))
+                .collect())
         })
         .await
     }
@@ -229,7 +245,11 @@ impl ProtocolStore for RedbStore {
         let d = self.device_id;
         let (address, id, key) = (address.to_owned(), message_id.to_owned(), base_key.to_vec());
         self.write(address.len() + id.len() + key.len(), move |tx| {
-            tx.put(BASE_KEYS, (d, address.as_str(), id.as_str()), key.as_slice())
+            tx.put(
+                BASE_KEYS,
+                (d, address.as_str(), id.as_str()),
+                key.as_slice(),
+            )
         })
         .await
     }
@@ -252,7 +272,8 @@ impl ProtocolStore for RedbStore {
         let d = self.device_id;
         let (address, id) = (address.to_owned(), message_id.to_owned());
         self.write(address.len() + id.len(), move |tx| {
-            tx.remove(BASE_KEYS, (d, address.as_str(), id.as_str())).map(drop)
+            tx.remove(BASE_KEYS, (d, address.as_str(), id.as_str()))
+                .map(drop)
         })
         .await
     }
@@ -353,10 +374,14 @@ impl ProtocolStore for RedbStore {
     async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         self.read(|s| {
-            s.visit(TC_TOKENS, TC_TOKENS.device(self.device_id), |(_, jid), _| {
-                out.push(jid.to_owned());
-                Ok(true)
-            })
+            s.visit(
+                TC_TOKENS,
+                TC_TOKENS.device(self.device_id),
+                |(_, jid), _| {
+                    out.push(jid.to_owned());
+                    Ok(true)
+                },
+            )
         })?;
         Ok(out)
     }
@@ -380,7 +405,11 @@ impl ProtocolStore for RedbStore {
 
     /// Moves the sender timestamp forward (never back) without touching the
     /// token; creates a placeholder row if there is none. Atomic.
-    async fn touch_tc_token_sender_timestamp(&self, jid: &str, sender_timestamp: i64) -> Result<()> {
+    async fn touch_tc_token_sender_timestamp(
+        &self,
+        jid: &str,
+        sender_timestamp: i64,
+    ) -> Result<()> {
         let (d, jid) = (self.device_id, jid.to_owned());
         self.write(jid.len(), move |tx| {
             let key = (d, jid.as_str());
@@ -405,7 +434,12 @@ impl ProtocolStore for RedbStore {
 
     /// Newer (or equal) wins; an empty stored token never blocks; the
     /// sender timestamp is kept. Atomic.
-    async fn store_received_tc_token(&self, jid: &str, token: &[u8], token_timestamp: i64) -> Result<()> {
+    async fn store_received_tc_token(
+        &self,
+        jid: &str,
+        token: &[u8],
+        token_timestamp: i64,
+    ) -> Result<()> {
         let (d, jid, token) = (self.device_id, jid.to_owned(), token.to_vec());
         self.write(jid.len() + token.len(), move |tx| {
             let key = (d, jid.as_str());
@@ -426,7 +460,12 @@ impl ProtocolStore for RedbStore {
         .await
     }
 
-    async fn store_sent_message(&self, chat_jid: &str, message_id: &str, payload: &[u8]) -> Result<()> {
+    async fn store_sent_message(
+        &self,
+        chat_jid: &str,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<()> {
         let d = self.device_id;
         let (chat, id) = (chat_jid.to_owned(), message_id.to_owned());
         let row = encode_row(&SentMessageRow {
@@ -434,7 +473,11 @@ impl ProtocolStore for RedbStore {
             payload: payload.to_vec(),
         });
         self.write(chat.len() + id.len() + row.len(), move |tx| {
-            tx.put(SENT_MESSAGES, (d, chat.as_str(), id.as_str()), row.as_slice())
+            tx.put(
+                SENT_MESSAGES,
+                (d, chat.as_str(), id.as_str()),
+                row.as_slice(),
+            )
         })
         .await
     }
@@ -467,7 +510,13 @@ impl ProtocolStore for RedbStore {
         .await
     }
 
-    async fn store_pending_inbound(&self, chat: &str, sender: &str, id: &str, message: &[u8]) -> Result<()> {
+    async fn store_pending_inbound(
+        &self,
+        chat: &str,
+        sender: &str,
+        id: &str,
+        message: &[u8],
+    ) -> Result<()> {
         self.store_pending_inbound_batch(&[PendingInboundRow {
             chat,
             sender,
@@ -477,7 +526,12 @@ impl ProtocolStore for RedbStore {
         .await
     }
 
-    async fn get_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
+    async fn get_pending_inbound(
+        &self,
+        chat: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>> {
         let row = self.read(|s| {
             s.get(PENDING_INBOUND, (self.device_id, chat, sender, id), |v| {
                 decode::<InboundRow>("pending inbound message", v)
@@ -516,13 +570,23 @@ impl ProtocolStore for RedbStore {
                     inserted_at: now,
                     message: r.message.to_vec(),
                 };
-                ([r.chat.into(), r.sender.into(), r.id.into()], encode_row(&row))
+                (
+                    [r.chat.into(), r.sender.into(), r.id.into()],
+                    encode_row(&row),
+                )
             })
             .collect();
-        let weight = rows.iter().map(|(k, v)| k.iter().map(String::len).sum::<usize>() + v.len()).sum();
+        let weight = rows
+            .iter()
+            .map(|(k, v)| k.iter().map(String::len).sum::<usize>() + v.len())
+            .sum();
         self.write(weight, move |tx| {
             for ([chat, sender, id], row) in &rows {
-                tx.put(PENDING_INBOUND, (d, chat.as_str(), sender.as_str(), id.as_str()), row.as_slice())?;
+                tx.put(
+                    PENDING_INBOUND,
+                    (d, chat.as_str(), sender.as_str(), id.as_str()),
+                    row.as_slice(),
+                )?;
             }
             Ok(())
         })
@@ -541,7 +605,10 @@ impl ProtocolStore for RedbStore {
         let weight = keys.iter().flatten().map(String::len).sum();
         self.write(weight, move |tx| {
             for [chat, sender, id] in &keys {
-                tx.remove(PENDING_INBOUND, (d, chat.as_str(), sender.as_str(), id.as_str()))?;
+                tx.remove(
+                    PENDING_INBOUND,
+                    (d, chat.as_str(), sender.as_str(), id.as_str()),
+                )?;
             }
             Ok(())
         })

@@ -75,13 +75,17 @@ fn has_address_of_user(
         .any(|c| c.is_ascii_alphabetic() || c == '_' || c == '%');
     if exact {
         let (_, upper) = table.device(d);
-        s.visit(table, (Bound::Included((d, user)), upper), |(_, addr), _| {
-            let Some(rest) = addr.strip_prefix(user) else {
-                return Ok(false); // past the keys that start with `user`
-            };
-            found = rest.starts_with('@') || rest.starts_with(':');
-            Ok(!found)
-        })?;
+        s.visit(
+            table,
+            (Bound::Included((d, user)), upper),
+            |(_, addr), _| {
+                let Some(rest) = addr.strip_prefix(user) else {
+                    return Ok(false); // past the keys that start with `user`
+                };
+                found = rest.starts_with('@') || rest.starts_with(':');
+                Ok(!found)
+            },
+        )?;
     } else {
         let (at, colon) = (format!("{user}@%"), format!("{user}:%"));
         s.visit(table, table.device(d), |(_, addr), _| {
@@ -168,7 +172,10 @@ impl SignalStore for RedbStore {
     }
 
     async fn has_session(&self, address: &str) -> Result<bool> {
-        self.read(|s| Ok(s.get(SESSIONS, (self.device_id, address), |_| ())?.is_some()))
+        self.read(|s| {
+            Ok(s.get(SESSIONS, (self.device_id, address), |_| ())?
+                .is_some())
+        })
     }
 
     async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
@@ -185,8 +192,10 @@ impl SignalStore for RedbStore {
             uploaded,
             record: record.to_vec(),
         });
-        self.write(row.len(), move |tx| tx.put(PREKEYS, (d, id), row.as_slice()))
-            .await
+        self.write(row.len(), move |tx| {
+            tx.put(PREKEYS, (d, id), row.as_slice())
+        })
+        .await
     }
 
     async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
@@ -215,7 +224,10 @@ impl SignalStore for RedbStore {
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
-        self.read(|s| s.get(PREKEYS, (self.device_id, id), prekey_record)?.transpose())
+        self.read(|s| {
+            s.get(PREKEYS, (self.device_id, id), prekey_record)?
+                .transpose()
+        })
     }
 
     /// Found ids only, each once, in ascending id order (SqliteStore's
@@ -298,10 +310,14 @@ impl SignalStore for RedbStore {
     async fn load_all_signed_prekeys(&self) -> Result<Vec<(u32, Vec<u8>)>> {
         let mut out = Vec::new();
         self.read(|s| {
-            s.visit(SIGNED_PREKEYS, SIGNED_PREKEYS.device(self.device_id), |(_, id), v| {
-                out.push((id, v.to_vec()));
-                Ok(true)
-            })
+            s.visit(
+                SIGNED_PREKEYS,
+                SIGNED_PREKEYS.device(self.device_id),
+                |(_, id), v| {
+                    out.push((id, v.to_vec()));
+                    Ok(true)
+                },
+            )
         })?;
         Ok(out)
     }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
+use crate::engine::Engine;
 use crate::engine::registry;
 use crate::engine::tx::{Snapshot, Tx};
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// A whatsapp-rust storage backend on a single redb file.
@@ -63,7 +63,10 @@ impl RedbStore {
     }
 
     /// Opens the store at `path` for `device_id`.
-    pub async fn new_for_device(path: impl AsRef<Path>, device_id: i32) -> Result<Self, StoreError> {
+    pub async fn new_for_device(
+        path: impl AsRef<Path>,
+        device_id: i32,
+    ) -> Result<Self, StoreError> {
         Self::with_config_for_device(path, device_id, RedbStoreConfig::default()).await
     }
 
@@ -150,7 +153,10 @@ impl RedbStore {
 
     /// Reads from a snapshot on the calling thread. For point lookups and
     /// small bounded scans: no thread hop, no lock.
-    pub(crate) fn read<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<R>) -> Result<R, StoreError> {
+    pub(crate) fn read<R>(
+        &self,
+        f: impl FnOnce(&Snapshot<'_>) -> Result<R>,
+    ) -> Result<R, StoreError> {
         let snapshot = self.engine.snapshot()?;
         Ok(f(&snapshot)?)
     }

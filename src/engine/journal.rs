@@ -32,8 +32,8 @@
 //! with its WAL), so an fdatasync only flushes data, not file size.
 
 use std::fs::File;
-use std::ops::Bound;
 use std::io;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -109,7 +109,8 @@ impl EffectLog {
     }
 
     pub fn delete_range(&mut self, table: TableId, lower: Bound<&[u8]>, upper: Bound<&[u8]>) {
-        self.buf.extend_from_slice(&[EFFECT_DELETE_RANGE, table as u8]);
+        self.buf
+            .extend_from_slice(&[EFFECT_DELETE_RANGE, table as u8]);
         for bound in [lower, upper] {
             match bound {
                 Bound::Unbounded => self.buf.push(0),
@@ -135,7 +136,6 @@ impl EffectLog {
         &self.buf
     }
 }
-
 
 /// One decoded effect, borrowing from the record payload.
 #[derive(Debug, PartialEq, Eq)]
@@ -168,7 +168,10 @@ impl<'a> Effects<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.rest.len() < n {
-            return Err(Error::decode("journal record", "effect runs past the record end"));
+            return Err(Error::decode(
+                "journal record",
+                "effect runs past the record end",
+            ));
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
@@ -196,8 +199,9 @@ impl<'a> Effects<'a> {
 
     fn next_effect(&mut self) -> Result<Effect<'a>> {
         let head = self.take(2)?;
-        let table = TableId::from_u8(head[1])
-            .ok_or_else(|| Error::decode("journal record", format!("unknown table id {}", head[1])))?;
+        let table = TableId::from_u8(head[1]).ok_or_else(|| {
+            Error::decode("journal record", format!("unknown table id {}", head[1]))
+        })?;
         Ok(match head[0] {
             EFFECT_PUT => Effect::Put {
                 table,
@@ -294,8 +298,7 @@ pub(crate) fn read_journal(
         });
     }
     let mut header = [0u8; HEADER_LEN as usize];
-    read_exact_at(&file, &mut header, 0)
-        .map_err(|e| Error::io(path, e))?;
+    read_exact_at(&file, &mut header, 0).map_err(|e| Error::io(path, e))?;
     let sum = u64::from_le_bytes(header[56..64].try_into().expect("8 bytes"));
     if &header[0..8] != MAGIC || xxh3_64(&header[0..56]) != sum {
         return Ok(JournalContents::Foreign {
@@ -324,8 +327,7 @@ pub(crate) fn read_journal(
             break;
         }
         let mut rh = [0u8; RECORD_HEADER_LEN];
-        read_exact_at(&file, &mut rh, pos)
-            .map_err(|e| Error::io(path, e))?;
+        read_exact_at(&file, &mut rh, pos).map_err(|e| Error::io(path, e))?;
         let len = u32::from_le_bytes(rh[0..4].try_into().expect("4 bytes"));
         let lsn = u64::from_le_bytes(rh[4..12].try_into().expect("8 bytes"));
         let sum = u64::from_le_bytes(rh[12..20].try_into().expect("8 bytes"));
@@ -431,8 +433,7 @@ impl Journal {
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.hook(|f| f.on_write(IoTarget::Journal, offset, data))?;
-        write_all_at(&self.file, data, offset)
-            .map_err(|e| Error::io(&self.path, e))?;
+        write_all_at(&self.file, data, offset).map_err(|e| Error::io(&self.path, e))?;
         self.stats.add_write(data.len());
         Ok(())
     }

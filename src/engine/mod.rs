@@ -147,7 +147,9 @@ fn maybe_compact(db: &mut Database, path: &Path, config: &RedbStoreConfig) -> Re
     let Some(threshold) = config.compact_on_open else {
         return Ok(());
     };
-    let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
     if file_len < (1 << 20) {
         return Ok(());
     }
@@ -258,7 +260,9 @@ impl Engine {
     }
 
     pub fn db(&self) -> &Database {
-        self.db.as_ref().expect("the database lives as long as the engine")
+        self.db
+            .as_ref()
+            .expect("the database lives as long as the engine")
     }
 
     /// A read snapshot of everything acknowledged so far.

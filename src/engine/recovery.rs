@@ -42,7 +42,9 @@ impl TableVisitor for ApplyEffect<'_, '_> {
 
 fn table_of(effect: &Effect<'_>) -> crate::catalog::TableId {
     match effect {
-        Effect::Put { table, .. } | Effect::Delete { table, .. } | Effect::DeleteRange { table, .. } => *table,
+        Effect::Put { table, .. }
+        | Effect::Delete { table, .. }
+        | Effect::DeleteRange { table, .. } => *table,
     }
 }
 
@@ -62,10 +64,12 @@ fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Resu
                 effect: &effect,
                 path,
             };
-            table_of(&effect).visit(&mut apply).map_err(|e| Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: format!("journal record {lsn}: {e}"),
-            })?;
+            table_of(&effect)
+                .visit(&mut apply)
+                .map_err(|e| Error::Corrupted {
+                    path: path.to_path_buf(),
+                    detail: format!("journal record {lsn}: {e}"),
+                })?;
         }
     }
     if let Some((last, _)) = records.last() {

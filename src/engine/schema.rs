@@ -118,7 +118,8 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileM
         path: path.to_path_buf(),
         detail: e.to_string(),
     };
-    let schema_version = decode_u32("schema version", &get(META_SCHEMA_VERSION)?).map_err(corrupted)?;
+    let schema_version =
+        decode_u32("schema version", &get(META_SCHEMA_VERSION)?).map_err(corrupted)?;
     let file_id: [u8; 16] = get(META_FILE_ID)?
         .try_into()
         .map_err(|_| corrupted(Error::decode("file id", "expected 16 bytes")))?;
@@ -157,13 +158,16 @@ pub(crate) fn migrate(
         .map_err(|e| err(e.into()))?;
     let mut version = meta.schema_version;
     while version < target {
-        let step = migrations.iter().find(|m| m.to == version + 1).ok_or_else(|| {
-            Error::Invalid(format!(
-                "{}: no migration from schema version {version} to {}",
-                path.display(),
-                version + 1
-            ))
-        })?;
+        let step = migrations
+            .iter()
+            .find(|m| m.to == version + 1)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: no migration from schema version {version} to {}",
+                    path.display(),
+                    version + 1
+                ))
+            })?;
         log::info!(
             "{}: migrating schema {version} -> {}",
             path.display(),
@@ -232,7 +236,10 @@ mod tests {
         let err = migrate(&db, &path, &mut meta, &[], SCHEMA_VERSION + 1).unwrap_err();
         assert!(err.to_string().contains("no migration"), "{err}");
         // The failed migration changed nothing.
-        assert_eq!(read_meta(&db, &path).unwrap().schema_version, SCHEMA_VERSION);
+        assert_eq!(
+            read_meta(&db, &path).unwrap().schema_version,
+            SCHEMA_VERSION
+        );
     }
 
     #[test]

@@ -270,7 +270,8 @@ impl<'a> Tx<'a> {
             })
             .map_err(|e| self.err(e))?;
         if removed > 0 {
-            self.log.delete_range(t.id, as_ref(&encoded.0), as_ref(&encoded.1));
+            self.log
+                .delete_range(t.id, as_ref(&encoded.0), as_ref(&encoded.1));
         }
         Ok(removed)
     }

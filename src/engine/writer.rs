@@ -242,11 +242,7 @@ impl Writer {
         }
     }
 
-    fn try_batch(
-        &mut self,
-        jobs: &mut [Box<dyn Job>],
-        failures: &mut [Option<Error>],
-    ) -> Attempt {
+    fn try_batch(&mut self, jobs: &mut [Box<dyn Job>], failures: &mut [Option<Error>]) -> Attempt {
         let mut txn = match self.db.begin_write() {
             Ok(txn) => txn,
             Err(e) => return Attempt::Done(Err(Error::storage(&self.path, e))),
@@ -275,7 +271,10 @@ impl Writer {
                 }
                 Err(panic) => {
                     let what = panic_message(&panic);
-                    log::error!("{}: a write operation panicked: {what}", self.path.display());
+                    log::error!(
+                        "{}: a write operation panicked: {what}",
+                        self.path.display()
+                    );
                     *failure = Some(Error::Invalid(format!("the operation panicked: {what}")));
                     // The transaction may be poisoned: start over without it.
                     return Attempt::Retry;
