@@ -131,6 +131,13 @@ impl RedbStore {
         &self.engine.config
     }
 
+    /// What recovery did when this process opened the file: journal records
+    /// replayed after an unclean shutdown, and why the journal ended early
+    /// if it did (a torn or damaged tail).
+    pub fn recovery_report(&self) -> &crate::RecoveryReport {
+        &self.engine.recovery
+    }
+
     /// Makes every write acknowledged so far part of the redb file itself
     /// (a durable commit), so that a copy of the file alone has them. The
     /// store does this on its own every `checkpoint_interval` and at close.

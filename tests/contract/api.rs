@@ -9,7 +9,7 @@ use wacore::store::error::StoreError;
 use wacore::store::traits::{DeviceStore, SignalStore};
 use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
 
-use crate::support::self_command;
+use crate::process::self_command;
 
 #[tokio::test]
 async fn constructors_bind_device_ids() {

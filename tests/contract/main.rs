@@ -9,3 +9,5 @@ mod persistence;
 mod protocol;
 mod signal;
 mod support;
+#[path = "../util/process.rs"]
+mod process;
