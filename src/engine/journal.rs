@@ -25,11 +25,14 @@
 //!   20..    payload: effects, see `EffectLog`
 //! ```
 //!
-//! Recovery reads records from offset 64 and applies those whose lsn follows
-//! the checkpoint's without a gap; the first record that is torn, fails its
-//! checksum, or breaks the sequence ends the journal. The file is
-//! preallocated and overwritten in place after a checkpoint (as SQLite does
-//! with its WAL), so an fdatasync only flushes data, not file size.
+//! Every record is written together with an all-zero record header after
+//! it, which marks the end of the journal until the next record overwrites
+//! it. Recovery reads records from offset 64 and applies those whose lsn
+//! follows the checkpoint's without a gap, up to the end marker; a record
+//! that is torn, fails its checksum or breaks the sequence ends the journal
+//! early, and recovery reports it. The file is preallocated and overwritten
+//! in place after a checkpoint (as SQLite does with its WAL), so an
+//! fdatasync only flushes data, not file size.
 
 use std::fs::File;
 use std::io;
@@ -126,13 +129,17 @@ impl EffectLog {
         }
     }
 
-    /// Fills in the record header and returns the whole record.
+    /// Fills in the record header and returns the whole record, followed by
+    /// an all-zero record header: written together, it marks the end of the
+    /// journal, so what follows (records of an older generation, or nothing)
+    /// is never mistaken for a torn record. The next record overwrites it.
     fn seal(&mut self, file_id: &[u8; 16], lsn: u64) -> &[u8] {
         let len = (self.buf.len() - RECORD_HEADER_LEN) as u32;
         let sum = record_checksum(file_id, lsn, len, &self.buf[RECORD_HEADER_LEN..]);
         self.buf[0..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..12].copy_from_slice(&lsn.to_le_bytes());
         self.buf[12..20].copy_from_slice(&sum.to_le_bytes());
+        self.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
         &self.buf
     }
 }
@@ -332,29 +339,33 @@ pub(crate) fn read_journal(
         let lsn = u64::from_le_bytes(rh[4..12].try_into().expect("8 bytes"));
         let sum = u64::from_le_bytes(rh[12..20].try_into().expect("8 bytes"));
         if len == 0 && lsn == 0 && sum == 0 {
-            break; // preallocated zeros: the end of the written part
-        }
-        if lsn != expected {
-            // An older generation of records (rewound after a checkpoint),
-            // or a gap: nothing after it belongs to the current history.
-            if lsn > expected {
-                stopped = Some(format!(
-                    "record {lsn} at offset {pos} does not follow record {}",
-                    expected - 1
-                ));
-            }
-            break;
+            break; // the end marker (or preallocated zeros): a clean end
         }
         let end = pos + RECORD_HEADER_LEN as u64 + len as u64;
-        if end > file_len {
-            stopped = Some(format!("record {lsn} at offset {pos} is torn"));
+        let payload = if end <= file_len {
+            let mut payload = vec![0u8; len as usize];
+            read_exact_at(&file, &mut payload, pos + RECORD_HEADER_LEN as u64)
+                .map_err(|e| Error::io(path, e))?;
+            Some(payload).filter(|p| record_checksum(file_id, lsn, len, p) == sum)
+        } else {
+            None
+        };
+        let Some(payload) = payload else {
+            stopped = Some(format!(
+                "the record at offset {pos} is torn or damaged (it fails its checksum)"
+            ));
+            break;
+        };
+        if lsn < expected && records.is_empty() {
+            // A record from before the checkpoint, in the first slot: the
+            // journal was rewound and nothing was written since.
             break;
         }
-        let mut payload = vec![0u8; len as usize];
-        read_exact_at(&file, &mut payload, pos + RECORD_HEADER_LEN as u64)
-            .map_err(|e| Error::io(path, e))?;
-        if record_checksum(file_id, lsn, len, &payload) != sum {
-            stopped = Some(format!("record {lsn} at offset {pos} fails its checksum"));
+        if lsn != expected {
+            stopped = Some(format!(
+                "record {lsn} at offset {pos} does not follow record {}",
+                expected - 1
+            ));
             break;
         }
         records.push((lsn, payload));
@@ -481,6 +492,7 @@ impl Journal {
     /// operating system (and on stable storage with `sync_each`).
     pub fn append(&mut self, lsn: u64, effects: &mut EffectLog) -> Result<()> {
         let record_len = effects.buf.len() as u64;
+        // Room for the record and the end marker `seal` puts after it.
         self.grow(self.write_pos + record_len + RECORD_HEADER_LEN as u64)?;
         let pos = self.write_pos;
         let record = effects.seal(&self.file_id, lsn);

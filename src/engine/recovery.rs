@@ -121,7 +121,11 @@ pub(crate) fn recover(
             } => (schema_version, records, stopped),
         };
     if records.is_empty() {
-        report.stopped = stopped;
+        if let Some(why) = stopped {
+            log::warn!("{}: journal ended early: {why}", path.display());
+            report.set_aside = Some(set_aside(journal, "damaged")?);
+            report.stopped = Some(why);
+        }
         return Ok(report);
     }
     if schema_version != meta.schema_version || schema_version != SCHEMA_VERSION {
@@ -155,7 +159,9 @@ pub(crate) fn recover(
     if let Some((last, _)) = records.last() {
         meta.checkpoint_lsn = *last;
     }
-    if report.set_aside.is_some() {
+    // A journal that ended early (torn by a power loss, or damaged) is kept
+    // for inspection rather than overwritten by the new journal.
+    if report.set_aside.is_some() || report.stopped.is_some() {
         report.set_aside = Some(set_aside(journal, "damaged")?);
     }
     if report.records_replayed > 0 {
