@@ -1,0 +1,258 @@
+//! The Signal lease contract through the client's own machinery, as
+//! whatsapp-rust tests it against SqliteStore
+//! (`tests/signal_durability_sqlite.rs`): wacore's `SignalStoreCache` over
+//! `RedbStore` advances a session chain and a sender-key chain past a lease,
+//! flushes (the lease is now durable), hands out more counters without
+//! flushing, and the process is SIGKILLed. A new process reloads: the
+//! stored reservation must cover every counter that was handed out, so no
+//! message key is ever reused.
+
+#[path = "util/process.rs"]
+mod process;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use rand::SeedableRng;
+use wacore::libsignal::protocol::consts::SENDER_CHAIN_RESERVATION_BATCH;
+use wacore::libsignal::protocol::{
+    ChainKey, IdentityKey, KeyPair, RootKey, SenderKeyRecord, SenderKeyStore, SessionRecord,
+    SessionState, create_sender_key_distribution_message, group_encrypt,
+};
+use wacore::libsignal::store::sender_key_name::SenderKeyName;
+use wacore::store::SignalStoreCache;
+use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
+
+const FIXTURE_SEED: u64 = 0x51A6_5A17_EC4A_5E01;
+
+type DmFingerprint = ([u8; 32], [u8; 16]);
+
+struct CachedSenderKeyStore<'a> {
+    cache: &'a SignalStoreCache,
+    backend: &'a RedbStore,
+}
+
+#[async_trait::async_trait]
+impl SenderKeyStore for CachedSenderKeyStore<'_> {
+    async fn store_sender_key(
+        &mut self,
+        name: &SenderKeyName,
+        record: SenderKeyRecord,
+    ) -> wacore::libsignal::protocol::error::Result<()> {
+        self.cache.put_sender_key(name, record).await;
+        Ok(())
+    }
+
+    async fn load_sender_key(
+        &self,
+        name: &SenderKeyName,
+    ) -> wacore::libsignal::protocol::error::Result<Option<SenderKeyRecord>> {
+        Ok(self
+            .cache
+            .get_sender_key(name, self.backend)
+            .await
+            .map_err(|error| {
+                wacore::libsignal::protocol::SignalProtocolError::BackendError(
+                    "redb durability test",
+                    error.into(),
+                )
+            })?
+            .map(|record| (*record).clone()))
+    }
+}
+
+fn dm_address() -> wacore::libsignal::protocol::ProtocolAddress {
+    wacore::libsignal::protocol::ProtocolAddress::new("15550008001", 1.into())
+}
+
+fn group_name() -> SenderKeyName {
+    SenderKeyName::from_parts("120363000000080001@g.us", "15550008002@s.whatsapp.net:0")
+}
+
+fn fresh_session(rng: &mut rand::rngs::StdRng) -> SessionRecord {
+    let local = IdentityKey::new(KeyPair::generate(rng).public_key);
+    let remote = IdentityKey::new(KeyPair::generate(rng).public_key);
+    let base_key = KeyPair::generate(rng).public_key;
+    let mut state = SessionState::new(3, &local, &remote, &RootKey::new([7; 32]), &base_key);
+    state.set_sender_chain(&KeyPair::generate(rng), &ChainKey::new([11; 32], 0));
+    SessionRecord::new(state)
+}
+
+/// Hands out the next DM counter the way the client's encrypt path does,
+/// raising the lease when the counter reaches it.
+fn spend_dm(record: &mut SessionRecord) -> (u32, DmFingerprint) {
+    let chain = record
+        .session_state()
+        .expect("session state")
+        .get_sender_chain_key()
+        .expect("sender chain");
+    let keys = chain.message_keys().generate_keys();
+    let fingerprint = (*keys.cipher_key(), *keys.iv());
+    let next = chain.next_chain_key().expect("next chain key");
+    record
+        .session_state_mut()
+        .expect("session state")
+        .set_sender_chain_key(&next)
+        .expect("sender chain update");
+    if chain.index() >= record.reserved_sender_chain_index() {
+        record.reserve_sender_chain_counters(chain.index());
+    }
+    (chain.index(), fingerprint)
+}
+
+fn config(mode: &str) -> RedbStoreConfig {
+    let synchronous = if mode == "full" {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    };
+    RedbStoreConfig::default().with_synchronous(synchronous)
+}
+
+/// The child: leases, flushes, hands out unflushed counters, then waits to
+/// be killed.
+#[tokio::test]
+#[ignore]
+async fn lease_child() {
+    let (Some(path), Ok(mode)) = (
+        std::env::var_os("WA_REDB_LEASE_FILE"),
+        std::env::var("WA_REDB_LEASE_MODE"),
+    ) else {
+        return;
+    };
+    let store = RedbStore::with_config(&path, config(&mode)).await.expect("store");
+    let cache = SignalStoreCache::new();
+    let address = dm_address();
+    let name = group_name();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(FIXTURE_SEED);
+
+    let mut dm = fresh_session(&mut rng);
+    assert_eq!(spend_dm(&mut dm).0, 0);
+    cache.put_session(&address, dm).await;
+
+    let mut sender = CachedSenderKeyStore {
+        cache: &cache,
+        backend: &store,
+    };
+    create_sender_key_distribution_message(&name, &mut sender, &mut rng)
+        .await
+        .expect("sender-key setup");
+    let first = group_encrypt(&mut sender, &name, b"first", &mut rng)
+        .await
+        .expect("first group encrypt");
+    assert_eq!(first.iteration(), 0);
+
+    // The lease reaches the store before any ciphertext would be sent.
+    cache.flush(&store).await.expect("durable lease flush");
+    assert!(!cache.needs_pre_wire_flush().await);
+
+    let mut dm = cache
+        .get_session(&address, &store)
+        .await
+        .expect("session load")
+        .expect("session");
+    for expected in 1..=5 {
+        assert_eq!(spend_dm(&mut dm).0, expected);
+    }
+    cache.put_session(&address, dm).await;
+    for expected in 1..=5 {
+        let message = group_encrypt(&mut sender, &name, b"unflushed", &mut rng)
+            .await
+            .expect("group encrypt");
+        assert_eq!(message.iteration(), expected);
+    }
+    println!("LEASED");
+    // Wait for the SIGKILL.
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    panic!("the parent was to kill this process");
+}
+
+async fn verify_recovery(path: &std::path::Path, mode: &str) {
+    let store = RedbStore::with_config(path, config(mode)).await.expect("reopen");
+    let cache = SignalStoreCache::new();
+    let address = dm_address();
+    let name = group_name();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(FIXTURE_SEED ^ 0xFFFF);
+
+    // The counters the killed process handed out.
+    let mut child_record = fresh_session(&mut rand::rngs::StdRng::seed_from_u64(FIXTURE_SEED));
+    let mut child_fingerprints = Vec::with_capacity(6);
+    for _ in 0..6 {
+        child_fingerprints.push(spend_dm(&mut child_record).1);
+    }
+
+    let mut recovered = cache
+        .get_session(&address, &store)
+        .await
+        .expect("recovery load")
+        .expect("durable session");
+    let (counter, fingerprint) = spend_dm(&mut recovered);
+    assert_eq!(counter, SENDER_CHAIN_RESERVATION_BATCH);
+    assert!(!child_fingerprints.contains(&fingerprint), "a message key was reused");
+    cache.put_session(&address, recovered).await;
+
+    let mut sender = CachedSenderKeyStore {
+        cache: &cache,
+        backend: &store,
+    };
+    let recovered_group = group_encrypt(&mut sender, &name, b"recovered", &mut rng)
+        .await
+        .expect("group recovery encrypt");
+    assert_eq!(recovered_group.iteration(), SENDER_CHAIN_RESERVATION_BATCH);
+    assert!(cache.needs_pre_wire_flush().await);
+    cache.flush(&store).await.expect("recovery lease flush");
+    assert!(!cache.needs_pre_wire_flush().await);
+
+    cache.clear_after_flush().await;
+    let mut exact = cache
+        .get_session(&address, &store)
+        .await
+        .expect("clean reload")
+        .expect("durable session");
+    assert_eq!(spend_dm(&mut exact).0, SENDER_CHAIN_RESERVATION_BATCH + 1);
+    cache.put_session(&address, exact).await;
+    let exact_group = group_encrypt(&mut sender, &name, b"exact", &mut rng)
+        .await
+        .expect("clean group reload");
+    assert_eq!(exact_group.iteration(), SENDER_CHAIN_RESERVATION_BATCH + 1);
+    assert!(!cache.needs_pre_wire_flush().await);
+}
+
+async fn lease_survives_sigkill(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lease.redb");
+    let mut child = process::self_command("lease_child")
+        .env("WA_REDB_LEASE_FILE", &path)
+        .env("WA_REDB_LEASE_MODE", mode)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "child died before leasing");
+        if line.trim_end().ends_with("LEASED") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no exit hooks, no clean close
+    child.wait().unwrap();
+    assert!(
+        dir.path().join("lease.redb.journal").exists(),
+        "the kill must leave the store uncleanly closed"
+    );
+    verify_recovery(&path, mode).await;
+}
+
+#[tokio::test]
+async fn signal_lease_survives_sigkill_normal() {
+    lease_survives_sigkill("normal").await;
+}
+
+#[tokio::test]
+async fn signal_lease_survives_sigkill_full() {
+    lease_survives_sigkill("full").await;
+}
