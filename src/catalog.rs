@@ -50,10 +50,17 @@ pub(crate) trait StoreKey: Key + 'static {
         Bound<Self::SelfType<'static>>,
         Bound<Self::SelfType<'static>>,
     )>;
+
+    /// The device a key belongs to; `None` for the meta table.
+    fn device_of(key: &Self::SelfType<'_>) -> Option<i32>;
 }
 
 impl StoreKey for &'static str {
     fn device_range(_: i32) -> Option<(Bound<&'static str>, Bound<&'static str>)> {
+        None
+    }
+
+    fn device_of(_: &&str) -> Option<i32> {
         None
     }
 }
@@ -61,6 +68,10 @@ impl StoreKey for &'static str {
 impl StoreKey for i32 {
     fn device_range(d: i32) -> Option<(Bound<i32>, Bound<i32>)> {
         Some((Bound::Included(d), Bound::Included(d)))
+    }
+
+    fn device_of(key: &i32) -> Option<i32> {
+        Some(*key)
     }
 }
 
@@ -80,6 +91,10 @@ macro_rules! device_tuple_key {
                     None => Bound::Unbounded,
                 };
                 Some((lower, upper))
+            }
+
+            fn device_of(key: &Self::SelfType<'_>) -> Option<i32> {
+                Some(key.0)
             }
         }
     )*};

@@ -51,6 +51,21 @@ impl fmt::Display for Synchronous {
     }
 }
 
+/// When to verify every page checksum of the file at open (redb's
+/// integrity check; reads the whole file). redb's ordinary open trusts the
+/// file; the check turns damage made outside redb into a clear error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntegrityCheck {
+    /// Never (fastest open).
+    Never,
+    /// When the previous process did not close the store cleanly (crash,
+    /// kill, power loss): the moment damage is most likely.
+    #[default]
+    AfterUncleanShutdown,
+    /// On every open.
+    Always,
+}
+
 /// Configuration of a [`crate::RedbStore`]. Every field has a sensible
 /// default; the `with_*` methods change one field each.
 ///
@@ -75,6 +90,9 @@ pub struct RedbStoreConfig {
     /// space (and the file is larger than 1 MiB). `None` disables it.
     /// Default `Some(0.5)`.
     pub compact_on_open: Option<f64>,
+    /// When to verify the whole file at open. Default
+    /// [`IntegrityCheck::AfterUncleanShutdown`].
+    pub integrity_check: IntegrityCheck,
     /// Test hook: inject I/O failures. Not part of the stable API.
     #[doc(hidden)]
     pub io_faults: Option<Arc<dyn IoFaults>>,
@@ -89,6 +107,7 @@ impl Default for RedbStoreConfig {
             checkpoint_journal_bytes: 32 << 20,
             max_value_size: 64 << 20,
             compact_on_open: Some(0.5),
+            integrity_check: IntegrityCheck::AfterUncleanShutdown,
             io_faults: None,
         }
     }
@@ -103,6 +122,7 @@ impl fmt::Debug for RedbStoreConfig {
             .field("checkpoint_journal_bytes", &self.checkpoint_journal_bytes)
             .field("max_value_size", &self.max_value_size)
             .field("compact_on_open", &self.compact_on_open)
+            .field("integrity_check", &self.integrity_check)
             .field("io_faults", &self.io_faults.is_some())
             .finish()
     }
@@ -142,6 +162,12 @@ impl RedbStoreConfig {
     /// Sets (or with `None` disables) compaction at open.
     pub fn with_compact_on_open(mut self, free_fraction: Option<f64>) -> Self {
         self.compact_on_open = free_fraction;
+        self
+    }
+
+    /// Sets when the file is verified at open.
+    pub fn with_integrity_check(mut self, check: IntegrityCheck) -> Self {
+        self.integrity_check = check;
         self
     }
 

@@ -31,7 +31,7 @@ mod protocol;
 mod signal;
 mod store;
 
-pub use config::{RedbStoreConfig, Synchronous};
+pub use config::{IntegrityCheck, RedbStoreConfig, Synchronous};
 pub use engine::recovery::RecoveryReport;
 pub use error::Error;
 pub use legacy::SkdmTracking;

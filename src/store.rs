@@ -7,9 +7,9 @@ use std::sync::Arc;
 use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
-use crate::engine::Engine;
 use crate::engine::registry;
 use crate::engine::tx::{Snapshot, Tx};
+use crate::engine::{Engine, contain_panic};
 use crate::error::{Error, Result};
 
 /// A whatsapp-rust storage backend on a single redb file.
@@ -176,7 +176,7 @@ impl RedbStore {
         R: Send + 'static,
     {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || -> Result<R> { f(&engine.snapshot()?) })
+        tokio::task::spawn_blocking(move || contain_panic(&engine.path, || f(&engine.snapshot()?)))
             .await
             .map_err(|e| StoreError::Database(Box::new(e)))?
             .map_err(Into::into)

@@ -399,7 +399,10 @@ pub(crate) struct Journal {
 impl Journal {
     /// Creates (or truncates) the journal of a store and writes its header.
     /// The header is fsynced, and so is the directory entry, before this
-    /// returns: records appended later can rely on the file existing.
+    /// returns: records appended later can rely on the file existing. Space
+    /// for records is allocated at the first append. The file exists for as
+    /// long as the store is open (in every mode), so finding it at open means
+    /// the last process did not close the store cleanly.
     pub fn create(
         path: &Path,
         schema_version: u32,
@@ -424,7 +427,6 @@ impl Journal {
         journal.set_len(0)?;
         journal.write_at(0, &encode_header(schema_version, &file_id))?;
         journal.allocated = HEADER_LEN;
-        journal.grow(HEADER_LEN + MIN_GROWTH)?;
         journal.sync_all()?;
         crate::engine::files::sync_parent_dir(path)?;
         Ok(journal)

@@ -28,7 +28,7 @@ use redb::{Builder, Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use crate::catalog::SCHEMA_VERSION;
-use crate::config::{RedbStoreConfig, Synchronous};
+use crate::config::{IntegrityCheck, RedbStoreConfig, Synchronous};
 use crate::error::{Error, Result};
 use journal::{Journal, journal_path};
 use recovery::RecoveryReport;
@@ -36,6 +36,18 @@ use schema::FileMeta;
 use storage::{FileStorage, IoStats};
 use tx::{Snapshot, Tx};
 use writer::{FnJob, Msg, Writer, WriterStatus};
+
+/// Runs `f`, turning a panic into [`Error::Corrupted`]. redb trusts the
+/// file it reads and may panic on damage it finds later than at open; no
+/// such panic may cross into the caller.
+pub(crate) fn contain_panic<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::Corrupted {
+            path: path.to_path_buf(),
+            detail: "redb failed reading the file structure (run `wa-redb check`)".into(),
+        })
+    })
+}
 
 /// First bytes of every redb file.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
@@ -84,7 +96,12 @@ fn sniff(path: &Path) -> Result<()> {
 
 /// Opens a redb file. redb's plain open trusts the file and may panic on
 /// damage it does not expect; such a panic becomes [`Error::Corrupted`].
-fn open_db(path: &Path, config: &RedbStoreConfig, io: &Arc<IoStats>) -> Result<Database> {
+fn open_db(
+    path: &Path,
+    config: &RedbStoreConfig,
+    io: &Arc<IoStats>,
+    verify: bool,
+) -> Result<Database> {
     let file = files::create_private(path, false)?;
     let backend = FileStorage::new(file, io.clone(), config.io_faults.clone())
         .map_err(|e| Error::storage(path, e))?;
@@ -92,20 +109,18 @@ fn open_db(path: &Path, config: &RedbStoreConfig, io: &Arc<IoStats>) -> Result<D
     let mut builder = Builder::new();
     builder
         .set_cache_size(config.cache_bytes())
+        .set_check_integrity_on_open(verify)
         .set_repair_callback(move |s| {
             log::warn!(
                 "{shown}: repairing after an unclean shutdown ({:.0}%)",
                 s.progress() * 100.0
             )
         });
-    match catch_unwind(AssertUnwindSafe(|| builder.create_with_backend(backend))) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(Error::storage(path, e)),
-        Err(_) => Err(Error::Corrupted {
-            path: path.to_path_buf(),
-            detail: "redb could not read the file structure".into(),
-        }),
-    }
+    contain_panic(path, || {
+        builder
+            .create_with_backend(backend)
+            .map_err(|e| Error::storage(path, e))
+    })
 }
 
 /// Creates a new, empty store at `path`, atomically: it is laid out in a
@@ -188,8 +203,17 @@ impl Engine {
             create_store_file(path, config)?;
         }
         sniff(path)?;
+        let jpath = journal_path(path);
+        // The journal exists while a process has the store open: finding one
+        // means the last process did not close it.
+        let unclean = jpath.exists();
+        let verify = match config.integrity_check {
+            IntegrityCheck::Never => false,
+            IntegrityCheck::AfterUncleanShutdown => unclean,
+            IntegrityCheck::Always => true,
+        };
         let io = Arc::new(IoStats::default());
-        let mut db = open_db(path, config, &io)?;
+        let mut db = open_db(path, config, &io, verify)?;
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
         if meta.schema_version > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
@@ -198,30 +222,19 @@ impl Engine {
                 supported: SCHEMA_VERSION,
             });
         }
-        let jpath = journal_path(path);
         let recovery = recovery::recover(&db, path, &jpath, &mut meta)?;
         schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
         maybe_compact(&mut db, path, config)?;
 
-        let journal = if config.synchronous.uses_journal() {
-            Some(Journal::create(
-                &jpath,
-                SCHEMA_VERSION,
-                meta.file_id,
-                config.synchronous == Synchronous::Full,
-                config.checkpoint_journal_bytes.saturating_mul(2),
-                io.clone(),
-                config.io_faults.clone(),
-            )?)
-        } else {
-            // Recovery applied whatever it held.
-            match std::fs::remove_file(&jpath) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(&jpath, e));
-                }
-                _ => None,
-            }
-        };
+        let journal = Journal::create(
+            &jpath,
+            SCHEMA_VERSION,
+            meta.file_id,
+            config.synchronous == Synchronous::Full,
+            config.checkpoint_journal_bytes.saturating_mul(2),
+            io.clone(),
+            config.io_faults.clone(),
+        )?;
 
         let db = Arc::new(db);
         let status = Arc::new(WriterStatus::default());
@@ -233,6 +246,7 @@ impl Engine {
             db: db.clone(),
             path: path.to_path_buf(),
             journal,
+            append: config.synchronous.uses_journal(),
             lsn: meta.checkpoint_lsn,
             checkpoint_lsn: meta.checkpoint_lsn,
             config: config.clone(),

@@ -110,7 +110,10 @@ pub(crate) struct WriterStatus {
 pub(crate) struct Writer {
     pub db: Arc<Database>,
     pub path: PathBuf,
-    pub journal: Option<Journal>,
+    pub journal: Journal,
+    /// Append batches to the journal (`Normal`, `Full`); in `Off` mode the
+    /// journal file only marks the store as open.
+    pub append: bool,
     pub lsn: u64,
     pub checkpoint_lsn: u64,
     pub config: RedbStoreConfig,
@@ -179,10 +182,7 @@ impl Writer {
     }
 
     fn checkpoint_due(&self) -> bool {
-        let by_size = self
-            .journal
-            .as_ref()
-            .is_some_and(|j| j.used() >= self.config.checkpoint_journal_bytes);
+        let by_size = self.journal.used() >= self.config.checkpoint_journal_bytes;
         by_size || self.time_to_checkpoint() == Some(Duration::ZERO)
     }
 
@@ -218,7 +218,17 @@ impl Writer {
         }
         let mut failures: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
         let outcome = loop {
-            match self.try_batch(&mut jobs, &mut failures) {
+            let path = self.path.clone();
+            let attempt = catch_unwind(AssertUnwindSafe(|| {
+                self.try_batch(&mut jobs, &mut failures)
+            }))
+            .unwrap_or_else(|_| {
+                Attempt::Done(Err(Error::Corrupted {
+                    path,
+                    detail: "redb failed while committing (run `wa-redb check`)".into(),
+                }))
+            });
+            match attempt {
                 Attempt::Retry => continue,
                 Attempt::Done(outcome) => break outcome,
             }
@@ -287,14 +297,14 @@ impl Writer {
             return Attempt::Done(Ok(()));
         }
         let lsn = self.lsn + 1;
-        if let Some(journal) = &mut self.journal {
-            if let Err(e) = journal.append(lsn, &mut self.log) {
+        if self.append {
+            if let Err(e) = self.journal.append(lsn, &mut self.log) {
                 let _ = txn.abort();
                 return Attempt::Done(Err(e));
             }
             self.status
                 .journal_bytes
-                .store(journal.used(), Ordering::Relaxed);
+                .store(self.journal.used(), Ordering::Relaxed);
         }
         if let Err(e) = txn.commit() {
             return Attempt::Done(Err(Error::storage(&self.path, e)));
@@ -314,7 +324,8 @@ impl Writer {
         if self.dirty_since.is_none() && self.lsn == self.checkpoint_lsn {
             return Ok(());
         }
-        let result = self.durable_commit_of_lsn();
+        let result =
+            crate::engine::contain_panic(&self.path.clone(), || self.durable_commit_of_lsn());
         match &result {
             Ok(()) => {
                 self.checkpoint_lsn = self.lsn;
@@ -322,14 +333,12 @@ impl Writer {
                 self.status
                     .checkpoint_lsn
                     .store(self.lsn, Ordering::Relaxed);
-                if let Some(journal) = &mut self.journal {
-                    // The checkpoint is durable; old records are redundant.
-                    // A failed rewind leaves a longer journal, nothing worse.
-                    if let Err(e) = journal.rewind() {
-                        log::warn!("{}: {e}", self.path.display());
-                    }
-                    self.status.journal_bytes.store(0, Ordering::Relaxed);
+                // The checkpoint is durable; old records are redundant. A
+                // failed rewind leaves a longer journal, nothing worse.
+                if let Err(e) = self.journal.rewind() {
+                    log::warn!("{}: {e}", self.path.display());
                 }
+                self.status.journal_bytes.store(0, Ordering::Relaxed);
             }
             Err(e) => self.halt(e),
         }
@@ -367,9 +376,7 @@ impl Writer {
         }
         match self.checkpoint() {
             Ok(()) => {
-                if let Some(journal) = self.journal.take()
-                    && let Err(e) = journal.remove()
-                {
+                if let Err(e) = self.journal.remove() {
                     log::warn!("{}: {e}", self.path.display());
                 }
             }
