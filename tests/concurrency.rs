@@ -62,7 +62,9 @@ async fn exactly_one_concurrent_take_gets_the_message() {
 async fn tc_token_merges_race_to_the_serial_result() {
     let (_dir, s) = store().await;
     // Distinct timestamps: the merge result does not depend on order.
-    let ops: Vec<(bool, i64)> = (0..64).map(|i| (i % 3 == 0, 1000 + (i * 37 % 64))).collect();
+    let ops: Vec<(bool, i64)> = (0..64)
+        .map(|i| (i % 3 == 0, 1000 + (i * 37 % 64)))
+        .collect();
     for round in 0..5 {
         let jid = format!("j{round}");
         let ops2 = ops.clone();
@@ -83,7 +85,9 @@ async fn tc_token_merges_race_to_the_serial_result() {
         let serial = format!("serial{round}");
         for &(touch, ts) in &ops {
             if touch {
-                s.touch_tc_token_sender_timestamp(&serial, ts).await.unwrap();
+                s.touch_tc_token_sender_timestamp(&serial, ts)
+                    .await
+                    .unwrap();
             } else {
                 s.store_received_tc_token(&serial, format!("t{ts}").as_bytes(), ts)
                     .await
@@ -116,7 +120,11 @@ async fn msg_secret_merges_race_to_the_serial_result() {
     })
     .await;
     assert!(results.iter().all(|&n| n == 1));
-    let (secret, ts) = s.get_msg_secret_with_ts("c", "s", "m").await.unwrap().unwrap();
+    let (secret, ts) = s
+        .get_msg_secret_with_ts("c", "s", "m")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ts, (0..48).map(|i| i * 3 % 50).max().unwrap());
     assert!(secret.iter().all(|&b| b == secret[0]) && secret[0] < 48);
     // Entry 17 never expires, and 0 wins the deadline merge in any order.
@@ -147,7 +155,11 @@ async fn concurrent_batches_are_atomic_and_serialized() {
     for k in &keys {
         values.insert(s.get_session(k).await.unwrap().unwrap());
     }
-    assert_eq!(values.len(), 1, "keys come from different batches: {values:?}");
+    assert_eq!(
+        values.len(),
+        1,
+        "keys come from different batches: {values:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -194,7 +206,12 @@ async fn a_failing_operation_in_a_coalesced_batch_fails_alone() {
                 let key = format!("r{round}-t{i}-k{k}");
                 assert!(!s.has_session(&key).await.unwrap(), "partial batch {key}");
             }
-            assert!(s.get_lid_mapping(&format!("r{round}-t{}-k0", i + 1)).await.unwrap().is_none());
+            assert!(
+                s.get_lid_mapping(&format!("r{round}-t{}-k0", i + 1))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
 }

@@ -97,8 +97,15 @@ async fn run_op(s: &RedbStore, g: u32, t: u32, i: u32) {
         }
         4 => s.delete_session(&session_key(g, t, i - 4)).await.unwrap(),
         _ => {
-            let taken = s.take_sent_message(&chat(g, t), &msg_id(i - 3)).await.unwrap();
-            assert_eq!(taken, Some(value(g, t, i - 3, 0)), "acknowledged message lost");
+            let taken = s
+                .take_sent_message(&chat(g, t), &msg_id(i - 3))
+                .await
+                .unwrap();
+            assert_eq!(
+                taken,
+                Some(value(g, t, i - 3, 0)),
+                "acknowledged message lost"
+            );
         }
     }
 }
@@ -131,7 +138,9 @@ async fn crash_child() {
         return;
     };
     let g: u32 = g.parse().unwrap();
-    let store = RedbStore::with_config(&path, config(&mode, g as u64)).await.unwrap();
+    let store = RedbStore::with_config(&path, config(&mode, g as u64))
+        .await
+        .unwrap();
     println!("READY");
     let mut tasks = Vec::new();
     for t in 0..TASKS {
@@ -185,7 +194,10 @@ async fn verify(s: &RedbStore, acks: &Acks) {
                     if done(i) {
                         assert_eq!(present, 5, "acknowledged batch {g}/{t}/{i} incomplete");
                     } else {
-                        assert!(present == 0 || present == 5, "torn batch {g}/{t}/{i}: {present}/5");
+                        assert!(
+                            present == 0 || present == 5,
+                            "torn batch {g}/{t}/{i}: {present}/5"
+                        );
                     }
                 }
                 2 => {
@@ -200,7 +212,11 @@ async fn verify(s: &RedbStore, acks: &Acks) {
                     let mut present = 0;
                     for k in 0..3 {
                         if let Some((sec, ts)) = s
-                            .get_msg_secret_with_ts(&chat(g, t), "p@s.whatsapp.net", &secret_id(i, k))
+                            .get_msg_secret_with_ts(
+                                &chat(g, t),
+                                "p@s.whatsapp.net",
+                                &secret_id(i, k),
+                            )
                             .await
                             .unwrap()
                         {
@@ -211,7 +227,10 @@ async fn verify(s: &RedbStore, acks: &Acks) {
                     if done(i) {
                         assert_eq!(present, 3, "acknowledged secrets {g}/{t}/{i} incomplete");
                     } else {
-                        assert!(present == 0 || present == 3, "torn secret batch {g}/{t}/{i}");
+                        assert!(
+                            present == 0 || present == 3,
+                            "torn secret batch {g}/{t}/{i}"
+                        );
                     }
                 }
                 _ => {}
@@ -236,7 +255,11 @@ async fn verify_sent_messages(path: &Path, acks: &Acks) {
             let taken = i + 3 <= a + 1; // acknowledged or in flight
             let got = s.take_sent_message(&chat(g, t), &msg_id(i)).await.unwrap();
             if !taken {
-                assert_eq!(got, Some(value(g, t, i, 0)), "acknowledged message {g}/{t}/{i} lost");
+                assert_eq!(
+                    got,
+                    Some(value(g, t, i, 0)),
+                    "acknowledged message {g}/{t}/{i} lost"
+                );
             }
         }
     }
@@ -291,7 +314,9 @@ async fn crash_loop(mode: &str, seed: u64) {
         // Every other time, let the next child recover the crashed file
         // itself; otherwise check it now.
         if g % 2 == 1 || g + 1 == iterations {
-            let store = RedbStore::with_config(&path, config(mode, 999)).await.unwrap();
+            let store = RedbStore::with_config(&path, config(mode, 999))
+                .await
+                .unwrap();
             verify(&store, &acks).await;
             store.close().await.unwrap();
         }

@@ -185,7 +185,10 @@ async fn an_intact_journal_is_replayed_in_full() {
         assert_eq!(present(&s, 12).await, (0..12).collect::<Vec<_>>(), "{mode}");
         let report = s.recovery_report();
         assert_eq!(report.records_replayed, 12);
-        assert!(report.stopped.is_none() && report.set_aside.is_none(), "{report:?}");
+        assert!(
+            report.stopped.is_none() && report.set_aside.is_none(),
+            "{report:?}"
+        );
         still_works(s).await;
     }
 }
@@ -197,11 +200,18 @@ async fn a_torn_last_record_is_dropped_and_the_rest_kept() {
     let journal = journal_of(&path);
     let (offset, len) = *records(&journal).last().unwrap();
     // The second half of the last record never reached the disk.
-    patch(&journal, offset + len / 2, &vec![0; (len - len / 2) as usize]);
+    patch(
+        &journal,
+        offset + len / 2,
+        &vec![0; (len - len / 2) as usize],
+    );
     let s = RedbStore::new(&path).await.unwrap();
     assert_eq!(present(&s, 10).await, (0..9).collect::<Vec<_>>());
     let report = s.recovery_report().clone();
-    assert!(report.stopped.as_deref().unwrap().contains("torn"), "{report:?}");
+    assert!(
+        report.stopped.as_deref().unwrap().contains("torn"),
+        "{report:?}"
+    );
     // The damaged journal is kept aside for inspection.
     assert!(report.set_aside.as_ref().unwrap().exists());
     still_works(s).await;
@@ -214,7 +224,9 @@ async fn garbage_after_the_last_record_is_ignored() {
     let journal = journal_of(&path);
     let (offset, len) = *records(&journal).last().unwrap();
     // Overwrite the end marker and beyond with noise.
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     patch(&journal, offset + len, &noise);
     let s = RedbStore::new(&path).await.unwrap();
     assert_eq!(present(&s, 10).await, (0..10).collect::<Vec<_>>());
@@ -239,7 +251,10 @@ async fn a_bad_checksum_in_the_middle_keeps_the_prefix_only() {
     assert_eq!(present(&s, 10).await, (0..4).collect::<Vec<_>>());
     let report = s.recovery_report().clone();
     assert_eq!(report.records_replayed, 4);
-    assert!(report.stopped.is_some() && report.set_aside.is_some(), "{report:?}");
+    assert!(
+        report.stopped.is_some() && report.set_aside.is_some(),
+        "{report:?}"
+    );
     still_works(s).await;
 }
 

@@ -241,9 +241,16 @@ async fn one_cut(mode: Synchronous, seed: u64, partial: bool) -> (usize, usize) 
         let mut prefix_ended = false;
         for i in 0..OPS_PER_TASK {
             let n = rows_present(&s, t, i).await;
-            assert!(n == 0 || n == rows(i), "seed {seed}: torn op {t}/{i}: {n}/{}", rows(i));
+            assert!(
+                n == 0 || n == rows(i),
+                "seed {seed}: torn op {t}/{i}: {n}/{}",
+                rows(i)
+            );
             if n > 0 {
-                assert!(!prefix_ended, "seed {seed}: task {t} op {i} present after a gap");
+                assert!(
+                    !prefix_ended,
+                    "seed {seed}: task {t} op {i} present after a gap"
+                );
                 present_ops += 1;
             } else {
                 prefix_ended = true;
@@ -280,7 +287,10 @@ async fn full_keeps_every_acknowledged_write_across_a_power_cut() {
         acked += a;
         present += p;
     }
-    eprintln!("full: {} cuts, {acked} ops acknowledged at the cut, {present} present", cuts());
+    eprintln!(
+        "full: {} cuts, {acked} ops acknowledged at the cut, {present} present",
+        cuts()
+    );
     assert!(acked > 0, "no cut landed inside a workload");
 }
 
@@ -292,5 +302,8 @@ async fn normal_survives_a_power_cut_consistent() {
         acked += a;
         present += p;
     }
-    eprintln!("normal: {} cuts, {acked} ops acknowledged at the cut, {present} present", cuts());
+    eprintln!(
+        "normal: {} cuts, {acked} ops acknowledged at the cut, {present} present",
+        cuts()
+    );
 }

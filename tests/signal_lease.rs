@@ -120,7 +120,9 @@ async fn lease_child() {
     ) else {
         return;
     };
-    let store = RedbStore::with_config(&path, config(&mode)).await.expect("store");
+    let store = RedbStore::with_config(&path, config(&mode))
+        .await
+        .expect("store");
     let cache = SignalStoreCache::new();
     let address = dm_address();
     let name = group_name();
@@ -169,7 +171,9 @@ async fn lease_child() {
 }
 
 async fn verify_recovery(path: &std::path::Path, mode: &str) {
-    let store = RedbStore::with_config(path, config(mode)).await.expect("reopen");
+    let store = RedbStore::with_config(path, config(mode))
+        .await
+        .expect("reopen");
     let cache = SignalStoreCache::new();
     let address = dm_address();
     let name = group_name();
@@ -189,7 +193,10 @@ async fn verify_recovery(path: &std::path::Path, mode: &str) {
         .expect("durable session");
     let (counter, fingerprint) = spend_dm(&mut recovered);
     assert_eq!(counter, SENDER_CHAIN_RESERVATION_BATCH);
-    assert!(!child_fingerprints.contains(&fingerprint), "a message key was reused");
+    assert!(
+        !child_fingerprints.contains(&fingerprint),
+        "a message key was reused"
+    );
     cache.put_session(&address, recovered).await;
 
     let mut sender = CachedSenderKeyStore {
@@ -233,7 +240,11 @@ async fn lease_survives_sigkill(mode: &str) {
     let mut line = String::new();
     loop {
         line.clear();
-        assert_ne!(out.read_line(&mut line).unwrap(), 0, "child died before leasing");
+        assert_ne!(
+            out.read_line(&mut line).unwrap(),
+            0,
+            "child died before leasing"
+        );
         if line.trim_end().ends_with("LEASED") {
             break;
         }

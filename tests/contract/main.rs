@@ -6,8 +6,8 @@ mod appstate;
 mod device;
 mod msg_secret;
 mod persistence;
+#[path = "../util/process.rs"]
+mod process;
 mod protocol;
 mod signal;
 mod support;
-#[path = "../util/process.rs"]
-mod process;
