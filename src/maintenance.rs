@@ -1,4 +1,4 @@
-//! Operating a store: consistent backups.
+//! Operating a store: backups, restore, compaction, deleting an account.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,9 +7,11 @@ use redb::{Builder, Database, Durability, ReadableTable, Value, WriteTransaction
 use wacore::store::error::StoreError;
 
 use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableVisitor};
+use crate::config::RedbStoreConfig;
+use crate::engine::journal::journal_path;
 use crate::engine::storage::FileStorage;
-use crate::engine::tx::Snapshot;
-use crate::engine::{files, schema};
+use crate::engine::tx::{Snapshot, Tx};
+use crate::engine::{contain_panic, files, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -138,5 +140,161 @@ impl RedbStore {
     pub async fn backup_to(&self, target: impl AsRef<Path>) -> Result<(), StoreError> {
         let target = target.as_ref().to_path_buf();
         self.read_blocking(move |s| write_copy(s, &target)).await
+    }
+}
+
+/// Deletes every row of one device, in every table.
+struct DeleteDevice<'a, 'b> {
+    tx: &'a mut Tx<'b>,
+    device_id: i32,
+    rows: u64,
+}
+
+impl TableVisitor for DeleteDevice<'_, '_> {
+    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
+        if let Some(bounds) = K::device_range(self.device_id) {
+            self.rows += self.tx.delete_range(table, bounds)?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses to work on a file this process has open.
+fn not_open_here(path: &Path) -> Result<()> {
+    if registry::is_open_here(path) {
+        return Err(Error::Invalid(format!(
+            "{} is open in this process; close every handle first",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens and cleanly closes a store: replays the journal of a crashed
+/// process and removes it. Fails if another process has the file open.
+pub(crate) fn recover_and_close(path: &Path) -> Result<()> {
+    not_open_here(path)?;
+    let config = RedbStoreConfig::default().with_compact_on_open(None);
+    let engine = registry::open_shared(path, &config)?;
+    match std::sync::Arc::try_unwrap(engine) {
+        Ok(engine) => engine.close(),
+        Err(_) => Err(Error::Invalid(format!(
+            "{} was opened by another thread meanwhile",
+            path.display()
+        ))),
+    }
+}
+
+/// Opens a closed store file with redb alone (no journal, no writer), for
+/// whole-file operations that need exclusive access.
+pub(crate) fn open_bare(path: &Path) -> Result<Database> {
+    let file = files::create_private(path, false)?;
+    let backend =
+        FileStorage::new(file, Arc::default(), None).map_err(|e| Error::storage(path, e))?;
+    contain_panic(path, || {
+        Builder::new()
+            .create_with_backend(backend)
+            .map_err(|e| Error::storage(path, e))
+    })
+}
+
+/// Sizes before and after a compaction.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CompactReport {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl RedbStore {
+    /// Deletes one account: every row of `device_id` in every table, in one
+    /// transaction. Returns the number of rows deleted. The space is reused
+    /// by later writes; [`RedbStore::compact_file`] gives it back to the
+    /// file system.
+    pub async fn delete_device(&self, device_id: i32) -> Result<u64, StoreError> {
+        self.write(0, move |tx| {
+            let mut visitor = DeleteDevice {
+                tx,
+                device_id,
+                rows: 0,
+            };
+            catalog::visit_all(&mut visitor)?;
+            Ok(visitor.rows)
+        })
+        .await
+    }
+
+    /// Compacts a store file that no process has open, returning its size
+    /// before and after. (A store also compacts itself at open when a large
+    /// part of the file is free, see [`RedbStoreConfig::compact_on_open`].)
+    pub fn compact_file(path: impl AsRef<Path>) -> Result<CompactReport, StoreError> {
+        let path = registry::canonical(path.as_ref())?;
+        recover_and_close(&path)?;
+        let bytes_before = crate::inspect::file_len(&path)?;
+        let mut db = open_bare(&path)?;
+        contain_panic(&path, || crate::engine::compact(&mut db, &path))?;
+        db.close().map_err(|e| Error::storage(&path, e))?;
+        Ok(CompactReport {
+            bytes_before,
+            bytes_after: crate::inspect::file_len(&path)?,
+        })
+    }
+
+    /// Replaces the store file `target` with a copy of `backup` (written by
+    /// [`RedbStore::backup_to`] or `wa-redb backup`). Refuses if `target` is
+    /// open in any process, or if `backup` is not a store. A journal left
+    /// beside `target` by a crash belongs to the replaced file and is
+    /// removed.
+    pub fn restore_file(
+        backup: impl AsRef<Path>,
+        target: impl AsRef<Path>,
+    ) -> Result<(), StoreError> {
+        let backup = registry::canonical(backup.as_ref())?;
+        let target = registry::canonical(target.as_ref())?;
+        if backup == target {
+            return Err(
+                Error::Invalid("the backup and the target are the same file".into()).into(),
+            );
+        }
+        // The backup must be a store this build can open.
+        {
+            let db = Builder::new()
+                .open_read_only(&backup)
+                .map_err(|e| Error::storage(&backup, e))?;
+            let meta = schema::read_meta(&db, &backup)?;
+            if meta.schema_version > catalog::SCHEMA_VERSION {
+                return Err(Error::SchemaTooNew {
+                    path: backup,
+                    found: meta.schema_version,
+                    supported: catalog::SCHEMA_VERSION,
+                }
+                .into());
+            }
+        }
+        // Nobody may have the target open: we are about to replace it.
+        not_open_here(&target)?;
+        if target.exists() {
+            drop(open_bare(&target)?);
+        }
+        let mut tmp = target.as_os_str().to_owned();
+        tmp.push(".restoring");
+        let tmp = PathBuf::from(tmp);
+        let result = (|| {
+            std::fs::copy(&backup, &tmp).map_err(|e| Error::io(&tmp, e))?;
+            let f = files::create_private(&tmp, false)?;
+            f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            let journal = journal_path(&target);
+            match std::fs::remove_file(&journal) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&journal, e));
+                }
+                _ => {}
+            }
+            std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+            files::sync_parent_dir(&target)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(result?)
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Borrow;
 use std::ops::Bound;
 use std::path::Path;
 
-use redb::{Key, ReadTransaction, ReadableTable, ReadableTableMetadata, Value, WriteTransaction};
+use redb::{Key, ReadTransaction, ReadableTable, Value, WriteTransaction};
 
 use crate::catalog::Table;
 use crate::engine::journal::EffectLog;
@@ -117,13 +117,6 @@ impl<'a> Snapshot<'a> {
         mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
     ) -> Result<()> {
         visit_in(&self.open(t)?, bounds, Order::Descending, &mut f, self.path)
-    }
-
-    /// Number of entries in a table.
-    pub fn len<K: Key + 'static, V: Value + 'static>(&self, t: Table<K, V>) -> Result<u64> {
-        self.open(t)?
-            .len()
-            .map_err(|e| Error::storage(self.path, e))
     }
 
     pub fn path(&self) -> &Path {
