@@ -63,6 +63,19 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The journal could not grow (usually a full disk). Nothing of the
+    /// write was applied; the store keeps working and the write can be
+    /// retried once there is space.
+    #[error(
+        "{}: cannot reserve journal space, nothing was written (disk full?): {source}",
+        .path.display()
+    )]
+    NoSpace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An error reported by redb.
     #[error("{}: storage error: {source}", .path.display())]
     Storage {
@@ -145,6 +158,17 @@ impl Error {
                 path: path.to_path_buf(),
                 source,
             },
+        }
+    }
+
+    /// A copy of a [`Error::NoSpace`] for each job of a failed batch.
+    pub(crate) fn duplicate_no_space(&self) -> Option<Error> {
+        match self {
+            Error::NoSpace { path, source } => Some(Error::NoSpace {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            }),
+            _ => None,
         }
     }
 

@@ -474,6 +474,15 @@ impl Journal {
         if end <= self.allocated {
             return Ok(());
         }
+        // Nothing of a record is written before the space is there, so a
+        // failure here loses nothing and may be retried.
+        self.grow_to(end).map_err(|e| match e {
+            Error::Io { path, source } => Error::NoSpace { path, source },
+            other => other,
+        })
+    }
+
+    fn grow_to(&mut self, end: u64) -> Result<()> {
         let step = self.allocated.clamp(MIN_GROWTH, MAX_GROWTH);
         let target = end.max(self.allocated + step);
         const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];

@@ -239,6 +239,16 @@ impl Writer {
                     job.finish(failure.map_or(Ok(()), Err));
                 }
             }
+            Err(err) if !err.is_fatal() => {
+                // Nothing of the batch was applied (e.g. the journal could
+                // not grow): every job fails, the store carries on.
+                for (job, failure) in jobs.into_iter().zip(failures) {
+                    let err = failure
+                        .or_else(|| err.duplicate_no_space())
+                        .unwrap_or_else(|| Error::Invalid(err.to_string()));
+                    job.finish(Err(err));
+                }
+            }
             Err(err) => {
                 self.halt(&err);
                 let mut first = Some(err);
