@@ -218,13 +218,12 @@ impl Writer {
         }
         let mut failures: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
         let outcome = loop {
-            let path = self.path.clone();
             let attempt = catch_unwind(AssertUnwindSafe(|| {
                 self.try_batch(&mut jobs, &mut failures)
             }))
             .unwrap_or_else(|_| {
                 Attempt::Done(Err(Error::Corrupted {
-                    path,
+                    path: self.path.clone(),
                     detail: "redb failed while committing (run `wa-redb check`)".into(),
                 }))
             });
