@@ -174,6 +174,13 @@ fn not_open_here(path: &Path) -> Result<()> {
 /// process and removes it. Fails if another process has the file open.
 pub(crate) fn recover_and_close(path: &Path) -> Result<()> {
     not_open_here(path)?;
+    // Opening would create a new store: these operations need an existing one.
+    if !path.exists() {
+        return Err(Error::InvalidPath {
+            path: path.display().to_string(),
+            reason: "no such file".into(),
+        });
+    }
     let config = RedbStoreConfig::default().with_compact_on_open(None);
     let engine = registry::open_shared(path, &config)?;
     match std::sync::Arc::try_unwrap(engine) {
