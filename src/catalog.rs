@@ -15,6 +15,7 @@ use std::ops::Bound;
 
 use redb::{Key, TableDefinition, Value};
 
+use crate::engine::tx::Bounds;
 use crate::error::Result;
 
 /// The schema version this build writes. See `schema.rs` for migrations.
@@ -35,7 +36,7 @@ impl<K: Key + 'static, V: Value + 'static> Copy for Table<K, V> {}
 
 impl<K: StoreKey, V: Value + 'static> Table<K, V> {
     /// Bounds covering every key of device `d` in this table.
-    pub fn device(self, d: i32) -> crate::engine::tx::Bounds<'static, K> {
+    pub fn device(self, d: i32) -> Bounds<'static, K> {
         K::device_range(d).expect("Table::device is only used on per-device tables")
     }
 }
@@ -44,12 +45,7 @@ impl<K: StoreKey, V: Value + 'static> Table<K, V> {
 pub(crate) trait StoreKey: Key + 'static {
     /// Bounds covering every key of device `d`; `None` for tables that are
     /// not per-device (the meta table).
-    fn device_range(
-        d: i32,
-    ) -> Option<(
-        Bound<Self::SelfType<'static>>,
-        Bound<Self::SelfType<'static>>,
-    )>;
+    fn device_range(d: i32) -> Option<Bounds<'static, Self>>;
 
     /// The device a key belongs to; `None` for the meta table.
     fn device_of(key: &Self::SelfType<'_>) -> Option<i32>;
@@ -80,9 +76,7 @@ impl StoreKey for i32 {
 macro_rules! device_tuple_key {
     ($( ($($t:ty),+) => ($($min:expr),+); )*) => {$(
         impl StoreKey for (i32, $($t),+) {
-            fn device_range(
-                d: i32,
-            ) -> Option<(Bound<Self::SelfType<'static>>, Bound<Self::SelfType<'static>>)> {
+            fn device_range(d: i32) -> Option<Bounds<'static, Self>> {
                 let lower = Bound::Included((d, $($min),+));
                 // `(d + 1, min..)` is the first key of the next device; at
                 // i32::MAX there is none, so the range is open-ended.
@@ -152,6 +146,8 @@ macro_rules! catalog {
                 }
             }
 
+            /// The table of a redb table name (used by the `dump` tool).
+            #[cfg_attr(not(feature = "cli"), allow(dead_code))]
             pub fn from_name(name: &str) -> Option<TableId> {
                 match name {
                     $( $name => Some(TableId::$konst), )*

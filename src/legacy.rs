@@ -68,16 +68,12 @@ impl SkdmTracking for RedbStore {
                 Bound::Excluded((d, next.as_str(), "")),
             );
             let mut marked = Vec::new();
-            tx.visit(
-                SENDER_KEY_DEVICES,
-                bounds.clone(),
-                |(_, _, jid), has_key| {
-                    if !has_key {
-                        marked.push(jid.to_owned());
-                    }
-                    Ok(true)
-                },
-            )?;
+            tx.visit(SENDER_KEY_DEVICES, bounds, |(_, _, jid), has_key| {
+                if !has_key {
+                    marked.push(jid.to_owned());
+                }
+                Ok(true)
+            })?;
             for jid in &marked {
                 tx.remove(SENDER_KEY_DEVICES, (d, group.as_str(), jid.as_str()))?;
             }

@@ -200,13 +200,11 @@ async fn verify(s: &RedbStore, acks: &Acks) {
                         );
                     }
                 }
-                2 => {
-                    // Present unless taken (op i + 3); check via the pending
-                    // take only when it is acknowledged.
-                    if done(i + 3) {
-                        let got = s.take_sent_message(&chat(g, t), &msg_id(i)).await.unwrap();
-                        assert_eq!(got, None, "acknowledged take of {g}/{t}/{i} undone");
-                    }
+                // Sent messages: an acknowledged take (op i + 3) must stay
+                // done; presence is checked on a copy (taking consumes).
+                2 if done(i + 3) => {
+                    let got = s.take_sent_message(&chat(g, t), &msg_id(i)).await.unwrap();
+                    assert_eq!(got, None, "acknowledged take of {g}/{t}/{i} undone");
                 }
                 3 => {
                     let mut present = 0;

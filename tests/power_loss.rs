@@ -58,6 +58,9 @@ fn apply(image: &mut Vec<u8>, p: &Pending) {
     }
 }
 
+/// The disk images at the cut, and the operations acknowledged by then.
+type Frozen = (HashMap<IoTarget, Vec<u8>>, BTreeSet<(u32, u32)>);
+
 struct Disk {
     images: HashMap<IoTarget, Image>,
     ios: u64,
@@ -65,7 +68,7 @@ struct Disk {
     /// Apply a random half of the unsynced writes at the cut.
     partial: bool,
     rng: Rng,
-    frozen: Option<(HashMap<IoTarget, Vec<u8>>, BTreeSet<(u32, u32)>)>,
+    frozen: Option<Frozen>,
 }
 
 /// The shadow storage layer.
@@ -85,7 +88,7 @@ impl ShadowDisk {
             for (t, img) in &d.images {
                 let mut bytes = img.durable.clone();
                 for p in &img.pending {
-                    if d.partial && d.rng.next() % 2 == 0 {
+                    if d.partial && d.rng.next().is_multiple_of(2) {
                         apply(&mut bytes, p);
                     }
                 }

@@ -134,6 +134,7 @@ impl EffectLog {
     /// journal, so what follows (records of an older generation, or nothing)
     /// is never mistaken for a torn record. The next record overwrites it.
     fn seal(&mut self, file_id: &[u8; 16], lsn: u64) -> &[u8] {
+        // `append` refuses payloads that do not fit a u32.
         let len = (self.buf.len() - RECORD_HEADER_LEN) as u32;
         let sum = record_checksum(file_id, lsn, len, &self.buf[RECORD_HEADER_LEN..]);
         self.buf[0..4].copy_from_slice(&len.to_le_bytes());
@@ -485,10 +486,11 @@ impl Journal {
     fn grow_to(&mut self, end: u64) -> Result<()> {
         let step = self.allocated.clamp(MIN_GROWTH, MAX_GROWTH);
         let target = end.max(self.allocated + step);
-        const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let mut pos = self.allocated;
         while pos < target {
-            let n = ((target - pos) as usize).min(ZEROS.len());
+            // Computed in u64: on 32-bit targets a usize cast could truncate.
+            let n = (target - pos).min(ZEROS.len() as u64) as usize;
             self.write_at(pos, &ZEROS[..n])?;
             pos += n as u64;
         }
@@ -502,6 +504,13 @@ impl Journal {
     /// Appends one record. When this returns `Ok`, the record is in the
     /// operating system (and on stable storage with `sync_each`).
     pub fn append(&mut self, lsn: u64, effects: &mut EffectLog) -> Result<()> {
+        if effects.len() > u32::MAX as usize {
+            return Err(Error::ValueTooLarge {
+                what: "write batch",
+                len: effects.len(),
+                limit: u32::MAX as usize,
+            });
+        }
         let record_len = effects.buf.len() as u64;
         // Room for the record and the end marker `seal` puts after it.
         self.grow(self.write_pos + record_len + RECORD_HEADER_LEN as u64)?;

@@ -190,7 +190,7 @@ pub(crate) fn migrate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::{ReadableTable, TableDefinition};
+    use redb::TableDefinition;
 
     const EXTRA: TableDefinition<&str, u64> = TableDefinition::new("extra_for_test");
 

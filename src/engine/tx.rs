@@ -30,11 +30,15 @@ pub(crate) enum Order {
     Descending,
 }
 
+/// A visitor of entries: returns whether to go on.
+type Visit<'f, K, V> =
+    dyn FnMut(<K as Value>::SelfType<'_>, <V as Value>::SelfType<'_>) -> Result<bool> + 'f;
+
 fn visit_in<'k, K: Key + 'static, V: Value + 'static>(
     table: &impl ReadableTable<K, V>,
     bounds: Bounds<'k, K>,
     order: Order,
-    f: &mut dyn FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
+    f: &mut Visit<'_, K, V>,
     path: &Path,
 ) -> Result<()> {
     let range = table

@@ -33,7 +33,6 @@ pub fn sample_device() -> Device {
         account_signature_key: Some(vec![6; 32]),
         account_signature: Some(vec![7; 64]),
         device_signature: Some(vec![8; 64]),
-        ..Default::default()
     }));
     d.push_name = "Zoë 🤖".into();
     d.app_version_primary = 2;
