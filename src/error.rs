@@ -104,8 +104,13 @@ pub enum Error {
     },
 
     /// A stored record could not be decoded.
-    #[error("cannot decode {what}: {detail}")]
-    Decode { what: &'static str, detail: String },
+    #[error("{}cannot decode {what}: {detail}", .path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Decode {
+        /// The store file, once the error reaches the caller.
+        path: Option<PathBuf>,
+        what: &'static str,
+        detail: String,
+    },
 
     /// `create()` found an existing device record.
     #[error("device {device_id} already exists in this store")]
@@ -133,6 +138,7 @@ impl Error {
 
     pub(crate) fn decode(what: &'static str, detail: impl std::fmt::Display) -> Self {
         Error::Decode {
+            path: None,
             what,
             detail: detail.to_string(),
         }
@@ -158,6 +164,27 @@ impl Error {
                 path: path.to_path_buf(),
                 source,
             },
+        }
+    }
+
+    /// The same error, about `path` instead (for errors about a temporary
+    /// file the caller never named).
+    pub(crate) fn with_path(self, path: &Path) -> Self {
+        let path = path.to_path_buf();
+        match self {
+            Error::AlreadyOpen { .. } => Error::AlreadyOpen { path },
+            Error::NotAStore { reason, .. } => Error::NotAStore { path, reason },
+            Error::Corrupted { detail, .. } => Error::Corrupted { path, detail },
+            Error::Io { source, .. } => Error::Io { path, source },
+            Error::NoSpace { source, .. } => Error::NoSpace { path, source },
+            Error::Storage { source, .. } => Error::Storage { path, source },
+            Error::Halted { cause, .. } => Error::Halted { path, cause },
+            Error::Decode { what, detail, .. } => Error::Decode {
+                path: Some(path),
+                what,
+                detail,
+            },
+            other => other,
         }
     }
 

@@ -286,9 +286,12 @@ impl RedbStore {
         tmp.push(".restoring");
         let tmp = PathBuf::from(tmp);
         let result = (|| {
-            std::fs::copy(&backup, &tmp).map_err(|e| Error::io(&tmp, e))?;
-            let f = files::create_private(&tmp, false)?;
-            f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            // Not `fs::copy`: it would copy the backup's permissions, and the
+            // store holds private keys (owner only).
+            let mut from = std::fs::File::open(&backup).map_err(|e| Error::io(&backup, e))?;
+            let mut to = files::create_private(&tmp, true)?;
+            std::io::copy(&mut from, &mut to).map_err(|e| Error::io(&tmp, e))?;
+            to.sync_all().map_err(|e| Error::io(&tmp, e))?;
             let journal = journal_path(&target);
             match std::fs::remove_file(&journal) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -21,10 +21,10 @@ const INLINE_BATCH_READ: usize = 256;
 
 fn identity_key(bytes: &[u8]) -> crate::error::Result<[u8; 32]> {
     bytes.try_into().map_err(|_| {
-        Error::Invalid(format!(
-            "stored identity key has invalid length {} (expected 32)",
-            bytes.len()
-        ))
+        Error::decode(
+            "identity key",
+            format!("invalid length {} (expected 32)", bytes.len()),
+        )
     })
 }
 

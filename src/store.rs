@@ -164,8 +164,8 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&Snapshot<'_>) -> Result<R>,
     ) -> Result<R, StoreError> {
-        let snapshot = self.engine.snapshot()?;
-        Ok(f(&snapshot)?)
+        let engine = &self.engine;
+        contain_panic(&engine.path, || f(&engine.snapshot()?)).map_err(|e| located(&engine.path, e))
     }
 
     /// Reads on a blocking thread, for scans whose size the caller does not
@@ -176,10 +176,12 @@ impl RedbStore {
         R: Send + 'static,
     {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || contain_panic(&engine.path, || f(&engine.snapshot()?)))
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))?
-            .map_err(Into::into)
+        tokio::task::spawn_blocking(move || {
+            contain_panic(&engine.path, || f(&engine.snapshot()?))
+                .map_err(|e| located(&engine.path, e))
+        })
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?
     }
 
     /// Runs `f` in the writer's transaction (batched with concurrent
@@ -191,7 +193,16 @@ impl RedbStore {
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        Ok(self.engine.write(weight, f).await?)
+        let result = self.engine.write(weight, f).await;
+        result.map_err(|e| located(&self.engine.path, e))
+    }
+}
+
+/// Names the store file in errors raised without it (record decoding).
+fn located(path: &Path, e: Error) -> StoreError {
+    match e {
+        e @ Error::Decode { path: None, .. } => e.with_path(path).into(),
+        e => e.into(),
     }
 }
 

@@ -24,7 +24,6 @@
 //! `WA_REDB_DAMAGE_ONLY=<substring>`: run only the cases whose name has it.
 //! `WA_REDB_DAMAGE_VERBOSE=1`: print every case's steps.
 //! `WA_REDB_DAMAGE_BACKTRACE=1`: backtraces in the children's stderr.
-//! `WA_REDB_DAMAGE_STRICT=1`: cases failing by known bugs fail the test.
 
 #[path = "util/dataset.rs"]
 mod dataset;
@@ -829,71 +828,8 @@ struct Outcome {
     lines: Vec<String>,
     stderr: String,
     elapsed: Duration,
-    /// What is wrong, with the known bug it is an instance of, if any.
-    problems: Vec<(Option<&'static str>, String)>,
-}
-
-/// Bugs the sweep found, each with a minimal repro below (marked
-/// `#[ignore]` until fixed). A case failing only by these is reported but
-/// does not fail the test, unless `WA_REDB_DAMAGE_STRICT` is set. Remove an
-/// entry when its bug is fixed.
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    (
-        "read-panic",
-        "a redb panic on a damaged page escapes a read into the caller \
-         (repro_damaged_key_read_panics_in_the_caller)",
-    ),
-    (
-        "open-panic",
-        "a redb panic during open, after open_db, is not contained: a JoinError naming no \
-         file (repro_damaged_leaf_panics_during_open)",
-    ),
-    (
-        "job-panic",
-        "a redb panic in a write job is reported as StoreError::Validation \"the operation \
-         panicked\", naming no file (repro_damaged_key_write_is_reported_as_a_validation_error)",
-    ),
-    (
-        "decode-no-path",
-        "Error::Decode does not name the file (repro_undecodable_record_error_names_no_file)",
-    ),
-    (
-        "abort",
-        "a damaged page aborts the process (SIGABRT): redb panics in a sweep's ExtractIf and \
-         again in its Drop (repro_damaged_leaf_in_a_sweep_aborts_the_process)",
-    ),
-    (
-        "identity-invalid",
-        "a stored identity key of the wrong length is StoreError::Validation \"the operation \
-         is not valid\", naming no file (same family as decode-no-path)",
-    ),
-    (
-        "foreign-modified",
-        "refusing a redb file of another program modifies it \
-         (repro_foreign_redb_file_is_modified_by_the_refused_open)",
-    ),
-];
-
-/// The known bug an error line is an instance of.
-fn known_error(line: &str) -> Option<&'static str> {
-    if line.starts_with("STEP open ERR StoreError::Database") && line.contains("panicked") {
-        Some("open-panic")
-    } else if line.contains("the operation panicked") {
-        Some("job-panic")
-    } else if line.contains(" ERR Decode ") {
-        Some("decode-no-path")
-    } else if line.contains("stored identity key has invalid length") {
-        Some("identity-invalid")
-    } else {
-        None
-    }
-}
-
-/// Whether the child died of a redb panic on its own (the test's) thread.
-fn read_panic(stderr: &str) -> bool {
-    stderr.lines().any(|l| {
-        l.starts_with("thread 'damage_child'") && l.contains("panicked at") && l.contains("/redb-")
-    })
+    /// What is wrong.
+    problems: Vec<String>,
 }
 
 fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
@@ -981,20 +917,11 @@ fn run_case(index: usize, case: &Case, root: &Path) -> Outcome {
             .unwrap_or("none")
             .to_string(),
     };
-    let mut problems: Vec<(Option<&'static str>, String)> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
     match status {
-        None => problems.push((None, format!("HANG: killed after {CHILD_TIMEOUT:?}"))),
-        Some(s) if !s.success() => {
-            let known = if stderr.contains("panic in a destructor during cleanup") {
-                Some("abort")
-            } else if read_panic(&stderr) {
-                Some("read-panic")
-            } else {
-                None
-            };
-            problems.push((known, format!("CRASH: child exited with {s}")))
-        }
-        Some(_) if outcome == "none" => problems.push((None, "child printed no outcome".into())),
+        None => problems.push(format!("HANG: killed after {CHILD_TIMEOUT:?}")),
+        Some(s) if !s.success() => problems.push(format!("CRASH: child exited with {s}")),
+        Some(_) if outcome == "none" => problems.push("child printed no outcome".into()),
         Some(_) => {}
     }
     // Every error names the file and says what is wrong.
@@ -1003,44 +930,36 @@ fn run_case(index: usize, case: &Case, root: &Path) -> Outcome {
             continue;
         };
         if !rest.contains("store.redb") {
-            problems.push((known_error(l), format!("error does not name the file: {l}")));
+            problems.push(format!("error does not name the file: {l}"));
         }
         if !CLEAR_WORDS.iter().any(|w| rest.contains(w)) {
-            problems.push((
-                known_error(l),
-                format!("error does not say what is wrong: {l}"),
-            ));
+            problems.push(format!("error does not say what is wrong: {l}"));
         }
     }
     if outcome == "lost" {
-        problems.push((None, "acknowledged writes lost after a clean close".into()));
+        problems.push("acknowledged writes lost after a clean close".into());
     }
     match case.expect {
         Expect::NoCrash => {}
         Expect::NotAStore(word) => {
             if outcome != "error@open:NotAStore" {
-                problems.push((None, format!("expected NotAStore at open, got {outcome}")));
+                problems.push(format!("expected NotAStore at open, got {outcome}"));
             }
             let open = lines.iter().find(|l| l.starts_with("STEP open"));
             if !open.is_some_and(|l| l.contains(word)) {
-                problems.push((None, format!("the error does not say {word:?}: {open:?}")));
+                problems.push(format!("the error does not say {word:?}: {open:?}"));
             }
             if std::fs::read(&path).unwrap() != case.db {
-                let known = (word == "redb database without").then_some("foreign-modified");
-                problems.push((known, "the file was modified".into()));
+                problems.push("the file was modified".into());
             }
             if journal_of(&path).exists() {
-                problems.push((
-                    None,
-                    "a journal was left beside a file that is not a store".into(),
-                ));
+                problems.push("a journal was left beside a file that is not a store".into());
             }
         }
         Expect::Intact { min, max } => {
             if outcome != "ok" {
-                problems.push((
-                    None,
-                    format!("a damaged journal made the intact database unusable: {outcome}"),
+                problems.push(format!(
+                    "a damaged journal made the intact database unusable: {outcome}"
                 ));
             }
             let extras = lines
@@ -1049,11 +968,8 @@ fn run_case(index: usize, case: &Case, root: &Path) -> Outcome {
                 .and_then(|r| r.split('/').next())
                 .and_then(|n| n.parse::<u32>().ok());
             if !extras.is_some_and(|n| (min..=max).contains(&n)) {
-                problems.push((
-                    None,
-                    format!(
-                        "expected {min}..={max} of the crashed writer's sessions, found {extras:?}"
-                    ),
+                problems.push(format!(
+                    "expected {min}..={max} of the crashed writer's sessions, found {extras:?}"
                 ));
             }
         }
@@ -1145,42 +1061,13 @@ fn damaged_files_never_crash_hang_or_mislead() {
         }
     }
 
-    // Cases that fail only by known bugs are reported, not failed (unless
-    // strict).
-    let strict = std::env::var_os("WA_REDB_DAMAGE_STRICT").is_some();
-    let mut known: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for o in &results {
-        for id in o.problems.iter().filter_map(|(k, _)| *k) {
-            let hits = known.entry(id).or_default();
-            if hits.last() != Some(&o.case) {
-                hits.push(o.case);
-            }
-        }
-    }
-    for (id, hits) in &known {
-        let what = KNOWN_BUGS.iter().find(|(k, _)| k == id).unwrap().1;
-        eprintln!("damage: KNOWN BUG [{id}] in {} case(s): {what}", hits.len());
-        for &i in hits {
-            eprintln!("    {}", cases[i].name);
-        }
-    }
-    let failed: Vec<&Outcome> = results
-        .iter()
-        .filter(|o| o.problems.iter().any(|(k, _)| strict || k.is_none()))
-        .collect();
+    let failed: Vec<&Outcome> = results.iter().filter(|o| !o.problems.is_empty()).collect();
     for o in &failed {
         eprintln!(
             "FAILED case {} ({}): {}",
             o.case,
             cases[o.case].name,
-            o.problems
-                .iter()
-                .map(|(k, p)| match k {
-                    Some(k) => format!("[known: {k}] {p}"),
-                    None => p.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
+            o.problems.join("; ")
         );
         for l in &o.lines {
             eprintln!("    {l}");
@@ -1210,7 +1097,7 @@ fn damaged_files_never_crash_hang_or_mislead() {
 }
 
 // ---------------------------------------------------------------------------
-// Minimal repros of the bugs the sweep found
+// Targeted cases for failures the sweep once found (regression tests)
 // ---------------------------------------------------------------------------
 
 /// Overwrites, at every place `marker` occurs in the file, the byte at
@@ -1266,9 +1153,7 @@ fn assert_names_the_file(e: &wacore::store::error::StoreError) {
 }
 
 #[tokio::test]
-#[ignore = "bug: a redb panic while reading a damaged page escapes into the caller \
-            (RedbStore::read runs redb on the calling thread without contain_panic)"]
-async fn repro_damaged_key_read_panics_in_the_caller() {
+async fn damaged_key_read_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = store_with_damaged_key(dir.path()).await;
     let s = RedbStore::new(&path).await.unwrap();
@@ -1283,9 +1168,7 @@ async fn repro_damaged_key_read_panics_in_the_caller() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a redb panic inside a write job (damaged page) is reported as \
-            StoreError::Validation \"the operation panicked\", without the file"]
-async fn repro_damaged_key_write_is_reported_as_a_validation_error() {
+async fn damaged_key_write_halts_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = store_with_damaged_key(dir.path()).await;
     let s = RedbStore::new(&path).await.unwrap();
@@ -1297,9 +1180,7 @@ async fn repro_damaged_key_write_is_reported_as_a_validation_error() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a record that does not decode gives Error::Decode, which does not name \
-            the file (\"cannot decode pending inbound message: ...\")"]
-async fn repro_undecodable_record_error_names_no_file() {
+async fn undecodable_record_error_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.join_store();
     let s = RedbStore::new(&path).await.unwrap();
@@ -1334,9 +1215,7 @@ async fn repro_undecodable_record_error_names_no_file() {
 }
 
 #[tokio::test]
-#[ignore = "bug: refusing a redb file of another program modifies it first \
-            (it is opened read-write, and redb commits, before the meta check)"]
-async fn repro_foreign_redb_file_is_modified_by_the_refused_open() {
+async fn refusing_a_foreign_redb_file_leaves_it_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.join_store();
     {
@@ -1358,10 +1237,7 @@ async fn repro_foreign_redb_file_is_modified_by_the_refused_open() {
 }
 
 #[test]
-#[ignore = "bug: a panic in redb during open outside open_db (the compaction check's \
-            table stats, on a file >= 1 MiB) is not contained: open_blocking panics, the \
-            async open returns a JoinError naming no file"]
-fn repro_damaged_leaf_panics_during_open() {
+fn damaged_leaf_at_open_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.join_store();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1418,7 +1294,7 @@ impl JoinStore for tempfile::TempDir {
     }
 }
 
-/// Child half of `repro_damaged_leaf_in_a_sweep_aborts_the_process`.
+/// Child half of `damaged_leaf_in_a_sweep_never_aborts`.
 #[tokio::test]
 #[ignore]
 async fn sweep_child() {
@@ -1431,9 +1307,7 @@ async fn sweep_child() {
 }
 
 #[test]
-#[ignore = "bug: a damaged leaf aborts the process (SIGABRT) in a sweep: redb's ExtractIf \
-            (Tx::delete_where) panics in next() and again in its Drop while unwinding"]
-fn repro_damaged_leaf_in_a_sweep_aborts_the_process() {
+fn damaged_leaf_in_a_sweep_never_aborts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.join_store();
     tokio::runtime::Runtime::new().unwrap().block_on(async {

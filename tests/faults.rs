@@ -220,7 +220,7 @@ fn assert_halted(e: &StoreError, path: &Path, context: &str) {
 }
 
 /// Asserts that `close` failed, naming the file. (Which error: see
-/// `repro_close_after_a_failure_reports_the_cause`.)
+/// `close_after_a_failure_reports_the_cause`.)
 fn assert_close_failed(e: &StoreError, path: &Path, context: &str) {
     let (inner, text) = explain(e);
     assert!(
@@ -714,10 +714,7 @@ async fn opening_on_a_failing_disk_fails_clearly_and_harms_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: close() after a failed (final) checkpoint returns redb's \"Previous I/O \
-            error occurred\" (Error::Storage) instead of the failure itself (ENOSPC/EIO), \
-            which is only logged"]
-async fn repro_close_after_a_failure_reports_the_cause() {
+async fn close_after_a_failure_reports_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     let (path, faults, s) = setup(dir.path(), Synchronous::Normal).await;
     s.put_session("unflushed", b"x").await.unwrap();
@@ -728,9 +725,7 @@ async fn repro_close_after_a_failure_reports_the_cause() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a store whose creation fails (disk full) leaves `<path>.creating` behind \
-            (create_store_file removes the temporary file only on the success path)"]
-async fn repro_a_failed_creation_leaves_no_temporary_file() {
+async fn a_failed_creation_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.redb");
     let faults = Faults::new(&path);

@@ -165,9 +165,7 @@ async fn every_file_the_store_creates_is_owner_only_under_a_permissive_umask() {
 }
 
 #[tokio::test]
-#[ignore = "bug: restore_file copies the backup with std::fs::copy, which copies its \
-            permission bits: a world-readable backup makes a world-readable store"]
-async fn repro_a_store_restored_from_a_world_readable_backup_is_owner_only() {
+async fn a_store_restored_from_a_world_readable_backup_is_owner_only() {
     let mask = 0o022;
     let _umask = Umask::set(mask);
     let dir = tempfile::tempdir().unwrap();

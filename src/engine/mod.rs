@@ -131,10 +131,15 @@ fn create_store_file(path: &Path, config: &RedbStoreConfig) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".creating");
     let tmp = PathBuf::from(tmp);
-    {
+    let laid_out = (|| {
         let db = open_db_uninitialized(&tmp, config)?;
         schema::initialize(&db, &tmp)?;
-        db.close().map_err(|e| Error::storage(&tmp, e))?;
+        db.close().map_err(|e| Error::storage(&tmp, e))
+    })();
+    if let Err(e) = laid_out {
+        let _ = std::fs::remove_file(&tmp);
+        // The temporary name means nothing to the caller.
+        return Err(e.with_path(path));
     }
     let linked = std::fs::hard_link(&tmp, path);
     let result = match linked {
@@ -155,6 +160,25 @@ fn open_db_uninitialized(path: &Path, config: &RedbStoreConfig) -> Result<Databa
     Builder::new()
         .create_with_backend(backend)
         .map_err(|e| Error::storage(path, e))
+}
+
+/// Reads the meta table through a read-only open, so that a redb file that
+/// is not a store (or is too new) is refused before the writable open, which
+/// would modify it. Other failures are left to the writable open, which can
+/// repair what a read-only open cannot.
+fn refuse_foreign_file(path: &Path) -> Result<()> {
+    let Ok(db) = Builder::new().open_read_only(path) else {
+        return Ok(());
+    };
+    match schema::read_meta(&db, path) {
+        Err(e @ Error::NotAStore { .. }) => Err(e),
+        Ok(meta) if meta.schema_version > SCHEMA_VERSION => Err(Error::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: meta.schema_version,
+            supported: SCHEMA_VERSION,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Compacts at open when a large part of the file is free.
@@ -199,6 +223,10 @@ impl Engine {
     /// canonical `path` and starts its writer.
     pub fn open(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
         config.validate()?;
+        contain_panic(path, || Self::open_inner(path, config))
+    }
+
+    fn open_inner(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
         if !path.exists() {
             create_store_file(path, config)?;
         }
@@ -207,6 +235,9 @@ impl Engine {
         // The journal exists while a process has the store open: finding one
         // means the last process did not close it.
         let unclean = jpath.exists();
+        if !unclean {
+            refuse_foreign_file(path)?;
+        }
         let verify = match config.integrity_check {
             IntegrityCheck::Never => false,
             IntegrityCheck::AfterUncleanShutdown => unclean,
@@ -366,9 +397,9 @@ impl Engine {
                 ),
             }
         }
-        if result.is_ok()
-            && let Some(cause) = self.halted()
-        {
+        // After a halt, redb's own close error ("previous I/O error") says
+        // less than the failure that halted the writer.
+        if let Some(cause) = self.halted() {
             result = Err(Error::Halted {
                 path: self.path.clone(),
                 cause,

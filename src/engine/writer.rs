@@ -289,14 +289,13 @@ impl Writer {
                     }
                 }
                 Err(panic) => {
+                    // Jobs do not panic on their own; redb does, on pages it
+                    // finds damaged. Nothing more may be written.
                     let what = panic_message(&panic);
-                    log::error!(
-                        "{}: a write operation panicked: {what}",
-                        self.path.display()
-                    );
-                    *failure = Some(Error::Invalid(format!("the operation panicked: {what}")));
-                    // The transaction may be poisoned: start over without it.
-                    return Attempt::Retry;
+                    return Attempt::Done(Err(Error::Corrupted {
+                        path: self.path.clone(),
+                        detail: format!("a write failed inside redb ({what}); run `wa-redb check`"),
+                    }));
                 }
             }
         }
