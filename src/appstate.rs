@@ -107,12 +107,9 @@ impl AppSyncStore for RedbStore {
             .collect();
         let weight = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(MUTATION_MACS)?;
             for (index_mac, row) in &rows {
-                tx.put(
-                    MUTATION_MACS,
-                    (d, name.as_str(), index_mac.as_slice()),
-                    row.as_slice(),
-                )?;
+                t.put((d, name.as_str(), index_mac.as_slice()), row.as_slice())?;
             }
             Ok(())
         })
@@ -134,8 +131,9 @@ impl AppSyncStore for RedbStore {
         let d = self.device_id;
         let lookup = move |s: &crate::engine::tx::Snapshot<'_>, name: &str, macs: &[[u8; 32]]| {
             let mut out = HashMap::with_capacity(macs.len());
+            let t = s.table(MUTATION_MACS)?;
             for mac in macs {
-                if let Some(v) = s.get(MUTATION_MACS, (d, name, &mac[..]), value_mac)? {
+                if let Some(v) = t.get((d, name, &mac[..]), value_mac)? {
                     out.insert(*mac, v?);
                 }
             }
@@ -156,8 +154,9 @@ impl AppSyncStore for RedbStore {
         let (d, name, macs) = (self.device_id, name.to_owned(), index_macs.to_vec());
         let weight = macs.iter().map(Vec::len).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(MUTATION_MACS)?;
             for mac in &macs {
-                tx.remove(MUTATION_MACS, (d, name.as_str(), mac.as_slice()))?;
+                t.remove((d, name.as_str(), mac.as_slice()))?;
             }
             Ok(())
         })

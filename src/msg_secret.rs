@@ -53,21 +53,22 @@ impl MsgSecretStore for RedbStore {
             .map(|e| e.chat.len() + e.sender.len() + e.msg_id.len() + 48)
             .sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(MSG_SECRETS)?;
             for e in &entries {
                 let key = (d, &*e.chat, &*e.sender, &*e.msg_id);
-                let row = match tx.get(MSG_SECRETS, key, secret_row)?.transpose()? {
-                    Some(old) => MsgSecretRow {
+                let fresh = MsgSecretRow {
+                    secret: e.secret.into(),
+                    expires_at: e.expires_at,
+                    message_ts: e.message_ts,
+                };
+                t.put_merged(key, &encode_row(&fresh), |old| {
+                    let old = secret_row(old)?;
+                    Ok(encode_row(&MsgSecretRow {
                         secret: e.secret.into(),
                         expires_at: merge_msg_secret_expiry(old.expires_at, e.expires_at),
                         message_ts: merge_msg_secret_message_ts(old.message_ts, e.message_ts),
-                    },
-                    None => MsgSecretRow {
-                        secret: e.secret.into(),
-                        expires_at: e.expires_at,
-                        message_ts: e.message_ts,
-                    },
-                };
-                tx.put(MSG_SECRETS, key, encode_row(&row).as_slice())?;
+                    }))
+                })?;
             }
             Ok(())
         })

@@ -120,12 +120,9 @@ impl ProtocolStore for RedbStore {
             entries.iter().map(|(j, k)| ((*j).to_owned(), *k)).collect();
         let weight = entries.iter().map(|(j, _)| j.len() + 1).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(SENDER_KEY_DEVICES)?;
             for (device, has_key) in &entries {
-                tx.put(
-                    SENDER_KEY_DEVICES,
-                    (d, group.as_str(), device.as_str()),
-                    has_key,
-                )?;
+                t.put((d, group.as_str(), device.as_str()), has_key)?;
             }
             Ok(())
         })
@@ -295,8 +292,9 @@ impl ProtocolStore for RedbStore {
             .collect::<crate::error::Result<Vec<_>>>()?;
         let weight = rows.iter().map(|(u, r)| u.len() + r.len()).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(DEVICE_LISTS)?;
             for (user, row) in &rows {
-                tx.put(DEVICE_LISTS, (d, user.as_str()), row.as_slice())?;
+                t.put((d, user.as_str()), row.as_slice())?;
             }
             Ok(())
         })
@@ -581,9 +579,9 @@ impl ProtocolStore for RedbStore {
             .map(|(k, v)| k.iter().map(String::len).sum::<usize>() + v.len())
             .sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(PENDING_INBOUND)?;
             for ([chat, sender, id], row) in &rows {
-                tx.put(
-                    PENDING_INBOUND,
+                t.put(
                     (d, chat.as_str(), sender.as_str(), id.as_str()),
                     row.as_slice(),
                 )?;
@@ -604,11 +602,9 @@ impl ProtocolStore for RedbStore {
             .collect();
         let weight = keys.iter().flatten().map(String::len).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(PENDING_INBOUND)?;
             for [chat, sender, id] in &keys {
-                tx.remove(
-                    PENDING_INBOUND,
-                    (d, chat.as_str(), sender.as_str(), id.as_str()),
-                )?;
+                t.remove((d, chat.as_str(), sender.as_str(), id.as_str()))?;
             }
             Ok(())
         })

@@ -113,8 +113,9 @@ impl SignalStore for RedbStore {
         let (d, items) = (self.device_id, identities.to_vec());
         let weight = items.iter().map(|(a, _)| a.len() + 32).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(IDENTITIES)?;
             for (address, key) in &items {
-                tx.put(IDENTITIES, (d, &**address), &key[..])?;
+                t.put((d, &**address), &key[..])?;
             }
             Ok(())
         })
@@ -155,8 +156,9 @@ impl SignalStore for RedbStore {
         let (d, items) = (self.device_id, sessions.to_vec());
         let weight = items.iter().map(|(a, s)| a.len() + s.len()).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(SESSIONS)?;
             for (address, session) in &items {
-                tx.put(SESSIONS, (d, &**address), &session[..])?;
+                t.put((d, &**address), &session[..])?;
             }
             Ok(())
         })
@@ -215,8 +217,9 @@ impl SignalStore for RedbStore {
             .collect();
         let weight = rows.iter().map(|(_, r)| r.len() + 4).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(PREKEYS)?;
             for (id, row) in &rows {
-                tx.put(PREKEYS, (d, *id), row.as_slice())?;
+                t.put((d, *id), row.as_slice())?;
             }
             Ok(())
         })
@@ -238,8 +241,9 @@ impl SignalStore for RedbStore {
         let small = ids.len() <= INLINE_BATCH_READ;
         let load = move |s: &Snapshot<'_>| {
             let mut out = Vec::with_capacity(ids.len());
+            let t = s.table(PREKEYS)?;
             for id in ids {
-                if let Some(record) = s.get(PREKEYS, (d, id), prekey_record)? {
+                if let Some(record) = t.get((d, id), prekey_record)? {
                     out.push((id, record?));
                 }
             }
@@ -258,16 +262,16 @@ impl SignalStore for RedbStore {
         }
         let (d, ids) = (self.device_id, ids.to_vec());
         self.write(ids.len() * 4, move |tx| {
+            let mut t = tx.table(PREKEYS)?;
             for &id in &ids {
                 // Update only: a key removed meanwhile stays removed.
-                let Some(row) = tx.get(PREKEYS, (d, id), |v| decode::<PrekeyRow>("prekey", v))?
-                else {
+                let Some(row) = t.get((d, id), |v| decode::<PrekeyRow>("prekey", v))? else {
                     continue;
                 };
                 let mut row = row?;
                 if !row.uploaded {
                     row.uploaded = true;
-                    tx.put(PREKEYS, (d, id), encode_row(&row).as_slice())?;
+                    t.put((d, id), encode_row(&row).as_slice())?;
                 }
             }
             Ok(())
@@ -343,8 +347,9 @@ impl SignalStore for RedbStore {
         let (d, items) = (self.device_id, sender_keys.to_vec());
         let weight = items.iter().map(|(a, r)| a.len() + r.len()).sum();
         self.write(weight, move |tx| {
+            let mut t = tx.table(SENDER_KEYS)?;
             for (address, record) in &items {
-                tx.put(SENDER_KEYS, (d, &**address), &record[..])?;
+                t.put((d, &**address), &record[..])?;
             }
             Ok(())
         })

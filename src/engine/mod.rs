@@ -20,7 +20,7 @@ pub(crate) mod writer;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
@@ -49,12 +49,37 @@ pub(crate) fn contain_panic<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Re
     })
 }
 
+/// Counts a write as in flight for as long as it lives.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// No other write was in flight when this one was submitted.
+    alone: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let alone = count.fetch_add(1, Ordering::Relaxed) == 0;
+        Self { count, alone }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long a caller polls for the writer's answer before awaiting it.
+const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// First bytes of every redb file.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 pub(crate) struct Engine {
     pub path: PathBuf,
+    /// Writes submitted and not yet answered.
+    in_flight: AtomicUsize,
     db: Option<Arc<Database>>,
     sender: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
@@ -293,6 +318,7 @@ impl Engine {
             .map_err(|e| Error::io(path, e))?;
         Ok(Engine {
             path: path.to_path_buf(),
+            in_flight: AtomicUsize::new(0),
             db: Some(db),
             sender: Some(sender),
             thread: Some(thread),
@@ -335,13 +361,34 @@ impl Engine {
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let (reply, done) = oneshot::channel();
+        let (reply, mut done) = oneshot::channel();
+        let in_flight = InFlight::enter(&self.in_flight);
         self.send(Msg::Job(Box::new(FnJob {
             f,
             out: None,
             reply,
             weight,
         })))?;
+        // Without an fsync to wait for, the answer usually comes within a
+        // few tens of microseconds: polling for it that long costs less than
+        // parking this thread and being woken (expensive on virtual
+        // machines). Bounded, so the runtime is never held up for long.
+        // Only a lone writer: with others queued, the writer is busy with
+        // them and the cores are better left to it.
+        if in_flight.alone && self.config.synchronous != Synchronous::Full {
+            let until = std::time::Instant::now() + CALLER_SPIN;
+            loop {
+                match done.try_recv() {
+                    Ok(result) => return result,
+                    Err(oneshot::error::TryRecvError::Closed) => break,
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                }
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
         done.await.map_err(|_| Error::Closed {
             path: self.path.clone(),
         })?

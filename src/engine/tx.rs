@@ -8,7 +8,7 @@ use std::path::Path;
 
 use redb::{Key, ReadTransaction, ReadableTable, Value, WriteTransaction};
 
-use crate::catalog::Table;
+use crate::catalog::{Table, TableId};
 use crate::engine::journal::EffectLog;
 use crate::error::{Error, Result};
 
@@ -95,11 +95,18 @@ impl<'a> Snapshot<'a> {
         key: impl Borrow<K::SelfType<'k>>,
         f: impl FnOnce(V::SelfType<'_>) -> R,
     ) -> Result<Option<R>> {
-        let table = self.open(t)?;
-        let found = table
-            .get(key.borrow())
-            .map_err(|e| Error::storage(self.path, e))?;
-        Ok(found.map(|guard| f(guard.value())))
+        self.table(t)?.get(key, f)
+    }
+
+    /// Opens a table for many lookups.
+    pub fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        t: Table<K, V>,
+    ) -> Result<SnapshotTable<'_, K, V>> {
+        Ok(SnapshotTable {
+            table: self.open(t)?,
+            path: self.path,
+        })
     }
 
     /// Visits the entries within `bounds` in key order until `f` returns
@@ -130,6 +137,27 @@ impl<'a> Snapshot<'a> {
     /// The underlying redb transaction, for whole-table copies.
     pub fn txn(&self) -> &ReadTransaction {
         &self.txn
+    }
+}
+
+/// One table of a snapshot, open for many lookups.
+pub(crate) struct SnapshotTable<'s, K: Key + 'static, V: Value + 'static> {
+    table: redb::ReadOnlyTable<K, V>,
+    path: &'s Path,
+}
+
+impl<K: Key + 'static, V: Value + 'static> SnapshotTable<'_, K, V> {
+    /// Looks up `key` and maps the value with `f`.
+    pub fn get<'k, R>(
+        &self,
+        key: impl Borrow<K::SelfType<'k>>,
+        f: impl FnOnce(V::SelfType<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let found = self
+            .table
+            .get(key.borrow())
+            .map_err(|e| Error::storage(self.path, e))?;
+        Ok(found.map(|guard| f(guard.value())))
     }
 }
 
@@ -170,16 +198,29 @@ impl<'a> Tx<'a> {
         Error::storage(self.path, e)
     }
 
+    /// Opens a table for several operations (a batch opens each table
+    /// once, not once per row).
+    pub fn table<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        t: Table<K, V>,
+    ) -> Result<TxTable<'_, 'a, K, V>> {
+        Ok(TxTable {
+            table: self.open(t)?,
+            log: self.log,
+            id: t.id,
+            path: self.path,
+            max_value: self.max_value,
+        })
+    }
+
     /// Looks up `key` (seeing this transaction's own writes).
     pub fn get<'k, K: Key + 'static, V: Value + 'static, R>(
-        &self,
+        &mut self,
         t: Table<K, V>,
         key: impl Borrow<K::SelfType<'k>>,
         f: impl FnOnce(V::SelfType<'_>) -> R,
     ) -> Result<Option<R>> {
-        let table = self.open(t)?;
-        let found = table.get(key.borrow()).map_err(|e| self.err(e))?;
-        Ok(found.map(|guard| f(guard.value())))
+        self.table(t)?.get(key, f)
     }
 
     /// Visits the entries within `bounds` in key order until `f` returns
@@ -200,27 +241,7 @@ impl<'a> Tx<'a> {
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<()> {
-        let (key, value) = (key.borrow(), value.borrow());
-        let kb = K::as_bytes(key);
-        let vb = V::as_bytes(value);
-        let (kb, vb) = (kb.as_ref(), vb.as_ref());
-        if kb.len() > MAX_KEY_LEN {
-            return Err(Error::ValueTooLarge {
-                what: "key",
-                len: kb.len(),
-                limit: MAX_KEY_LEN,
-            });
-        }
-        if vb.len() > self.max_value {
-            return Err(Error::ValueTooLarge {
-                what: "value",
-                len: vb.len(),
-                limit: self.max_value,
-            });
-        }
-        self.open(t)?.insert(key, value).map_err(|e| self.err(e))?;
-        self.log.put(t.id, kb, vb);
-        Ok(())
+        self.table(t)?.put(key, value)
     }
 
     /// Removes `key`; returns whether it was present.
@@ -229,7 +250,7 @@ impl<'a> Tx<'a> {
         t: Table<K, V>,
         key: impl Borrow<K::SelfType<'k>>,
     ) -> Result<bool> {
-        Ok(self.take(t, key, |_| ())?.is_some())
+        self.table(t)?.remove(key)
     }
 
     /// Removes `key` and returns its value mapped by `f`.
@@ -239,17 +260,7 @@ impl<'a> Tx<'a> {
         key: impl Borrow<K::SelfType<'k>>,
         f: impl FnOnce(V::SelfType<'_>) -> R,
     ) -> Result<Option<R>> {
-        let key = key.borrow();
-        let mut table = self.open(t)?;
-        let old = table
-            .remove(key)
-            .map_err(|e| self.err(e))?
-            .map(|guard| f(guard.value()));
-        drop(table);
-        if old.is_some() {
-            self.log.delete(t.id, K::as_bytes(key).as_ref());
-        }
-        Ok(old)
+        self.table(t)?.take(key, f)
     }
 
     /// Removes every entry within `bounds`; returns how many.
@@ -292,10 +303,9 @@ impl<'a> Tx<'a> {
             }
             Ok(true)
         })?;
-        let mut table = self.open(t)?;
+        let mut table = self.table(t)?;
         for key in &doomed {
-            table.remove(K::from_bytes(key)).map_err(|e| self.err(e))?;
-            self.log.delete(t.id, key);
+            table.remove(K::from_bytes(key))?;
         }
         Ok(doomed.len() as u32)
     }
@@ -327,6 +337,123 @@ impl<'a> Tx<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// One table open in the writer's transaction. Every change is recorded
+/// in the effect log the journal persists.
+pub(crate) struct TxTable<'t, 'a, K: Key + 'static, V: Value + 'static> {
+    table: redb::Table<'a, K, V>,
+    log: &'t mut EffectLog,
+    id: TableId,
+    path: &'a Path,
+    max_value: usize,
+}
+
+impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        Error::storage(self.path, e)
+    }
+
+    /// Looks up `key` (seeing this transaction's own writes).
+    pub fn get<'k, R>(
+        &self,
+        key: impl Borrow<K::SelfType<'k>>,
+        f: impl FnOnce(V::SelfType<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let found = self.table.get(key.borrow()).map_err(|e| self.err(e))?;
+        Ok(found.map(|guard| f(guard.value())))
+    }
+
+    /// Inserts or replaces `key`. Oversized keys and values are refused
+    /// before anything changes.
+    pub fn put<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<()> {
+        let (key, value) = (key.borrow(), value.borrow());
+        let kb = K::as_bytes(key);
+        let vb = V::as_bytes(value);
+        let (kb, vb) = (kb.as_ref(), vb.as_ref());
+        if kb.len() > MAX_KEY_LEN {
+            return Err(Error::ValueTooLarge {
+                what: "key",
+                len: kb.len(),
+                limit: MAX_KEY_LEN,
+            });
+        }
+        if vb.len() > self.max_value {
+            return Err(Error::ValueTooLarge {
+                what: "value",
+                len: vb.len(),
+                limit: self.max_value,
+            });
+        }
+        let path = self.path;
+        self.table
+            .insert(key, value)
+            .map_err(|e| Error::storage(path, e))?;
+        self.log.put(self.id, kb, vb);
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
+        Ok(self.take(key, |_| ())?.is_some())
+    }
+
+    /// Removes `key` and returns its value mapped by `f`.
+    pub fn take<'k, R>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        f: impl FnOnce(V::SelfType<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let key = key.borrow();
+        let old = self
+            .table
+            .remove(key)
+            .map_err(|e| Error::storage(self.path, e))?
+            .map(|guard| f(guard.value()));
+        if old.is_some() {
+            self.log.delete(self.id, K::as_bytes(key).as_ref());
+        }
+        Ok(old)
+    }
+}
+
+impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
+    /// Upsert with a merge, in one B-tree walk when `key` is new: inserts
+    /// `value`; if `key` held a value, `merge(old)` computes the value to
+    /// store instead (the common case of a new key pays no lookup).
+    pub fn put_merged<'k>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: &[u8],
+        merge: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let key = key.borrow();
+        let kb = K::as_bytes(key);
+        if kb.as_ref().len() > MAX_KEY_LEN || value.len() > self.max_value {
+            // Let `put` report it, nothing changed yet.
+            return self.put(key, value);
+        }
+        let path = self.path;
+        let merged = self
+            .table
+            .insert(key, value)
+            .map_err(|e| Error::storage(path, e))?
+            .map(|old| merge(old.value()));
+        match merged {
+            Some(Ok(v)) => self.put(key, v.as_slice()),
+            other => {
+                // The insert happened: record it even when the merge failed,
+                // so the writer sees a changed transaction and re-runs the
+                // batch without this job.
+                self.log.put(self.id, kb.as_ref(), value);
+                other.transpose().map(drop)
+            }
+        }
     }
 }
 
