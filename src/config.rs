@@ -75,21 +75,24 @@ pub enum IntegrityCheck {
 #[derive(Clone)]
 pub struct RedbStoreConfig {
     /// redb page-cache budget in KiB (reads and not-yet-checkpointed
-    /// writes). Default 16 MiB.
+    /// writes), shared by every account of the file. Default 6 MiB: the
+    /// working set of one account; raise it for many accounts or large
+    /// stores.
     pub cache_size_kib: u32,
     /// Durability of an acknowledged write. Default [`Synchronous::Normal`].
     pub synchronous: Synchronous,
     /// Longest time acknowledged writes stay only in the journal before a
     /// checkpoint makes them part of the redb file. Default 2 s.
     pub checkpoint_interval: Duration,
-    /// Journal size that triggers a checkpoint early. Default 32 MiB.
+    /// Journal size that triggers a checkpoint early. Default 4 MiB (like
+    /// SQLite's WAL auto-checkpoint).
     pub checkpoint_journal_bytes: u64,
     /// Largest single value (session, payload, blob) accepted. Default 64 MiB.
     pub max_value_size: usize,
-    /// Compact the file at open when at least this fraction of it is free
-    /// space (and the file is larger than 1 MiB). `None` disables it.
-    /// Default `Some(0.5)`.
-    pub compact_on_open: Option<f64>,
+    /// Compact the file at open and at close when at least this fraction of
+    /// it is free space (and the file is larger than 1 MiB), giving the space
+    /// back to the file system. `None` disables it. Default `Some(0.25)`.
+    pub auto_compact: Option<f64>,
     /// When to verify the whole file at open. Default
     /// [`IntegrityCheck::AfterUncleanShutdown`].
     pub integrity_check: IntegrityCheck,
@@ -101,12 +104,12 @@ pub struct RedbStoreConfig {
 impl Default for RedbStoreConfig {
     fn default() -> Self {
         Self {
-            cache_size_kib: 16 * 1024,
+            cache_size_kib: 6 * 1024,
             synchronous: Synchronous::Normal,
             checkpoint_interval: Duration::from_secs(2),
-            checkpoint_journal_bytes: 32 << 20,
+            checkpoint_journal_bytes: 4 << 20,
             max_value_size: 64 << 20,
-            compact_on_open: Some(0.5),
+            auto_compact: Some(0.25),
             integrity_check: IntegrityCheck::AfterUncleanShutdown,
             io_faults: None,
         }
@@ -121,7 +124,7 @@ impl fmt::Debug for RedbStoreConfig {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_journal_bytes", &self.checkpoint_journal_bytes)
             .field("max_value_size", &self.max_value_size)
-            .field("compact_on_open", &self.compact_on_open)
+            .field("auto_compact", &self.auto_compact)
             .field("integrity_check", &self.integrity_check)
             .field("io_faults", &self.io_faults.is_some())
             .finish()
@@ -159,9 +162,9 @@ impl RedbStoreConfig {
         self
     }
 
-    /// Sets (or with `None` disables) compaction at open.
-    pub fn with_compact_on_open(mut self, free_fraction: Option<f64>) -> Self {
-        self.compact_on_open = free_fraction;
+    /// Sets (or with `None` disables) compaction at open and close.
+    pub fn with_auto_compact(mut self, free_fraction: Option<f64>) -> Self {
+        self.auto_compact = free_fraction;
         self
     }
 
@@ -201,11 +204,11 @@ impl RedbStoreConfig {
                 self.max_value_size
             )));
         }
-        if let Some(f) = self.compact_on_open
+        if let Some(f) = self.auto_compact
             && !(f > 0.0 && f <= 1.0)
         {
             return Err(Error::InvalidConfig(format!(
-                "compact_on_open must be in (0, 1], got {f}"
+                "auto_compact must be in (0, 1], got {f}"
             )));
         }
         Ok(())

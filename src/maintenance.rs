@@ -181,7 +181,7 @@ pub(crate) fn recover_and_close(path: &Path) -> Result<()> {
             reason: "no such file".into(),
         });
     }
-    let config = RedbStoreConfig::default().with_compact_on_open(None);
+    let config = RedbStoreConfig::default().with_auto_compact(None);
     let engine = registry::open_shared(path, &config)?;
     match std::sync::Arc::try_unwrap(engine) {
         Ok(engine) => engine.close(),
@@ -232,7 +232,7 @@ impl RedbStore {
 
     /// Compacts a store file that no process has open, returning its size
     /// before and after. (A store also compacts itself at open when a large
-    /// part of the file is free, see [`RedbStoreConfig::compact_on_open`].)
+    /// part of the file is free, see [`RedbStoreConfig::auto_compact`].)
     pub fn compact_file(path: impl AsRef<Path>) -> Result<CompactReport, StoreError> {
         let path = registry::canonical(path.as_ref())?;
         recover_and_close(&path)?;

@@ -714,7 +714,7 @@ pub async fn import_sqlite(
     } else {
         redb_path.to_path_buf()
     };
-    let config = RedbStoreConfig::default().with_compact_on_open(None);
+    let config = RedbStoreConfig::default().with_auto_compact(None);
     let store = RedbStore::with_config_for_device(&work_path, 1, config).await?;
     let mut begun = Vec::new();
     let result = import_accounts(&store, &url, &counts, options, &mut begun).await;
@@ -1161,7 +1161,7 @@ pub async fn export_sqlite(
         .into());
     }
     let url = sqlite_url(sqlite_path)?;
-    let config = RedbStoreConfig::default().with_compact_on_open(None);
+    let config = RedbStoreConfig::default().with_auto_compact(None);
     let store = RedbStore::with_config_for_device(redb_path, 1, config).await?;
     let accounts = store.accounts().await?;
     let selected: Vec<(i32, u64)> = match device {

@@ -165,7 +165,7 @@ impl RedbStore {
         f: impl FnOnce(&Snapshot<'_>) -> Result<R>,
     ) -> Result<R, StoreError> {
         let engine = &self.engine;
-        contain_panic(&engine.path, || f(&engine.snapshot()?)).map_err(|e| located(&engine.path, e))
+        contain_panic(&engine.path, || f(&engine.snapshot()?)).map_err(|e| located(engine, e))
     }
 
     /// Reads on a blocking thread, for scans whose size the caller does not
@@ -177,8 +177,7 @@ impl RedbStore {
     {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
-            contain_panic(&engine.path, || f(&engine.snapshot()?))
-                .map_err(|e| located(&engine.path, e))
+            contain_panic(&engine.path, || f(&engine.snapshot()?)).map_err(|e| located(&engine, e))
         })
         .await
         .map_err(|e| StoreError::Database(Box::new(e)))?
@@ -194,14 +193,31 @@ impl RedbStore {
         R: Send + 'static,
     {
         let result = self.engine.write(weight, f).await;
-        result.map_err(|e| located(&self.engine.path, e))
+        result.map_err(|e| located(&self.engine, e))
     }
 }
 
-/// Names the store file in errors raised without it (record decoding).
-fn located(path: &Path, e: Error) -> StoreError {
+/// Puts errors in the store's terms: names the file in errors raised
+/// without it (record decoding), and after a halt reports redb's latched
+/// "previous I/O error" as the failure that halted the store.
+fn located(engine: &Engine, e: Error) -> StoreError {
     match e {
-        e @ Error::Decode { path: None, .. } => e.with_path(path).into(),
+        e @ Error::Decode { path: None, .. } => e.with_path(&engine.path).into(),
+        Error::Storage {
+            source: redb::Error::PreviousIo,
+            ..
+        } => match engine.halted() {
+            Some(cause) => Error::Halted {
+                path: engine.path.clone(),
+                cause,
+            }
+            .into(),
+            None => Error::Storage {
+                path: engine.path.clone(),
+                source: redb::Error::PreviousIo,
+            }
+            .into(),
+        },
         e => e.into(),
     }
 }

@@ -755,7 +755,7 @@ async fn values_of_tens_of_megabytes_are_stored_and_read_back() {
     // Reopened without compaction at open: compacting the ~160 MB file
     // this leaves takes ~15 s in a debug build (it works, but is slow).
     let reopen = |path: std::path::PathBuf| async move {
-        let config = RedbStoreConfig::default().with_compact_on_open(None);
+        let config = RedbStoreConfig::default().with_auto_compact(None);
         RedbStore::with_config(&path, config).await.unwrap()
     };
     let (_dir, path, s) = fresh().await;

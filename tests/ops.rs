@@ -10,7 +10,7 @@ use bytes::Bytes;
 use wacore::appstate::processor::AppStateMutationMAC;
 use wacore::store::Device;
 use wacore::store::traits::*;
-use whatsapp_rust_redb_storage::RedbStore;
+use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig};
 
 /// Writes at least one row in every table for account `s.device_id()`.
 async fn fill(s: &RedbStore, n: u32) {
@@ -195,8 +195,11 @@ async fn a_backup_taken_under_writers_restores_to_a_consistent_state() {
 async fn compact_gives_space_back_after_most_rows_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.redb");
+    // Explicit compaction only: the store would otherwise compact itself at
+    // close (see `the_store_compacts_itself_at_close`).
+    let manual = || RedbStoreConfig::default().with_auto_compact(None);
     {
-        let s = RedbStore::new(&path).await.unwrap();
+        let s = RedbStore::with_config(&path, manual()).await.unwrap();
         s.create().await.unwrap();
         let big = vec![0xAB_u8; 2048];
         for chunk in 0..8u32 {
@@ -213,7 +216,7 @@ async fn compact_gives_space_back_after_most_rows_are_deleted() {
         s.close().await.unwrap();
     }
     {
-        let s = RedbStore::new(&path).await.unwrap();
+        let s = RedbStore::with_config(&path, manual()).await.unwrap();
         for chunk in 0..8u32 {
             for i in 0..500u32 {
                 // Keep every 40th row: the free space is spread through
@@ -425,4 +428,32 @@ fn whole_file_operations_do_not_create_a_missing_store() {
     let err = RedbStore::compact_file(&missing).unwrap_err();
     assert!(err.to_string().contains("no such file"), "{err}");
     assert!(!missing.exists());
+}
+
+#[tokio::test]
+async fn the_store_compacts_itself_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auto.redb");
+    let s = RedbStore::new(&path).await.unwrap();
+    let big = Bytes::from(vec![0xCD_u8; 2048]);
+    let items: Vec<(Arc<str>, Bytes)> = (0..4000u32)
+        .map(|i| (Arc::from(format!("{i}@c.us.0")), big.clone()))
+        .collect();
+    s.put_sessions_batch(&items).await.unwrap();
+    s.checkpoint().await.unwrap();
+    let full = std::fs::metadata(&path).unwrap().len();
+    for (i, (key, _)) in items.iter().enumerate() {
+        if i % 20 != 0 {
+            s.delete_session(key).await.unwrap();
+        }
+    }
+    s.close().await.unwrap();
+    let closed = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        closed * 3 < full,
+        "no compaction at close: {full} -> {closed}"
+    );
+    let s = RedbStore::new(&path).await.unwrap();
+    assert!(s.has_session("0@c.us.0").await.unwrap());
+    assert!(!s.has_session("1@c.us.0").await.unwrap());
 }

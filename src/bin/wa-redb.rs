@@ -210,7 +210,7 @@ fn require_file(path: &Path) -> Result<(), Failure> {
 fn open(path: &Path) -> Result<RedbStore, Failure> {
     require_file(path)?;
     // No compaction at open: a look must not rewrite the file.
-    let config = RedbStoreConfig::default().with_compact_on_open(None);
+    let config = RedbStoreConfig::default().with_auto_compact(None);
     let store = RedbStore::open_blocking(path, 1, config)?;
     let replayed = store.recovery_report().records_replayed;
     if replayed > 0 {

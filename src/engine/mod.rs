@@ -206,26 +206,52 @@ fn refuse_foreign_file(path: &Path) -> Result<()> {
     }
 }
 
-/// Compacts at open when a large part of the file is free.
-fn maybe_compact(db: &mut Database, path: &Path, config: &RedbStoreConfig) -> Result<()> {
-    let Some(threshold) = config.compact_on_open else {
-        return Ok(());
+/// Whether the file is worth compacting: larger than 1 MiB and at least
+/// `auto_compact` of it free.
+fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfig) -> Result<bool> {
+    let Some(threshold) = config.auto_compact else {
+        return Ok(false);
     };
     let file_len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
     if file_len < (1 << 20) {
-        return Ok(());
+        return Ok(false);
     }
     let free = free_bytes(db, path, file_len)?;
     if (free as f64) < threshold * file_len as f64 {
-        return Ok(());
+        return Ok(false);
     }
     log::info!(
-        "{}: compacting at open ({free} of {file_len} bytes free)",
+        "{}: compacting ({free} of {file_len} bytes free)",
         path.display()
     );
-    compact(db, path)
+    Ok(true)
+}
+
+/// Compacts at open when a large part of the file is free.
+fn maybe_compact(db: &mut Database, path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    if should_compact(db, path, config)? {
+        compact(db, path)?;
+    }
+    Ok(())
+}
+
+/// Compacts a closed store through a handle with a small page cache:
+/// compaction touches every page, and at close the store's own cache would
+/// otherwise grow to its full budget just for that.
+fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    let file = files::create_private(path, false)?;
+    let backend = FileStorage::new(file, Arc::default(), config.io_faults.clone())
+        .map_err(|e| Error::storage(path, e))?;
+    let mut db = contain_panic(path, || {
+        Builder::new()
+            .set_cache_size(1 << 20)
+            .create_with_backend(backend)
+            .map_err(|e| Error::storage(path, e))
+    })?;
+    contain_panic(path, || compact(&mut db, path))?;
+    db.close().map_err(|e| Error::storage(path, e))
 }
 
 /// Bytes of the file not holding live data (unallocated or fragmented).
@@ -434,8 +460,13 @@ impl Engine {
         if let Some(db) = self.db.take() {
             match Arc::try_unwrap(db) {
                 Ok(db) => {
+                    let compact = self.halted().is_none()
+                        && should_compact(&db, &self.path, &self.config).unwrap_or(false);
                     if let Err(e) = db.close() {
                         result = Err(Error::storage(&self.path, e));
+                    } else if compact && let Err(e) = compact_lean(&self.path, &self.config) {
+                        // The store is closed and sound; it is just larger.
+                        log::warn!("{}: compaction at close: {e}", self.path.display());
                     }
                 }
                 Err(_) => log::error!(

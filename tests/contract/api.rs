@@ -127,7 +127,7 @@ async fn invalid_configurations_are_refused() {
         RedbStoreConfig::default().with_cache_size_kib(1),
         RedbStoreConfig::default().with_checkpoint_interval(std::time::Duration::ZERO),
         RedbStoreConfig::default().with_max_value_size(0),
-        RedbStoreConfig::default().with_compact_on_open(Some(2.0)),
+        RedbStoreConfig::default().with_auto_compact(Some(2.0)),
     ] {
         let err = RedbStore::with_config(&path, config).await.unwrap_err();
         assert!(matches!(err, StoreError::InvalidConfig(_)), "{err:?}");
