@@ -84,8 +84,10 @@ pub struct RedbStoreConfig {
     /// Longest time acknowledged writes stay only in the journal before a
     /// checkpoint makes them part of the redb file. Default 2 s.
     pub checkpoint_interval: Duration,
-    /// Journal size that triggers a checkpoint early. Default 4 MiB (like
-    /// SQLite's WAL auto-checkpoint).
+    /// Journal size that triggers a checkpoint early. Default 16 MiB: each
+    /// checkpoint costs two fsyncs and stalls the writer for a few
+    /// milliseconds, so not too often; the journal is rewound, not grown,
+    /// after each.
     pub checkpoint_journal_bytes: u64,
     /// Largest single value (session, payload, blob) accepted. Default 64 MiB.
     pub max_value_size: usize,
@@ -107,7 +109,7 @@ impl Default for RedbStoreConfig {
             cache_size_kib: 6 * 1024,
             synchronous: Synchronous::Normal,
             checkpoint_interval: Duration::from_secs(2),
-            checkpoint_journal_bytes: 4 << 20,
+            checkpoint_journal_bytes: 16 << 20,
             max_value_size: 64 << 20,
             auto_compact: Some(0.25),
             integrity_check: IntegrityCheck::AfterUncleanShutdown,
