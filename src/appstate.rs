@@ -2,7 +2,6 @@
 //! and mutation MACs.
 
 use std::collections::HashMap;
-use std::ops::Bound;
 
 use async_trait::async_trait;
 use wacore::appstate::hash::HashState;
@@ -12,6 +11,7 @@ use wacore::store::traits::{AppStateSyncKey, AppSyncStore};
 
 use crate::catalog::{APP_STATE_VERSIONS, MUTATION_MACS, SYNC_KEYS};
 use crate::codec::{MutationMacRow, decode, encode_named, encode_row};
+use crate::engine::tx::Under;
 use crate::store::RedbStore;
 
 /// `get_mutation_macs` reads on a blocking thread above this many MACs.
@@ -166,13 +166,9 @@ impl AppSyncStore for RedbStore {
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
         let d = self.device_id;
         // (d, name, *) lies between (d, name, []) and (d, name + "\0", []).
-        let (name, next) = (name.to_owned(), format!("{name}\0"));
+        let collection = Under::new(d, name);
         self.write(name.len(), move |tx| {
-            let bounds = (
-                Bound::Included((d, name.as_str(), &[][..])),
-                Bound::Excluded((d, next.as_str(), &[][..])),
-            );
-            tx.delete_range(MUTATION_MACS, bounds).map(drop)
+            tx.delete_range(MUTATION_MACS, collection.bytes()).map(drop)
         })
         .await
     }

@@ -10,13 +10,12 @@
 //!   `set_sender_key_status(.., false)` writes for the same purpose);
 //! - consuming the marks deletes those rows, atomically with reading them.
 
-use std::ops::Bound;
-
 use async_trait::async_trait;
 use wacore::store::error::Result;
 use wacore::store::traits::ProtocolStore;
 
 use crate::catalog::SENDER_KEY_DEVICES;
+use crate::engine::tx::Under;
 use crate::store::RedbStore;
 
 /// Sender-key distribution tracking with the pre-0.7 method names.
@@ -61,12 +60,9 @@ impl SkdmTracking for RedbStore {
 
     async fn consume_forget_marks(&self, group_jid: &str) -> Result<Vec<String>> {
         let d = self.device_id;
-        let (group, next) = (group_jid.to_owned(), format!("{group_jid}\0"));
-        self.write(group.len(), move |tx| {
-            let bounds = (
-                Bound::Included((d, group.as_str(), "")),
-                Bound::Excluded((d, next.as_str(), "")),
-            );
+        let group = Under::new(d, group_jid);
+        self.write(group_jid.len(), move |tx| {
+            let bounds = group.strs();
             let mut marked = Vec::new();
             tx.visit(SENDER_KEY_DEVICES, bounds, |(_, _, jid), has_key| {
                 if !has_key {
@@ -75,7 +71,7 @@ impl SkdmTracking for RedbStore {
                 Ok(true)
             })?;
             for jid in &marked {
-                tx.remove(SENDER_KEY_DEVICES, (d, group.as_str(), jid.as_str()))?;
+                tx.remove(SENDER_KEY_DEVICES, (d, group.name(), jid.as_str()))?;
             }
             Ok(marked)
         })

@@ -3,7 +3,6 @@
 //! the pending-inbound buffer.
 
 use std::collections::HashSet;
-use std::ops::Bound;
 
 use async_trait::async_trait;
 use wacore::store::error::Result;
@@ -20,7 +19,7 @@ use crate::codec::{
     LidMappingRow, PendingInboundRow as InboundRow, SentMessageRow, TcTokenRow, decode, decode_u64,
     encode_named, encode_row,
 };
-use crate::engine::tx::Tx;
+use crate::engine::tx::{Tx, Under};
 use crate::error::Error;
 use crate::store::{RedbStore, now_secs};
 
@@ -95,12 +94,8 @@ fn put_lid_rows(
 impl ProtocolStore for RedbStore {
     /// In device-jid order (unspecified by the trait).
     async fn get_sender_key_devices(&self, group_jid: &str) -> Result<Vec<(String, bool)>> {
-        let d = self.device_id;
-        let next = format!("{group_jid}\0");
-        let bounds = (
-            Bound::Included((d, group_jid, "")),
-            Bound::Excluded((d, next.as_str(), "")),
-        );
+        let under = Under::new(self.device_id, group_jid);
+        let bounds = under.strs();
         let mut out = Vec::new();
         self.read(|s| {
             s.visit(SENDER_KEY_DEVICES, bounds, |(_, _, device), has_key| {
@@ -171,11 +166,8 @@ impl ProtocolStore for RedbStore {
     /// row was inserted first (SqliteStore's rowid order).
     async fn get_pn_mapping(&self, phone: &str) -> Result<Option<LidPnMappingEntry>> {
         let d = self.device_id;
-        let next = format!("{phone}\0");
-        let bounds = (
-            Bound::Included((d, phone, "")),
-            Bound::Excluded((d, next.as_str(), "")),
-        );
+        let under = Under::new(d, phone);
+        let bounds = under.strs();
         self.read(|s| {
             let mut lids = Vec::new();
             s.visit(PN_INDEX, bounds, |(_, _, lid), ()| {
@@ -311,11 +303,7 @@ impl ProtocolStore for RedbStore {
     }
 
     async fn delete_devices(&self, user: &str) -> Result<()> {
-        let (d, user) = (self.device_id, user.to_owned());
-        self.write(user.len(), move |tx| {
-            tx.remove(DEVICE_LISTS, (d, user.as_str())).map(drop)
-        })
-        .await
+        self.delete_named(DEVICE_LISTS, user).await
     }
 
     async fn get_group_metadata(&self, group_jid: &str) -> Result<Option<Vec<u8>>> {
@@ -323,19 +311,12 @@ impl ProtocolStore for RedbStore {
     }
 
     async fn put_group_metadata(&self, group_jid: &str, blob: &[u8]) -> Result<()> {
-        let (d, group, blob) = (self.device_id, group_jid.to_owned(), blob.to_vec());
-        self.write(group.len() + blob.len(), move |tx| {
-            tx.put(GROUP_METADATA, (d, group.as_str()), blob.as_slice())
-        })
-        .await
+        self.put_named(GROUP_METADATA, group_jid, blob.to_vec())
+            .await
     }
 
     async fn delete_group_metadata(&self, group_jid: &str) -> Result<()> {
-        let (d, group) = (self.device_id, group_jid.to_owned());
-        self.write(group.len(), move |tx| {
-            tx.remove(GROUP_METADATA, (d, group.as_str())).map(drop)
-        })
-        .await
+        self.delete_named(GROUP_METADATA, group_jid).await
     }
 
     async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
@@ -361,11 +342,7 @@ impl ProtocolStore for RedbStore {
     }
 
     async fn delete_tc_token(&self, jid: &str) -> Result<()> {
-        let (d, jid) = (self.device_id, jid.to_owned());
-        self.write(jid.len(), move |tx| {
-            tx.remove(TC_TOKENS, (d, jid.as_str())).map(drop)
-        })
-        .await
+        self.delete_named(TC_TOKENS, jid).await
     }
 
     /// In ascending jid order (SqliteStore's observed order).
@@ -616,13 +593,9 @@ impl RedbStore {
     /// Deletes the sender-key device rows of a group, returning them.
     pub(crate) async fn clear_sender_key_group(&self, group_jid: &str) -> Result<u64> {
         let d = self.device_id;
-        let (group, next) = (group_jid.to_owned(), format!("{group_jid}\0"));
-        self.write(group.len(), move |tx| {
-            let bounds = (
-                Bound::Included((d, group.as_str(), "")),
-                Bound::Excluded((d, next.as_str(), "")),
-            );
-            tx.delete_range(SENDER_KEY_DEVICES, bounds)
+        let group = Under::new(d, group_jid);
+        self.write(group_jid.len(), move |tx| {
+            tx.delete_range(SENDER_KEY_DEVICES, group.strs())
         })
         .await
     }

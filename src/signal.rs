@@ -99,27 +99,15 @@ fn has_address_of_user(
 #[async_trait]
 impl SignalStore for RedbStore {
     async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
-        let (d, address) = (self.device_id, address.to_owned());
-        self.write(address.len() + 32, move |tx| {
-            tx.put(IDENTITIES, (d, address.as_str()), &key[..])
-        })
-        .await
+        self.put_named(IDENTITIES, address, key.to_vec()).await
     }
 
     async fn put_identities_batch(&self, identities: &[(Arc<str>, [u8; 32])]) -> Result<()> {
-        if identities.is_empty() {
-            return Ok(());
-        }
-        let (d, items) = (self.device_id, identities.to_vec());
-        let weight = items.iter().map(|(a, _)| a.len() + 32).sum();
-        self.write(weight, move |tx| {
-            let mut t = tx.table(IDENTITIES)?;
-            for (address, key) in &items {
-                t.put((d, &**address), &key[..])?;
-            }
-            Ok(())
-        })
-        .await
+        let items = identities
+            .iter()
+            .map(|(address, key)| (address.clone(), Bytes::copy_from_slice(key)))
+            .collect();
+        self.put_named_batch(IDENTITIES, items).await
     }
 
     async fn load_identity(&self, address: &str) -> Result<Option<[u8; 32]>> {
@@ -130,11 +118,7 @@ impl SignalStore for RedbStore {
     }
 
     async fn delete_identity(&self, address: &str) -> Result<()> {
-        let (d, address) = (self.device_id, address.to_owned());
-        self.write(address.len(), move |tx| {
-            tx.remove(IDENTITIES, (d, address.as_str())).map(drop)
-        })
-        .await
+        self.delete_named(IDENTITIES, address).await
     }
 
     async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
@@ -142,35 +126,15 @@ impl SignalStore for RedbStore {
     }
 
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
-        let (d, address, session) = (self.device_id, address.to_owned(), session.to_vec());
-        self.write(address.len() + session.len(), move |tx| {
-            tx.put(SESSIONS, (d, address.as_str()), session.as_slice())
-        })
-        .await
+        self.put_named(SESSIONS, address, session.to_vec()).await
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
-        if sessions.is_empty() {
-            return Ok(());
-        }
-        let (d, items) = (self.device_id, sessions.to_vec());
-        let weight = items.iter().map(|(a, s)| a.len() + s.len()).sum();
-        self.write(weight, move |tx| {
-            let mut t = tx.table(SESSIONS)?;
-            for (address, session) in &items {
-                t.put((d, &**address), &session[..])?;
-            }
-            Ok(())
-        })
-        .await
+        self.put_named_batch(SESSIONS, sessions.to_vec()).await
     }
 
     async fn delete_session(&self, address: &str) -> Result<()> {
-        let (d, address) = (self.device_id, address.to_owned());
-        self.write(address.len(), move |tx| {
-            tx.remove(SESSIONS, (d, address.as_str())).map(drop)
-        })
-        .await
+        self.delete_named(SESSIONS, address).await
     }
 
     async fn has_session(&self, address: &str) -> Result<bool> {
@@ -333,27 +297,12 @@ impl SignalStore for RedbStore {
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
-        let (d, address, record) = (self.device_id, address.to_owned(), record.to_vec());
-        self.write(address.len() + record.len(), move |tx| {
-            tx.put(SENDER_KEYS, (d, address.as_str()), record.as_slice())
-        })
-        .await
+        self.put_named(SENDER_KEYS, address, record.to_vec()).await
     }
 
     async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
-        if sender_keys.is_empty() {
-            return Ok(());
-        }
-        let (d, items) = (self.device_id, sender_keys.to_vec());
-        let weight = items.iter().map(|(a, r)| a.len() + r.len()).sum();
-        self.write(weight, move |tx| {
-            let mut t = tx.table(SENDER_KEYS)?;
-            for (address, record) in &items {
-                t.put((d, &**address), &record[..])?;
-            }
-            Ok(())
-        })
-        .await
+        self.put_named_batch(SENDER_KEYS, sender_keys.to_vec())
+            .await
     }
 
     async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
@@ -361,11 +310,7 @@ impl SignalStore for RedbStore {
     }
 
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
-        let (d, address) = (self.device_id, address.to_owned());
-        self.write(address.len(), move |tx| {
-            tx.remove(SENDER_KEYS, (d, address.as_str())).map(drop)
-        })
-        .await
+        self.delete_named(SENDER_KEYS, address).await
     }
 }
 

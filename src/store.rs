@@ -197,6 +197,57 @@ impl RedbStore {
     }
 }
 
+/// A table of opaque values keyed by `(device, name)`: identities,
+/// sessions, sender keys, group metadata...
+pub(crate) type Named = crate::catalog::Table<(i32, &'static str), &'static [u8]>;
+
+impl RedbStore {
+    /// Upserts one value under `name` for this account.
+    pub(crate) async fn put_named(
+        &self,
+        t: Named,
+        name: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (d, name) = (self.device_id, name.to_owned());
+        self.write(name.len() + value.len(), move |tx| {
+            tx.put(t, (d, name.as_str()), value.as_slice())
+        })
+        .await
+    }
+
+    /// Upserts many values in one transaction (last one wins for a name
+    /// given twice); nothing for an empty batch.
+    pub(crate) async fn put_named_batch(
+        &self,
+        t: Named,
+        items: Vec<(std::sync::Arc<str>, bytes::Bytes)>,
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let d = self.device_id;
+        let weight = items.iter().map(|(n, v)| n.len() + v.len()).sum();
+        self.write(weight, move |tx| {
+            let mut table = tx.table(t)?;
+            for (name, value) in &items {
+                table.put((d, &**name), &value[..])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes the value under `name`, if any.
+    pub(crate) async fn delete_named(&self, t: Named, name: &str) -> Result<(), StoreError> {
+        let (d, name) = (self.device_id, name.to_owned());
+        self.write(name.len(), move |tx| {
+            tx.remove(t, (d, name.as_str())).map(drop)
+        })
+        .await
+    }
+}
+
 /// Puts errors in the store's terms: names the file in errors raised
 /// without it (record decoding), and after a halt reports redb's latched
 /// "previous I/O error" as the failure that halted the store.

@@ -23,6 +23,46 @@ pub(crate) type Bounds<'k, K> = (
     Bound<<K as Value>::SelfType<'k>>,
 );
 
+/// The rows `(device, name, ..)` of one exact `name` (a group, a phone, a
+/// collection): owned, so a write job can carry it, and turned into key
+/// bounds where used. Under bytewise order `name + "\0"` is the first string
+/// after `name` and every string it prefixes, so it bounds them exactly.
+pub(crate) struct Under {
+    device: i32,
+    name: String,
+    next: String,
+}
+
+impl Under {
+    pub fn new(device: i32, name: &str) -> Self {
+        Self {
+            device,
+            name: name.to_owned(),
+            next: format!("{name}\0"),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bounds for keys `(device, name, &str)`.
+    pub fn strs(&self) -> Bounds<'_, (i32, &'static str, &'static str)> {
+        (
+            Bound::Included((self.device, self.name.as_str(), "")),
+            Bound::Excluded((self.device, self.next.as_str(), "")),
+        )
+    }
+
+    /// Bounds for keys `(device, name, &[u8])`.
+    pub fn bytes(&self) -> Bounds<'_, (i32, &'static str, &'static [u8])> {
+        (
+            Bound::Included((self.device, self.name.as_str(), &[][..])),
+            Bound::Excluded((self.device, self.next.as_str(), &[][..])),
+        )
+    }
+}
+
 /// Key order of a visit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Order {
