@@ -200,9 +200,18 @@ impl RedbStoreConfig {
                 self.checkpoint_journal_bytes
             )));
         }
-        if self.max_value_size == 0 || self.max_value_size > (1 << 30) {
+        // A value is held several times over while written (caller, job,
+        // journal record): on 32-bit targets keep that within reach of the
+        // address space.
+        let cap: usize = if cfg!(target_pointer_width = "32") {
+            256 << 20
+        } else {
+            1 << 30
+        };
+        if self.max_value_size == 0 || self.max_value_size > cap {
             return Err(Error::InvalidConfig(format!(
-                "max_value_size must be between 1 byte and 1 GiB, got {}",
+                "max_value_size must be between 1 byte and {} MiB, got {}",
+                cap >> 20,
                 self.max_value_size
             )));
         }
