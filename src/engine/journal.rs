@@ -55,7 +55,7 @@ const RECORD_HEADER_LEN: usize = 20;
 /// Preallocation grows in steps of at least this much.
 const MIN_GROWTH: u64 = 1 << 20;
 /// Largest preallocation step.
-const MAX_GROWTH: u64 = 16 << 20;
+pub(crate) const MAX_GROWTH: u64 = 4 << 20;
 
 /// The journal path of a store file: `<file>.journal`.
 pub(crate) fn journal_path(db_path: &Path) -> PathBuf {

@@ -313,7 +313,10 @@ impl Engine {
             SCHEMA_VERSION,
             meta.file_id,
             config.synchronous == Synchronous::Full,
-            config.checkpoint_journal_bytes.saturating_mul(2),
+            // Room for a journal at its checkpoint size plus one growth step.
+            config
+                .checkpoint_journal_bytes
+                .saturating_add(journal::MAX_GROWTH),
             io.clone(),
             config.io_faults.clone(),
         )?;
