@@ -28,7 +28,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,8 +105,6 @@ pub(crate) struct WriterStatus {
     pub halted: Mutex<Option<String>>,
     pub lsn: AtomicU64,
     pub checkpoint_lsn: AtomicU64,
-    pub journal_bytes: AtomicU64,
-    pub stopped: AtomicBool,
 }
 
 pub(crate) struct Writer {
@@ -310,14 +308,11 @@ impl Writer {
             return Attempt::Done(Ok(()));
         }
         let lsn = self.lsn + 1;
-        if self.append {
-            if let Err(e) = self.journal.append(lsn, &mut self.log) {
-                let _ = txn.abort();
-                return Attempt::Done(Err(e));
-            }
-            self.status
-                .journal_bytes
-                .store(self.journal.used(), Ordering::Relaxed);
+        if self.append
+            && let Err(e) = self.journal.append(lsn, &mut self.log)
+        {
+            let _ = txn.abort();
+            return Attempt::Done(Err(e));
         }
         if let Err(e) = txn.commit() {
             return Attempt::Done(Err(Error::storage(&self.path, e)));
@@ -351,7 +346,6 @@ impl Writer {
                 if let Err(e) = self.journal.rewind() {
                     log::warn!("{}: {e}", self.path.display());
                 }
-                self.status.journal_bytes.store(0, Ordering::Relaxed);
             }
             Err(e) => self.halt(e),
         }
@@ -381,7 +375,6 @@ impl Writer {
     }
 
     fn shutdown(mut self) {
-        self.status.stopped.store(true, Ordering::Relaxed);
         if self.halted.is_some() {
             // Keep the journal: it may hold acknowledged writes the file
             // lacks. The next open replays it.
