@@ -218,14 +218,16 @@ impl ProtocolStore for RedbStore {
         self.read_blocking(move |s| {
             let mut rows = Vec::new();
             s.visit(LID_MAPPINGS, LID_MAPPINGS.device(d), |(_, lid), v| {
-                rows.push((lid.to_owned(), lid_row(v)?));
+                let row = lid_row(v)?;
+                rows.push((row.seq, lid_entry(lid, row)));
                 Ok(true)
             })?;
-            rows.sort_by_key(|(_, row)| row.seq);
-            Ok(rows
-                .into_iter()
-                .map(|(lid, row)| lid_entry(&lid, row))
-                .collect())
+            // Insertion order, like SqliteStore's rowid order. `seq` is
+            // unique, so an unstable sort gives the same order without a
+            // scratch copy of the whole list (this runs on every start), and
+            // dropping it collects in place.
+            rows.sort_unstable_by_key(|(seq, _)| *seq);
+            Ok(rows.into_iter().map(|(_, entry)| entry).collect())
         })
         .await
     }
