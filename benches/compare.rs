@@ -478,6 +478,21 @@ async fn w_sent_pairs(store: &Store, blobs: &Blobs, sc: Scale) -> Outcome {
     }
 }
 
+/// `n` random mutation MACs and their index MACs (the lookup keys).
+fn random_macs(rng: &mut Rng, n: usize) -> (Vec<AppStateMutationMAC>, Vec<[u8; 32]>) {
+    let macs: Vec<AppStateMutationMAC> = (0..n)
+        .map(|_| AppStateMutationMAC {
+            index_mac: rng.arr32().to_vec(),
+            value_mac: rng.arr32().to_vec(),
+        })
+        .collect();
+    let keys = macs
+        .iter()
+        .map(|m| m.index_mac.as_slice().try_into().unwrap())
+        .collect();
+    (macs, keys)
+}
+
 type Batch = Vec<(Arc<str>, Bytes)>;
 type IdentityBatch = Vec<(Arc<str>, [u8; 32])>;
 
@@ -553,33 +568,15 @@ async fn w_appstate(store: &Store, sc: Scale) -> Outcome {
     let b = store.b();
     let mut rng = Rng::new(0xa995);
     // Warm-up on a collection of its own.
-    let warm: Vec<AppStateMutationMAC> = (0..250)
-        .map(|_| AppStateMutationMAC {
-            index_mac: rng.arr32().to_vec(),
-            value_mac: rng.arr32().to_vec(),
-        })
-        .collect();
+    let (warm, keys) = random_macs(&mut rng, 250);
     b.put_mutation_macs("warmup", 1, &warm).await.unwrap();
-    let keys: Vec<[u8; 32]> = warm
-        .iter()
-        .map(|m| m.index_mac.as_slice().try_into().unwrap())
-        .collect();
     b.get_mutation_macs("warmup", &keys).await.unwrap();
 
     let reps = sc.n(3).min(NAMES.len() * 4);
     let (mut put, mut get) = (Duration::ZERO, Duration::ZERO);
     for r in 0..reps {
         let name = format!("{}{}", NAMES[r % NAMES.len()], r / NAMES.len());
-        let macs: Vec<AppStateMutationMAC> = (0..5000)
-            .map(|_| AppStateMutationMAC {
-                index_mac: rng.arr32().to_vec(),
-                value_mac: rng.arr32().to_vec(),
-            })
-            .collect();
-        let keys: Vec<[u8; 32]> = macs
-            .iter()
-            .map(|m| m.index_mac.as_slice().try_into().unwrap())
-            .collect();
+        let (macs, keys) = random_macs(&mut rng, 5000);
         let t = Instant::now();
         b.put_mutation_macs(&name, 10 + r as u64, &macs)
             .await
@@ -830,17 +827,8 @@ async fn child_mixed(kind: Kind, dir: &Path, sc: Scale) {
         b.put_sender_keys_batch(&skeys).await.unwrap();
     }
     // App state.
-    let macs: Vec<AppStateMutationMAC> = (0..5000)
-        .map(|_| AppStateMutationMAC {
-            index_mac: rng.arr32().to_vec(),
-            value_mac: rng.arr32().to_vec(),
-        })
-        .collect();
+    let (macs, keys) = random_macs(&mut rng, 5000);
     b.put_mutation_macs("regular", 1, &macs).await.unwrap();
-    let keys: Vec<[u8; 32]> = macs
-        .iter()
-        .map(|m| m.index_mac.as_slice().try_into().unwrap())
-        .collect();
     for chunk in keys.chunks(250) {
         b.get_mutation_macs("regular", chunk).await.unwrap();
     }
