@@ -7,7 +7,7 @@
 mod process;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -386,22 +386,9 @@ async fn child_holds_store_open() {
 /// Starts a child process holding `path` open; returns once it does. Keep
 /// the reader (the child's stdout) until the child has exited.
 fn hold(path: &Path) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut child = process::self_command("child_holds_store_open")
-        .env("WA_REDB_HOLD", path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert_ne!(out.read_line(&mut line).unwrap(), 0, "child exited early");
-        if line.trim_end().ends_with("READY") {
-            break;
-        }
-    }
-    (child, out)
+    let mut cmd = process::self_command("child_holds_store_open");
+    cmd.env("WA_REDB_HOLD", path);
+    process::spawn_until(cmd, "READY")
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ mod dataset;
 mod process;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -398,22 +398,11 @@ fn journal_of(path: &Path) -> PathBuf {
 fn crash_writer(path: &Path, checkpoint: bool) {
     let mut cmd = process::self_command("damage_writer_child");
     cmd.env("WA_REDB_DAMAGE_WRITER", path)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+        .env("RUST_BACKTRACE", "0");
     if checkpoint {
         cmd.env("WA_REDB_DAMAGE_WRITER_CHECKPOINT", "1");
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert_ne!(out.read_line(&mut line).unwrap(), 0, "writer child died");
-        if line.contains("@@READY") {
-            break;
-        }
-    }
+    let (mut child, _out) = process::spawn_until(cmd, &format!("{MARK}READY"));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(journal_of(path).exists());
@@ -1117,12 +1106,9 @@ fn patch_marker(path: &Path, marker: &[u8], delta: isize, byte: u8) -> usize {
     hits.len()
 }
 
-/// A store with a few trusted-contact tokens, one of whose JIDs (a key) is
-/// then made invalid UTF-8 in the file: one byte, as a bad sector or a bit
-/// flip would.
-async fn store_with_damaged_key(dir: &Path) -> PathBuf {
-    let path = dir.join("store.redb");
-    let s = RedbStore::new(&path).await.unwrap();
+/// Stores tokens for `peer-00@lid` .. `peer-19@lid` (together one leaf
+/// page of the tc-token table) and returns the token they share.
+async fn put_peer_tokens(s: &RedbStore) -> TcTokenEntry {
     let token = TcTokenEntry {
         token: b"token".to_vec(),
         token_timestamp: 1,
@@ -1133,6 +1119,16 @@ async fn store_with_damaged_key(dir: &Path) -> PathBuf {
             .await
             .unwrap();
     }
+    token
+}
+
+/// A store with a few trusted-contact tokens, one of whose JIDs (a key) is
+/// then made invalid UTF-8 in the file: one byte, as a bad sector or a bit
+/// flip would.
+async fn store_with_damaged_key(dir: &Path) -> PathBuf {
+    let path = dir.join("store.redb");
+    let s = RedbStore::new(&path).await.unwrap();
+    let token = put_peer_tokens(&s).await;
     s.put_tc_token("victim-key@lid", &token).await.unwrap();
     s.close().await.unwrap();
     assert!(patch_marker(&path, b"victim-key@lid", 3, 0xFF) > 0);
@@ -1312,16 +1308,7 @@ fn damaged_leaf_in_a_sweep_never_aborts() {
     let path = dir.join_store();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let s = RedbStore::new(&path).await.unwrap();
-        let token = TcTokenEntry {
-            token: b"token".to_vec(),
-            token_timestamp: 1,
-            sender_timestamp: None,
-        };
-        for i in 0..20 {
-            s.put_tc_token(&format!("peer-{i:02}@lid"), &token)
-                .await
-                .unwrap();
-        }
+        put_peer_tokens(&s).await;
         s.close().await.unwrap();
     });
     // The leaf holding the tokens (and its stale copies from earlier

@@ -8,9 +8,9 @@
 #[path = "util/process.rs"]
 mod process;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::Duration;
 
 use wacore::store::traits::SignalStore;
@@ -77,33 +77,20 @@ struct Writer {
 
 impl Writer {
     fn start(path: &Path, mode: &str) -> Writer {
-        let mut child = process::self_command("journal_child")
-            .env("WA_REDB_JOURNAL_FILE", path)
-            .env("WA_REDB_JOURNAL_MODE", mode)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = process::self_command("journal_child");
+        cmd.env("WA_REDB_JOURNAL_FILE", path)
+            .env("WA_REDB_JOURNAL_MODE", mode);
+        let (mut child, stdout) = process::spawn_until(cmd, "READY");
         let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut w = Writer {
+        Writer {
             child,
             stdin,
             stdout,
-        };
-        w.wait_for("READY");
-        w
+        }
     }
 
     fn wait_for(&mut self, word: &str) {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert_ne!(self.stdout.read_line(&mut line).unwrap(), 0, "child died");
-            if line.trim_end().ends_with(word) {
-                return;
-            }
-        }
+        process::wait_for_line(&mut self.stdout, word);
     }
 
     fn run(&mut self, command: &str) {

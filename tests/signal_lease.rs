@@ -10,9 +10,6 @@
 #[path = "util/process.rs"]
 mod process;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use rand::SeedableRng;
 use wacore::libsignal::protocol::consts::SENDER_CHAIN_RESERVATION_BATCH;
 use wacore::libsignal::protocol::{
@@ -229,26 +226,10 @@ async fn verify_recovery(path: &std::path::Path, mode: &str) {
 async fn lease_survives_sigkill(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lease.redb");
-    let mut child = process::self_command("lease_child")
-        .env("WA_REDB_LEASE_FILE", &path)
-        .env("WA_REDB_LEASE_MODE", mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert_ne!(
-            out.read_line(&mut line).unwrap(),
-            0,
-            "child died before leasing"
-        );
-        if line.trim_end().ends_with("LEASED") {
-            break;
-        }
-    }
+    let mut cmd = process::self_command("lease_child");
+    cmd.env("WA_REDB_LEASE_FILE", &path)
+        .env("WA_REDB_LEASE_MODE", mode);
+    let (mut child, _out) = process::spawn_until(cmd, "LEASED");
     child.kill().unwrap(); // SIGKILL: no exit hooks, no clean close
     child.wait().unwrap();
     assert!(

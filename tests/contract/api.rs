@@ -1,15 +1,14 @@
 //! The public API: constructors, paths, handles sharing one file, other
 //! processes, files that are not stores.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
+use std::io::Write;
 use std::time::Instant;
 
 use wacore::store::error::StoreError;
 use wacore::store::traits::{DeviceStore, SignalStore};
 use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
 
-use crate::process::self_command;
+use crate::process::{self_command, spawn_until};
 
 #[tokio::test]
 async fn constructors_bind_device_ids() {
@@ -156,22 +155,9 @@ async fn child_holds_store_open() {
 async fn a_second_process_gets_an_immediate_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("held.redb");
-    let mut child = self_command("api::child_holds_store_open")
-        .env("WA_REDB_HOLD", &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert_ne!(out.read_line(&mut line).unwrap(), 0, "child exited early");
-        // libtest may print "test <name> ... " before it on the same line.
-        if line.trim_end().ends_with("READY") {
-            break;
-        }
-    }
+    let mut cmd = self_command("api::child_holds_store_open");
+    cmd.env("WA_REDB_HOLD", &path);
+    let (mut child, _out) = spawn_until(cmd, "READY");
     let started = Instant::now();
     let err = RedbStore::new(&path).await.unwrap_err();
     assert!(
