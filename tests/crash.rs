@@ -6,6 +6,8 @@
 //!
 //! `WA_REDB_CRASH_ITERS=<n>` runs more kills per mode than the CI default.
 
+#[path = "util/dataset.rs"]
+mod dataset;
 #[path = "util/process.rs"]
 mod process;
 
@@ -17,26 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dataset::Rng;
 use wacore::store::traits::{MsgSecretEntry, MsgSecretStore, ProtocolStore, SignalStore};
 use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
 
 /// Concurrent writer tasks in the child (exercises group commit).
 const TASKS: u32 = 4;
-
-/// splitmix64: small, deterministic.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn value(g: u32, t: u32, i: u32, k: u32) -> Vec<u8> {
     let len = 16 + ((g + t + i + k) % 7) as usize * 200;

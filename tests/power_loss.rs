@@ -9,6 +9,9 @@
 //! lose a tail but must open, keep batches whole, and keep each writer's
 //! writes a prefix (no holes).
 
+#[path = "util/dataset.rs"]
+mod dataset;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::Path;
@@ -16,23 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use dataset::Rng;
 use wacore::store::traits::{MsgSecretEntry, MsgSecretStore, SignalStore};
 use whatsapp_rust_redb_storage::fault::{IoFaults, IoTarget};
 use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
 
 const TASKS: u32 = 3;
 const OPS_PER_TASK: u32 = 120;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 enum Pending {
     Write(u64, Vec<u8>),
@@ -88,7 +81,7 @@ impl ShadowDisk {
             for (t, img) in &d.images {
                 let mut bytes = img.durable.clone();
                 for p in &img.pending {
-                    if d.partial && d.rng.next().is_multiple_of(2) {
+                    if d.partial && d.rng.next_u64().is_multiple_of(2) {
                         apply(&mut bytes, p);
                     }
                 }
@@ -197,7 +190,7 @@ async fn one_cut(mode: Synchronous, seed: u64, partial: bool) -> (usize, usize) 
         disk: Mutex::new(Disk {
             images: HashMap::new(),
             ios: 0,
-            cut_at: 30 + rng.next() % 1500,
+            cut_at: 30 + rng.next_u64() % 1500,
             partial,
             rng: Rng(seed ^ 0xABCDEF),
             frozen: None,
@@ -206,7 +199,7 @@ async fn one_cut(mode: Synchronous, seed: u64, partial: bool) -> (usize, usize) 
     });
     let config = RedbStoreConfig::default()
         .with_synchronous(mode)
-        .with_checkpoint_interval(Duration::from_millis(5 + rng.next() % 50))
+        .with_checkpoint_interval(Duration::from_millis(5 + rng.next_u64() % 50))
         .with_checkpoint_journal_bytes(64 << 10)
         .with_io_faults(disk.clone());
     let store = RedbStore::with_config(&path, config).await.unwrap();
