@@ -47,6 +47,17 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// The one LID mapping the fixtures store (LID 100 -> phone 55).
+fn lid_mapping() -> LidPnMappingEntry {
+    LidPnMappingEntry {
+        lid: "100".into(),
+        phone_number: "55".into(),
+        created_at: 1,
+        updated_at: 2,
+        learning_source: "usync".into(),
+    }
+}
+
 /// Rows in several tables of one account.
 async fn fill(s: &RedbStore) {
     let d = s.device_id();
@@ -65,15 +76,7 @@ async fn fill(s: &RedbStore) {
     s.put_identity("5500000000@c.us.0", [7; 32]).await.unwrap();
     s.store_prekey(1, b"prekey", true).await.unwrap();
     s.store_prekey(2, b"prekey", false).await.unwrap();
-    s.put_lid_mapping(&LidPnMappingEntry {
-        lid: "100".into(),
-        phone_number: "55".into(),
-        created_at: 1,
-        updated_at: 2,
-        learning_source: "usync".into(),
-    })
-    .await
-    .unwrap();
+    s.put_lid_mapping(&lid_mapping()).await.unwrap();
     s.put_msg_secret("c@s.whatsapp.net", "a@lid", "M1", &[0xEE; 32])
         .await
         .unwrap();
@@ -477,15 +480,7 @@ async fn import_sqlite_and_export_to_sqlite() {
         s.store_prekeys_batch(&[(1, Bytes::from_static(b"k"))], true)
             .await
             .unwrap();
-        s.put_lid_mapping(&LidPnMappingEntry {
-            lid: "100".into(),
-            phone_number: "55".into(),
-            created_at: 1,
-            updated_at: 2,
-            learning_source: "usync".into(),
-        })
-        .await
-        .unwrap();
+        s.put_lid_mapping(&lid_mapping()).await.unwrap();
     }
     let file = dir.path().join("store.redb");
     let f = file.to_str().unwrap();
