@@ -9,9 +9,8 @@ use wacore::store::error::StoreError;
 use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableVisitor};
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::journal_path;
-use crate::engine::storage::FileStorage;
 use crate::engine::tx::{Snapshot, Tx};
-use crate::engine::{contain_panic, files, registry, schema};
+use crate::engine::{contain_panic, files, open_with, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -58,12 +57,7 @@ impl TableVisitor for CopyTables<'_, '_> {
 
 /// Opens a brand-new store file (no journal, no engine) for bulk loading.
 pub(crate) fn create_bare(path: &Path) -> Result<Database> {
-    let file = files::create_private(path, true)?;
-    let backend =
-        FileStorage::new(file, Arc::default(), None).map_err(|e| Error::storage(path, e))?;
-    let db = Builder::new()
-        .create_with_backend(backend)
-        .map_err(|e| Error::storage(path, e))?;
+    let db = open_with(&Builder::new(), path, true, Arc::default(), None)?;
     schema::initialize(&db, path)?;
     Ok(db)
 }
@@ -195,14 +189,7 @@ pub(crate) fn recover_and_close(path: &Path) -> Result<()> {
 /// Opens a closed store file with redb alone (no journal, no writer), for
 /// whole-file operations that need exclusive access.
 pub(crate) fn open_bare(path: &Path) -> Result<Database> {
-    let file = files::create_private(path, false)?;
-    let backend =
-        FileStorage::new(file, Arc::default(), None).map_err(|e| Error::storage(path, e))?;
-    contain_panic(path, || {
-        Builder::new()
-            .create_with_backend(backend)
-            .map_err(|e| Error::storage(path, e))
-    })
+    open_with(&Builder::new(), path, false, Arc::default(), None)
 }
 
 /// Sizes before and after a compaction.
@@ -267,15 +254,7 @@ impl RedbStore {
             let db = Builder::new()
                 .open_read_only(&backup)
                 .map_err(|e| Error::storage(&backup, e))?;
-            let meta = schema::read_meta(&db, &backup)?;
-            if meta.schema_version > catalog::SCHEMA_VERSION {
-                return Err(Error::SchemaTooNew {
-                    path: backup,
-                    found: meta.schema_version,
-                    supported: catalog::SCHEMA_VERSION,
-                }
-                .into());
-            }
+            schema::read_meta(&db, &backup)?.refuse_newer(&backup, catalog::SCHEMA_VERSION)?;
         }
         // Nobody may have the target open: we are about to replace it.
         not_open_here(&target)?;

@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use crate::catalog::SCHEMA_VERSION;
 use crate::config::{IntegrityCheck, RedbStoreConfig, Synchronous};
 use crate::error::{Error, Result};
+use crate::fault::IoFaults;
 use journal::{Journal, journal_path};
 use recovery::RecoveryReport;
 use schema::FileMeta;
@@ -119,17 +120,33 @@ fn sniff(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens a redb file. redb's plain open trusts the file and may panic on
-/// damage it does not expect; such a panic becomes [`Error::Corrupted`].
+/// Opens the redb database in `path` with `builder`, through our storage
+/// backend. The file is created owner-only if missing (and emptied first if
+/// `truncate`). redb's plain open trusts the file and may panic on damage
+/// it does not expect; such a panic becomes [`Error::Corrupted`].
+pub(crate) fn open_with(
+    builder: &Builder,
+    path: &Path,
+    truncate: bool,
+    io: Arc<IoStats>,
+    faults: Option<Arc<dyn IoFaults>>,
+) -> Result<Database> {
+    let file = files::create_private(path, truncate)?;
+    let backend = FileStorage::new(file, io, faults).map_err(|e| Error::storage(path, e))?;
+    contain_panic(path, || {
+        builder
+            .create_with_backend(backend)
+            .map_err(|e| Error::storage(path, e))
+    })
+}
+
+/// Opens the store's redb file for the engine.
 fn open_db(
     path: &Path,
     config: &RedbStoreConfig,
     io: &Arc<IoStats>,
     verify: bool,
 ) -> Result<Database> {
-    let file = files::create_private(path, false)?;
-    let backend = FileStorage::new(file, io.clone(), config.io_faults.clone())
-        .map_err(|e| Error::storage(path, e))?;
     let shown = path.display().to_string();
     let mut builder = Builder::new();
     builder
@@ -141,11 +158,7 @@ fn open_db(
                 s.progress() * 100.0
             )
         });
-    contain_panic(path, || {
-        builder
-            .create_with_backend(backend)
-            .map_err(|e| Error::storage(path, e))
-    })
+    open_with(&builder, path, false, io.clone(), config.io_faults.clone())
 }
 
 /// Creates a new, empty store at `path`, atomically: it is laid out in a
@@ -157,7 +170,13 @@ fn create_store_file(path: &Path, config: &RedbStoreConfig) -> Result<()> {
     tmp.push(".creating");
     let tmp = PathBuf::from(tmp);
     let laid_out = (|| {
-        let db = open_db_uninitialized(&tmp, config)?;
+        let db = open_with(
+            &Builder::new(),
+            &tmp,
+            true,
+            Arc::default(),
+            config.io_faults.clone(),
+        )?;
         schema::initialize(&db, &tmp)?;
         db.close().map_err(|e| Error::storage(&tmp, e))
     })();
@@ -178,15 +197,6 @@ fn create_store_file(path: &Path, config: &RedbStoreConfig) -> Result<()> {
     files::sync_parent_dir(path)
 }
 
-fn open_db_uninitialized(path: &Path, config: &RedbStoreConfig) -> Result<Database> {
-    let file = files::create_private(path, true)?;
-    let backend = FileStorage::new(file, Arc::default(), config.io_faults.clone())
-        .map_err(|e| Error::storage(path, e))?;
-    Builder::new()
-        .create_with_backend(backend)
-        .map_err(|e| Error::storage(path, e))
-}
-
 /// Reads the meta table through a read-only open, so that a redb file that
 /// is not a store (or is too new) is refused before the writable open, which
 /// would modify it. Other failures are left to the writable open, which can
@@ -197,12 +207,8 @@ fn refuse_foreign_file(path: &Path) -> Result<()> {
     };
     match schema::read_meta(&db, path) {
         Err(e @ Error::NotAStore { .. }) => Err(e),
-        Ok(meta) if meta.schema_version > SCHEMA_VERSION => Err(Error::SchemaTooNew {
-            path: path.to_path_buf(),
-            found: meta.schema_version,
-            supported: SCHEMA_VERSION,
-        }),
-        _ => Ok(()),
+        Ok(meta) => meta.refuse_newer(path, SCHEMA_VERSION),
+        Err(_) => Ok(()),
     }
 }
 
@@ -241,15 +247,13 @@ fn maybe_compact(db: &mut Database, path: &Path, config: &RedbStoreConfig) -> Re
 /// compaction touches every page, and at close the store's own cache would
 /// otherwise grow to its full budget just for that.
 fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> {
-    let file = files::create_private(path, false)?;
-    let backend = FileStorage::new(file, Arc::default(), config.io_faults.clone())
-        .map_err(|e| Error::storage(path, e))?;
-    let mut db = contain_panic(path, || {
-        Builder::new()
-            .set_cache_size(1 << 20)
-            .create_with_backend(backend)
-            .map_err(|e| Error::storage(path, e))
-    })?;
+    let mut db = open_with(
+        Builder::new().set_cache_size(1 << 20),
+        path,
+        false,
+        Arc::default(),
+        config.io_faults.clone(),
+    )?;
     contain_panic(path, || compact(&mut db, path))?;
     db.close().map_err(|e| Error::storage(path, e))
 }
@@ -297,13 +301,8 @@ impl Engine {
         let io = Arc::new(IoStats::default());
         let mut db = open_db(path, config, &io, verify)?;
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
-        if meta.schema_version > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew {
-                path: path.to_path_buf(),
-                found: meta.schema_version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        // Before recovery, which would write to a file we cannot read.
+        meta.refuse_newer(path, SCHEMA_VERSION)?;
         let recovery = recovery::recover(&db, path, &jpath, &mut meta)?;
         schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
         maybe_compact(&mut db, path, config)?;

@@ -24,6 +24,20 @@ pub(crate) struct FileMeta {
     pub checkpoint_lsn: u64,
 }
 
+impl FileMeta {
+    /// Refuses a file written by a schema version newer than `supported`.
+    pub fn refuse_newer(&self, path: &Path, supported: u32) -> Result<()> {
+        if self.schema_version > supported {
+            return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found: self.schema_version,
+                supported,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One forward migration: turns a file of version `to - 1` into version `to`.
 pub(crate) struct Migration {
     pub to: u32,
@@ -142,13 +156,7 @@ pub(crate) fn migrate(
     migrations: &[Migration],
     target: u32,
 ) -> Result<()> {
-    if meta.schema_version > target {
-        return Err(Error::SchemaTooNew {
-            path: path.to_path_buf(),
-            found: meta.schema_version,
-            supported: target,
-        });
-    }
+    meta.refuse_newer(path, target)?;
     if meta.schema_version == target {
         return Ok(());
     }
