@@ -82,12 +82,8 @@ fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Resu
 
 /// Moves an unusable journal out of the way, keeping it for inspection.
 fn set_aside(journal: &Path, why: &str) -> Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let mut name = journal.as_os_str().to_owned();
-    name.push(format!(".{why}-{stamp}"));
+    name.push(format!(".{why}-{}", crate::store::now_secs()));
     let target = PathBuf::from(name);
     std::fs::rename(journal, &target).map_err(|e| Error::io(journal, e))?;
     Ok(target)
@@ -153,7 +149,6 @@ pub(crate) fn recover(
         // Find the first record that fails on its own, by retrying with one
         // record fewer each time (replay is rare; clarity over speed).
         records.pop();
-        report.set_aside = Some(journal.to_path_buf());
     }
     report.records_replayed = records.len() as u64;
     if let Some((last, _)) = records.last() {
@@ -161,7 +156,7 @@ pub(crate) fn recover(
     }
     // A journal that ended early (torn by a power loss, or damaged) is kept
     // for inspection rather than overwritten by the new journal.
-    if report.set_aside.is_some() || report.stopped.is_some() {
+    if report.stopped.is_some() {
         report.set_aside = Some(set_aside(journal, "damaged")?);
     }
     if report.records_replayed > 0 {

@@ -108,6 +108,16 @@ fn visit_in<'k, K: Key + 'static, V: Value + 'static>(
     Ok(())
 }
 
+fn get_in<'k, K: Key + 'static, V: Value + 'static, R>(
+    table: &impl ReadableTable<K, V>,
+    key: &K::SelfType<'k>,
+    f: impl FnOnce(V::SelfType<'_>) -> R,
+    path: &Path,
+) -> Result<Option<R>> {
+    let found = table.get(key).map_err(|e| Error::storage(path, e))?;
+    Ok(found.map(|guard| f(guard.value())))
+}
+
 /// A read snapshot: sees every write acknowledged before it was taken.
 pub(crate) struct Snapshot<'a> {
     txn: ReadTransaction,
@@ -193,11 +203,7 @@ impl<K: Key + 'static, V: Value + 'static> SnapshotTable<'_, K, V> {
         key: impl Borrow<K::SelfType<'k>>,
         f: impl FnOnce(V::SelfType<'_>) -> R,
     ) -> Result<Option<R>> {
-        let found = self
-            .table
-            .get(key.borrow())
-            .map_err(|e| Error::storage(self.path, e))?;
-        Ok(found.map(|guard| f(guard.value())))
+        get_in(&self.table, key.borrow(), f, self.path)
     }
 }
 
@@ -391,18 +397,13 @@ pub(crate) struct TxTable<'t, 'a, K: Key + 'static, V: Value + 'static> {
 }
 
 impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
-    fn err(&self, e: impl Into<redb::Error>) -> Error {
-        Error::storage(self.path, e)
-    }
-
     /// Looks up `key` (seeing this transaction's own writes).
     pub fn get<'k, R>(
         &self,
         key: impl Borrow<K::SelfType<'k>>,
         f: impl FnOnce(V::SelfType<'_>) -> R,
     ) -> Result<Option<R>> {
-        let found = self.table.get(key.borrow()).map_err(|e| self.err(e))?;
-        Ok(found.map(|guard| f(guard.value())))
+        get_in(&self.table, key.borrow(), f, self.path)
     }
 
     /// Inserts or replaces `key`. Oversized keys and values are refused
