@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Builder, Database, Durability, ReadableTable, Value, WriteTransaction};
+use redb::{Builder, Database, ReadableTable, Value, WriteTransaction};
 use wacore::store::error::StoreError;
 
 use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableVisitor};
@@ -96,9 +96,7 @@ pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path) -> Result<()> {
     let result = (|| {
         let db = create_bare(&tmp)?;
         let err = |e: redb::Error| Error::storage(&tmp, e);
-        let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| err(e.into()))?;
+        let txn = schema::begin_durable(&db, &tmp)?;
         catalog::visit_all(&mut CopyTables {
             from: snapshot,
             to: &txn,

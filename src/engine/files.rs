@@ -25,15 +25,20 @@ pub(crate) fn create_private(path: &Path, truncate: bool) -> Result<File> {
     options.open(path).map_err(|e| Error::io(path, e))
 }
 
+/// The directory holding `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// fsyncs the directory holding `path`, so a file just created or renamed
 /// there survives a power loss. A no-op where directories cannot be synced.
 pub(crate) fn sync_parent_dir(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let dir = parent_dir(path);
         let f = File::open(dir).map_err(|e| Error::io(dir, e))?;
         f.sync_all().map_err(|e| Error::io(dir, e))?;
     }

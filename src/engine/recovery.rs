@@ -9,11 +9,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, Value, WriteTransaction};
+use redb::{Database, Value, WriteTransaction};
 
-use crate::catalog::{META, META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor};
+use crate::catalog::{META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor};
 use crate::engine::journal::{Effect, Effects, JournalContents, read_journal};
-use crate::engine::schema::FileMeta;
+use crate::engine::schema::{self, FileMeta};
 use crate::engine::tx::Tx;
 use crate::error::{Error, Result};
 
@@ -51,10 +51,7 @@ fn table_of(effect: &Effect<'_>) -> crate::catalog::TableId {
 /// Applies `records` (all of them, or none) and records the last lsn as the
 /// checkpoint, durably.
 fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Result<()> {
-    let err = |e: redb::Error| Error::storage(path, e);
-    let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| err(e.into()))?;
+    let mut txn = schema::begin_durable(db, path)?;
     txn.set_quick_repair(true);
     for (lsn, payload) in records {
         for effect in Effects::new(payload) {
@@ -73,11 +70,9 @@ fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Resu
         }
     }
     if let Some((last, _)) = records.last() {
-        let mut meta = txn.open_table(META.def).map_err(|e| err(e.into()))?;
-        meta.insert(META_CHECKPOINT_LSN, &last.to_le_bytes()[..])
-            .map_err(|e| err(e.into()))?;
+        schema::put_meta(&txn, path, &[(META_CHECKPOINT_LSN, &last.to_le_bytes())])?;
     }
-    txn.commit().map_err(|e| err(e.into()))
+    txn.commit().map_err(|e| Error::storage(path, e))
 }
 
 /// Moves an unusable journal out of the way, keeping it for inspection.

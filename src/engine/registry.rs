@@ -51,10 +51,7 @@ pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
             let name = path
                 .file_name()
                 .ok_or_else(|| invalid("it does not name a file"))?;
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
+            let parent = crate::engine::files::parent_dir(path);
             let dir = std::fs::canonicalize(parent).map_err(|e| {
                 invalid(&format!(
                     "its directory {} cannot be used: {e}",

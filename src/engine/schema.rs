@@ -50,6 +50,30 @@ pub(crate) struct Migration {
 /// [`SCHEMA_VERSION`].
 pub(crate) const MIGRATIONS: &[Migration] = &[];
 
+/// Begins a write transaction that commits durably (`Durability::Immediate`).
+pub(crate) fn begin_durable(db: &Database, path: &Path) -> Result<WriteTransaction> {
+    let mut txn = db.begin_write().map_err(|e| Error::storage(path, e))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| Error::storage(path, e))?;
+    Ok(txn)
+}
+
+/// Sets meta `entries` in `txn`.
+pub(crate) fn put_meta(
+    txn: &WriteTransaction,
+    path: &Path,
+    entries: &[(&str, &[u8])],
+) -> Result<()> {
+    let mut meta = txn
+        .open_table(META.def)
+        .map_err(|e| Error::storage(path, e))?;
+    for (key, value) in entries {
+        meta.insert(*key, *value)
+            .map_err(|e| Error::storage(path, e))?;
+    }
+    Ok(())
+}
+
 /// Creates every table of the catalog in `txn` (redb creates a table the
 /// first time a write transaction opens it).
 struct CreateTables<'a>(&'a WriteTransaction);
@@ -77,14 +101,12 @@ pub(crate) fn random_file_id() -> [u8; 16] {
 
 /// Lays out a new, empty store in `db`: every table, the meta entries.
 pub(crate) fn initialize(db: &Database, path: &Path) -> Result<()> {
-    let err = |e: redb::Error| Error::storage(path, e);
-    let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| err(e.into()))?;
+    let txn = begin_durable(db, path)?;
     catalog::visit_all(&mut CreateTables(&txn))?;
-    {
-        let mut meta = txn.open_table(META.def).map_err(|e| err(e.into()))?;
-        let entries: [(&str, &[u8]); 5] = [
+    put_meta(
+        &txn,
+        path,
+        &[
             (META_SCHEMA_VERSION, &SCHEMA_VERSION.to_le_bytes()),
             (META_FILE_ID, &random_file_id()),
             (META_CHECKPOINT_LSN, &0u64.to_le_bytes()),
@@ -93,12 +115,9 @@ pub(crate) fn initialize(db: &Database, path: &Path) -> Result<()> {
                 META_CREATED_BY,
                 concat!("whatsapp-rust-redb-storage ", env!("CARGO_PKG_VERSION")).as_bytes(),
             ),
-        ];
-        for (k, v) in entries {
-            meta.insert(k, v).map_err(|e| err(e.into()))?;
-        }
-    }
-    txn.commit().map_err(|e| err(e.into()))
+        ],
+    )?;
+    txn.commit().map_err(|e| Error::storage(path, e))
 }
 
 /// Reads the meta entries, checking that the file is a store this build can
@@ -161,9 +180,7 @@ pub(crate) fn migrate(
         return Ok(());
     }
     let err = |e: redb::Error| Error::storage(path, e);
-    let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| err(e.into()))?;
+    let txn = begin_durable(db, path)?;
     let mut version = meta.schema_version;
     while version < target {
         let step = migrations
@@ -185,11 +202,7 @@ pub(crate) fn migrate(
         version = step.to;
     }
     catalog::visit_all(&mut CreateTables(&txn))?;
-    {
-        let mut t = txn.open_table(META.def).map_err(|e| err(e.into()))?;
-        t.insert(META_SCHEMA_VERSION, &version.to_le_bytes()[..])
-            .map_err(|e| err(e.into()))?;
-    }
+    put_meta(&txn, path, &[(META_SCHEMA_VERSION, &version.to_le_bytes())])?;
     txn.commit().map_err(|e| err(e.into()))?;
     meta.schema_version = version;
     Ok(())

@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use crate::catalog::{META, META_CHECKPOINT_LSN};
+use crate::catalog::META_CHECKPOINT_LSN;
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::{EffectLog, Journal};
+use crate::engine::schema;
 use crate::engine::tx::Tx;
 use crate::error::{Error, Result};
 
@@ -353,19 +354,13 @@ impl Writer {
     }
 
     fn durable_commit_of_lsn(&self) -> Result<()> {
-        let err = |e: redb::Error| Error::storage(&self.path, e);
-        let mut txn = self.db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| err(e.into()))?;
+        let mut txn = schema::begin_durable(&self.db, &self.path)?;
         // Quick-repair: reopening after a crash is instant rather than a
         // full scan of the file.
         txn.set_quick_repair(true);
-        {
-            let mut meta = txn.open_table(META.def).map_err(|e| err(e.into()))?;
-            meta.insert(META_CHECKPOINT_LSN, &self.lsn.to_le_bytes()[..])
-                .map_err(|e| err(e.into()))?;
-        }
-        txn.commit().map_err(|e| err(e.into()))
+        let lsn = self.lsn.to_le_bytes();
+        schema::put_meta(&txn, &self.path, &[(META_CHECKPOINT_LSN, &lsn)])?;
+        txn.commit().map_err(|e| Error::storage(&self.path, e))
     }
 
     fn checkpoint_logged(&mut self) {
