@@ -88,9 +88,10 @@ impl DeviceStore for RedbStore {
     /// `extra_content` beside it as `<that>.json`.
     async fn snapshot_db(&self, name: &str, extra_content: Option<&[u8]>) -> Result<()> {
         let name = sanitize_snapshot_name(name)?;
-        let mut target = self.path().as_os_str().to_owned();
-        target.push(format!(".snapshot-{}-{name}", now_secs()));
-        let target = std::path::PathBuf::from(target);
+        let target = crate::engine::files::with_suffix(
+            self.path(),
+            format!(".snapshot-{}-{name}", now_secs()),
+        );
         self.backup_to(&target).await?;
         if let Some(extra) = extra_content {
             let mut json = target.into_os_string();

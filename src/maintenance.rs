@@ -1,6 +1,6 @@
 //! Operating a store: backups, restore, compaction, deleting an account.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Builder, Database, ReadableTable, Value, WriteTransaction};
@@ -90,9 +90,7 @@ pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path) -> Result<()> {
             reason: "a file already exists there".into(),
         });
     }
-    let mut tmp = target.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
+    let tmp = files::with_suffix(target, ".partial");
     let result = (|| {
         let db = create_bare(&tmp)?;
         let err = |e: redb::Error| Error::storage(&tmp, e);
@@ -259,9 +257,7 @@ impl RedbStore {
         if target.exists() {
             drop(open_bare(&target)?);
         }
-        let mut tmp = target.as_os_str().to_owned();
-        tmp.push(".restoring");
-        let tmp = PathBuf::from(tmp);
+        let tmp = files::with_suffix(&target, ".restoring");
         let result = (|| {
             // Not `fs::copy`: it would copy the backup's permissions, and the
             // store holds private keys (owner only).

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -23,6 +23,15 @@ pub(crate) fn create_private(path: &Path, truncate: bool) -> Result<File> {
         options.mode(0o600);
     }
     options.open(path).map_err(|e| Error::io(path, e))
+}
+
+/// `path` with `suffix` appended to its file name (`store.redb` +
+/// `.journal` = `store.redb.journal`): the store's companion files live
+/// next to it.
+pub(crate) fn with_suffix(path: &Path, suffix: impl AsRef<std::ffi::OsStr>) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// The directory holding `path` (`.` for a bare file name).

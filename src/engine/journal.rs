@@ -59,9 +59,7 @@ pub(crate) const MAX_GROWTH: u64 = 4 << 20;
 
 /// The journal path of a store file: `<file>.journal`.
 pub(crate) fn journal_path(db_path: &Path) -> PathBuf {
-    let mut name = db_path.as_os_str().to_owned();
-    name.push(".journal");
-    PathBuf::from(name)
+    crate::engine::files::with_suffix(db_path, ".journal")
 }
 
 const EFFECT_PUT: u8 = 1;

@@ -166,9 +166,7 @@ fn open_db(
 /// half-initialized store behind, and a store created concurrently by
 /// someone else is never overwritten.
 fn create_store_file(path: &Path, config: &RedbStoreConfig) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".creating");
-    let tmp = PathBuf::from(tmp);
+    let tmp = files::with_suffix(path, ".creating");
     let laid_out = (|| {
         let db = open_with(
             &Builder::new(),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, Value, WriteTransaction};
 
 use crate::catalog::{META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor};
+use crate::engine::files::with_suffix;
 use crate::engine::journal::{Effect, Effects, JournalContents, read_journal};
 use crate::engine::schema::{self, FileMeta};
 use crate::engine::tx::Tx;
@@ -77,9 +78,7 @@ fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Resu
 
 /// Moves an unusable journal out of the way, keeping it for inspection.
 fn set_aside(journal: &Path, why: &str) -> Result<PathBuf> {
-    let mut name = journal.as_os_str().to_owned();
-    name.push(format!(".{why}-{}", crate::store::now_secs()));
-    let target = PathBuf::from(name);
+    let target = with_suffix(journal, format!(".{why}-{}", crate::store::now_secs()));
     std::fs::rename(journal, &target).map_err(|e| Error::io(journal, e))?;
     Ok(target)
 }

@@ -58,9 +58,7 @@ pub async fn import_sqlite(
     };
     let created_file = matches!(file_kind(redb_path)?, FileKind::Missing);
     let work_path = if created_file {
-        let mut tmp = redb_path.as_os_str().to_owned();
-        tmp.push(".importing");
-        let tmp = PathBuf::from(tmp);
+        let tmp = crate::engine::files::with_suffix(redb_path, ".importing");
         // Left by an import that did not finish.
         for stale in [tmp.clone(), journal_path(&tmp)] {
             match std::fs::remove_file(&stale) {
