@@ -10,7 +10,7 @@ use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table,
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::journal_path;
 use crate::engine::tx::{Snapshot, Tx};
-use crate::engine::{contain_panic, files, open_with, registry, schema};
+use crate::engine::{contain_panic, create_bare, files, open_with, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -55,24 +55,9 @@ impl TableVisitor for CopyTables<'_, '_> {
     }
 }
 
-/// Opens a brand-new store file (no journal, no engine) for bulk loading.
-pub(crate) fn create_bare(path: &Path) -> Result<Database> {
-    let db = open_with(&Builder::new(), path, true, Arc::default(), None)?;
-    schema::initialize(&db, path)?;
-    Ok(db)
-}
-
 /// Moves a finished file into place without ever replacing an existing one.
 pub(crate) fn publish(tmp: &Path, target: &Path) -> Result<()> {
-    let result = std::fs::hard_link(tmp, target).or_else(|e| {
-        if e.kind() != std::io::ErrorKind::AlreadyExists && !target.exists() {
-            std::fs::rename(tmp, target)
-        } else {
-            Err(e)
-        }
-    });
-    let _ = std::fs::remove_file(tmp);
-    match result {
+    match files::link_into_place(tmp, target) {
         Ok(()) => files::sync_parent_dir(target),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::InvalidPath {
             path: target.display().to_string(),
@@ -92,7 +77,7 @@ pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path) -> Result<()> {
     }
     let tmp = files::with_suffix(target, ".partial");
     let result = (|| {
-        let db = create_bare(&tmp)?;
+        let db = create_bare(&tmp, None)?;
         let err = |e: redb::Error| Error::storage(&tmp, e);
         let txn = schema::begin_durable(&db, &tmp)?;
         catalog::visit_all(&mut CopyTables {

@@ -34,6 +34,21 @@ pub(crate) fn with_suffix(path: &Path, suffix: impl AsRef<std::ffi::OsStr>) -> P
     PathBuf::from(name)
 }
 
+/// Moves the finished file `tmp` to `target` without ever replacing an
+/// existing file (a hard link, or a rename where links are not supported)
+/// and removes `tmp`. Fails with `AlreadyExists` if `target` exists.
+pub(crate) fn link_into_place(tmp: &Path, target: &Path) -> io::Result<()> {
+    let result = std::fs::hard_link(tmp, target).or_else(|e| {
+        if e.kind() != io::ErrorKind::AlreadyExists && !target.exists() {
+            std::fs::rename(tmp, target)
+        } else {
+            Err(e)
+        }
+    });
+    let _ = std::fs::remove_file(tmp);
+    result
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

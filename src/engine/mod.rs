@@ -167,32 +167,28 @@ fn open_db(
 /// someone else is never overwritten.
 fn create_store_file(path: &Path, config: &RedbStoreConfig) -> Result<()> {
     let tmp = files::with_suffix(path, ".creating");
-    let laid_out = (|| {
-        let db = open_with(
-            &Builder::new(),
-            &tmp,
-            true,
-            Arc::default(),
-            config.io_faults.clone(),
-        )?;
-        schema::initialize(&db, &tmp)?;
-        db.close().map_err(|e| Error::storage(&tmp, e))
-    })();
+    let laid_out = create_bare(&tmp, config.io_faults.clone())
+        .and_then(|db| db.close().map_err(|e| Error::storage(&tmp, e)));
     if let Err(e) = laid_out {
         let _ = std::fs::remove_file(&tmp);
         // The temporary name means nothing to the caller.
         return Err(e.with_path(path));
     }
-    let linked = std::fs::hard_link(&tmp, path);
-    let result = match linked {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()), // someone else won
-        Err(_) if !path.exists() => std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)),
-        Err(e) => Err(Error::io(path, e)),
-    };
-    let _ = std::fs::remove_file(&tmp);
-    result?;
+    match files::link_into_place(&tmp, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {} // someone else won
+        Err(e) => return Err(Error::io(path, e)),
+    }
     files::sync_parent_dir(path)
+}
+
+/// Creates a new store file at `path` (emptying whatever is there) with
+/// every table and the meta entries, and returns it open, without journal
+/// or writer: for creation and for bulk loading.
+pub(crate) fn create_bare(path: &Path, faults: Option<Arc<dyn IoFaults>>) -> Result<Database> {
+    let db = open_with(&Builder::new(), path, true, Arc::default(), faults)?;
+    schema::initialize(&db, path)?;
+    Ok(db)
 }
 
 /// Reads the meta table through a read-only open, so that a redb file that
