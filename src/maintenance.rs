@@ -10,7 +10,7 @@ use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table,
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::journal_path;
 use crate::engine::tx::{Snapshot, Tx};
-use crate::engine::{contain_panic, create_bare, files, open_with, registry, schema};
+use crate::engine::{create_bare, files, open_with, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -205,9 +205,7 @@ impl RedbStore {
         let path = registry::canonical(path.as_ref())?;
         recover_and_close(&path)?;
         let bytes_before = crate::inspect::file_len(&path)?;
-        let mut db = open_bare(&path)?;
-        contain_panic(&path, || crate::engine::compact(&mut db, &path))?;
-        db.close().map_err(|e| Error::storage(&path, e))?;
+        crate::engine::compact_lean(&path, &RedbStoreConfig::default())?;
         Ok(CompactReport {
             bytes_before,
             bytes_after: crate::inspect::file_len(&path)?,

@@ -238,9 +238,9 @@ fn maybe_compact(db: &mut Database, path: &Path, config: &RedbStoreConfig) -> Re
 }
 
 /// Compacts a closed store through a handle with a small page cache:
-/// compaction touches every page, and at close the store's own cache would
-/// otherwise grow to its full budget just for that.
-fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> {
+/// compaction touches every page, and a store-sized cache (at close, or
+/// redb's default in `wa-redb compact`) would grow to hold them all.
+pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> {
     let mut db = open_with(
         Builder::new().set_cache_size(1 << 20),
         path,
@@ -262,7 +262,7 @@ pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u6
 }
 
 /// Compacts until redb reports no further progress.
-pub(crate) fn compact(db: &mut Database, path: &Path) -> Result<()> {
+fn compact(db: &mut Database, path: &Path) -> Result<()> {
     while db.compact().map_err(|e| Error::storage(path, e))? {}
     Ok(())
 }
