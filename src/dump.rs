@@ -3,7 +3,7 @@
 
 use std::any::TypeId;
 use std::collections::BTreeMap;
-use std::ops::{Bound, ControlFlow};
+use std::ops::ControlFlow;
 
 use redb::{Key, Value};
 use serde_json::{Value as Json, json};
@@ -19,7 +19,7 @@ use crate::codec::{
     self, LidMappingRow, MsgSecretRow, MutationMacRow, PrekeyRow, SentMessageRow, TcTokenRow,
     decode, decode_device, decode_u32, decode_u64,
 };
-use crate::engine::tx::Snapshot;
+use crate::engine::tx::{Snapshot, every_row};
 use crate::error::{Error, Result};
 use crate::export::hex;
 use crate::store::RedbStore;
@@ -144,7 +144,7 @@ impl TableVisitor for Dump<'_, '_> {
                 Some(bounds) => bounds,
                 None => return Ok(()), // meta: no account
             },
-            None => (Bound::Unbounded, Bound::Unbounded),
+            None => every_row::<K>(),
         };
         let reveal = self.reveal;
         self.snapshot.visit(table, bounds, |k, v| {

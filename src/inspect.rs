@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use redb::{ReadableTable, ReadableTableMetadata, Value};
+use redb::{ReadableTableMetadata, Value};
 use serde::Serialize;
 use wacore::store::error::StoreError;
 
 use crate::catalog::{self, DEVICES, META, StoreKey, Table, TableId, TableVisitor};
 use crate::codec;
 use crate::engine::journal::journal_path;
-use crate::engine::tx::Snapshot;
+use crate::engine::tx::{Snapshot, every_row};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -92,13 +92,13 @@ impl TableVisitor for Census<'_, '_> {
         if table.id == META.id {
             return Ok(());
         }
-        for item in t.iter().map_err(|e| Error::storage(path, e))? {
-            let (k, _) = item.map_err(|e| Error::storage(path, e))?;
-            if let Some(d) = K::device_of(&k.value()) {
-                *self.rows_per_device.entry(d).or_default() += 1;
+        let per_device = &mut self.rows_per_device;
+        self.snapshot.visit(table, every_row::<K>(), |k, _| {
+            if let Some(d) = K::device_of(&k) {
+                *per_device.entry(d).or_default() += 1;
             }
-        }
-        Ok(())
+            Ok(true)
+        })
     }
 }
 
@@ -164,23 +164,16 @@ fn validate_value(table: TableId, bytes: &[u8]) -> Result<()> {
 
 impl TableVisitor for Validate<'_, '_> {
     fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
-        let path = self.snapshot.path();
-        let t = self
-            .snapshot
-            .txn()
-            .open_table(table.def)
-            .map_err(|e| Error::storage(path, e))?;
-        for item in t.iter().map_err(|e| Error::storage(path, e))? {
-            let (_, v) = item.map_err(|e| Error::storage(path, e))?;
-            self.rows += 1;
-            let value = v.value();
-            if let Err(e) = validate_value(table.id, V::as_bytes(&value).as_ref())
-                && self.problems.len() < 100
+        let (rows, problems) = (&mut self.rows, &mut self.problems);
+        self.snapshot.visit(table, every_row::<K>(), |_, v| {
+            *rows += 1;
+            if let Err(e) = validate_value(table.id, V::as_bytes(&v).as_ref())
+                && problems.len() < 100
             {
-                self.problems.push(format!("{}: {e}", table.id.name()));
+                problems.push(format!("{}: {e}", table.id.name()));
             }
-        }
-        Ok(())
+            Ok(true)
+        })
     }
 }
 

@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Builder, Database, ReadableTable, Value, WriteTransaction};
+use redb::{Builder, Database, Value, WriteTransaction};
 use wacore::store::error::StoreError;
 
 use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableVisitor};
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::journal_path;
-use crate::engine::tx::{Snapshot, Tx};
+use crate::engine::tx::{Snapshot, Tx, every_row};
 use crate::engine::{create_bare, files, open_with, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
@@ -34,24 +34,15 @@ impl TableVisitor for CopyTables<'_, '_> {
         if table.id == META.id {
             return Ok(());
         }
-        let src = self
-            .from
-            .txn()
-            .open_table(table.def)
-            .map_err(|e| Error::storage(self.from.path(), e))?;
         let mut dst = self
             .to
             .open_table(table.def)
             .map_err(|e| Error::storage(self.target, e))?;
-        for item in src
-            .iter()
-            .map_err(|e| Error::storage(self.from.path(), e))?
-        {
-            let (k, v) = item.map_err(|e| Error::storage(self.from.path(), e))?;
-            dst.insert(k.value(), v.value())
+        self.from.visit(table, every_row::<K>(), |k, v| {
+            dst.insert(k, v)
                 .map_err(|e| Error::storage(self.target, e))?;
-        }
-        Ok(())
+            Ok(true)
+        })
     }
 }
 

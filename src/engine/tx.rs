@@ -23,6 +23,11 @@ pub(crate) type Bounds<'k, K> = (
     Bound<<K as Value>::SelfType<'k>>,
 );
 
+/// Bounds covering a whole table.
+pub(crate) fn every_row<'k, K: Key>() -> Bounds<'k, K> {
+    (Bound::Unbounded, Bound::Unbounded)
+}
+
 /// The rows `(device, name, ..)` of one exact `name` (a group, a phone, a
 /// collection): owned, so a write job can carry it, and turned into key
 /// bounds where used. Under bytewise order `name + "\0"` is the first string
