@@ -650,11 +650,10 @@ async fn w_msg_secrets(store: &Store, sc: Scale) -> Outcome {
     }
 }
 
-/// Workload 6: Random `get_session` over 5,000 stored sessions.
-async fn w_reads(store: &Store, blobs: &Blobs, sc: Scale) -> Outcome {
-    const N: u64 = 5000;
-    let b = store.b();
-    for chunk in (0..N).collect::<Vec<_>>().chunks(250) {
+/// Stores `n` sessions (addresses `session_address(3, i)`) in batches of
+/// 250, as the signal cache's flushes would.
+async fn put_sessions(b: &dyn Backend, blobs: &Blobs, n: u64) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
         let batch: Batch = chunk
             .iter()
             .map(|&i| {
@@ -666,6 +665,13 @@ async fn w_reads(store: &Store, blobs: &Blobs, sc: Scale) -> Outcome {
             .collect();
         b.put_sessions_batch(&batch).await.unwrap();
     }
+}
+
+/// Workload 6: Random `get_session` over 5,000 stored sessions.
+async fn w_reads(store: &Store, blobs: &Blobs, sc: Scale) -> Outcome {
+    const N: u64 = 5000;
+    let b = store.b();
+    put_sessions(b, blobs, N).await;
     let mut rng = Rng::new(0x4ead);
     for _ in 0..sc.n(1000) {
         b.get_session(&session_address(3, rng.below(N)))
@@ -803,18 +809,7 @@ async fn child_mixed(kind: Kind, dir: &Path, sc: Scale) {
     let mut rng = Rng::new(0xc41d);
     // Sessions (the whole signal cache's worth), single writes, flushes.
     let n_sessions = sc.n(5000) as u64;
-    for chunk in (0..n_sessions).collect::<Vec<_>>().chunks(250) {
-        let batch: Batch = chunk
-            .iter()
-            .map(|&i| {
-                (
-                    Arc::from(session_address(3, i)),
-                    blobs.session(i as usize).clone(),
-                )
-            })
-            .collect();
-        b.put_sessions_batch(&batch).await.unwrap();
-    }
+    put_sessions(b, &blobs, n_sessions).await;
     for i in 0..sc.n(1000) as u64 {
         b.put_session(&session_address(1, i), blobs.session(i as usize))
             .await
