@@ -581,22 +581,17 @@ fn build_cases(f: &Fixtures, per_class: u64, base_seed: u64) -> Vec<Case> {
             check_always: class.ends_with("+check"),
         })
     };
-    for (class, n) in [("flip-1", 1), ("flip-8", 8), ("flip-64", 64)] {
-        for k in 0..per_class {
-            let seed = base_seed ^ (n as u64 * 1_000_003) ^ k;
-            let mut rng = Rng(seed);
-            push(
-                class,
-                format!("{class} seed={seed:#x}"),
-                Expect::NoCrash,
-                flip(good, n, &mut rng),
-            );
-        }
-    }
-    // The same damage as flip-8 and flip-64, opened with
-    // `IntegrityCheck::Always`: the check at open should catch what the
-    // default open trusts.
-    for (class, n) in [("flip-8+check", 8), ("flip-64+check", 64)] {
+    // The "+check" classes repeat the damage of flip-8 and flip-64 (same
+    // seeds), opened with `IntegrityCheck::Always`: the check at open should
+    // catch what the default open trusts.
+    let flips = [
+        ("flip-1", 1),
+        ("flip-8", 8),
+        ("flip-64", 64),
+        ("flip-8+check", 8),
+        ("flip-64+check", 64),
+    ];
+    for (class, n) in flips {
         for k in 0..per_class {
             let seed = base_seed ^ (n as u64 * 1_000_003) ^ k;
             let mut rng = Rng(seed);
