@@ -7,7 +7,7 @@
 mod process;
 
 use std::ffi::OsStr;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -379,10 +379,7 @@ async fn child_holds_store_open() {
     };
     let store = RedbStore::new(&path).await.unwrap();
     store.put_session("held@c.us.0", b"x").await.unwrap();
-    println!("READY");
-    std::io::stdout().flush().unwrap();
-    let mut line = String::new();
-    let _ = std::io::stdin().read_line(&mut line);
+    process::report_and_wait("READY");
     drop(store);
 }
 

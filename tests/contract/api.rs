@@ -1,7 +1,6 @@
 //! The public API: constructors, paths, handles sharing one file, other
 //! processes, files that are not stores.
 
-use std::io::Write;
 use std::time::Instant;
 
 use wacore::store::error::StoreError;
@@ -143,11 +142,8 @@ async fn child_holds_store_open() {
     };
     let store = RedbStore::new(&path).await.unwrap();
     store.create().await.unwrap();
-    println!("READY");
-    std::io::stdout().flush().unwrap();
     // Hold the store until the parent closes our stdin.
-    let mut line = String::new();
-    let _ = std::io::stdin().read_line(&mut line);
+    crate::process::report_and_wait("READY");
     drop(store);
 }
 

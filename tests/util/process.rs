@@ -31,6 +31,16 @@ pub fn self_command(test: &str) -> std::process::Command {
     cmd
 }
 
+/// The child's side of [`spawn_until`]: prints `marker` on a line of its
+/// own, then blocks until the parent closes this process's stdin.
+pub fn report_and_wait(marker: &str) {
+    use std::io::Write;
+    println!("{marker}");
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
 /// Spawns `cmd` with stdin and stdout piped and reads its stdout until a
 /// line ends with `marker`. Keep the returned reader until the child has
 /// exited (a closed pipe would fail its next print); dropping the child's
