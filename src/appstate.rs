@@ -14,9 +14,6 @@ use crate::codec::{MutationMacRow, decode, encode_named, encode_row};
 use crate::engine::tx::Under;
 use crate::store::RedbStore;
 
-/// `get_mutation_macs` reads on a blocking thread above this many MACs.
-const INLINE_BATCH_READ: usize = 256;
-
 /// A sync key as the client may see it: SqliteStore treats a key whose
 /// record does not decode, or whose `key_data` is not 32 bytes, as absent,
 /// both when reading it and when choosing the latest one.
@@ -128,23 +125,18 @@ impl AppSyncStore for RedbStore {
         name: &str,
         index_macs: &[[u8; 32]],
     ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        let d = self.device_id;
-        let lookup = move |s: &crate::engine::tx::Snapshot<'_>, name: &str, macs: &[[u8; 32]]| {
+        let (d, name, macs) = (self.device_id, name.to_owned(), index_macs.to_vec());
+        self.read_batch(macs.len(), move |s| {
             let mut out = HashMap::with_capacity(macs.len());
             let t = s.table(MUTATION_MACS)?;
-            for mac in macs {
-                if let Some(v) = t.get((d, name, &mac[..]), value_mac)? {
+            for mac in &macs {
+                if let Some(v) = t.get((d, name.as_str(), &mac[..]), value_mac)? {
                     out.insert(*mac, v?);
                 }
             }
             Ok(out)
-        };
-        if index_macs.len() <= INLINE_BATCH_READ {
-            self.read(|s| lookup(s, name, index_macs))
-        } else {
-            let (name, macs) = (name.to_owned(), index_macs.to_vec());
-            self.read_blocking(move |s| lookup(s, &name, &macs)).await
-        }
+        })
+        .await
     }
 
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {

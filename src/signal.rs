@@ -16,9 +16,6 @@ use crate::engine::tx::Snapshot;
 use crate::error::Error;
 use crate::store::RedbStore;
 
-/// `load_prekeys_batch` reads on a blocking thread above this many ids.
-const INLINE_BATCH_READ: usize = 256;
-
 fn identity_key(bytes: &[u8]) -> crate::error::Result<[u8; 32]> {
     bytes.try_into().map_err(|_| {
         Error::decode(
@@ -202,8 +199,7 @@ impl SignalStore for RedbStore {
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
         let d = self.device_id;
         let ids: BTreeSet<u32> = ids.iter().copied().collect();
-        let small = ids.len() <= INLINE_BATCH_READ;
-        let load = move |s: &Snapshot<'_>| {
+        self.read_batch(ids.len(), move |s: &Snapshot<'_>| {
             let mut out = Vec::with_capacity(ids.len());
             let t = s.table(PREKEYS)?;
             for id in ids {
@@ -212,12 +208,8 @@ impl SignalStore for RedbStore {
                 }
             }
             Ok(out)
-        };
-        if small {
-            self.read(load)
-        } else {
-            self.read_blocking(load).await
-        }
+        })
+        .await
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {

@@ -33,6 +33,9 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// Batch reads of more keys than this run on a blocking thread.
+const INLINE_BATCH_READ: usize = 256;
+
 /// Turns what users pass (a path, optionally `redb://`-prefixed) into a
 /// path.
 fn parse_location(location: &Path) -> Result<PathBuf> {
@@ -181,6 +184,21 @@ impl RedbStore {
         })
         .await
         .map_err(|e| StoreError::Database(Box::new(e)))?
+    }
+
+    /// Runs a read of `keys` point lookups: on the calling thread when the
+    /// batch is small, on a blocking thread when it is large enough to hold
+    /// up the runtime.
+    pub(crate) async fn read_batch<R, F>(&self, keys: usize, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Snapshot<'_>) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        if keys <= INLINE_BATCH_READ {
+            self.read(f)
+        } else {
+            self.read_blocking(f).await
+        }
     }
 
     /// Runs `f` in the writer's transaction (batched with concurrent
