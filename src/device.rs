@@ -94,9 +94,7 @@ impl DeviceStore for RedbStore {
         );
         self.backup_to(&target).await?;
         if let Some(extra) = extra_content {
-            let mut json = target.into_os_string();
-            json.push(".json");
-            let json = std::path::PathBuf::from(json);
+            let json = crate::engine::files::with_suffix(&target, ".json");
             let extra = extra.to_vec();
             tokio::task::spawn_blocking(move || {
                 crate::maintenance::write_private_file(&json, &extra)

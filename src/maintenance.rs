@@ -239,13 +239,7 @@ impl RedbStore {
             let mut to = files::create_private(&tmp, true)?;
             std::io::copy(&mut from, &mut to).map_err(|e| Error::io(&tmp, e))?;
             to.sync_all().map_err(|e| Error::io(&tmp, e))?;
-            let journal = journal_path(&target);
-            match std::fs::remove_file(&journal) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(&journal, e));
-                }
-                _ => {}
-            }
+            files::remove_if_present(&journal_path(&target))?;
             std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
             files::sync_parent_dir(&target)
         })();

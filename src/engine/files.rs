@@ -49,6 +49,14 @@ pub(crate) fn link_into_place(tmp: &Path, target: &Path) -> io::Result<()> {
     result
 }
 
+/// Removes `path`; a file that is not there is not an error.
+pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

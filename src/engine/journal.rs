@@ -537,12 +537,7 @@ impl Journal {
 
     /// Deletes the journal after a clean close (the checkpoint covers it).
     pub fn remove(self) -> Result<()> {
-        let path = self.path.clone();
         drop(self.file);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        crate::engine::files::remove_if_present(&self.path)
     }
 }

@@ -61,12 +61,7 @@ pub async fn import_sqlite(
         let tmp = crate::engine::files::with_suffix(redb_path, ".importing");
         // Left by an import that did not finish.
         for stale in [tmp.clone(), journal_path(&tmp)] {
-            match std::fs::remove_file(&stale) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(&stale, e).into());
-                }
-                _ => {}
-            }
+            crate::engine::files::remove_if_present(&stale)?;
         }
         tmp
     } else {
