@@ -1047,6 +1047,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Prints the head of a table with a column per store, then `extra`
+/// columns (`extra_head` like " A | B |", `extra_rule` like "---|---|").
+fn print_store_header(extra_head: &str, extra_rule: &str) {
+    let labels: Vec<&str> = KINDS.iter().map(|k| k.label()).collect();
+    println!("| Workload | {} |{extra_head}", labels.join(" | "));
+    println!("|---|---:|---:|---:|---:|{extra_rule}");
+}
+
 fn fmt_val(v: f64) -> String {
     if v >= 1000.0 {
         format!("{v:.0}")
@@ -1391,14 +1399,7 @@ fn main() {
     println!(
         "\nValues are medians of {rounds} rounds (each round: a fresh store per workload, store order rotated). Run-to-run spread (max/min over rounds):\n"
     );
-    println!(
-        "| Workload | {} | {} | {} | {} |",
-        KINDS[0].label(),
-        KINDS[1].label(),
-        KINDS[2].label(),
-        KINDS[3].label()
-    );
-    println!("|---|---:|---:|---:|---:|");
+    print_store_header("", "");
     for r in &rows {
         println!(
             "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
@@ -1407,14 +1408,7 @@ fn main() {
     }
 
     println!("\n### Per-op latency, p50 / p99 (µs), medians over rounds\n");
-    println!(
-        "| Workload | {} | {} | {} | {} |",
-        KINDS[0].label(),
-        KINDS[1].label(),
-        KINDS[2].label(),
-        KINDS[3].label()
-    );
-    println!("|---|---:|---:|---:|---:|");
+    print_store_header("", "");
     for (label, l) in &latencies {
         let cell = |(p50, p99): (f64, f64)| format!("{} / {}", fmt_val(p50), fmt_val(p99));
         println!(
@@ -1429,14 +1423,10 @@ fn main() {
     println!(
         "\n### File size after each workload (last round): open (live, incl. journal / -wal / -shm) → after close; apparent bytes\n"
     );
-    println!(
-        "| Workload | {} | {} | {} | {} | Normal: redb / SQLite (closed) | Full: redb / SQLite (closed) |",
-        KINDS[0].label(),
-        KINDS[1].label(),
-        KINDS[2].label(),
-        KINDS[3].label()
+    print_store_header(
+        " Normal: redb / SQLite (closed) | Full: redb / SQLite (closed) |",
+        "---|---|",
     );
-    println!("|---|---:|---:|---:|---:|---|---|");
     let mut alloc_notes = Vec::new();
     for (name, s) in &sizes {
         let cell = |k: usize| format!("{} → {}", fmt_bytes(s.live[k].0), fmt_bytes(s.closed[k].0));
