@@ -91,9 +91,11 @@ pub struct RedbStoreConfig {
     pub checkpoint_journal_bytes: u64,
     /// Largest single value (session, payload, blob) accepted. Default 64 MiB.
     pub max_value_size: usize,
-    /// Compact the file at open and at close when at least this fraction of
-    /// it is free space (and the file is larger than 1 MiB), giving the space
-    /// back to the file system. `None` disables it. Default `Some(0.25)`.
+    /// Compact the file at close, and at an open that verified every page
+    /// (after an unclean shutdown, or [`IntegrityCheck::Always`]), when at
+    /// least this fraction of it is free space (and the file is larger than
+    /// 1 MiB), giving the space back to the file system. `None` disables it.
+    /// Default `Some(0.25)`.
     pub auto_compact: Option<f64>,
     /// When to verify the whole file at open. Default
     /// [`IntegrityCheck::AfterUncleanShutdown`].
@@ -164,7 +166,8 @@ impl RedbStoreConfig {
         self
     }
 
-    /// Sets (or with `None` disables) compaction at open and close.
+    /// Sets (or with `None` disables) automatic compaction (see
+    /// [`RedbStoreConfig::auto_compact`]).
     pub fn with_auto_compact(mut self, free_fraction: Option<f64>) -> Self {
         self.auto_compact = free_fraction;
         self

@@ -156,6 +156,16 @@ impl Error {
                 path: path.to_path_buf(),
                 detail,
             },
+            // redb reads only inside the file it laid out: a short read
+            // means the file was truncated or a page reference is damaged.
+            redb::Error::Io(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Error::Corrupted {
+                    path: path.to_path_buf(),
+                    detail: "a read past the end of the file: it is truncated or a page \
+                             reference in it is damaged"
+                        .into(),
+                }
+            }
             redb::Error::Io(source) => Error::Io {
                 path: path.to_path_buf(),
                 source,

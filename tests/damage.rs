@@ -12,7 +12,7 @@
 //! every table of both accounts, writes a little, checkpoints, closes, runs
 //! `check_file`, reopens and checks that every acknowledged write is still
 //! there, printing one line per step and a final outcome. The parent kills
-//! a child that takes longer than `CHILD_TIMEOUT` and fails on a hang, on
+//! a child that takes longer than `child_timeout()` and fails on a hang, on
 //! any non-zero exit or signal, on an error that does not name the file or
 //! say what is wrong, on acknowledged writes lost, and when a damaged
 //! journal keeps an intact database from opening with all of its data.
@@ -24,6 +24,8 @@
 //! `WA_REDB_DAMAGE_ONLY=<substring>`: run only the cases whose name has it.
 //! `WA_REDB_DAMAGE_VERBOSE=1`: print every case's steps.
 //! `WA_REDB_DAMAGE_BACKTRACE=1`: backtraces in the children's stderr.
+//! `WA_REDB_DAMAGE_TIMEOUT_SECS=<n>`: the hang limit per case (default 30,
+//! 120 under an emulator).
 
 #[path = "util/dataset.rs"]
 mod dataset;
@@ -48,7 +50,19 @@ const ROWS: u32 = 60;
 const ACCOUNTS: [i32; 2] = [1, -7];
 /// Sessions written by the crashed writer, one journal record each.
 const EXTRAS: u32 = 12;
+/// Natively a case takes well under a second; a child still running after
+/// this is hung. Emulation is 10-30x slower.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+const EMULATED_CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The hang limit, or `WA_REDB_DAMAGE_TIMEOUT_SECS`.
+fn child_timeout() -> Duration {
+    match env_u64("WA_REDB_DAMAGE_TIMEOUT_SECS") {
+        Some(secs) => Duration::from_secs(secs),
+        None if process::emulated() => EMULATED_CHILD_TIMEOUT,
+        None => CHILD_TIMEOUT,
+    }
+}
 const WORKERS: usize = 2;
 const MARK: &str = "@@";
 
@@ -883,7 +897,7 @@ fn run_case(index: usize, case: &Case, root: &Path) -> Outcome {
         .unwrap();
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
-    let status = wait_timeout(&mut child, CHILD_TIMEOUT);
+    let status = wait_timeout(&mut child, child_timeout());
     let elapsed = started.elapsed();
     let stdout = out.join().unwrap();
     let stderr = err.join().unwrap();
@@ -903,7 +917,7 @@ fn run_case(index: usize, case: &Case, root: &Path) -> Outcome {
     };
     let mut problems: Vec<String> = Vec::new();
     match status {
-        None => problems.push(format!("HANG: killed after {CHILD_TIMEOUT:?}")),
+        None => problems.push(format!("HANG: killed after {:?}", child_timeout())),
         Some(s) if !s.success() => problems.push(format!("CRASH: child exited with {s}")),
         Some(_) if outcome == "none" => problems.push("child printed no outcome".into()),
         Some(_) => {}
@@ -1234,8 +1248,8 @@ fn damaged_leaf_at_open_is_a_clear_error() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let s = RedbStore::new(&path).await.unwrap();
-        // More than 1 MiB, so the open-time compaction check reads the
-        // stats of every table.
+        // More than 1 MiB, so a compaction check (at close, or at an open
+        // that verified the file) reads the stats of every table.
         for chunk in 0..12 {
             let batch: Vec<(Arc<str>, bytes::Bytes)> = (0..1000)
                 .map(|i| {

@@ -229,9 +229,19 @@ fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfig) -> Resul
     Ok(true)
 }
 
-/// Compacts at open when a large part of the file is free.
-fn maybe_compact(db: &mut Database, path: &Path, config: &RedbStoreConfig) -> Result<()> {
-    if should_compact(db, path, config)? {
+/// Compacts at open when a large part of the file is free, if every page
+/// was verified at this open (after an unclean shutdown, or with
+/// `IntegrityCheck::Always`). Measuring the free space walks every tree
+/// without checking the references it follows, which a file opened on trust
+/// should not have to pay for at each start or risk on damage; and a clean
+/// close already compacted it.
+fn maybe_compact(
+    db: &mut Database,
+    path: &Path,
+    config: &RedbStoreConfig,
+    verified: bool,
+) -> Result<()> {
+    if verified && should_compact(db, path, config)? {
         compact(db, path)?;
     }
     Ok(())
@@ -261,8 +271,13 @@ pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u6
     Ok(file_len.saturating_sub(used) + stats.fragmented_bytes())
 }
 
-/// Compacts until redb reports no further progress.
+/// Compacts until redb reports no further progress. Every page checksum is
+/// verified first: compaction follows page references without checking
+/// them, so a damaged reference (bit rot in a cleanly closed file, which the
+/// open trusts) would send it to read, and allocate, up to 4 GiB for one
+/// page, or to copy garbage into the rewritten file.
 fn compact(db: &mut Database, path: &Path) -> Result<()> {
+    db.check_integrity().map_err(|e| Error::storage(path, e))?;
     while db.compact().map_err(|e| Error::storage(path, e))? {}
     Ok(())
 }
@@ -299,7 +314,7 @@ impl Engine {
         meta.refuse_newer(path, SCHEMA_VERSION)?;
         let recovery = recovery::recover(&db, path, &jpath, &mut meta)?;
         schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
-        maybe_compact(&mut db, path, config)?;
+        maybe_compact(&mut db, path, config, verify)?;
 
         let journal = Journal::create(
             &jpath,
@@ -456,13 +471,19 @@ impl Engine {
         if let Some(db) = self.db.take() {
             match Arc::try_unwrap(db) {
                 Ok(db) => {
+                    // Both walk the file on trust: damage found there is
+                    // contained like damage found by any other read.
+                    let path = &self.path;
                     let compact = self.halted().is_none()
-                        && should_compact(&db, &self.path, &self.config).unwrap_or(false);
-                    if let Err(e) = db.close() {
-                        result = Err(Error::storage(&self.path, e));
-                    } else if compact && let Err(e) = compact_lean(&self.path, &self.config) {
+                        && contain_panic(path, || should_compact(&db, path, &self.config))
+                            .unwrap_or(false);
+                    let closed =
+                        contain_panic(path, || db.close().map_err(|e| Error::storage(path, e)));
+                    if let Err(e) = closed {
+                        result = Err(e);
+                    } else if compact && let Err(e) = compact_lean(path, &self.config) {
                         // The store is closed and sound; it is just larger.
-                        log::warn!("{}: compaction at close: {e}", self.path.display());
+                        log::warn!("{}: compaction at close: {e}", path.display());
                     }
                 }
                 Err(_) => log::error!(

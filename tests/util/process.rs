@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 /// to put in front, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
 pub fn self_command(test: &str) -> std::process::Command {
     let exe = std::env::current_exe().expect("test binary path");
-    let runner = std::env::var("WA_REDB_TEST_RUNNER").unwrap_or_default();
+    let runner = runner();
     let mut parts = runner.split_whitespace();
     let mut cmd = match parts.next() {
         Some(program) => {
@@ -29,6 +29,16 @@ pub fn self_command(test: &str) -> std::process::Command {
         "--test-threads=1",
     ]);
     cmd
+}
+
+/// The emulator children run under (`WA_REDB_TEST_RUNNER`), empty if none.
+fn runner() -> String {
+    std::env::var("WA_REDB_TEST_RUNNER").unwrap_or_default()
+}
+
+/// Whether children run under an emulator (10-30x slower than native).
+pub fn emulated() -> bool {
+    !runner().trim().is_empty()
 }
 
 /// The child's side of [`spawn_until`]: prints `marker` on a line of its
