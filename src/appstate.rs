@@ -159,10 +159,8 @@ impl AppSyncStore for RedbStore {
         let d = self.device_id;
         // (d, name, *) lies between (d, name, []) and (d, name + "\0", []).
         let collection = Under::new(d, name);
-        self.write(name.len(), move |tx| {
-            tx.delete_range(MUTATION_MACS, collection.bytes()).map(drop)
-        })
-        .await
+        self.write_scan(move |tx| tx.delete_range(MUTATION_MACS, collection.bytes()).map(drop))
+            .await
     }
 
     /// The greatest key id (byte order) among usable keys, like

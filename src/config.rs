@@ -70,15 +70,23 @@ pub enum IntegrityCheck {
 /// default; the `with_*` methods change one field each.
 ///
 /// All handles of one file in one process share one engine (page cache,
-/// writer thread, journal); the configuration of the first handle opened
+/// journal, write lane); the configuration of the first handle opened
 /// wins and later differing configurations are logged and ignored.
 #[derive(Clone)]
 pub struct RedbStoreConfig {
-    /// redb page-cache budget in KiB (reads and not-yet-checkpointed
-    /// writes), shared by every account of the file. Default 6 MiB: the
-    /// working set of one account; raise it for many accounts or large
-    /// stores.
+    /// The most page cache this file may use, in KiB (reads and
+    /// not-yet-checkpointed writes), shared by every account of the file.
+    /// It comes out of the process-wide budget ([`Self::cache_budget_kib`]):
+    /// a file gets this much while the budget lasts, and 16 KiB once it is
+    /// used up (its reads then come from the operating system's page cache).
+    /// Default 6 MiB: the working set of one account; raise it for many
+    /// accounts in one file.
     pub cache_size_kib: u32,
+    /// Sets the process-wide page-cache budget, in KiB, that every store
+    /// file opened from then on takes its cache from (see
+    /// [`Self::cache_size_kib`]). `None` (the default) leaves it as it is:
+    /// 32 MiB unless an earlier open set it.
+    pub cache_budget_kib: Option<u32>,
     /// Durability of an acknowledged write. Default [`Synchronous::Normal`].
     pub synchronous: Synchronous,
     /// Longest time acknowledged writes stay only in the journal before a
@@ -109,6 +117,7 @@ impl Default for RedbStoreConfig {
     fn default() -> Self {
         Self {
             cache_size_kib: 6 * 1024,
+            cache_budget_kib: None,
             synchronous: Synchronous::Normal,
             checkpoint_interval: Duration::from_secs(2),
             checkpoint_journal_bytes: 16 << 20,
@@ -124,6 +133,7 @@ impl fmt::Debug for RedbStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbStoreConfig")
             .field("cache_size_kib", &self.cache_size_kib)
+            .field("cache_budget_kib", &self.cache_budget_kib)
             .field("synchronous", &self.synchronous)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_journal_bytes", &self.checkpoint_journal_bytes)
@@ -139,6 +149,13 @@ impl RedbStoreConfig {
     /// Sets the page-cache budget in KiB.
     pub fn with_cache_size_kib(mut self, kib: u32) -> Self {
         self.cache_size_kib = kib;
+        self
+    }
+
+    /// Sets the process-wide page-cache budget in KiB (see
+    /// [`RedbStoreConfig::cache_budget_kib`]).
+    pub fn with_cache_budget_kib(mut self, kib: u32) -> Self {
+        self.cache_budget_kib = Some(kib);
         self
     }
 
@@ -190,6 +207,13 @@ impl RedbStoreConfig {
             return Err(Error::InvalidConfig(format!(
                 "cache_size_kib must be at least 256, got {}",
                 self.cache_size_kib
+            )));
+        }
+        if let Some(kib) = self.cache_budget_kib
+            && kib < 256
+        {
+            return Err(Error::InvalidConfig(format!(
+                "cache_budget_kib must be at least 256, got {kib}"
             )));
         }
         if self.checkpoint_interval.is_zero() {

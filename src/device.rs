@@ -96,22 +96,20 @@ impl DeviceStore for RedbStore {
         if let Some(extra) = extra_content {
             let json = crate::engine::files::with_suffix(&target, ".json");
             let extra = extra.to_vec();
-            tokio::task::spawn_blocking(move || {
-                crate::maintenance::write_private_file(&json, &extra)
-            })
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))??;
+            crate::store::blocking(move || crate::maintenance::write_private_file(&json, &extra))
+                .await?;
         }
         Ok(())
     }
 
-    /// `memory_bytes`: the page cache this store may use, bounded by the
-    /// file size (the cache is shared by every account of the file);
+    /// `memory_bytes`: the page cache this store may use (its share of the
+    /// process-wide budget), bounded by the file size (the cache is shared
+    /// by every account of the file);
     /// `pages`: 4 KiB pages in the file; I/O: bytes read and written by this
     /// process since the file was opened.
     async fn resource_report(&self) -> StorageResourceReport {
         let file_len = std::fs::metadata(self.path()).map(|m| m.len()).unwrap_or(0);
-        let cache = self.config().cache_bytes() as u64;
+        let cache = self.engine.cache.bytes() as u64;
         StorageResourceReport {
             memory_bytes: Some(cache.min(file_len)),
             pages: Some(file_len / 4096),

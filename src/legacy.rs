@@ -61,7 +61,7 @@ impl SkdmTracking for RedbStore {
     async fn consume_forget_marks(&self, group_jid: &str) -> Result<Vec<String>> {
         let d = self.device_id;
         let group = Under::new(d, group_jid);
-        self.write(group_jid.len(), move |tx| {
+        self.write_scan(move |tx| {
             let bounds = group.strs();
             let mut marked = Vec::new();
             tx.visit(SENDER_KEY_DEVICES, bounds, |(_, _, jid), has_key| {

@@ -177,7 +177,7 @@ impl RedbStore {
     /// by later writes; [`RedbStore::compact_file`] gives it back to the
     /// file system.
     pub async fn delete_device(&self, device_id: i32) -> Result<u64, StoreError> {
-        self.write(0, move |tx| {
+        self.write_scan(move |tx| {
             let mut visitor = DeleteDevice {
                 tx,
                 device_id,

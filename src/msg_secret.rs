@@ -109,7 +109,7 @@ impl MsgSecretStore for RedbStore {
     /// (inclusive, unlike the other sweeps).
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
         let d = self.device_id;
-        self.write(0, move |tx| {
+        self.write_scan(move |tx| {
             tx.delete_where(MSG_SECRETS, MSG_SECRETS.device(d), |_, v| {
                 secret_row(v).is_ok_and(|r| r.expires_at != 0 && r.expires_at <= cutoff_timestamp)
             })

@@ -134,7 +134,7 @@ impl ProtocolStore for RedbStore {
         }
         let d = self.device_id;
         let jids: HashSet<String> = device_jids.iter().map(|j| (*j).to_owned()).collect();
-        self.write(jids.len() * 32, move |tx| {
+        self.write_scan(move |tx| {
             tx.delete_where(
                 SENDER_KEY_DEVICES,
                 SENDER_KEY_DEVICES.device(d),
@@ -147,7 +147,7 @@ impl ProtocolStore for RedbStore {
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
         let d = self.device_id;
-        self.write(0, move |tx| {
+        self.write_scan(move |tx| {
             tx.delete_range(SENDER_KEY_DEVICES, SENDER_KEY_DEVICES.device(d))
                 .map(drop)
         })
@@ -368,7 +368,7 @@ impl ProtocolStore for RedbStore {
     /// than `sender_cutoff` (both strict).
     async fn delete_expired_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
         let d = self.device_id;
-        self.write(0, move |tx| {
+        self.write_scan(move |tx| {
             tx.delete_where(TC_TOKENS, TC_TOKENS.device(d), |_, v| {
                 let Ok(row) = tc_row(v) else {
                     return false; // keep what cannot be judged
@@ -478,7 +478,7 @@ impl ProtocolStore for RedbStore {
     /// Deletes messages stored strictly before `cutoff_timestamp`.
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
         let d = self.device_id;
-        self.write(0, move |tx| {
+        self.write_scan(move |tx| {
             tx.delete_where(SENT_MESSAGES, SENT_MESSAGES.device(d), |_, v| {
                 decode::<SentMessageRow>("sent message", v)
                     .is_ok_and(|r| r.created_at < cutoff_timestamp)
@@ -526,7 +526,7 @@ impl ProtocolStore for RedbStore {
     /// Deletes rows stored strictly before `cutoff_timestamp`.
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
         let d = self.device_id;
-        self.write(0, move |tx| {
+        self.write_scan(move |tx| {
             tx.delete_where(PENDING_INBOUND, PENDING_INBOUND.device(d), |_, v| {
                 decode::<InboundRow>("pending inbound message", v)
                     .is_ok_and(|r| r.inserted_at < cutoff_timestamp)
@@ -596,9 +596,7 @@ impl RedbStore {
     pub(crate) async fn clear_sender_key_group(&self, group_jid: &str) -> Result<u64> {
         let d = self.device_id;
         let group = Under::new(d, group_jid);
-        self.write(group_jid.len(), move |tx| {
-            tx.delete_range(SENDER_KEY_DEVICES, group.strs())
-        })
-        .await
+        self.write_scan(move |tx| tx.delete_range(SENDER_KEY_DEVICES, group.strs()))
+            .await
     }
 }

@@ -9,7 +9,8 @@ use wacore::store::error::StoreError;
 use crate::config::RedbStoreConfig;
 use crate::engine::registry;
 use crate::engine::tx::{Snapshot, Tx};
-use crate::engine::{Engine, contain_panic};
+use crate::engine::writer::Weight;
+use crate::engine::{Engine, contain_panic, pool};
 use crate::error::{Error, Result};
 
 /// A whatsapp-rust storage backend on a single redb file.
@@ -91,9 +92,7 @@ impl RedbStore {
         config: RedbStoreConfig,
     ) -> Result<Self, StoreError> {
         let path = parse_location(path.as_ref())?;
-        let engine = tokio::task::spawn_blocking(move || registry::open_shared(&path, &config))
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))??;
+        let engine = blocking(move || registry::open_shared(&path, &config)).await?;
         Ok(Self { engine, device_id })
     }
 
@@ -153,10 +152,7 @@ impl RedbStore {
     /// failure to do so; otherwise the file stays open for the others.
     pub async fn close(self) -> Result<(), StoreError> {
         match Arc::try_unwrap(self.engine) {
-            Ok(engine) => tokio::task::spawn_blocking(move || engine.close())
-                .await
-                .map_err(|e| StoreError::Database(Box::new(e)))?
-                .map_err(Into::into),
+            Ok(engine) => blocking(move || engine.close()).await,
             Err(_) => Ok(()),
         }
     }
@@ -179,11 +175,10 @@ impl RedbStore {
         R: Send + 'static,
     {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             contain_panic(&engine.path, || f(&engine.snapshot()?)).map_err(|e| located(&engine, e))
         })
         .await
-        .map_err(|e| StoreError::Database(Box::new(e)))?
     }
 
     /// Runs a read of `keys` point lookups: on the calling thread when the
@@ -201,16 +196,29 @@ impl RedbStore {
         }
     }
 
-    /// Runs `f` in the writer's transaction (batched with concurrent
-    /// writes) and returns once its effects are durable at the configured
-    /// level. `f` may run more than once and must only read what it
-    /// captured. `weight` approximates the bytes it carries.
+    /// Runs `f` in a write transaction (batched with concurrent writes)
+    /// and returns once its effects are durable at the configured level.
+    /// `f` may run more than once and must only read what it captured.
+    /// `weight` approximates the bytes it carries; small writes commit on
+    /// the caller's thread.
     pub(crate) async fn write<R, F>(&self, weight: usize, f: F) -> Result<R, StoreError>
     where
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let result = self.engine.write(weight, f).await;
+        let result = self.engine.write(Weight::bytes(weight), f).await;
+        result.map_err(|e| located(&self.engine, e))
+    }
+
+    /// Like [`RedbStore::write`], for a write that walks rows whose number
+    /// nobody knows up front (sweeps, range deletes): it always runs on a
+    /// pool worker, never on the caller's thread.
+    pub(crate) async fn write_scan<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let result = self.engine.write(Weight::SCAN, f).await;
         result.map_err(|e| located(&self.engine, e))
     }
 }
@@ -288,6 +296,25 @@ fn located(engine: &Engine, e: Error) -> StoreError {
             .into(),
         },
         e => e.into(),
+    }
+}
+
+/// Runs blocking work (opens, closes, scans, file copies) on the
+/// process-wide worker pool, not on a runtime thread, and not on a thread
+/// of its own: the number of threads stays bounded however many stores are
+/// open.
+pub(crate) async fn blocking<R, E>(
+    f: impl FnOnce() -> Result<R, E> + Send + 'static,
+) -> Result<R, StoreError>
+where
+    R: Send + 'static,
+    E: Into<StoreError> + Send + 'static,
+{
+    match pool::run(f).await {
+        Some(result) => result.map_err(Into::into),
+        None => Err(StoreError::Database(
+            "a whatsapp-rust-redb-storage worker task panicked".into(),
+        )),
     }
 }
 

@@ -669,28 +669,41 @@ async fn a_batch_whose_journal_record_fails_is_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_on_a_failing_disk_fails_clearly_and_harms_nothing() {
     bounded(async {
-        // An existing store whose journal cannot be written at open.
+        // An existing store whose journal cannot be written. Opening writes
+        // nothing (the journal appears at the first write), so the open
+        // succeeds; the first write fails, naming the journal, and changes
+        // nothing.
         let dir = tempfile::tempdir().unwrap();
         let (path, _faults, s) = setup(dir.path(), Synchronous::Normal).await;
         s.close().await.unwrap();
-        for fail in ["journal write", "journal sync", "journal full"] {
+        for (fail, mode) in [
+            ("journal write", Synchronous::Normal),
+            ("journal sync", Synchronous::Full),
+            ("journal full", Synchronous::Normal),
+        ] {
             let faults = Faults::new(&path);
             match fail {
                 "journal write" => faults.fail_writes(IoTarget::Journal, EIO, 0),
                 "journal sync" => faults.fail_syncs(IoTarget::Journal, EIO),
                 _ => faults.disk_full(IoTarget::Journal, true),
             }
-            let e = RedbStore::with_config(&path, config(Synchronous::Normal, &faults))
+            let s = RedbStore::with_config(&path, config(mode, &faults))
                 .await
-                .unwrap_err();
-            eprintln!("open with {fail} failing: {}", chain(&e));
+                .unwrap();
+            assert!(!journal_of(&path).exists(), "{fail}: the open wrote");
+            let e = s.put_session("after-open", b"x").await.unwrap_err();
+            eprintln!("first write with {fail} failing: {}", chain(&e));
             let text = chain(&e);
             assert!(
                 text.contains(&journal_of(&path).display().to_string()),
                 "{fail}: names the journal: {text}"
             );
+            if fail == "journal full" {
+                assert_no_space(&e, &path);
+            }
+            drop(s);
         }
-        reopen_and_verify(&path, &[], &[]).await;
+        reopen_and_verify(&path, &[], &["after-open".to_string()]).await;
 
         // A new store that cannot be created: nothing half-made at the path.
         for fail in ["database write", "database full", "database sync"] {

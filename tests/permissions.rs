@@ -115,8 +115,9 @@ async fn every_file_the_store_creates_is_owner_only_under_a_permissive_umask() {
         let path = dir.path().join("store.redb");
         let s = RedbStore::new(&path).await.unwrap();
         assert_private(&path, mask);
-        assert_private(&journal_of(&path), mask);
+        // The journal appears at the first write.
         s.create().await.unwrap();
+        assert_private(&journal_of(&path), mask);
         s.put_session("a@c.us.0", b"secret session").await.unwrap();
 
         s.snapshot_db("before-crash", Some(b"{\"why\":\"test\"}"))
@@ -142,6 +143,7 @@ async fn every_file_the_store_creates_is_owner_only_under_a_permissive_umask() {
 
         // Reopening, compacting and restoring keep the file owner-only.
         let s = RedbStore::new(&path).await.unwrap();
+        s.put_session("b@c.us.0", b"another").await.unwrap();
         assert_private(&journal_of(&path), mask);
         s.close().await.unwrap();
         RedbStore::compact_file(&path).unwrap();

@@ -52,8 +52,10 @@ const MAGIC: &[u8; 8] = b"waredbj\0";
 const FORMAT_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: u64 = 64;
 const RECORD_HEADER_LEN: usize = 20;
-/// Preallocation grows in steps of at least this much.
-const MIN_GROWTH: u64 = 1 << 20;
+/// Preallocation grows in steps of at least this much (the first step is
+/// written at the first write after open: kept small, because every open
+/// file pays it).
+const MIN_GROWTH: u64 = 64 << 10;
 /// Largest preallocation step.
 pub(crate) const MAX_GROWTH: u64 = 4 << 20;
 
@@ -70,17 +72,33 @@ const EFFECT_DELETE_RANGE: u8 = 3;
 /// so a record is written with one syscall.
 pub(crate) struct EffectLog {
     buf: Vec<u8>,
+    /// Rows the recorded effects delete.
+    deleted: u64,
 }
+
+/// A batch buffer that grew past this is freed after use rather than kept
+/// (an idle store should hold no megabytes of buffer).
+const KEEP_BUFFER: usize = 64 << 10;
 
 impl EffectLog {
     pub fn new() -> Self {
         Self {
             buf: vec![0; RECORD_HEADER_LEN],
+            deleted: 0,
         }
     }
 
     pub fn clear(&mut self) {
         self.buf.truncate(RECORD_HEADER_LEN);
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.shrink_to(KEEP_BUFFER);
+        }
+        self.deleted = 0;
+    }
+
+    /// Rows deleted by the effects recorded since the last `clear`.
+    pub fn deletes(&self) -> u64 {
+        self.deleted
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,11 +123,20 @@ impl EffectLog {
     }
 
     pub fn delete(&mut self, table: TableId, key: &[u8]) {
+        self.deleted += 1;
         self.buf.extend_from_slice(&[EFFECT_DELETE, table as u8]);
         self.put_bytes(key);
     }
 
-    pub fn delete_range(&mut self, table: TableId, lower: Bound<&[u8]>, upper: Bound<&[u8]>) {
+    /// Records the deletion of the `rows` rows within the bounds.
+    pub fn delete_range(
+        &mut self,
+        table: TableId,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        rows: u64,
+    ) {
+        self.deleted += rows;
         self.buf
             .extend_from_slice(&[EFFECT_DELETE_RANGE, table as u8]);
         for bound in [lower, upper] {
@@ -378,7 +405,23 @@ pub(crate) fn read_journal(
     })
 }
 
-/// An open journal, owned by the writer thread.
+/// Everything needed to create a store's journal, which happens at the
+/// first write after the store is opened: an open that only reads writes
+/// nothing.
+#[derive(Clone)]
+pub(crate) struct JournalSpec {
+    pub path: PathBuf,
+    pub schema_version: u32,
+    pub file_id: [u8; 16],
+    /// fdatasync every record (`Synchronous::Full`).
+    pub sync_each: bool,
+    /// Size the file is cut back to when rewound.
+    pub retain: u64,
+    pub stats: Arc<IoStats>,
+    pub faults: Option<Arc<dyn IoFaults>>,
+}
+
+/// An open journal, owned by whoever holds the store's write lane.
 pub(crate) struct Journal {
     file: File,
     path: PathBuf,
@@ -397,37 +440,34 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// Creates (or truncates) the journal of a store and writes its header.
-    /// The header is fsynced, and so is the directory entry, before this
-    /// returns: records appended later can rely on the file existing. Space
-    /// for records is allocated at the first append. The file exists for as
-    /// long as the store is open (in every mode), so finding it at open means
-    /// the last process did not close the store cleanly.
-    pub fn create(
-        path: &Path,
-        schema_version: u32,
-        file_id: [u8; 16],
-        sync_each: bool,
-        retain: u64,
-        stats: Arc<IoStats>,
-        faults: Option<Arc<dyn IoFaults>>,
-    ) -> Result<Journal> {
-        let file = crate::engine::files::create_private(path, true)?;
+    /// With `sync_each` the header is fsynced, and so is the directory
+    /// entry, before this returns: every record appended later is fsynced
+    /// and must be found after a power loss. Without it, nothing here waits
+    /// for the disk: records are not fsynced either, and a journal lost to a
+    /// power cut loses only what `Synchronous::Normal` allows to lose. The
+    /// file exists from the first write until the store is closed cleanly,
+    /// so finding it at open means the last process did not close the store
+    /// after writing to it.
+    pub fn create(spec: JournalSpec) -> Result<Journal> {
+        let file = crate::engine::files::create_private(&spec.path, true)?;
         let mut journal = Journal {
             file,
-            path: path.to_path_buf(),
-            file_id,
+            path: spec.path,
+            file_id: spec.file_id,
             write_pos: HEADER_LEN,
             allocated: 0,
-            sync_each,
-            retain: retain.max(MIN_GROWTH),
-            stats,
-            faults,
+            sync_each: spec.sync_each,
+            retain: spec.retain.max(MIN_GROWTH),
+            stats: spec.stats,
+            faults: spec.faults,
         };
         journal.set_len(0)?;
-        journal.write_at(0, &encode_header(schema_version, &file_id))?;
+        journal.write_at(0, &encode_header(spec.schema_version, &spec.file_id))?;
         journal.allocated = HEADER_LEN;
-        journal.sync_all()?;
-        crate::engine::files::sync_parent_dir(path)?;
+        if journal.sync_each {
+            journal.sync_all()?;
+            crate::engine::files::sync_parent_dir(&journal.path)?;
+        }
         Ok(journal)
     }
 

@@ -4,13 +4,18 @@
 //! - `storage`: redb's file backend with I/O counters and test fault hooks.
 //! - `journal`, `recovery`: the write-ahead journal and its replay.
 //! - `schema`: file identity, schema version, migrations.
-//! - `writer`: the single writer thread (batching, durability, checkpoints).
+//! - `writer`: batching, durability, checkpoints; `lane`: who runs the
+//!   writer now (the caller inline, or a pool worker); `pool`: the
+//!   process-wide worker threads; `cache`: the process-wide cache budget.
 //! - `tx`: typed table access for the writer ([`tx::Tx`]) and readers
 //!   ([`tx::Snapshot`]).
 //! - `registry`: one engine per file per process.
 
+pub(crate) mod cache;
 pub(crate) mod files;
 pub(crate) mod journal;
+pub(crate) mod lane;
+pub(crate) mod pool;
 pub(crate) mod recovery;
 pub(crate) mod registry;
 pub(crate) mod schema;
@@ -18,11 +23,13 @@ pub(crate) mod storage;
 pub(crate) mod tx;
 pub(crate) mod writer;
 
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
-use std::thread::JoinHandle;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use redb::{Builder, Database, ReadableDatabase};
 use tokio::sync::oneshot;
@@ -31,12 +38,13 @@ use crate::catalog::SCHEMA_VERSION;
 use crate::config::{IntegrityCheck, RedbStoreConfig, Synchronous};
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
-use journal::{Journal, journal_path};
+use journal::{JournalSpec, journal_path};
+use lane::{Lane, Submitted};
 use recovery::RecoveryReport;
 use schema::FileMeta;
 use storage::{FileStorage, IoStats};
 use tx::{Snapshot, Tx};
-use writer::{FnJob, Msg, Writer, WriterStatus};
+use writer::{FnJob, Weight, Writer, WriterStatus};
 
 /// Runs `f`, turning a panic into [`Error::Corrupted`]. redb trusts the
 /// file it reads and may panic on damage it finds later than at open; no
@@ -50,40 +58,16 @@ pub(crate) fn contain_panic<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Re
     })
 }
 
-/// Counts a write as in flight for as long as it lives.
-struct InFlight<'a> {
-    count: &'a AtomicUsize,
-    /// No other write was in flight when this one was submitted.
-    alone: bool,
-}
-
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        let alone = count.fetch_add(1, Ordering::Relaxed) == 0;
-        Self { count, alone }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// How long a caller polls for the writer's answer before awaiting it.
-const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
-
 /// First bytes of every redb file.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 pub(crate) struct Engine {
     pub path: PathBuf,
-    /// Writes submitted and not yet answered.
-    in_flight: AtomicUsize,
     db: Option<Arc<Database>>,
-    sender: Option<mpsc::Sender<Msg>>,
-    thread: Option<JoinHandle<()>>,
+    lane: Arc<Lane>,
+    /// This file's share of the process-wide cache budget.
+    pub cache: cache::Share,
     pub config: RedbStoreConfig,
     pub io: Arc<IoStats>,
     pub status: Arc<WriterStatus>,
@@ -144,13 +128,14 @@ pub(crate) fn open_with(
 fn open_db(
     path: &Path,
     config: &RedbStoreConfig,
+    cache_bytes: usize,
     io: &Arc<IoStats>,
     verify: bool,
 ) -> Result<Database> {
     let shown = path.display().to_string();
     let mut builder = Builder::new();
     builder
-        .set_cache_size(config.cache_bytes())
+        .set_cache_size(cache_bytes)
         .set_check_integrity_on_open(verify)
         .set_repair_callback(move |s| {
             log::warn!(
@@ -284,9 +269,12 @@ fn compact(db: &mut Database, path: &Path) -> Result<()> {
 
 impl Engine {
     /// Opens (creating, recovering, migrating as needed) the store at the
-    /// canonical `path` and starts its writer.
+    /// canonical `path`. Blocking.
     pub fn open(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
         config.validate()?;
+        if let Some(kib) = config.cache_budget_kib {
+            cache::set_budget((kib as usize).saturating_mul(1024));
+        }
         contain_panic(path, || Self::open_inner(path, config))
     }
 
@@ -296,8 +284,8 @@ impl Engine {
         }
         sniff(path)?;
         let jpath = journal_path(path);
-        // The journal exists while a process has the store open: finding one
-        // means the last process did not close it.
+        // The journal exists from the first write until a clean close:
+        // finding one means the last process wrote and did not close.
         let unclean = jpath.exists();
         if !unclean {
             refuse_foreign_file(path)?;
@@ -308,7 +296,8 @@ impl Engine {
             IntegrityCheck::Always => true,
         };
         let io = Arc::new(IoStats::default());
-        let mut db = open_db(path, config, &io, verify)?;
+        let share = cache::Share::take(config.cache_bytes());
+        let mut db = open_db(path, config, share.bytes(), &io, verify)?;
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
         // Before recovery, which would write to a file we cannot read.
         meta.refuse_newer(path, SCHEMA_VERSION)?;
@@ -316,19 +305,18 @@ impl Engine {
         schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
         maybe_compact(&mut db, path, config, verify)?;
 
-        let journal = Journal::create(
-            &jpath,
-            SCHEMA_VERSION,
-            meta.file_id,
-            config.synchronous == Synchronous::Full,
+        let journal_spec = JournalSpec {
+            path: jpath,
+            schema_version: SCHEMA_VERSION,
+            file_id: meta.file_id,
+            sync_each: config.synchronous == Synchronous::Full,
             // Room for a journal at its checkpoint size plus one growth step.
-            config
+            retain: config
                 .checkpoint_journal_bytes
                 .saturating_add(journal::MAX_GROWTH),
-            io.clone(),
-            config.io_faults.clone(),
-        )?;
-
+            stats: io.clone(),
+            faults: config.io_faults.clone(),
+        };
         let db = Arc::new(db);
         let status = Arc::new(WriterStatus::default());
         status.lsn.store(meta.checkpoint_lsn, Ordering::Relaxed);
@@ -338,7 +326,8 @@ impl Engine {
         let writer = Writer {
             db: db.clone(),
             path: path.to_path_buf(),
-            journal,
+            journal: None,
+            journal_spec,
             append: config.synchronous.uses_journal(),
             lsn: meta.checkpoint_lsn,
             checkpoint_lsn: meta.checkpoint_lsn,
@@ -347,18 +336,15 @@ impl Engine {
             dirty_since: None,
             halted: None,
             log: journal::EffectLog::new(),
+            rows_deleted: 0,
         };
-        let (sender, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("wa-redb-writer".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(|e| Error::io(path, e))?;
+        // An fsync per batch never runs on the caller's thread.
+        let inline = config.synchronous != Synchronous::Full;
         Ok(Engine {
             path: path.to_path_buf(),
-            in_flight: AtomicUsize::new(0),
             db: Some(db),
-            sender: Some(sender),
-            thread: Some(thread),
+            lane: Lane::new(writer, inline),
+            cache: share,
             config: config.clone(),
             io,
             status,
@@ -382,63 +368,65 @@ impl Engine {
         Ok(Snapshot::new(txn, &self.path))
     }
 
-    fn send(&self, msg: Msg) -> Result<()> {
-        self.sender
-            .as_ref()
-            .and_then(|s| s.send(msg).ok())
-            .ok_or_else(|| Error::Closed {
-                path: self.path.clone(),
-            })
+    fn closed(&self) -> Error {
+        Error::Closed {
+            path: self.path.clone(),
+        }
     }
 
-    /// Runs `f` in the writer's transaction and waits for it to be durable
-    /// at the configured level. `weight` approximates the input size.
-    pub async fn write<R, F>(&self, weight: usize, f: F) -> Result<R>
+    /// Runs `f` in a write transaction (batched with concurrent writes; on
+    /// this thread when it can, see [`lane`]) and returns once its effects
+    /// are durable at the configured level.
+    pub async fn write<R, F>(&self, weight: Weight, f: F) -> Result<R>
     where
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (reply, mut done) = oneshot::channel();
-        let in_flight = InFlight::enter(&self.in_flight);
-        self.send(Msg::Job(Box::new(FnJob {
+        let job = Box::new(FnJob {
             f,
             out: None,
             reply,
             weight,
-        })))?;
-        // Without an fsync to wait for, the answer usually comes within a
-        // few tens of microseconds: polling for it that long costs less than
-        // parking this thread and being woken (expensive on virtual
-        // machines). Bounded, so the runtime is never held up for long.
-        // Only a lone writer: with others queued, the writer is busy with
-        // them and the cores are better left to it.
-        if in_flight.alone && self.config.synchronous != Synchronous::Full {
-            let until = std::time::Instant::now() + CALLER_SPIN;
-            loop {
-                match done.try_recv() {
-                    Ok(result) => return result,
-                    Err(oneshot::error::TryRecvError::Closed) => break,
-                    Err(oneshot::error::TryRecvError::Empty) => {}
-                }
-                if std::time::Instant::now() >= until {
-                    break;
-                }
-                std::hint::spin_loop();
+        });
+        match self.lane.submit(job) {
+            Submitted::Lead(leader) => {
+                // One yield first: tasks of this runtime about to write
+                // queue their jobs meanwhile and ride along in the same
+                // transaction (a lone writer is polled again at once). A
+                // loop of writes so never starves the runtime either.
+                tokio::task::yield_now().await;
+                leader.commit();
             }
+            Submitted::Queued(Some(mut candidate)) => {
+                // Wait for the reply; if the lane is handed to this caller
+                // first, commit the next batch (likely with its own job).
+                let mut turn = std::pin::pin!(candidate.turn());
+                let first = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(leader) = turn.as_mut().poll(cx) {
+                        return Poll::Ready(Err(leader));
+                    }
+                    Pin::new(&mut done).poll(cx).map(Ok)
+                })
+                .await;
+                match first {
+                    Ok(reply) => return reply.map_err(|_| self.closed())?,
+                    Err(leader) => leader.commit(),
+                }
+            }
+            Submitted::Queued(None) => {}
         }
-        done.await.map_err(|_| Error::Closed {
-            path: self.path.clone(),
-        })?
+        match done.try_recv() {
+            Ok(result) => result,
+            Err(oneshot::error::TryRecvError::Empty) => done.await.map_err(|_| self.closed())?,
+            Err(oneshot::error::TryRecvError::Closed) => Err(self.closed()),
+        }
     }
 
     /// Makes every acknowledged write part of the redb file (a durable
     /// commit) and rewinds the journal.
     pub async fn checkpoint(&self) -> Result<()> {
-        let (reply, done) = oneshot::channel();
-        self.send(Msg::Checkpoint(reply))?;
-        done.await.map_err(|_| Error::Closed {
-            path: self.path.clone(),
-        })?
+        self.lane.checkpoint().await.map_err(|_| self.closed())?
     }
 
     pub fn same_config(&self, other: &RedbStoreConfig) -> bool {
@@ -459,38 +447,58 @@ impl Engine {
             .clone()
     }
 
-    /// Stops the writer (final checkpoint), closes the database.
+    /// Stops writes, makes everything durable and closes the database: the
+    /// last journal position is recorded in a commit that redb's own close
+    /// makes durable, then the journal is removed.
     fn shut_down(&mut self) -> Result<()> {
-        drop(self.sender.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            log::error!("{}: the writer thread panicked", self.path.display());
-        }
+        let Some(db) = self.db.take() else {
+            return Ok(());
+        };
+        let mut writer = self.lane.close();
+        let rows_deleted = writer.rows_deleted;
+        // Space freed by in-memory commits shows as free only after a
+        // durable one: when this session deleted rows, checkpoint first so
+        // that the free-space check below sees it. Otherwise redb's closing
+        // commit makes everything durable without a checkpoint of ours.
+        let recorded = if rows_deleted > 0 {
+            writer.checkpoint()
+        } else {
+            writer.record_lsn_for_close()
+        };
+        let journal = writer.journal.take();
+        drop(writer);
+        let path = &self.path;
         let mut result = Ok(());
-        if let Some(db) = self.db.take() {
-            match Arc::try_unwrap(db) {
-                Ok(db) => {
-                    // Both walk the file on trust: damage found there is
-                    // contained like damage found by any other read.
-                    let path = &self.path;
-                    let compact = self.halted().is_none()
-                        && contain_panic(path, || should_compact(&db, path, &self.config))
-                            .unwrap_or(false);
-                    let closed =
-                        contain_panic(path, || db.close().map_err(|e| Error::storage(path, e)));
-                    if let Err(e) = closed {
-                        result = Err(e);
-                    } else if compact && let Err(e) = compact_lean(path, &self.config) {
-                        // The store is closed and sound; it is just larger.
-                        log::warn!("{}: compaction at close: {e}", path.display());
+        match Arc::try_unwrap(db) {
+            Ok(db) => {
+                // Both walk the file on trust: damage found there is
+                // contained like damage found by any other read. Only worth
+                // a walk when this session deleted rows.
+                let compact = recorded.is_ok()
+                    && self.halted().is_none()
+                    && rows_deleted > 0
+                    && contain_panic(path, || should_compact(&db, path, &self.config))
+                        .unwrap_or(false);
+                let closed =
+                    contain_panic(path, || db.close().map_err(|e| Error::storage(path, e)));
+                match closed {
+                    Err(e) => result = Err(e),
+                    Ok(()) if recorded.is_ok() => {
+                        // Everything is in the file: the journal is redundant.
+                        if let Some(journal) = journal
+                            && let Err(e) = journal.remove()
+                        {
+                            log::warn!("{}: {e}", path.display());
+                        }
+                        if compact && let Err(e) = compact_lean(path, &self.config) {
+                            // The store is closed and sound; it is just larger.
+                            log::warn!("{}: compaction at close: {e}", path.display());
+                        }
                     }
+                    Ok(()) => {}
                 }
-                Err(_) => log::error!(
-                    "{}: database still referenced at close",
-                    self.path.display()
-                ),
             }
+            Err(_) => log::error!("{}: database still referenced at close", path.display()),
         }
         // After a halt, redb's own close error ("previous I/O error") says
         // less than the failure that halted the writer.

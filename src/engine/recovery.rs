@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, Value, WriteTransaction};
 
 use crate::catalog::{META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor};
-use crate::engine::files::with_suffix;
+use crate::engine::files::{remove_if_present, with_suffix};
 use crate::engine::journal::{Effect, Effects, JournalContents, read_journal};
 use crate::engine::schema::{self, FileMeta};
 use crate::engine::tx::Tx;
@@ -111,10 +111,14 @@ pub(crate) fn recover(
             } => (schema_version, records, stopped),
         };
     if records.is_empty() {
-        if let Some(why) = stopped {
-            log::warn!("{}: journal ended early: {why}", path.display());
-            report.set_aside = Some(set_aside(journal, "damaged")?);
-            report.stopped = Some(why);
+        match stopped {
+            Some(why) => {
+                log::warn!("{}: journal ended early: {why}", path.display());
+                report.set_aside = Some(set_aside(journal, "damaged")?);
+                report.stopped = Some(why);
+            }
+            // Nothing to apply: the file holds everything.
+            None => remove_if_present(journal)?,
         }
         return Ok(report);
     }
@@ -152,6 +156,10 @@ pub(crate) fn recover(
     // for inspection rather than overwritten by the new journal.
     if report.stopped.is_some() {
         report.set_aside = Some(set_aside(journal, "damaged")?);
+    } else {
+        // Every record is durable in the file now. The journal is recreated
+        // at the next write.
+        remove_if_present(journal)?;
     }
     if report.records_replayed > 0 {
         log::info!(

@@ -330,7 +330,7 @@ impl<'a> Tx<'a> {
             .map_err(|e| self.err(e))?;
         if removed > 0 {
             self.log
-                .delete_range(t.id, as_ref(&encoded.0), as_ref(&encoded.1));
+                .delete_range(t.id, as_ref(&encoded.0), as_ref(&encoded.1), removed);
         }
         Ok(removed)
     }

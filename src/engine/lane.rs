@@ -1,0 +1,438 @@
+//! The write lane of a store file: who may run the [`Writer`] right now.
+//!
+//! There is no writer thread. Writes are committed by their callers, as
+//! LevelDB and RocksDB writers do: a caller whose small write finds the lane
+//! free becomes its leader, yields once to its runtime (so that writers
+//! about to write queue their jobs meanwhile), and commits everything queued
+//! as one batch on its own thread — no thread hop, no wake-up. Callers that
+//! find the lane taken queue their job and wait; when the leader is done and
+//! jobs are left, it hands the lane to the oldest waiting caller, which
+//! commits the next batch. A leader commits one batch per turn, so a
+//! runtime thread is held for one batch at a time, never for a stream of
+//! other callers' work.
+//!
+//! Work that must not run on a runtime thread goes to the process-wide
+//! pool ([`crate::engine::pool`]): batches that fsync (`Full`), jobs that
+//! carry a lot or scan rows, and checkpoints, which a timer in the pool or
+//! a full journal requests. A pool worker drains the queue until it is
+//! empty.
+//!
+//! Because only the lane's owner ever begins a redb write transaction,
+//! redb's `begin_write` never waits. Nothing here spins: a waiting caller
+//! awaits its reply (or its turn to lead), and on one CPU the owner always
+//! has the core to itself.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::engine::pool;
+use crate::engine::writer::{
+    INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Writer, clone_outcome,
+};
+use crate::error::{Error, Result};
+
+/// Batches a pool worker commits for one lane before it lets other work
+/// of the pool run.
+const DRAIN_ROUNDS: usize = 8;
+
+/// Takes the next batch from the front of `queue`: up to [`MAX_BATCH_JOBS`]
+/// jobs and about `max_weight` of weight; with `inline_only`, only jobs
+/// that may run on a caller's thread.
+fn take_batch(
+    queue: &mut VecDeque<Box<dyn Job>>,
+    max_weight: usize,
+    inline_only: bool,
+) -> Vec<Box<dyn Job>> {
+    let mut jobs = Vec::new();
+    let mut weight = 0usize;
+    while jobs.len() < MAX_BATCH_JOBS && weight < max_weight {
+        let Some(next) = queue.front() else {
+            break;
+        };
+        if inline_only && !next.weight().inline_ok() {
+            break;
+        }
+        let job = queue.pop_front().expect("peeked");
+        weight = weight.saturating_add(job.weight().get());
+        jobs.push(job);
+    }
+    jobs
+}
+
+#[derive(Default)]
+struct State {
+    /// Someone owns the lane: a leading caller, a pool worker, the close.
+    busy: bool,
+    queue: VecDeque<Box<dyn Job>>,
+    /// Waiting callers that may lead, oldest first: sending makes one the
+    /// leader.
+    candidates: VecDeque<oneshot::Sender<()>>,
+    /// Callers of `checkpoint()`, answered after the next checkpoint.
+    checkpoint_waiters: Vec<oneshot::Sender<Result<()>>>,
+    /// A checkpoint should run (timer fired, journal full).
+    checkpoint_due: bool,
+    /// A checkpoint timer is pending in the pool.
+    timer_armed: bool,
+    /// The engine is closing: no new work.
+    closed: bool,
+    /// The close waits for the lane to become free.
+    close_waiting: bool,
+}
+
+impl State {
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty() || self.wants_checkpoint()
+    }
+
+    fn wants_checkpoint(&self) -> bool {
+        self.checkpoint_due || !self.checkpoint_waiters.is_empty()
+    }
+}
+
+pub(crate) struct Lane {
+    state: Mutex<State>,
+    freed: Condvar,
+    /// Locked only by the lane's owner, so never contended; taken out for
+    /// good by [`Lane::close`].
+    writer: Mutex<Option<Writer>>,
+    /// The store file, for errors.
+    path: std::path::PathBuf,
+    /// Small jobs may commit on the caller's thread (not in `Full` mode).
+    inline: bool,
+    this: Weak<Lane>,
+}
+
+/// How a submitted job will be committed.
+pub(crate) enum Submitted<'a> {
+    /// By this caller: yield once, then [`Leader::commit`].
+    Lead(Leader<'a>),
+    /// By someone else; this caller may be asked to lead meanwhile.
+    Queued(Option<Candidate<'a>>),
+}
+
+/// The lane, owned by a caller that is to commit on its own thread.
+pub(crate) struct Leader<'a> {
+    lane: &'a Lane,
+    armed: bool,
+}
+
+impl Leader<'_> {
+    /// Commits the next batch on this thread and lets go of the lane.
+    pub fn commit(mut self) {
+        self.armed = false;
+        self.lane.commit_inline();
+    }
+}
+
+impl Drop for Leader<'_> {
+    /// A leader that never committed (its future was dropped) passes the
+    /// lane on, with the queue and its own job.
+    fn drop(&mut self) {
+        if self.armed {
+            self.lane.release();
+        }
+    }
+}
+
+/// A waiting caller that the leader may hand the lane to.
+pub(crate) struct Candidate<'a> {
+    lane: &'a Lane,
+    turn: oneshot::Receiver<()>,
+}
+
+impl<'a> Candidate<'a> {
+    /// Resolves with a [`Leader`] when this caller's turn to lead comes;
+    /// pending forever if it never does (poll it together with the reply).
+    pub fn turn(&mut self) -> impl Future<Output = Leader<'a>> + '_ {
+        std::future::poll_fn(move |cx: &mut Context<'_>| {
+            match Pin::new(&mut self.turn).poll(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(Leader {
+                    lane: self.lane,
+                    armed: true,
+                }),
+                // Never promoted (the lane closed): wait for the reply alone.
+                Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+            }
+        })
+    }
+}
+
+impl Drop for Candidate<'_> {
+    /// Handed the lane but gone before it noticed: pass it on.
+    fn drop(&mut self) {
+        if self.turn.try_recv().is_ok() {
+            self.lane.release();
+        }
+    }
+}
+
+/// The writer, borrowed by the lane's owner.
+struct Owned<'a>(MutexGuard<'a, Option<Writer>>);
+
+impl std::ops::Deref for Owned<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        self.0
+            .as_ref()
+            .expect("only an owner of an open lane borrows the writer")
+    }
+}
+impl std::ops::DerefMut for Owned<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        self.0
+            .as_mut()
+            .expect("only an owner of an open lane borrows the writer")
+    }
+}
+
+impl Lane {
+    pub fn new(writer: Writer, inline: bool) -> Arc<Lane> {
+        let path = writer.path.clone();
+        Arc::new_cyclic(|this| Lane {
+            state: Mutex::new(State::default()),
+            freed: Condvar::new(),
+            writer: Mutex::new(Some(writer)),
+            path,
+            inline,
+            this: this.clone(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer; only for the lane's owner.
+    fn writer(&self) -> Owned<'_> {
+        Owned(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Closed {
+            path: self.path.clone(),
+        }
+    }
+
+    /// Queues `job` (its reply says how it went) and says who commits it.
+    pub fn submit(&self, job: Box<dyn Job>) -> Submitted<'_> {
+        let mut state = self.state();
+        if state.closed {
+            drop(state);
+            let err = self.closed_error();
+            job.finish(Err(err));
+            return Submitted::Queued(None);
+        }
+        let may_lead = self.inline && job.weight().inline_ok();
+        state.queue.push_back(job);
+        if !may_lead {
+            self.dispatch(state);
+            return Submitted::Queued(None);
+        }
+        if !state.busy && !state.wants_checkpoint() {
+            state.busy = true;
+            return Submitted::Lead(Leader {
+                lane: self,
+                armed: true,
+            });
+        }
+        let (tx, turn) = oneshot::channel();
+        state.candidates.push_back(tx);
+        self.dispatch(state);
+        Submitted::Queued(Some(Candidate { lane: self, turn }))
+    }
+
+    /// Commits the next batch of small jobs on this thread, then lets go.
+    fn commit_inline(&self) {
+        let jobs = {
+            let mut state = self.state();
+            if state.wants_checkpoint() {
+                Vec::new()
+            } else {
+                take_batch(&mut state.queue, INLINE_MAX_WEIGHT, true)
+            }
+        };
+        if !jobs.is_empty() {
+            let mut writer = self.writer();
+            writer.commit_batch(jobs);
+            self.after_commit(&writer);
+        }
+        self.release();
+    }
+
+    /// Asks for a checkpoint and returns a receiver of its outcome.
+    pub fn checkpoint(&self) -> oneshot::Receiver<Result<()>> {
+        let (reply, done) = oneshot::channel();
+        let mut state = self.state();
+        if state.closed {
+            drop(state);
+            let _ = reply.send(Err(self.closed_error()));
+            return done;
+        }
+        state.checkpoint_waiters.push(reply);
+        self.dispatch(state);
+        done
+    }
+
+    /// Hands the lane to a pool worker if nobody owns it.
+    fn dispatch(&self, mut state: MutexGuard<'_, State>) {
+        if state.busy {
+            return; // the owner sees the new work before it lets go
+        }
+        state.busy = true;
+        drop(state);
+        self.spawn_drain();
+    }
+
+    fn spawn_drain(&self) {
+        let lane = self.this.upgrade().expect("a lane in use is alive");
+        pool::spawn(move || lane.drain());
+    }
+
+    /// After a batch: arms the checkpoint timer when the writer just became
+    /// dirty, and asks for a checkpoint when the journal is full.
+    fn after_commit(&self, writer: &Writer) {
+        let deadline = writer.checkpoint_deadline();
+        let full = writer.journal_full();
+        if deadline.is_none() && !full {
+            return;
+        }
+        let mut state = self.state();
+        if full {
+            state.checkpoint_due = true;
+        }
+        if let Some(at) = deadline
+            && !state.timer_armed
+        {
+            state.timer_armed = true;
+            drop(state);
+            self.arm_timer(at);
+        }
+    }
+
+    fn arm_timer(&self, at: Instant) {
+        let lane = self.this.clone();
+        pool::spawn_at(at, move || {
+            if let Some(lane) = lane.upgrade() {
+                lane.timer_fired();
+            }
+        });
+    }
+
+    fn timer_fired(&self) {
+        let mut state = self.state();
+        state.timer_armed = false;
+        if state.closed {
+            return;
+        }
+        state.checkpoint_due = true;
+        self.dispatch(state);
+    }
+
+    /// The owner lets go: to the oldest waiting caller that may lead when
+    /// small jobs are left, to a pool worker for other work, or to nobody.
+    fn release(&self) {
+        let mut state = self.state();
+        if state.has_work() {
+            if !state.wants_checkpoint()
+                && state.queue.front().is_some_and(|j| j.weight().inline_ok())
+            {
+                while let Some(next) = state.candidates.pop_front() {
+                    if next.send(()).is_ok() {
+                        return; // the lane is theirs now
+                    }
+                }
+            }
+            drop(state);
+            self.spawn_drain();
+            return;
+        }
+        state.busy = false;
+        // Nobody is waiting any more: every queued job was committed.
+        state.candidates.clear();
+        let wake = state.close_waiting;
+        drop(state);
+        if wake {
+            self.freed.notify_all();
+        }
+    }
+
+    /// Pool work: commits queued batches and due checkpoints until there is
+    /// nothing left, or for [`DRAIN_ROUNDS`] batches before yielding the
+    /// worker to other files.
+    fn drain(&self) {
+        for _ in 0..DRAIN_ROUNDS {
+            let (jobs, checkpoint, waiters) = {
+                let mut state = self.state();
+                if !state.has_work() {
+                    drop(state);
+                    self.release();
+                    return;
+                }
+                let jobs = take_batch(&mut state.queue, MAX_BATCH_WEIGHT, false);
+                // A checkpoint runs once the queue is empty: it then covers
+                // every write acknowledged before it was asked for.
+                let checkpoint = state.queue.is_empty() && state.wants_checkpoint();
+                let waiters = if checkpoint {
+                    state.checkpoint_due = false;
+                    std::mem::take(&mut state.checkpoint_waiters)
+                } else {
+                    Vec::new()
+                };
+                (jobs, checkpoint, waiters)
+            };
+            let mut writer = self.writer();
+            if !jobs.is_empty() {
+                writer.commit_batch(jobs);
+            }
+            if checkpoint {
+                let outcome = if waiters.is_empty() && !writer.checkpoint_due() {
+                    // A timer that fired for writes a checkpoint covered
+                    // since: nothing due yet.
+                    Ok(())
+                } else {
+                    writer.checkpoint()
+                };
+                if let Err(e) = &outcome
+                    && waiters.is_empty()
+                {
+                    log::error!("{}: checkpoint failed: {e}", writer.path.display());
+                }
+                for reply in waiters {
+                    let _ = reply.send(clone_outcome(&outcome, &writer.path));
+                }
+            }
+            self.after_commit(&writer);
+        }
+        self.spawn_drain();
+    }
+
+    /// Takes the lane for good, once its owner let go and the queue is
+    /// empty, and returns the writer for the final steps of closing. Later
+    /// submissions fail with [`Error::Closed`]. Blocking.
+    pub fn close(&self) -> Writer {
+        let mut state = self.state();
+        state.closed = true;
+        while state.busy {
+            state.close_waiting = true;
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.busy = true;
+        // Answer what can no longer run.
+        let waiters = std::mem::take(&mut state.checkpoint_waiters);
+        drop(state);
+        for reply in waiters {
+            let _ = reply.send(Err(self.closed_error()));
+        }
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("a lane is closed once")
+    }
+}
