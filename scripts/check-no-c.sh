@@ -13,13 +13,13 @@
 #   * is named `*-sys` and is not on the pure-Rust allowlist.
 #
 # The graph is the `resolve` section of `cargo metadata --filter-platform`.
-# cargo metadata unifies features across ALL dependency kinds, so features that
-# only dev-dependencies turn on can add optional crates to that graph (here e.g.
-# tokio-macros); the walk is therefore a (safe) over-approximation. An offender
+# cargo metadata unifies features across ALL dependency kinds and workspace
+# members, so features that only dev-dependencies or another member turn on
+# can add optional crates to that graph (here e.g. tokio-macros, and the
+# `sqlite` feature that compat/ enables); the walk is therefore a (safe) over-approximation. An offender
 # is confirmed against `cargo tree -e normal,build`, which resolves features as
 # a real non-dev build does; an offender that cargo tree does not show is
-# reported as a warning ("only via dev-dependency feature unification"), not an
-# error.
+# reported as a warning ("only via feature unification"), not an error.
 #
 # Usage:
 #   scripts/check-no-c.sh [--target TRIPLE]... [--verbose] [cargo args...]
@@ -196,7 +196,7 @@ if verbose:
     for b in build_scripts:
         print(f"  build script: {b}")
 for name, why, path in unified_only:
-    print(f"check-no-c: warning: {name}: {why} — only via dev-dependency feature unification, "
+    print(f"check-no-c: warning: {name}: {why} — only via feature unification (dev-dependencies, or the workspace member compat/ that enables `sqlite`), "
           f"not in a non-dev build (path in metadata graph: {path})")
 if offenders:
     for name, why, path in offenders:

@@ -9,7 +9,7 @@
 //! SqliteStore file, which must equal the original: every read, and every
 //! column of every table (SQL) except the times the trait cannot set.
 
-#[path = "common/diff_util.rs"]
+#[path = "../../tests/common/diff_util.rs"]
 mod diff_util;
 
 use std::collections::BTreeMap;

@@ -1108,7 +1108,7 @@ fn main() {
     };
     let parent = std::env::var_os("WA_BENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     std::fs::create_dir_all(&parent).expect("create bench parent dir");
     let tmp = tempfile::Builder::new()
         .prefix("wa-bench-compare-")

@@ -27,7 +27,7 @@
 //! On a mismatch the failure names the seed, case, op index, op and both
 //! results, and shows a minimised sequence that reproduces it.
 
-#[path = "common/diff_util.rs"]
+#[path = "../../tests/common/diff_util.rs"]
 mod diff_util;
 
 use std::collections::{BTreeMap, BTreeSet};
