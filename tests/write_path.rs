@@ -119,9 +119,11 @@ fn concurrent_writers_on_one_runtime_thread_share_one_transaction() {
             t.await.unwrap();
         }
         // The first writer leads, yields once, and finds the 31 others
-        // queued: one batch, one journal record.
+        // queued; each leader commits up to 8 jobs per turn on its thread
+        // and hands the lane to the next waiting writer: 4 batches, 4
+        // journal records, instead of 32.
         let batches = s.info().await.unwrap().pending_journal_records - before;
-        assert_eq!(batches, 1, "32 concurrent writes took {batches} batches");
+        assert!(batches <= 4, "32 concurrent writes took {batches} batches");
         for i in 0..32u8 {
             let got = s.get_session(&format!("{i}@c.us.0")).await.unwrap();
             assert_eq!(got.as_deref(), Some(&[i; 64][..]));

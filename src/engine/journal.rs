@@ -539,6 +539,19 @@ impl Journal {
         Ok(())
     }
 
+    /// Whether the preallocated room left is short (under a quarter of the
+    /// file): time to grow it ahead of need, off the caller's thread.
+    pub fn room_low(&self) -> bool {
+        let free = self.allocated.saturating_sub(self.write_pos);
+        free < self.allocated / 4
+    }
+
+    /// Grows the preallocated room by one step (see [`Journal::room_low`]).
+    pub fn make_room(&mut self) -> Result<()> {
+        let end = self.allocated + 1;
+        self.grow(end)
+    }
+
     /// Appends one record. When this returns `Ok`, the record is in the
     /// operating system (and on stable storage with `sync_each`).
     pub fn append(&mut self, lsn: u64, effects: &mut EffectLog) -> Result<()> {

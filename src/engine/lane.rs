@@ -33,7 +33,8 @@ use tokio::sync::oneshot;
 
 use crate::engine::pool;
 use crate::engine::writer::{
-    INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Writer, clone_outcome,
+    INLINE_MAX_JOBS, INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Writer,
+    clone_outcome,
 };
 use crate::error::{Error, Result};
 
@@ -42,8 +43,8 @@ use crate::error::{Error, Result};
 const DRAIN_ROUNDS: usize = 8;
 
 /// Takes the next batch from the front of `queue`: up to [`MAX_BATCH_JOBS`]
-/// jobs and about `max_weight` of weight; with `inline_only`, only jobs
-/// that may run on a caller's thread.
+/// jobs and about `max_weight` of weight; with `inline_only`, at most
+/// [`INLINE_MAX_JOBS`] jobs that may run on a caller's thread.
 fn take_batch(
     queue: &mut VecDeque<Box<dyn Job>>,
     max_weight: usize,
@@ -51,7 +52,12 @@ fn take_batch(
 ) -> Vec<Box<dyn Job>> {
     let mut jobs = Vec::new();
     let mut weight = 0usize;
-    while jobs.len() < MAX_BATCH_JOBS && weight < max_weight {
+    let max_jobs = if inline_only {
+        INLINE_MAX_JOBS
+    } else {
+        MAX_BATCH_JOBS
+    };
+    while jobs.len() < max_jobs && weight < max_weight {
         let Some(next) = queue.front() else {
             break;
         };
@@ -79,6 +85,8 @@ struct State {
     checkpoint_due: bool,
     /// A checkpoint timer is pending in the pool.
     timer_armed: bool,
+    /// The journal's preallocated room runs low: a pool worker grows it.
+    room_due: bool,
     /// The engine is closing: no new work.
     closed: bool,
     /// The close waits for the lane to become free.
@@ -87,7 +95,7 @@ struct State {
 
 impl State {
     fn has_work(&self) -> bool {
-        !self.queue.is_empty() || self.wants_checkpoint()
+        !self.queue.is_empty() || self.wants_checkpoint() || self.room_due
     }
 
     fn wants_checkpoint(&self) -> bool {
@@ -295,16 +303,21 @@ impl Lane {
     }
 
     /// After a batch: arms the checkpoint timer when the writer just became
-    /// dirty, and asks for a checkpoint when the journal is full.
+    /// dirty, asks for a checkpoint when the journal is full and for more
+    /// journal room when it runs low.
     fn after_commit(&self, writer: &Writer) {
         let deadline = writer.checkpoint_deadline();
         let full = writer.journal_full();
-        if deadline.is_none() && !full {
+        let room = writer.journal_room_low();
+        if deadline.is_none() && !full && !room {
             return;
         }
         let mut state = self.state();
         if full {
             state.checkpoint_due = true;
+        }
+        if room {
+            state.room_due = true;
         }
         if let Some(at) = deadline
             && !state.timer_armed
@@ -367,13 +380,14 @@ impl Lane {
     /// worker to other files.
     fn drain(&self) {
         for _ in 0..DRAIN_ROUNDS {
-            let (jobs, checkpoint, waiters) = {
+            let (jobs, checkpoint, waiters, room) = {
                 let mut state = self.state();
                 if !state.has_work() {
                     drop(state);
                     self.release();
                     return;
                 }
+                let room = std::mem::take(&mut state.room_due);
                 let jobs = take_batch(&mut state.queue, MAX_BATCH_WEIGHT, false);
                 // A checkpoint runs once the queue is empty: it then covers
                 // every write acknowledged before it was asked for.
@@ -384,9 +398,12 @@ impl Lane {
                 } else {
                     Vec::new()
                 };
-                (jobs, checkpoint, waiters)
+                (jobs, checkpoint, waiters, room)
             };
             let mut writer = self.writer();
+            if room {
+                writer.grow_journal();
+            }
             if !jobs.is_empty() {
                 writer.commit_batch(jobs);
             }

@@ -447,24 +447,16 @@ impl Engine {
             .clone()
     }
 
-    /// Stops writes, makes everything durable and closes the database: the
-    /// last journal position is recorded in a commit that redb's own close
-    /// makes durable, then the journal is removed.
+    /// Stops writes, makes everything durable and closes the database, then
+    /// removes the journal: one fsync for the last checkpoint (none if the
+    /// session wrote nothing since the last one), redb's close, the unlink.
     fn shut_down(&mut self) -> Result<()> {
         let Some(db) = self.db.take() else {
             return Ok(());
         };
         let mut writer = self.lane.close();
         let rows_deleted = writer.rows_deleted;
-        // Space freed by in-memory commits shows as free only after a
-        // durable one: when this session deleted rows, checkpoint first so
-        // that the free-space check below sees it. Otherwise redb's closing
-        // commit makes everything durable without a checkpoint of ours.
-        let recorded = if rows_deleted > 0 {
-            writer.checkpoint()
-        } else {
-            writer.record_lsn_for_close()
-        };
+        let recorded = writer.checkpoint_for_close();
         let journal = writer.journal.take();
         drop(writer);
         let path = &self.path;

@@ -286,6 +286,34 @@ pub(crate) fn run(opts: &Options, pass: Pass) {
     }
     drop(rt);
     print_tables(opts, &rows, &latencies, &sizes);
+    if opts.runs("put_session") {
+        println!(
+            "\nThe fdatasync floor on this disk (a 256-byte write into a preallocated file, then `fdatasync`, median of 500): {:.1} µs. An awaited `Full` write cannot be faster.",
+            fsync_floor(&opts.root)
+        );
+    }
+}
+
+/// µs per write + fdatasync of a small record into a preallocated file:
+/// what one durable commit costs at least on this disk.
+fn fsync_floor(root: &std::path::Path) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let path = root.join("fsync-floor");
+    let file = std::fs::File::create(&path).expect("floor file");
+    file.write_all_at(&vec![0u8; 1 << 20], 0).unwrap();
+    file.sync_all().unwrap();
+    let mut samples: Vec<f64> = (0..500u64)
+        .map(|i| {
+            let t = Instant::now();
+            file.write_all_at(&[i as u8; 256], (i * 256) % (1 << 20))
+                .unwrap();
+            file.sync_data().unwrap();
+            micros(t.elapsed())
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
 }
 
 fn print_tables(
