@@ -214,6 +214,16 @@ fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfig) -> Resul
     Ok(true)
 }
 
+/// Whether a session may have left much of the file free, so that the
+/// free-space walk at close is worth its cost: it deleted rows, or it wrote
+/// more than a quarter of the file's size (copy-on-write frees what it
+/// rewrites). A session that mostly read, or wrote a little, skips the walk.
+fn may_have_freed_space(path: &Path, rows_deleted: u64, io: &IoStats) -> bool {
+    let written = io.write_bytes.load(Ordering::Relaxed);
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    rows_deleted > 0 || written > file_len / 4
+}
+
 /// Compacts at open when a large part of the file is free, if every page
 /// was verified at this open (after an unclean shutdown, or with
 /// `IntegrityCheck::Always`). Measuring the free space walks every tree
@@ -465,10 +475,10 @@ impl Engine {
             Ok(db) => {
                 // Both walk the file on trust: damage found there is
                 // contained like damage found by any other read. Only worth
-                // a walk when this session deleted rows.
+                // a walk when this session may have freed much of the file.
                 let compact = recorded.is_ok()
                     && self.halted().is_none()
-                    && rows_deleted > 0
+                    && may_have_freed_space(path, rows_deleted, &self.io)
                     && contain_panic(path, || should_compact(&db, path, &self.config))
                         .unwrap_or(false);
                 let closed =
