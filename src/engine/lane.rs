@@ -87,6 +87,8 @@ struct State {
     timer_armed: bool,
     /// The journal's preallocated room runs low: a pool worker grows it.
     room_due: bool,
+    /// The lane is owned by a drain queued on the pool that has not started.
+    drain_queued: bool,
     /// The engine is closing: no new work.
     closed: bool,
     /// The close waits for the lane to become free.
@@ -293,13 +295,28 @@ impl Lane {
             return; // the owner sees the new work before it lets go
         }
         state.busy = true;
-        drop(state);
-        self.spawn_drain();
+        self.spawn_drain(state);
     }
 
-    fn spawn_drain(&self) {
+    /// Queues a drain of this lane on the pool; the lane stays owned by it
+    /// until it runs (or [`Lane::close`] takes the work over).
+    fn spawn_drain(&self, mut state: MutexGuard<'_, State>) {
+        state.drain_queued = true;
+        drop(state);
         let lane = self.this.upgrade().expect("a lane in use is alive");
-        pool::spawn(move || lane.drain());
+        pool::spawn(move || lane.drain_task());
+    }
+
+    /// The pool's side of a queued drain: nothing to do if the close took
+    /// the work over meanwhile.
+    fn drain_task(&self) {
+        {
+            let mut state = self.state();
+            if !std::mem::take(&mut state.drain_queued) {
+                return;
+            }
+        }
+        self.drain(DRAIN_ROUNDS);
     }
 
     /// After a batch: arms the checkpoint timer when the writer just became
@@ -361,8 +378,7 @@ impl Lane {
                     }
                 }
             }
-            drop(state);
-            self.spawn_drain();
+            self.spawn_drain(state);
             return;
         }
         state.busy = false;
@@ -375,11 +391,11 @@ impl Lane {
         }
     }
 
-    /// Pool work: commits queued batches and due checkpoints until there is
-    /// nothing left, or for [`DRAIN_ROUNDS`] batches before yielding the
-    /// worker to other files.
-    fn drain(&self) {
-        for _ in 0..DRAIN_ROUNDS {
+    /// Commits queued batches and due checkpoints until there is nothing
+    /// left, then lets go; after `rounds` batches it queues itself again on
+    /// the pool instead, so that other files' work gets a worker too.
+    fn drain(&self, rounds: usize) {
+        for _ in 0..rounds {
             let (jobs, checkpoint, waiters, room) = {
                 let mut state = self.state();
                 if !state.has_work() {
@@ -426,7 +442,7 @@ impl Lane {
             }
             self.after_commit(&writer);
         }
-        self.spawn_drain();
+        self.spawn_drain(self.state());
     }
 
     /// Takes the lane for good, once its owner let go and the queue is
@@ -436,6 +452,14 @@ impl Lane {
         let mut state = self.state();
         state.closed = true;
         while state.busy {
+            if std::mem::take(&mut state.drain_queued) {
+                // The lane's work waits for a pool worker, and this thread
+                // may be one: do the work here rather than wait for it.
+                drop(state);
+                self.drain(usize::MAX);
+                state = self.state();
+                continue;
+            }
             state.close_waiting = true;
             state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -451,5 +475,66 @@ impl Lane {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .expect("a lane is closed once")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use tokio::sync::oneshot;
+
+    use crate::catalog::SESSIONS;
+    use crate::config::RedbStoreConfig;
+    use crate::engine::writer::{FnJob, Weight};
+    use crate::engine::{Engine, pool};
+
+    /// Closing a file whose queued work waits for a pool worker must not
+    /// wait for one: every worker may be busy (here: parked) — closing
+    /// other files, say, whose own work is queued behind this one.
+    #[test]
+    fn close_does_the_queued_work_itself_when_no_pool_worker_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let engine = Engine::open(&path, &RedbStoreConfig::default()).unwrap();
+        // Park every pool worker.
+        let (parked_tx, parked_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
+        for _ in 0..pool::max_threads() {
+            let (parked_tx, release_rx) = (parked_tx.clone(), release_rx.clone());
+            pool::spawn(move || {
+                parked_tx.send(()).unwrap();
+                let _ = release_rx.lock().unwrap().recv();
+            });
+        }
+        for _ in 0..pool::max_threads() {
+            parked_rx.recv().unwrap();
+        }
+        // A scan-weighted job always goes to the pool: it waits there.
+        let (reply, _ignored) = oneshot::channel();
+        let job = FnJob {
+            f: |tx: &mut crate::engine::tx::Tx<'_>| {
+                tx.put(SESSIONS, (1, "a@c.us.0"), &b"queued"[..])
+            },
+            out: None,
+            reply,
+            weight: Weight::SCAN,
+        };
+        assert!(matches!(
+            engine.lane.submit(Box::new(job)),
+            super::Submitted::Queued(None)
+        ));
+        engine.close().unwrap();
+        for _ in 0..pool::max_threads() {
+            release_tx.send(()).unwrap();
+        }
+        let engine = Engine::open(&path, &RedbStoreConfig::default()).unwrap();
+        let got = engine
+            .snapshot()
+            .unwrap()
+            .get(SESSIONS, (1, "a@c.us.0"), <[u8]>::to_vec)
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(&b"queued"[..]));
     }
 }

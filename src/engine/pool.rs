@@ -93,30 +93,40 @@ fn lock(p: &Pool) -> MutexGuard<'_, State> {
 /// Makes sure a worker will pick up what was just queued: wakes an idle one,
 /// or starts one if none is idle and the pool is below its bound (above it,
 /// the work waits for the next free worker).
-fn wake(p: &'static Pool, mut state: MutexGuard<'_, State>) {
+fn wake(p: &'static Pool, state: MutexGuard<'_, State>) {
+    // Idle workers already woken for earlier tasks still count as idle
+    // until they run: start one more when the queue outnumbers them.
+    let enough = state.tasks.len() <= state.idle;
     if state.idle > 0 {
-        drop(state);
         p.work.notify_one();
+    }
+    if !enough {
+        start_worker(p, state);
+    }
+}
+
+/// Starts one more worker, unless the pool is at its bound (then the work
+/// waits for the next free worker).
+fn start_worker(p: &'static Pool, mut state: MutexGuard<'_, State>) {
+    if state.threads >= max_threads() {
         return;
     }
-    if state.threads < max_threads() {
-        state.threads += 1;
-        drop(state);
-        let started = std::thread::Builder::new()
-            .name("wa-redb-worker".into())
-            .spawn(move || worker(p));
-        if let Err(e) = started {
-            // Work still runs on the existing workers, if any.
-            log::error!("cannot start a wa-redb worker thread: {e}");
-            let mut state = lock(p);
-            state.threads -= 1;
-            if state.threads == 0 {
-                // No worker at all: run what is queued on this thread
-                // rather than never.
-                let tasks: Vec<Task> = state.tasks.drain(..).collect();
-                drop(state);
-                tasks.into_iter().for_each(run_task);
-            }
+    state.threads += 1;
+    drop(state);
+    let started = std::thread::Builder::new()
+        .name("wa-redb-worker".into())
+        .spawn(move || worker(p));
+    if let Err(e) = started {
+        // Work still runs on the existing workers, if any.
+        log::error!("cannot start a wa-redb worker thread: {e}");
+        let mut state = lock(p);
+        state.threads -= 1;
+        if state.threads == 0 {
+            // No worker at all: run what is queued on this thread rather
+            // than never.
+            let tasks: Vec<Task> = state.tasks.drain(..).collect();
+            drop(state);
+            tasks.into_iter().for_each(run_task);
         }
     }
 }
@@ -140,12 +150,13 @@ pub(crate) fn spawn_at(at: Instant, task: impl FnOnce() + Send + 'static) {
         seq,
         task: Box::new(task),
     }));
-    // A sleeping worker recomputes its deadline; with none, start one.
+    // A sleeping worker recomputes its deadline; with none at all, start
+    // one (busy ones see the timer when they look for work again).
     if state.idle > 0 {
         drop(state);
         p.work.notify_all();
-    } else {
-        wake(p, state);
+    } else if state.threads == 0 {
+        start_worker(p, state);
     }
 }
 
