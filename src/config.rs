@@ -16,7 +16,8 @@ use crate::fault::IoFaults;
 /// | `Off` | all but the last `checkpoint_interval` of writes | same; never corrupts |
 /// | `Normal` (default) | every `Ok` | all but the un-synced tail; never corrupts |
 /// | `Full` | every `Ok` | every `Ok` |
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Ordered by strength: `Off < Normal < Full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Synchronous {
     /// Writes live in memory until the next checkpoint. Fastest; a crash
     /// loses the writes since the last checkpoint. The file never corrupts.
@@ -70,8 +71,12 @@ pub enum IntegrityCheck {
 /// default; the `with_*` methods change one field each.
 ///
 /// All handles of one file in one process share one engine (page cache,
-/// journal, write lane); the configuration of the first handle opened
-/// wins and later differing configurations are logged and ignored.
+/// journal, write lane). When a handle joins a file another handle of the
+/// process has open, the two configurations are merged (see
+/// [`RedbStoreConfig::merged_with`]'s rules: the stronger durability wins,
+/// the more frequent checkpoints and compaction win, each handle keeps its
+/// own `max_value_size`), and [`crate::RedbStore::config`] returns what is in
+/// effect.
 #[derive(Clone)]
 pub struct RedbStoreConfig {
     /// The most page cache this file may use, in KiB (reads and
@@ -200,6 +205,32 @@ impl RedbStoreConfig {
     pub fn with_io_faults(mut self, faults: Arc<dyn IoFaults>) -> Self {
         self.io_faults = Some(faults);
         self
+    }
+
+    /// What an open file runs with when a handle asking for `self` joins
+    /// one asking for `other` (in either order), by these rules:
+    ///
+    /// - `synchronous`: the stronger of the two (never silently less);
+    /// - `checkpoint_interval`, `checkpoint_journal_bytes`: the smaller;
+    /// - `auto_compact`: the smaller free fraction, `None` only if both say
+    ///   `None`;
+    /// - `cache_size_kib`, `cache_budget_kib`, `integrity_check`: as the file
+    ///   was opened (they act at open);
+    /// - `max_value_size`: each handle keeps its own limit for its writes.
+    pub fn merged_with(&self, other: &RedbStoreConfig) -> RedbStoreConfig {
+        let auto_compact = match (self.auto_compact, other.auto_compact) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        RedbStoreConfig {
+            synchronous: self.synchronous.max(other.synchronous),
+            checkpoint_interval: self.checkpoint_interval.min(other.checkpoint_interval),
+            checkpoint_journal_bytes: self
+                .checkpoint_journal_bytes
+                .min(other.checkpoint_journal_bytes),
+            auto_compact,
+            ..self.clone()
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

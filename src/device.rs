@@ -109,7 +109,7 @@ impl DeviceStore for RedbStore {
     /// process since the file was opened.
     async fn resource_report(&self) -> StorageResourceReport {
         let file_len = std::fs::metadata(self.path()).map(|m| m.len()).unwrap_or(0);
-        let cache = self.engine.cache.bytes() as u64;
+        let cache = self.engine.cache_bytes as u64;
         StorageResourceReport {
             memory_bytes: Some(cache.min(file_len)),
             pages: Some(file_len / 4096),

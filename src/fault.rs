@@ -10,11 +10,14 @@ use std::io;
 
 /// Which file an I/O touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum IoTarget {
     /// The redb database file.
     Database,
     /// The write-ahead journal beside it.
     Journal,
+    /// The directory holding both (an fsync of its entries).
+    Directory,
 }
 
 /// Hooks called before the store performs an I/O. Returning an error makes

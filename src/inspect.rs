@@ -219,7 +219,7 @@ impl RedbStore {
                     .ok()
                     .map(|m| m.len()),
                 schema_version: meta.schema_version,
-                synchronous: engine.config.synchronous.as_str(),
+                synchronous: engine.config().synchronous.as_str(),
                 pending_journal_records: lsn - checkpoint,
                 recovered_records: engine.recovery.records_replayed,
                 halted: engine.halted(),

@@ -53,4 +53,4 @@ pub use legacy::SkdmTracking;
 pub use maintenance::CompactReport;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};
-pub use store::RedbStore;
+pub use store::{CloseOutcome, RedbStore};

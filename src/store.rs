@@ -18,11 +18,25 @@ use crate::error::{Error, Result};
 /// Each handle is bound to one device id (one account); handles of the same
 /// file share one engine, so any number of accounts can live in one file at
 /// the cost of one. Cloning a handle is cheap. The file is checkpointed and
-/// closed when the last handle of it is dropped (or [`RedbStore::close`]d).
+/// closed when the last handle of it is dropped — on a pool worker, so the
+/// drop returns at once — or when [`RedbStore::close`] is awaited on it.
 #[derive(Clone)]
 pub struct RedbStore {
     pub(crate) engine: Arc<Engine>,
     pub(crate) device_id: i32,
+    /// This handle's `max_value_size`.
+    pub(crate) max_value: usize,
+}
+
+/// What [`RedbStore::close`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// It was the file's last handle: the file is checkpointed, closed, its
+    /// journal removed.
+    Closed,
+    /// Other handles of the file (clones, other accounts) are still alive:
+    /// the file stays open for them and closes when the last one goes.
+    StillOpen,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -92,8 +106,13 @@ impl RedbStore {
         config: RedbStoreConfig,
     ) -> Result<Self, StoreError> {
         let path = parse_location(path.as_ref())?;
+        let max_value = config.max_value_size;
         let engine = blocking(move || registry::open_shared(&path, &config)).await?;
-        Ok(Self { engine, device_id })
+        Ok(Self {
+            engine,
+            device_id,
+            max_value,
+        })
     }
 
     /// Opens synchronously. For programs without an async runtime (tools,
@@ -105,7 +124,11 @@ impl RedbStore {
     ) -> Result<Self, StoreError> {
         let path = parse_location(path.as_ref())?;
         let engine = registry::open_shared(&path, &config)?;
-        Ok(Self { engine, device_id })
+        Ok(Self {
+            engine,
+            device_id,
+            max_value: config.max_value_size,
+        })
     }
 
     /// The device id (account) this handle reads and writes.
@@ -119,6 +142,7 @@ impl RedbStore {
         RedbStore {
             engine: self.engine.clone(),
             device_id,
+            max_value: self.max_value,
         }
     }
 
@@ -127,10 +151,14 @@ impl RedbStore {
         &self.engine.path
     }
 
-    /// The configuration in effect (the first opener's, see
-    /// [`RedbStoreConfig`]).
-    pub fn config(&self) -> &RedbStoreConfig {
-        &self.engine.config
+    /// The configuration in effect for this handle: the file's, merged from
+    /// every handle that opened it (see [`RedbStoreConfig::merged_with`]),
+    /// with this handle's own `max_value_size`.
+    pub fn config(&self) -> RedbStoreConfig {
+        RedbStoreConfig {
+            max_value_size: self.max_value,
+            ..self.engine.config()
+        }
     }
 
     /// What recovery did when this process opened the file: journal records
@@ -148,12 +176,16 @@ impl RedbStore {
     }
 
     /// Closes this handle. If it is the last handle of the file, this
-    /// checkpoints, removes the journal and closes the file, and reports a
-    /// failure to do so; otherwise the file stays open for the others.
-    pub async fn close(self) -> Result<(), StoreError> {
+    /// checkpoints, closes the file and removes the journal, waits for it
+    /// and reports a failure to do so; otherwise the file stays open for the
+    /// others. Says which.
+    pub async fn close(self) -> Result<CloseOutcome, StoreError> {
         match Arc::try_unwrap(self.engine) {
-            Ok(engine) => blocking(move || engine.close()).await,
-            Err(_) => Ok(()),
+            Ok(engine) => {
+                blocking(move || engine.close()).await?;
+                Ok(CloseOutcome::Closed)
+            }
+            Err(_) => Ok(CloseOutcome::StillOpen),
         }
     }
 
@@ -206,7 +238,10 @@ impl RedbStore {
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let result = self.engine.write(Weight::bytes(weight), f).await;
+        let result = self
+            .engine
+            .write(Weight::bytes(weight), self.max_value, f)
+            .await;
         result.map_err(|e| located(&self.engine, e))
     }
 
@@ -218,7 +253,7 @@ impl RedbStore {
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let result = self.engine.write(Weight::SCAN, f).await;
+        let result = self.engine.write(Weight::SCAN, self.max_value, f).await;
         result.map_err(|e| located(&self.engine, e))
     }
 }

@@ -313,7 +313,7 @@ async fn child_main(path: PathBuf, extras: u32, check_always: bool) {
 
     // Close, check, reopen.
     match store.close().await {
-        Ok(()) => say("STEP close OK".into()),
+        Ok(_) => say("STEP close OK".into()),
         Err(e) => {
             say(format!("STEP close ERR {} {}", variant(&e), chain(&e)));
             note("close", Some(variant(&e)));

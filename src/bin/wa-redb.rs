@@ -222,7 +222,7 @@ fn open(path: &Path) -> Result<RedbStore, Failure> {
 }
 
 fn close(rt: &tokio::runtime::Runtime, store: RedbStore) -> Result<(), Failure> {
-    rt.block_on(store.close()).map_err(Failure::from)
+    rt.block_on(store.close()).map(drop).map_err(Failure::from)
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {

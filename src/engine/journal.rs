@@ -471,6 +471,18 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Turns fsyncing every record on (or off). Turning it on fsyncs the
+    /// file and its directory entry first, as [`Journal::create`] does for a
+    /// journal that fsyncs from the start.
+    pub fn set_sync_each(&mut self, on: bool) -> Result<()> {
+        if on && !self.sync_each {
+            self.sync_all()?;
+            crate::engine::files::sync_parent_dir(&self.path)?;
+        }
+        self.sync_each = on;
+        Ok(())
+    }
+
     /// Bytes of records written since the last rewind.
     pub fn used(&self) -> u64 {
         self.write_pos - HEADER_LEN

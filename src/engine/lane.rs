@@ -25,6 +25,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -91,8 +92,9 @@ struct State {
     drain_queued: bool,
     /// The engine is closing: no new work.
     closed: bool,
-    /// The close waits for the lane to become free.
-    close_waiting: bool,
+    /// Threads waiting in [`Lane::acquire`] to own the lane (a close, a
+    /// reconfiguration): the owner lets go to them, not to other work.
+    acquiring: usize,
 }
 
 impl State {
@@ -113,8 +115,9 @@ pub(crate) struct Lane {
     writer: Mutex<Option<Writer>>,
     /// The store file, for errors.
     path: std::path::PathBuf,
-    /// Small jobs may commit on the caller's thread (not in `Full` mode).
-    inline: bool,
+    /// Small jobs may commit on the caller's thread (not in `Full` mode);
+    /// cleared when a handle raises the file's durability to `Full`.
+    inline: AtomicBool,
     this: Weak<Lane>,
 }
 
@@ -209,7 +212,7 @@ impl Lane {
             freed: Condvar::new(),
             writer: Mutex::new(Some(writer)),
             path,
-            inline,
+            inline: AtomicBool::new(inline),
             this: this.clone(),
         })
     }
@@ -238,13 +241,13 @@ impl Lane {
             job.finish(Err(err));
             return Submitted::Queued(None);
         }
-        let may_lead = self.inline && job.weight().inline_ok();
+        let may_lead = self.inline.load(Ordering::Relaxed) && job.weight().inline_ok();
         state.queue.push_back(job);
         if !may_lead {
             self.dispatch(state);
             return Submitted::Queued(None);
         }
-        if !state.busy && !state.wants_checkpoint() {
+        if !state.busy && !state.wants_checkpoint() && state.acquiring == 0 {
             state.busy = true;
             return Submitted::Lead(Leader {
                 lane: self,
@@ -289,9 +292,9 @@ impl Lane {
         done
     }
 
-    /// Hands the lane to a pool worker if nobody owns it.
+    /// Hands the lane to a pool worker if nobody owns it (or is about to).
     fn dispatch(&self, mut state: MutexGuard<'_, State>) {
-        if state.busy {
+        if state.busy || state.acquiring > 0 {
             return; // the owner sees the new work before it lets go
         }
         state.busy = true;
@@ -368,7 +371,7 @@ impl Lane {
     /// small jobs are left, to a pool worker for other work, or to nobody.
     fn release(&self) {
         let mut state = self.state();
-        if state.has_work() {
+        if state.has_work() && state.acquiring == 0 {
             if !state.wants_checkpoint()
                 && state.queue.front().is_some_and(|j| j.weight().inline_ok())
             {
@@ -382,9 +385,11 @@ impl Lane {
             return;
         }
         state.busy = false;
-        // Nobody is waiting any more: every queued job was committed.
-        state.candidates.clear();
-        let wake = state.close_waiting;
+        if !state.has_work() {
+            // Nobody is waiting any more: every queued job was committed.
+            state.candidates.clear();
+        }
+        let wake = state.acquiring > 0;
         drop(state);
         if wake {
             self.freed.notify_all();
@@ -398,7 +403,7 @@ impl Lane {
         for _ in 0..rounds {
             let (jobs, checkpoint, waiters, room) = {
                 let mut state = self.state();
-                if !state.has_work() {
+                if !state.has_work() || state.acquiring > 0 {
                     drop(state);
                     self.release();
                     return;
@@ -445,25 +450,43 @@ impl Lane {
         self.spawn_drain(self.state());
     }
 
-    /// Takes the lane for good, once its owner let go and the queue is
-    /// empty, and returns the writer for the final steps of closing. Later
-    /// submissions fail with [`Error::Closed`]. Blocking.
-    pub fn close(&self) -> Writer {
+    /// Waits until this thread owns the lane: when its owner lets go, or at
+    /// once when the owner is a drain still waiting for a pool worker (this
+    /// thread may be one: it does that work itself rather than wait for it).
+    /// Blocking.
+    fn acquire(&self) -> MutexGuard<'_, State> {
         let mut state = self.state();
-        state.closed = true;
         while state.busy {
             if std::mem::take(&mut state.drain_queued) {
-                // The lane's work waits for a pool worker, and this thread
-                // may be one: do the work here rather than wait for it.
                 drop(state);
                 self.drain(usize::MAX);
                 state = self.state();
                 continue;
             }
-            state.close_waiting = true;
+            state.acquiring += 1;
             state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.acquiring -= 1;
         }
         state.busy = true;
+        state
+    }
+
+    /// Runs `f` on the writer with the lane to itself (no batch before it
+    /// has finished, none after it starts), then lets go. Blocking.
+    pub fn exclusive<R>(&self, f: impl FnOnce(&mut Writer, &AtomicBool) -> R) -> R {
+        let state = self.acquire();
+        drop(state);
+        let result = f(&mut self.writer(), &self.inline);
+        self.release();
+        result
+    }
+
+    /// Takes the lane for good, once its owner let go and the queue is
+    /// empty, and returns the writer for the final steps of closing. Later
+    /// submissions fail with [`Error::Closed`]. Blocking.
+    pub fn close(&self) -> Writer {
+        self.state().closed = true;
+        let mut state = self.acquire();
         // Answer what can no longer run.
         let waiters = std::mem::take(&mut state.checkpoint_waiters);
         drop(state);
@@ -520,6 +543,7 @@ mod tests {
             out: None,
             reply,
             weight: Weight::SCAN,
+            max_value: 1 << 20,
         };
         assert!(matches!(
             engine.lane.submit(Box::new(job)),

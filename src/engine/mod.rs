@@ -12,6 +12,7 @@
 //! - `registry`: one engine per file per process.
 
 pub(crate) mod cache;
+pub(crate) mod closing;
 pub(crate) mod files;
 pub(crate) mod journal;
 pub(crate) mod lane;
@@ -27,8 +28,8 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use redb::{Builder, Database, ReadableDatabase};
@@ -38,6 +39,7 @@ use crate::catalog::SCHEMA_VERSION;
 use crate::config::{IntegrityCheck, RedbStoreConfig, Synchronous};
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
+use closing::{Closing, Shutdown};
 use journal::{JournalSpec, journal_path};
 use lane::{Lane, Submitted};
 use recovery::RecoveryReport;
@@ -64,11 +66,14 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 pub(crate) struct Engine {
     pub path: PathBuf,
+    /// Taken when the engine is closed (the close needs them).
     db: Option<Arc<Database>>,
+    cache: Option<cache::Share>,
+    /// This file's cache size (its share of the process-wide budget).
+    pub cache_bytes: usize,
     lane: Arc<Lane>,
-    /// This file's share of the process-wide cache budget.
-    pub cache: cache::Share,
-    pub config: RedbStoreConfig,
+    /// The configuration in effect, merged from every opener's.
+    config: Mutex<RedbStoreConfig>,
     pub io: Arc<IoStats>,
     pub status: Arc<WriterStatus>,
     pub file_id: [u8; 16],
@@ -193,7 +198,7 @@ fn refuse_foreign_file(path: &Path) -> Result<()> {
 
 /// Whether the file is worth compacting: larger than 1 MiB and at least
 /// `auto_compact` of it free.
-fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfig) -> Result<bool> {
+pub(crate) fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfig) -> Result<bool> {
     let Some(threshold) = config.auto_compact else {
         return Ok(false);
     };
@@ -212,16 +217,6 @@ fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfig) -> Resul
         path.display()
     );
     Ok(true)
-}
-
-/// Whether a session may have left much of the file free, so that the
-/// free-space walk at close is worth its cost: it deleted rows, or it wrote
-/// more than a quarter of the file's size (copy-on-write frees what it
-/// rewrites). A session that mostly read, or wrote a little, skips the walk.
-fn may_have_freed_space(path: &Path, rows_deleted: u64, io: &IoStats) -> bool {
-    let written = io.write_bytes.load(Ordering::Relaxed);
-    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
-    rows_deleted > 0 || written > file_len / 4
 }
 
 /// Compacts at open when a large part of the file is free, if every page
@@ -353,9 +348,10 @@ impl Engine {
         Ok(Engine {
             path: path.to_path_buf(),
             db: Some(db),
+            cache_bytes: share.bytes(),
+            cache: Some(share),
             lane: Lane::new(writer, inline),
-            cache: share,
-            config: config.clone(),
+            config: Mutex::new(config.clone()),
             io,
             status,
             file_id: meta.file_id,
@@ -387,7 +383,7 @@ impl Engine {
     /// Runs `f` in a write transaction (batched with concurrent writes; on
     /// this thread when it can, see [`lane`]) and returns once its effects
     /// are durable at the configured level.
-    pub async fn write<R, F>(&self, weight: Weight, f: F) -> Result<R>
+    pub async fn write<R, F>(&self, weight: Weight, max_value: usize, f: F) -> Result<R>
     where
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
@@ -398,6 +394,7 @@ impl Engine {
             out: None,
             reply,
             weight,
+            max_value,
         });
         match self.lane.submit(job) {
             Submitted::Lead(leader) => {
@@ -439,13 +436,56 @@ impl Engine {
         self.lane.checkpoint().await.map_err(|_| self.closed())?
     }
 
-    pub fn same_config(&self, other: &RedbStoreConfig) -> bool {
-        let a = &self.config;
-        a.cache_size_kib == other.cache_size_kib
-            && a.synchronous == other.synchronous
-            && a.checkpoint_interval == other.checkpoint_interval
-            && a.checkpoint_journal_bytes == other.checkpoint_journal_bytes
-            && a.max_value_size == other.max_value_size
+    /// The configuration in effect.
+    pub fn config(&self) -> RedbStoreConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Adapts the open file to another opener's configuration, by the
+    /// rules of [`RedbStoreConfig::merged_with`]: a stronger durability, a
+    /// shorter checkpoint interval or journal size take effect for every
+    /// handle at once (durability after a checkpoint). Fails, changing
+    /// nothing, if that checkpoint fails. Blocking.
+    pub fn adopt(&self, other: &RedbStoreConfig) -> Result<()> {
+        other.validate()?;
+        let mut config = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        let merged = config.merged_with(other);
+        if other.cache_size_kib != config.cache_size_kib
+            || other.integrity_check != config.integrity_check
+        {
+            log::info!(
+                "{}: already open; its cache size and integrity check stay as opened",
+                self.path.display()
+            );
+        }
+        let changed = merged.synchronous != config.synchronous
+            || merged.checkpoint_interval != config.checkpoint_interval
+            || merged.checkpoint_journal_bytes != config.checkpoint_journal_bytes
+            || merged.auto_compact != config.auto_compact;
+        if !changed {
+            return Ok(());
+        }
+        self.lane.exclusive(|writer, inline| {
+            writer.reconfigure(&merged)?;
+            inline.store(
+                merged.synchronous != Synchronous::Full,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Ok::<_, Error>(())
+        })?;
+        if merged.synchronous != config.synchronous {
+            log::info!(
+                "{}: durability raised from {} to {} for every handle",
+                self.path.display(),
+                config.synchronous,
+                merged.synchronous
+            );
+        }
+        *config = merged;
+        Ok(())
     }
 
     /// Why writes are refused, if they are.
@@ -457,73 +497,34 @@ impl Engine {
             .clone()
     }
 
-    /// Stops writes, makes everything durable and closes the database, then
-    /// removes the journal: one fsync for the last checkpoint (none if the
-    /// session wrote nothing since the last one), redb's close, the unlink.
-    fn shut_down(&mut self) -> Result<()> {
-        let Some(db) = self.db.take() else {
-            return Ok(());
-        };
-        let mut writer = self.lane.close();
-        let rows_deleted = writer.rows_deleted;
-        let recorded = writer.checkpoint_for_close();
-        let journal = writer.journal.take();
-        drop(writer);
-        let path = &self.path;
-        let mut result = Ok(());
-        match Arc::try_unwrap(db) {
-            Ok(db) => {
-                // Both walk the file on trust: damage found there is
-                // contained like damage found by any other read. Only worth
-                // a walk when this session may have freed much of the file.
-                let compact = recorded.is_ok()
-                    && self.halted().is_none()
-                    && may_have_freed_space(path, rows_deleted, &self.io)
-                    && contain_panic(path, || should_compact(&db, path, &self.config))
-                        .unwrap_or(false);
-                let closed =
-                    contain_panic(path, || db.close().map_err(|e| Error::storage(path, e)));
-                match closed {
-                    Err(e) => result = Err(e),
-                    Ok(()) if recorded.is_ok() => {
-                        // Everything is in the file: the journal is redundant.
-                        if let Some(journal) = journal
-                            && let Err(e) = journal.remove()
-                        {
-                            log::warn!("{}: {e}", path.display());
-                        }
-                        if compact && let Err(e) = compact_lean(path, &self.config) {
-                            // The store is closed and sound; it is just larger.
-                            log::warn!("{}: compaction at close: {e}", path.display());
-                        }
-                    }
-                    Ok(()) => {}
-                }
-            }
-            Err(_) => log::error!("{}: database still referenced at close", path.display()),
-        }
-        // After a halt, redb's own close error ("previous I/O error") says
-        // less than the failure that halted the writer.
-        if let Some(cause) = self.halted() {
-            result = Err(Error::Halted {
-                path: self.path.clone(),
-                cause,
-            });
-        }
-        result
+    /// What closing needs, taken out of the engine (once).
+    fn shutdown(&mut self) -> Option<Shutdown> {
+        Some(Shutdown {
+            path: self.path.clone(),
+            db: self.db.take()?,
+            lane: self.lane.clone(),
+            config: self.config(),
+            io: self.io.clone(),
+            status: self.status.clone(),
+            cache: self.cache.take()?,
+        })
     }
 
-    /// Closes the engine, reporting failures of the final checkpoint.
+    /// Closes the file now, on this thread, and reports how it went.
     pub fn close(mut self) -> Result<()> {
-        self.shut_down()
+        match self.shutdown() {
+            Some(shutdown) => Closing::register(shutdown).finish().unwrap_or(Ok(())),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for Engine {
+    /// The last handle is gone: the close runs on a pool worker, not on
+    /// the dropping thread (see [`closing`]).
     fn drop(&mut self) {
-        if let Err(e) = self.shut_down() {
-            log::error!("{}: closing: {e}", self.path.display());
+        if let Some(shutdown) = self.shutdown() {
+            closing::in_background(Closing::register(shutdown));
         }
-        registry::release(&self.path);
     }
 }

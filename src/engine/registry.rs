@@ -2,7 +2,14 @@
 //!
 //! redb refuses a second open of a file, even from the same process, so
 //! every handle of a path shares one [`Engine`]: one `Database`, one page
-//! cache, one writer thread, whatever the number of accounts in the file.
+//! cache, one journal, whatever the number of accounts in the file.
+//!
+//! The registry is locked only to look a path up or change its slot, never
+//! while a file is opened or closed: opening, recovering, verifying or
+//! compacting one file holds up no open or close of another. Opens of the
+//! same path wait for each other; an open of a path whose last handle was
+//! just dropped waits for that close, or does it itself if no worker has
+//! started it yet.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,24 +17,41 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 use crate::config::RedbStoreConfig;
 use crate::engine::Engine;
+use crate::engine::closing::Closing;
 use crate::error::{Error, Result};
 
+enum Slot {
+    /// Open; the engine may be being dropped (then it moves to `Closing`).
+    Open(Weak<Engine>),
+    /// Some thread is opening the file.
+    Opening,
+    /// The last handle was dropped; the close runs, or waits to run.
+    Closing(Arc<Closing>),
+}
+
 struct Registry {
-    engines: Mutex<HashMap<PathBuf, Weak<Engine>>>,
-    /// Signalled when an engine finished closing and left the map.
-    closed: Condvar,
+    slots: Mutex<HashMap<PathBuf, Slot>>,
+    /// Signalled whenever a slot changes.
+    changed: Condvar,
 }
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| Registry {
-        engines: Mutex::new(HashMap::new()),
-        closed: Condvar::new(),
+        slots: Mutex::new(HashMap::new()),
+        changed: Condvar::new(),
     })
 }
 
-fn lock(r: &Registry) -> MutexGuard<'_, HashMap<PathBuf, Weak<Engine>>> {
-    r.engines.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(r: &Registry) -> MutexGuard<'_, HashMap<PathBuf, Slot>> {
+    r.slots.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wait<'a>(
+    r: &'a Registry,
+    slots: MutexGuard<'a, HashMap<PathBuf, Slot>>,
+) -> MutexGuard<'a, HashMap<PathBuf, Slot>> {
+    r.changed.wait(slots).unwrap_or_else(|p| p.into_inner())
 }
 
 /// The absolute, symlink-free form of `path`, which need not exist yet (its
@@ -67,56 +91,94 @@ pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Puts the slot of `path` back when an open fails or panics.
+struct OpeningGuard<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for OpeningGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let r = registry();
+            lock(r).remove(self.path);
+            r.changed.notify_all();
+        }
+    }
+}
+
 /// Returns the engine of `path`, opening it if no handle of this process
-/// has it open. Blocking: call from a blocking context.
+/// has it open, and adapting it to `config` (see [`Engine::adopt`]).
+/// Blocking: call from a blocking context.
 pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<Engine>> {
     let key = canonical(path)?;
     let r = registry();
-    let mut engines = lock(r);
+    let mut slots = lock(r);
     loop {
-        match engines.get(&key).map(Weak::upgrade) {
-            Some(Some(engine)) => {
-                if !engine.same_config(config) {
-                    log::warn!(
-                        "{}: already open in this process with another configuration; \
-                         the first configuration stays in effect",
-                        key.display()
-                    );
-                }
-                return Ok(engine);
-            }
-            // The last handle is being dropped and the engine is still
-            // closing the file: wait until it is gone, then open anew.
-            Some(None) => {
-                engines = r.closed.wait(engines).unwrap_or_else(|p| p.into_inner());
-            }
+        match slots.get(&key) {
             None => break,
+            Some(Slot::Open(weak)) => match weak.upgrade() {
+                Some(engine) => {
+                    drop(slots);
+                    engine.adopt(config)?;
+                    return Ok(engine);
+                }
+                // The last handle is being dropped: its slot turns into
+                // `Closing` in a moment.
+                None => slots = wait(r, slots),
+            },
+            Some(Slot::Opening) => slots = wait(r, slots),
+            Some(Slot::Closing(closing)) => {
+                let closing = closing.clone();
+                drop(slots);
+                // Runs the close here if no worker has started it; its
+                // outcome was logged, and the file is free either way.
+                closing.finish();
+                slots = lock(r);
+            }
         }
     }
-    // Opening under the registry lock serializes opens; it is rare, and it
-    // keeps two threads from racing to open one file. Nothing in here may
-    // drop an `Arc<Engine>` (its drop takes this lock).
+    slots.insert(key.clone(), Slot::Opening);
+    drop(slots);
+    let mut guard = OpeningGuard {
+        path: &key,
+        armed: true,
+    };
     let engine = Arc::new(Engine::open(&key, config)?);
-    engines.insert(key, Arc::downgrade(&engine));
+    guard.armed = false;
+    drop(guard);
+    lock(r).insert(key, Slot::Open(Arc::downgrade(&engine)));
+    r.changed.notify_all();
     Ok(engine)
 }
 
-/// Called by a closing engine once the file is released.
-pub(crate) fn release(path: &Path) {
+/// Called by a dropped engine: its close is `closing`, which runs on a
+/// pool worker (or in the next open of the path, whichever comes first).
+pub(crate) fn closing(path: &Path, closing: Arc<Closing>) {
     let r = registry();
-    let mut engines = lock(r);
-    if engines.get(path).is_some_and(|w| w.strong_count() == 0) {
-        engines.remove(path);
-    }
-    r.closed.notify_all();
+    lock(r).insert(path.to_path_buf(), Slot::Closing(closing));
+    r.changed.notify_all();
 }
 
-/// True if this process has `path` open.
+/// Called once a file is closed and released.
+pub(crate) fn released(path: &Path) {
+    let r = registry();
+    let mut slots = lock(r);
+    if matches!(slots.get(path), Some(Slot::Closing(_))) {
+        slots.remove(path);
+    }
+    drop(slots);
+    r.changed.notify_all();
+}
+
+/// True if this process has `path` open (or is closing it).
 pub(crate) fn is_open_here(path: &Path) -> bool {
     let Ok(key) = canonical(path) else {
         return false;
     };
-    lock(registry())
-        .get(&key)
-        .is_some_and(|w| w.strong_count() > 0)
+    match lock(registry()).get(&key) {
+        None => false,
+        Some(Slot::Open(weak)) => weak.strong_count() > 0,
+        Some(Slot::Opening | Slot::Closing(_)) => true,
+    }
 }

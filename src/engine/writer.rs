@@ -35,7 +35,7 @@ use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
 use crate::catalog::META_CHECKPOINT_LSN;
-use crate::config::RedbStoreConfig;
+use crate::config::{RedbStoreConfig, Synchronous};
 use crate::engine::journal::{EffectLog, Journal, JournalSpec};
 use crate::engine::schema;
 use crate::engine::tx::Tx;
@@ -96,6 +96,8 @@ pub(crate) trait Job: Send {
     fn finish(self: Box<Self>, outcome: Result<()>);
     /// What the job costs, to bound batches and choose where it runs.
     fn weight(&self) -> Weight;
+    /// The largest value the job may store (its handle's limit).
+    fn max_value(&self) -> usize;
 }
 
 /// A job built from a closure; see [`crate::engine::Engine::write`].
@@ -104,6 +106,7 @@ pub(crate) struct FnJob<F, R> {
     pub out: Option<R>,
     pub reply: oneshot::Sender<Result<R>>,
     pub weight: Weight,
+    pub max_value: usize,
 }
 
 impl<F, R> Job for FnJob<F, R>
@@ -126,6 +129,10 @@ where
 
     fn weight(&self) -> Weight {
         self.weight
+    }
+
+    fn max_value(&self) -> usize {
+        self.max_value
     }
 }
 
@@ -168,6 +175,30 @@ impl Writer {
                 .checkpoint_interval
                 .saturating_sub(since.elapsed()),
         )
+    }
+
+    /// Adopts what another handle of the file asks for (see
+    /// `RedbStoreConfig::merged_with`): a stronger durability takes effect
+    /// for every later batch, after a checkpoint has made everything
+    /// acknowledged so far durable at that level too; the shorter
+    /// checkpoint interval and journal size apply from the next batch.
+    pub fn reconfigure(&mut self, merged: &RedbStoreConfig) -> Result<()> {
+        let (from, to) = (self.config.synchronous, merged.synchronous);
+        if to > from {
+            // Writes of `Off` live in memory, of `Normal` in an unsynced
+            // journal: after a power cut a later fsynced record behind a
+            // torn one would never be replayed. So first everything into
+            // the file, durably; the journal starts over.
+            self.checkpoint()?;
+            let full = to == Synchronous::Full;
+            self.append = to.uses_journal();
+            self.journal_spec.sync_each = full;
+            if let Some(journal) = &mut self.journal {
+                journal.set_sync_each(full)?;
+            }
+        }
+        self.config = merged.clone();
+        Ok(())
     }
 
     /// Whether the journal should grow its preallocated room now, so that
@@ -310,7 +341,7 @@ impl Writer {
                 continue;
             }
             let mark = self.log.len();
-            let mut tx = Tx::new(&txn, &mut self.log, &self.path, self.config.max_value_size);
+            let mut tx = Tx::new(&txn, &mut self.log, &self.path, job.max_value());
             let result = catch_unwind(AssertUnwindSafe(|| job.apply(&mut tx)));
             let changed = self.log.len() != mark;
             match result {

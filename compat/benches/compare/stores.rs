@@ -128,7 +128,7 @@ impl Store {
     /// SqliteStore closes its connection (checkpointing the WAL) on drop.
     pub(crate) async fn close(self) {
         match self {
-            Store::Redb(s) => s.close().await.expect("close RedbStore"),
+            Store::Redb(s) => drop(s.close().await.expect("close RedbStore")),
             Store::Sqlite(s) => drop(s),
         }
     }

@@ -1,0 +1,360 @@
+//! How a store file is opened, shared and closed: merged configurations
+//! (the strongest durability wins), closes off the caller's thread, opens
+//! of different files that never wait for each other, and what a process
+//! exit during a background close leaves.
+//!
+//! Deterministic: fault hooks that park an I/O until the test lets it go
+//! stand in for slow disks; child processes for exits. No sleeps.
+
+#[path = "util/process.rs"]
+mod process;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wacore::store::traits::{DeviceStore, SignalStore};
+use whatsapp_rust_redb_storage::fault::{IoFaults, IoTarget};
+use whatsapp_rust_redb_storage::{CloseOutcome, RedbStore, RedbStoreConfig, Synchronous};
+
+fn journal_of(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.journal", path.display()))
+}
+
+/// Counts fsyncs per target.
+#[derive(Default)]
+struct SyncCount {
+    journal: AtomicU64,
+    directory: AtomicU64,
+}
+
+impl IoFaults for SyncCount {
+    fn on_sync(&self, target: IoTarget) -> io::Result<()> {
+        match target {
+            IoTarget::Journal => self.journal.fetch_add(1, Ordering::SeqCst),
+            IoTarget::Directory => self.directory.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_second_handle_asking_for_full_raises_every_handle_to_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let syncs = Arc::new(SyncCount::default());
+    let normal = RedbStoreConfig::default().with_io_faults(syncs.clone());
+    let a = RedbStore::with_config_for_device(&path, 1, normal)
+        .await
+        .unwrap();
+    a.put_session("before@c.us.0", b"normal").await.unwrap();
+    assert_eq!(
+        syncs.journal.load(Ordering::SeqCst),
+        0,
+        "Normal does not fsync"
+    );
+
+    let full = RedbStoreConfig::default().with_synchronous(Synchronous::Full);
+    let b = RedbStore::with_config_for_device(&path, 2, full)
+        .await
+        .unwrap();
+    assert_eq!(b.config().synchronous, Synchronous::Full);
+    assert_eq!(
+        a.config().synchronous,
+        Synchronous::Full,
+        "for every handle"
+    );
+
+    // Every acknowledged write of either handle is fsynced from now on.
+    for (i, s) in [&a, &b, &a].into_iter().enumerate() {
+        let before = syncs.journal.load(Ordering::SeqCst);
+        s.put_session(&format!("after-{i}@c.us.0"), b"full")
+            .await
+            .unwrap();
+        assert!(syncs.journal.load(Ordering::SeqCst) > before, "write {i}");
+    }
+
+    // A later, weaker handle does not lower it.
+    let c = RedbStore::with_config_for_device(&path, 3, RedbStoreConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(c.config().synchronous, Synchronous::Full);
+    // The other settings merge too: the shorter interval wins.
+    let d = RedbStore::with_config_for_device(
+        &path,
+        4,
+        RedbStoreConfig::default().with_checkpoint_interval(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.config().checkpoint_interval, Duration::from_millis(300));
+    for s in [a, b, c, d] {
+        s.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn off_then_normal_journals_from_then_on_and_keeps_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let off = RedbStoreConfig::default().with_synchronous(Synchronous::Off);
+    let a = RedbStore::with_config_for_device(&path, 1, off)
+        .await
+        .unwrap();
+    a.put_session("in-memory@c.us.0", b"off").await.unwrap();
+    let b = RedbStore::with_config_for_device(&path, 2, RedbStoreConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(a.config().synchronous, Synchronous::Normal);
+    a.put_session("journaled@c.us.0", b"normal").await.unwrap();
+    // What the Off handle wrote before was made durable by the switch, what
+    // it writes after is journaled: a crash now (the journal is the only
+    // record of the second write) keeps both. Simulate it by copying the
+    // files while the store is open.
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::copy(journal_of(&path), journal_of(&copy)).unwrap();
+    drop((a, b));
+    let s = RedbStore::new(&copy).await.unwrap();
+    assert_eq!(
+        s.get_session("in-memory@c.us.0").await.unwrap().as_deref(),
+        Some(&b"off"[..])
+    );
+    assert_eq!(
+        s.get_session("journaled@c.us.0").await.unwrap().as_deref(),
+        Some(&b"normal"[..])
+    );
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn close_says_whether_the_file_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let a = RedbStore::new(&path).await.unwrap();
+    a.put_session("x@c.us.0", b"x").await.unwrap();
+    let other_account = a.for_device(2);
+    assert_eq!(a.close().await.unwrap(), CloseOutcome::StillOpen);
+    assert!(
+        journal_of(&path).exists(),
+        "still open for the other handle"
+    );
+    assert_eq!(other_account.close().await.unwrap(), CloseOutcome::Closed);
+    assert!(!journal_of(&path).exists());
+}
+
+/// Builds a store of about `mib` MiB with two accounts and deletes the
+/// second, so that closing it compacts half the file.
+async fn big_store_with_a_deleted_account(path: &Path, mib: usize) -> RedbStore {
+    let s = RedbStore::new(path).await.unwrap();
+    let value = Bytes::from(vec![0x5A; 64 << 10]);
+    for device in [1, 2] {
+        let account = s.for_device(device);
+        for chunk in 0..mib / 2 {
+            let batch: Vec<(Arc<str>, Bytes)> = (0..16)
+                .map(|i| (Arc::from(format!("{chunk}:{i}@c.us.0")), value.clone()))
+                .collect();
+            account.put_sessions_batch(&batch).await.unwrap();
+        }
+    }
+    s.checkpoint().await.unwrap();
+    s.delete_device(2).await.unwrap();
+    s
+}
+
+#[test]
+fn dropping_the_last_handle_never_stalls_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.redb");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = big_store_with_a_deleted_account(&path, 100).await;
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > 90 << 20, "{size}");
+        // A ticker task notes the longest time it could not run.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut worst = Duration::ZERO;
+                while !stop.load(Ordering::SeqCst) {
+                    let t = Instant::now();
+                    tokio::task::yield_now().await;
+                    worst = worst.max(t.elapsed());
+                }
+                worst
+            }
+        });
+        tokio::task::yield_now().await;
+        drop(s); // the last handle, inside the runtime
+        // A reopen waits for the close (checkpoint, compaction) on a pool
+        // worker; the runtime thread keeps running the ticker meanwhile.
+        let s = RedbStore::new(&path).await.unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let worst = ticker.await.unwrap();
+        assert!(
+            worst < Duration::from_millis(50),
+            "the runtime stalled for {worst:?}"
+        );
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            after < size * 3 / 4,
+            "compacted at close: {size} -> {after}"
+        );
+        assert!(s.get_session("0:0@c.us.0").await.unwrap().is_some());
+        s.close().await.unwrap();
+    });
+}
+
+/// Parks the first database fsync (redb's at open) until released.
+struct ParkedOpen {
+    parked: Mutex<Option<Sender<()>>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl IoFaults for ParkedOpen {
+    fn on_sync(&self, target: IoTarget) -> io::Result<()> {
+        let parked = self.parked.lock().unwrap().take();
+        if target == IoTarget::Database
+            && let Some(parked) = parked
+        {
+            let _ = parked.send(());
+            let _ = self.release.lock().unwrap().recv();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_in_progress_holds_up_no_open_of_another_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slow, fast) = (dir.path().join("slow.redb"), dir.path().join("fast.redb"));
+    // Both exist already (closed cleanly).
+    for p in [&slow, &fast] {
+        RedbStore::new(p).await.unwrap().close().await.unwrap();
+    }
+    let (parked_tx, parked_rx) = channel();
+    let (release_tx, release_rx) = channel();
+    let faults = Arc::new(ParkedOpen {
+        parked: Mutex::new(Some(parked_tx)),
+        release: Mutex::new(release_rx),
+    });
+    let slow_open = tokio::spawn(RedbStore::with_config(
+        slow.clone(),
+        RedbStoreConfig::default().with_io_faults(faults),
+    ));
+    tokio::task::spawn_blocking(move || parked_rx.recv().unwrap())
+        .await
+        .unwrap();
+    // The slow open is parked inside redb's open; another file opens.
+    let other = RedbStore::new(&fast).await.unwrap();
+    other.put_session("a@c.us.0", b"x").await.unwrap();
+    assert!(!slow_open.is_finished());
+    release_tx.send(()).unwrap();
+    let s = slow_open.await.unwrap().unwrap();
+    s.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_clean_close_fsyncs_the_directory_after_removing_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let syncs = Arc::new(SyncCount::default());
+    let s = RedbStore::with_config(
+        &path,
+        RedbStoreConfig::default().with_io_faults(syncs.clone()),
+    )
+    .await
+    .unwrap();
+    s.put_session("a@c.us.0", b"x").await.unwrap();
+    assert!(journal_of(&path).exists());
+    let before = syncs.directory.load(Ordering::SeqCst);
+    s.close().await.unwrap();
+    assert!(!journal_of(&path).exists());
+    assert_eq!(syncs.directory.load(Ordering::SeqCst), before + 1);
+}
+
+/// In a child process: writes, drops the last handle (a background close
+/// starts), then ends the process either at once, skipping exit handlers
+/// (`_exit`), or normally.
+#[test]
+#[ignore = "child process of the exit tests"]
+fn exit_during_close_child() {
+    let Some(path) = std::env::var_os("WA_REDB_EXIT_PATH") else {
+        return;
+    };
+    let abrupt = std::env::var_os("WA_REDB_EXIT_ABRUPT").is_some();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = RedbStore::new(&path).await.unwrap();
+        s.create().await.unwrap();
+        for i in 0..200u32 {
+            s.put_session(&format!("{i}@c.us.0"), &i.to_le_bytes())
+                .await
+                .unwrap();
+        }
+        drop(s);
+    });
+    if abrupt {
+        // SAFETY: ends the process at once, as a crash would (no exit
+        // handlers, no unwinding).
+        unsafe { libc_exit(0) };
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "_exit"]
+    fn libc_exit(code: i32) -> !;
+}
+
+async fn run_exit_child(path: &Path, abrupt: bool) {
+    let mut cmd = process::self_command("exit_during_close_child");
+    cmd.env("WA_REDB_EXIT_PATH", path);
+    if abrupt {
+        cmd.env("WA_REDB_EXIT_ABRUPT", "1");
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+async fn assert_all_there(path: &Path) {
+    let s = RedbStore::new(path).await.unwrap();
+    for i in 0..200u32 {
+        let got = s.get_session(&format!("{i}@c.us.0")).await.unwrap();
+        assert_eq!(got.as_deref(), Some(&i.to_le_bytes()[..]), "{i}");
+    }
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+#[cfg(unix)]
+async fn a_process_that_dies_during_a_background_close_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    run_exit_child(&path, true).await;
+    // Whether or not the close got to finish before the process died, every
+    // acknowledged write is there: in the file, or in the journal.
+    assert_all_there(&path).await;
+}
+
+#[tokio::test]
+#[cfg(unix)]
+async fn a_normal_exit_waits_for_background_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    run_exit_child(&path, false).await;
+    assert!(!journal_of(&path).exists(), "closed cleanly at exit");
+    assert_all_there(&path).await;
+}
