@@ -10,7 +10,7 @@ use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table,
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::journal_path;
 use crate::engine::tx::{Snapshot, Tx, every_row};
-use crate::engine::{create_bare, files, open_with, registry, schema};
+use crate::engine::{create_bare_temp, files, open_with, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -66,9 +66,9 @@ pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path) -> Result<()> {
             reason: "a file already exists there".into(),
         });
     }
-    let tmp = files::with_suffix(target, ".partial");
+    let (tmp, db) = create_bare_temp(target, files::TempKind::Partial, None)
+        .map_err(|e| e.with_path(target))?;
     let result = (|| {
-        let db = create_bare(&tmp, None)?;
         let err = |e: redb::Error| Error::storage(&tmp, e);
         let txn = schema::begin_durable(&db, &tmp)?;
         catalog::visit_all(&mut CopyTables {
@@ -231,12 +231,14 @@ impl RedbStore {
         if target.exists() {
             drop(open_bare(&target)?);
         }
-        let tmp = files::with_suffix(&target, ".restoring");
+        files::remove_stale_temps(&target);
+        let (tmp, mut to) = files::create_temp(&target, files::TempKind::Restoring)?;
         let result = (|| {
+            // Marks the copy as live for `remove_stale_temps` elsewhere.
+            to.try_lock().map_err(|e| Error::io(&tmp, e.into()))?;
             // Not `fs::copy`: it would copy the backup's permissions, and the
             // store holds private keys (owner only).
             let mut from = std::fs::File::open(&backup).map_err(|e| Error::io(&backup, e))?;
-            let mut to = files::create_private(&tmp, true)?;
             std::io::copy(&mut from, &mut to).map_err(|e| Error::io(&tmp, e))?;
             to.sync_all().map_err(|e| Error::io(&tmp, e))?;
             files::remove_if_present(&journal_path(&target))?;

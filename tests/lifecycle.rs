@@ -358,3 +358,152 @@ async fn a_normal_exit_waits_for_background_closes() {
     assert!(!journal_of(&path).exists(), "closed cleanly at exit");
     assert_all_there(&path).await;
 }
+
+/// In a child process: waits for the parent's go (its stdin closing), then
+/// races the other children to open (creating) the store, and prints what
+/// it got.
+#[test]
+#[ignore = "child process of the creation race test"]
+fn create_race_child() {
+    let (Some(path), Some(id)) = (
+        std::env::var_os("WA_REDB_RACE_PATH"),
+        std::env::var_os("WA_REDB_RACE_ID"),
+    ) else {
+        return;
+    };
+    let id = id.to_string_lossy().into_owned();
+    process::report_and_wait("READY");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        match RedbStore::new(&path).await {
+            Ok(s) => {
+                s.put_session(&format!("{id}@c.us.0"), id.as_bytes())
+                    .await
+                    .unwrap();
+                s.close().await.unwrap();
+                println!("RESULT opened");
+            }
+            Err(e) => {
+                // The whole chain: wacore's `StoreError` shows its kind, ours
+                // (the source) the file and cause.
+                let mut text = e.to_string();
+                let mut layer = std::error::Error::source(&e);
+                while let Some(l) = layer {
+                    text = format!("{text}: {l}");
+                    layer = l.source();
+                }
+                if text.contains("already open in another process") {
+                    println!("RESULT busy")
+                } else {
+                    println!("RESULT error {text}")
+                }
+            }
+        }
+    });
+}
+
+/// Children racing to create the same new store: each either creates or
+/// opens the one store, or is told another process has it open; the file
+/// is sound, every winner's write is in it, and no temporary is left.
+#[tokio::test]
+#[cfg(unix)]
+async fn processes_racing_to_create_a_store_all_see_one_sound_store() {
+    use std::io::BufRead;
+    const CHILDREN: usize = 6;
+    let rounds = if process::emulated() { 2 } else { 4 };
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let children: Vec<_> = (0..CHILDREN)
+            .map(|i| {
+                let mut cmd = process::self_command("create_race_child");
+                cmd.env("WA_REDB_RACE_PATH", &path)
+                    .env("WA_REDB_RACE_ID", i.to_string());
+                process::spawn_until(cmd, "READY")
+            })
+            .collect();
+        // Go: every child is blocked reading stdin; close them all at once.
+        let mut waiting = Vec::new();
+        for (mut child, out) in children {
+            drop(child.stdin.take());
+            waiting.push((child, out));
+        }
+        let mut opened = Vec::new();
+        for (i, (mut child, mut out)) in waiting.into_iter().enumerate() {
+            let mut result = None;
+            let mut line = String::new();
+            while out.read_line(&mut line).unwrap() > 0 {
+                if let Some(r) = line.trim_end().split("RESULT ").nth(1) {
+                    result = Some(r.to_string());
+                }
+                line.clear();
+            }
+            assert!(child.wait().unwrap().success(), "round {round} child {i}");
+            match result.as_deref() {
+                Some("opened") => opened.push(i),
+                Some("busy") => {}
+                other => panic!("round {round} child {i}: {other:?}"),
+            }
+        }
+        assert!(!opened.is_empty(), "round {round}: nobody opened the store");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "s.redb")
+            .collect();
+        assert!(leftovers.is_empty(), "round {round}: left {leftovers:?}");
+        let report = RedbStore::check_file(&path).unwrap();
+        assert!(report.is_ok(), "round {round}: {report:?}");
+        let s = RedbStore::new(&path).await.unwrap();
+        for i in opened {
+            let got = s.get_session(&format!("{i}@c.us.0")).await.unwrap();
+            assert_eq!(
+                got.as_deref(),
+                Some(i.to_string().as_bytes()),
+                "round {round}"
+            );
+        }
+        s.close().await.unwrap();
+    }
+}
+
+/// A temporary left by a process that died is removed by the next creation
+/// beside it; one a live process is writing (locked) is not.
+#[tokio::test]
+#[cfg(unix)]
+async fn creation_removes_the_temporaries_of_dead_processes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    // A process id that is certainly dead: a child that has been reaped.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = dir.path().join(format!("s.redb.creating-{dead}-0.tmp"));
+    std::fs::write(&stale, b"half a store").unwrap();
+    std::fs::write(format!("{}.journal", stale.display()), b"x").unwrap();
+    let live = dir.path().join(format!("s.redb.partial-{dead}-1.tmp"));
+    let held = std::fs::File::create(&live).unwrap();
+    held.try_lock().unwrap();
+    let unrelated = dir.path().join("s.redb.notes.tmp");
+    std::fs::write(&unrelated, b"mine").unwrap();
+
+    let s = RedbStore::new(&path).await.unwrap();
+    s.close().await.unwrap();
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "s.redb",
+            "s.redb.notes.tmp",
+            &format!("s.redb.partial-{dead}-1.tmp")
+        ]
+    );
+    drop(held);
+}

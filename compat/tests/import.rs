@@ -610,7 +610,12 @@ async fn sqlite_import_and_export_round_trip() {
     }));
     let report = import_sqlite(&a_path, &r_path, &options).await.unwrap();
     assert!(report.created_file);
-    assert!(!dir.path().join("r.redb.importing").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("r.redb."))
+        .collect();
+    assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
     assert_eq!(
         report
             .accounts

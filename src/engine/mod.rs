@@ -121,6 +121,17 @@ pub(crate) fn open_with(
     faults: Option<Arc<dyn IoFaults>>,
 ) -> Result<Database> {
     let file = files::create_private(path, truncate)?;
+    open_file(builder, file, path, io, faults)
+}
+
+/// [`open_with`] on a file already open (`path` names it in errors).
+fn open_file(
+    builder: &Builder,
+    file: std::fs::File,
+    path: &Path,
+    io: Arc<IoStats>,
+    faults: Option<Arc<dyn IoFaults>>,
+) -> Result<Database> {
     let backend = FileStorage::new(file, io, faults).map_err(|e| Error::storage(path, e))?;
     contain_panic(path, || {
         builder
@@ -129,14 +140,8 @@ pub(crate) fn open_with(
     })
 }
 
-/// Opens the store's redb file for the engine.
-fn open_db(
-    path: &Path,
-    config: &RedbStoreConfig,
-    cache_bytes: usize,
-    io: &Arc<IoStats>,
-    verify: bool,
-) -> Result<Database> {
+/// The builder the engine opens its redb file with.
+fn engine_builder(path: &Path, cache_bytes: usize, verify: bool) -> Builder {
     let shown = path.display().to_string();
     let mut builder = Builder::new();
     builder
@@ -148,35 +153,81 @@ fn open_db(
                 s.progress() * 100.0
             )
         });
-    open_with(&builder, path, false, io.clone(), config.io_faults.clone())
+    builder
 }
 
-/// Creates a new, empty store at `path`, atomically: it is laid out in a
-/// temporary file that is then linked into place, so a crash never leaves a
+/// Creates a new, empty store at `path`, atomically, and returns it open
+/// for the engine: it is laid out in a temporary file of its own (unique to
+/// this call, so that concurrent creators never write the same file) that
+/// is then linked into place while still open. A crash never leaves a
 /// half-initialized store behind, and a store created concurrently by
-/// someone else is never overwritten.
-fn create_store_file(path: &Path, config: &RedbStoreConfig) -> Result<()> {
-    let tmp = files::with_suffix(path, ".creating");
-    let laid_out = create_bare(&tmp, config.io_faults.clone())
-        .and_then(|db| db.close().map_err(|e| Error::storage(&tmp, e)));
-    if let Err(e) = laid_out {
-        let _ = std::fs::remove_file(&tmp);
-        // The temporary name means nothing to the caller.
-        return Err(e.with_path(path));
-    }
+/// someone else is never overwritten: the loser of that race gets `None`
+/// and opens the winner's store like any existing one. The handle stays
+/// open across the link, so its locks cover the store from the moment it
+/// has a name: no other opener can slip in between.
+fn create_store_file(
+    path: &Path,
+    config: &RedbStoreConfig,
+    cache_bytes: usize,
+    io: &Arc<IoStats>,
+) -> Result<Option<Database>> {
+    files::remove_stale_temps(path);
+    let (tmp, file) = files::create_temp(path, files::TempKind::Creating)?;
+    let builder = engine_builder(path, cache_bytes, false);
+    let laid_out = open_file(&builder, file, &tmp, io.clone(), config.io_faults.clone())
+        .and_then(|db| schema::initialize(&db, &tmp).map(|()| db));
+    let db = match laid_out {
+        Ok(db) => db,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            // The temporary name means nothing to the caller.
+            return Err(e.with_path(path));
+        }
+    };
     match files::link_into_place(&tmp, path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {} // someone else won
-        Err(e) => return Err(Error::io(path, e)),
+        Ok(()) => {
+            files::sync_parent_dir(path)?;
+            Ok(Some(db))
+        }
+        Err(e) => {
+            drop(db);
+            let _ = std::fs::remove_file(&tmp);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                // Someone else won; ours was never seen by anyone.
+                Ok(None)
+            } else {
+                Err(Error::io(path, e))
+            }
+        }
     }
-    files::sync_parent_dir(path)
 }
 
-/// Creates a new store file at `path` (emptying whatever is there) with
-/// every table and the meta entries, and returns it open, without journal
-/// or writer: for creation and for bulk loading.
-pub(crate) fn create_bare(path: &Path, faults: Option<Arc<dyn IoFaults>>) -> Result<Database> {
-    let db = open_with(&Builder::new(), path, true, Arc::default(), faults)?;
+/// Lays out a new store (every table and the meta entries) in a fresh
+/// temporary file of [`files::create_temp`] and returns it open, without
+/// journal or writer: for creation and for bulk loading. The caller moves
+/// it into place, or removes it.
+pub(crate) fn create_bare_temp(
+    target: &Path,
+    kind: files::TempKind,
+    faults: Option<Arc<dyn IoFaults>>,
+) -> Result<(std::path::PathBuf, Database)> {
+    files::remove_stale_temps(target);
+    let (tmp, file) = files::create_temp(target, kind)?;
+    match create_bare_in(file, &tmp, faults) {
+        Ok(db) => Ok((tmp, db)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn create_bare_in(
+    file: std::fs::File,
+    path: &Path,
+    faults: Option<Arc<dyn IoFaults>>,
+) -> Result<Database> {
+    let db = open_file(&Builder::new(), file, path, Arc::default(), faults)?;
     schema::initialize(&db, path)?;
     Ok(db)
 }
@@ -284,25 +335,35 @@ impl Engine {
     }
 
     fn open_inner(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
-        if !path.exists() {
-            create_store_file(path, config)?;
-        }
-        sniff(path)?;
         let jpath = journal_path(path);
-        // The journal exists from the first write until a clean close:
-        // finding one means the last process wrote and did not close.
-        let unclean = jpath.exists();
-        if !unclean {
-            refuse_foreign_file(path)?;
-        }
-        let verify = match config.integrity_check {
-            IntegrityCheck::Never => false,
-            IntegrityCheck::AfterUncleanShutdown => unclean,
-            IntegrityCheck::Always => true,
-        };
         let io = Arc::new(IoStats::default());
         let share = cache::Share::take(config.cache_bytes());
-        let mut db = open_db(path, config, share.bytes(), &io, verify)?;
+        let created = match path.exists() {
+            false => create_store_file(path, config, share.bytes(), &io)?,
+            true => None,
+        };
+        let (mut db, verify) = match created {
+            // Just laid out by us: nothing to sniff, verify or recover.
+            Some(db) => (db, false),
+            None => {
+                sniff(path)?;
+                // The journal exists from the first write until a clean
+                // close: finding one means the last process wrote and did
+                // not close.
+                let unclean = jpath.exists();
+                if !unclean {
+                    refuse_foreign_file(path)?;
+                }
+                let verify = match config.integrity_check {
+                    IntegrityCheck::Never => false,
+                    IntegrityCheck::AfterUncleanShutdown => unclean,
+                    IntegrityCheck::Always => true,
+                };
+                let builder = engine_builder(path, share.bytes(), verify);
+                let db = open_with(&builder, path, false, io.clone(), config.io_faults.clone())?;
+                (db, verify)
+            }
+        };
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
         // Before recovery, which would write to a file we cannot read.
         meta.refuse_newer(path, SCHEMA_VERSION)?;

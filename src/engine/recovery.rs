@@ -76,9 +76,24 @@ fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Resu
     txn.commit().map_err(|e| Error::storage(path, e))
 }
 
-/// Moves an unusable journal out of the way, keeping it for inspection.
+/// Moves an unusable journal out of the way, keeping it for inspection
+/// under a name no earlier set-aside has (`<journal>.<why>-<secs>`, then
+/// `-2`, `-3`… within one second). The store's lock is held, so no one else
+/// sets one aside meanwhile.
 fn set_aside(journal: &Path, why: &str) -> Result<PathBuf> {
-    let target = with_suffix(journal, format!(".{why}-{}", crate::store::now_secs()));
+    let stem = format!(".{why}-{}", crate::store::now_secs());
+    let target = (1..=u32::MAX)
+        .map(|n| match n {
+            1 => with_suffix(journal, &stem),
+            n => with_suffix(journal, format!("{stem}-{n}")),
+        })
+        .find(|p| !p.exists())
+        .ok_or_else(|| {
+            Error::io(
+                journal,
+                std::io::Error::other("no unused name to set it aside"),
+            )
+        })?;
     std::fs::rename(journal, &target).map_err(|e| Error::io(journal, e))?;
     Ok(target)
 }

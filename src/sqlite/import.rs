@@ -27,7 +27,7 @@ use super::*;
 /// [`AccountImport::skipped`] and the count check allows for them. A message
 /// secret that is not 32 bytes is skipped the same way.
 ///
-/// A new store file is built beside the target (`<file>.importing`) and
+/// A new store file is built beside the target (`<file>.importing-<pid>-<n>.tmp`) and
 /// moved into place only when complete. Importing into an existing store
 /// adds the accounts to it; a device id it already holds is refused unless
 /// [`ImportOptions::overwrite`], which deletes that account first. A failed
@@ -58,11 +58,13 @@ pub async fn import_sqlite(
     };
     let created_file = matches!(file_kind(redb_path)?, FileKind::Missing);
     let work_path = if created_file {
-        let tmp = crate::engine::files::with_suffix(redb_path, ".importing");
-        // Left by an import that did not finish.
-        for stale in [tmp.clone(), journal_path(&tmp)] {
-            crate::engine::files::remove_if_present(&stale)?;
-        }
+        use crate::engine::files;
+        // Imports that did not finish (the process died) left these.
+        files::remove_stale_temps(redb_path);
+        // A name of our own (created, so no one else has it), for the store
+        // the open below creates there.
+        let (tmp, _) = files::create_temp(redb_path, files::TempKind::Importing)?;
+        files::remove_if_present(&tmp)?;
         tmp
     } else {
         redb_path.to_path_buf()

@@ -28,7 +28,6 @@ use crate::codec::{
     encode_named, encode_row,
 };
 use crate::config::RedbStoreConfig;
-use crate::engine::journal::journal_path;
 use crate::engine::tx::{Snapshot, Tx};
 use crate::error::{Error, Result};
 use crate::export::{ExportOptions, ExportReport, Progress, ProgressFn, hex};
