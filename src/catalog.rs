@@ -17,9 +17,19 @@ use redb::{Key, TableDefinition, Value};
 
 use crate::engine::tx::Bounds;
 use crate::error::Result;
+use crate::shape::Shape;
 
 /// The schema version this build writes. See `schema.rs` for migrations.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// 1: the baseline. 2: `base_keys` values are `BaseKeyRow`s (the key and
+/// when it was saved) instead of the bare key.
+pub(crate) const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest schema version whose journal records this build can replay
+/// (into a file of that version, before migrating it). Every table kept its
+/// key and value types since: records of version 1 are raw rows of version
+/// 1, which the migration then converts like the rest. A migration that
+/// changes a table's types raises this.
+pub(crate) const JOURNAL_REPLAYABLE_FROM: u32 = 1;
 
 /// A table definition plus its journal id.
 pub(crate) struct Table<K: Key + 'static, V: Value + 'static> {
@@ -152,6 +162,18 @@ macro_rules! catalog {
                 match name {
                     $( $name => Some(TableId::$konst), )*
                     _ => None,
+                }
+            }
+
+            /// Whether `key` (and `value`, if given) are well-formed
+            /// encodings of this table's types, checked before redb
+            /// decodes bytes that come from outside its pages.
+            pub fn well_formed(self, key: &[u8], value: Option<&[u8]>) -> bool {
+                match self {
+                    $( TableId::$konst => {
+                        <$k as Shape>::well_formed(key)
+                            && value.is_none_or(<$v as Shape>::well_formed)
+                    } )*
                 }
             }
 

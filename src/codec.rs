@@ -99,6 +99,16 @@ pub(crate) struct SentMessageRow {
     pub payload: Vec<u8>,
 }
 
+/// A base key (retry collision detection). `saved_at` is unix seconds:
+/// when it was last saved, or, for rows of schema version 1 (which kept the
+/// bare key), when the file was migrated to version 2.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BaseKeyRow {
+    pub saved_at: i64,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+}
+
 /// A buffered inbound message. `inserted_at` is unix seconds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PendingInboundRow {
@@ -147,6 +157,25 @@ pub(crate) fn decode_u32(what: &'static str, bytes: &[u8]) -> Result<u32> {
         .try_into()
         .map_err(|_| Error::decode(what, format!("expected 4 bytes, found {}", bytes.len())))?;
     Ok(u32::from_le_bytes(arr))
+}
+
+/// The decoded old row of a key about to be overwritten. A row that no
+/// longer decodes (bit rot, a bug of an old version) counts as absent, with
+/// a warning naming `table` and `key`: the upsert replaces it, as
+/// SqliteStore overwrites its columns, rather than failing every later
+/// write of that key. Reads of it still report the damage.
+pub(crate) fn replaceable<T>(
+    table: &str,
+    key: impl std::fmt::Display,
+    old: Option<Result<T>>,
+) -> Result<Option<T>> {
+    match old {
+        Some(Err(Error::Decode { detail, .. })) => {
+            log::warn!("{table}: replacing the row of {key}, which no longer decodes ({detail})");
+            Ok(None)
+        }
+        other => other.transpose(),
+    }
 }
 
 #[cfg(test)]

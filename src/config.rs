@@ -113,6 +113,11 @@ pub struct RedbStoreConfig {
     /// When to verify the whole file at open. Default
     /// [`IntegrityCheck::AfterUncleanShutdown`].
     pub integrity_check: IntegrityCheck,
+    /// How long [`crate::RedbStore::maintenance`] keeps a base key after it
+    /// was saved (the client stores one per received pre-key message, to
+    /// detect a retry reusing it, and never deletes them). `None` keeps
+    /// them forever. Default 30 days: retries come within minutes to days.
+    pub base_key_retention: Option<Duration>,
     /// Test hook: inject I/O failures. Not part of the stable API.
     #[doc(hidden)]
     pub io_faults: Option<Arc<dyn IoFaults>>,
@@ -129,6 +134,7 @@ impl Default for RedbStoreConfig {
             max_value_size: 64 << 20,
             auto_compact: Some(0.25),
             integrity_check: IntegrityCheck::AfterUncleanShutdown,
+            base_key_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             io_faults: None,
         }
     }
@@ -145,6 +151,7 @@ impl fmt::Debug for RedbStoreConfig {
             .field("max_value_size", &self.max_value_size)
             .field("auto_compact", &self.auto_compact)
             .field("integrity_check", &self.integrity_check)
+            .field("base_key_retention", &self.base_key_retention)
             .field("io_faults", &self.io_faults.is_some())
             .finish()
     }
@@ -201,6 +208,13 @@ impl RedbStoreConfig {
         self
     }
 
+    /// Sets (or with `None` disables) the retention of base keys (see
+    /// [`RedbStoreConfig::base_key_retention`]).
+    pub fn with_base_key_retention(mut self, keep: Option<Duration>) -> Self {
+        self.base_key_retention = keep;
+        self
+    }
+
     #[doc(hidden)]
     pub fn with_io_faults(mut self, faults: Arc<dyn IoFaults>) -> Self {
         self.io_faults = Some(faults);
@@ -216,11 +230,17 @@ impl RedbStoreConfig {
     ///   `None`;
     /// - `cache_size_kib`, `cache_budget_kib`, `integrity_check`: as the file
     ///   was opened (they act at open);
+    /// - `base_key_retention`: the longer (`None`, forever, if either says
+    ///   so): maintenance never deletes what one of the handles keeps;
     /// - `max_value_size`: each handle keeps its own limit for its writes.
     pub fn merged_with(&self, other: &RedbStoreConfig) -> RedbStoreConfig {
         let auto_compact = match (self.auto_compact, other.auto_compact) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        };
+        let base_key_retention = match (self.base_key_retention, other.base_key_retention) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
         };
         RedbStoreConfig {
             synchronous: self.synchronous.max(other.synchronous),
@@ -229,6 +249,7 @@ impl RedbStoreConfig {
                 .checkpoint_journal_bytes
                 .min(other.checkpoint_journal_bytes),
             auto_compact,
+            base_key_retention,
             ..self.clone()
         }
     }

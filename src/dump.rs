@@ -16,8 +16,8 @@ use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};
 use crate::catalog::{self, META_CHECKPOINT_LSN, META_LID_SEQ, META_SCHEMA_VERSION, StoreKey};
 use crate::catalog::{Table, TableId, TableVisitor};
 use crate::codec::{
-    self, LidMappingRow, MsgSecretRow, MutationMacRow, PrekeyRow, SentMessageRow, TcTokenRow,
-    decode, decode_device, decode_u32, decode_u64,
+    self, BaseKeyRow, LidMappingRow, MsgSecretRow, MutationMacRow, PrekeyRow, SentMessageRow,
+    TcTokenRow, decode, decode_device, decode_u32, decode_u64,
 };
 use crate::engine::tx::{Snapshot, every_row};
 use crate::error::{Error, Result};
@@ -263,13 +263,16 @@ fn record_json(table: TableId, key: &[Json], bytes: &[u8], reveal: bool) -> Resu
         | TableId::SENDER_KEYS
         | TableId::SIGNED_PREKEYS
         | TableId::IDENTITIES
-        | TableId::BASE_KEYS
         | TableId::GROUP_METADATA => {
             if is_secret_table(table) {
                 secret(bytes, reveal)
             } else {
                 Json::String(hex(bytes))
             }
+        }
+        TableId::BASE_KEYS => {
+            let row: BaseKeyRow = decode(what, bytes)?;
+            json!({ "saved_at": row.saved_at, "key": hex(&row.key) })
         }
         TableId::PREKEYS => {
             let row: PrekeyRow = decode(what, bytes)?;

@@ -23,8 +23,8 @@ use crate::catalog::{
     SENT_MESSAGES, SESSIONS, SIGNED_PREKEYS, SYNC_KEYS, StoreKey, TC_TOKENS, Table, TableId,
 };
 use crate::codec::{
-    LidMappingRow, MsgSecretRow, MutationMacRow, PendingInboundRow, PrekeyRow, SentMessageRow,
-    TcTokenRow, decode, decode_device,
+    BaseKeyRow, LidMappingRow, MsgSecretRow, MutationMacRow, PendingInboundRow, PrekeyRow,
+    SentMessageRow, TcTokenRow, decode, decode_device,
 };
 use crate::engine::tx::Snapshot;
 use crate::error::{Error, Result};
@@ -193,7 +193,8 @@ fn read_account(s: &Snapshot<'_>, d: i32) -> Result<Account> {
     // Insertion order: what decides get_pn_mapping ties in the target.
     a.lids.sort_by_key(|(_, row)| row.seq);
     a.base_keys = collect(s, BASE_KEYS, d, |(_, addr, id), v| {
-        Ok((addr.to_owned(), id.to_owned(), v.to_vec()))
+        let row: BaseKeyRow = decode("base key", v)?;
+        Ok((addr.to_owned(), id.to_owned(), row.key))
     })?;
     a.device_lists = collect(s, DEVICE_LISTS, d, |_, v| decode("device list", v))?;
     a.group_metadata = collect(s, GROUP_METADATA, d, |(_, g), v| {

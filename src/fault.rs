@@ -40,4 +40,12 @@ pub trait IoFaults: Send + Sync + 'static {
         let _ = target;
         Ok(())
     }
+
+    /// Before a write batch's redb commit, its journal record already
+    /// written: an error here stands for the commit failing (redb finding a
+    /// damaged page, an allocation it cannot make), after which the batch
+    /// must not reappear.
+    fn before_commit(&self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -158,6 +158,7 @@ fn validate_value(table: TableId, bytes: &[u8]) -> Result<()> {
         TableId::SENT_MESSAGES => decode::<SentMessageRow>(what, bytes).map(drop),
         TableId::PENDING_INBOUND => decode::<PendingInboundRow>(what, bytes).map(drop),
         TableId::MSG_SECRETS => decode::<MsgSecretRow>(what, bytes).map(drop),
+        TableId::BASE_KEYS => decode::<BaseKeyRow>(what, bytes).map(drop),
         _ => Ok(()),
     }
 }

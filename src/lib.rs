@@ -37,6 +37,8 @@ mod legacy;
 mod maintenance;
 mod msg_secret;
 mod protocol;
+mod retention;
+mod shape;
 mod signal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -51,6 +53,7 @@ pub use export::{ExportOptions, ExportReport, Progress, ProgressFn};
 pub use inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
 pub use legacy::SkdmTracking;
 pub use maintenance::CompactReport;
+pub use retention::MaintenanceReport;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};
 pub use store::{CloseOutcome, RedbStore};

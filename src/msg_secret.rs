@@ -8,7 +8,7 @@ use wacore::store::traits::{
 };
 
 use crate::catalog::MSG_SECRETS;
-use crate::codec::{MsgSecretRow, decode, encode_row};
+use crate::codec::{MsgSecretRow, decode, encode_row, replaceable};
 use crate::store::RedbStore;
 
 fn secret_row(bytes: &[u8]) -> crate::error::Result<MsgSecretRow> {
@@ -61,8 +61,14 @@ impl MsgSecretStore for RedbStore {
                     expires_at: e.expires_at,
                     message_ts: e.message_ts,
                 };
-                t.put_merged(key, &encode_row(&fresh), |old| {
-                    let old = secret_row(old)?;
+                let fresh = encode_row(&fresh);
+                t.put_merged(key, &fresh, |old| {
+                    let shown = format_args!("device {d} {} {} {}", e.chat, e.sender, e.msg_id);
+                    let Some(old) =
+                        replaceable(MSG_SECRETS.id.name(), shown, Some(secret_row(old)))?
+                    else {
+                        return Ok(fresh.clone());
+                    };
                     Ok(encode_row(&MsgSecretRow {
                         secret: e.secret.into(),
                         expires_at: merge_msg_secret_expiry(old.expires_at, e.expires_at),

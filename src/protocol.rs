@@ -16,8 +16,8 @@ use crate::catalog::{
     PENDING_INBOUND, PN_INDEX, SENDER_KEY_DEVICES, SENT_MESSAGES, TC_TOKENS,
 };
 use crate::codec::{
-    LidMappingRow, PendingInboundRow as InboundRow, SentMessageRow, TcTokenRow, decode, decode_u64,
-    encode_named, encode_row,
+    BaseKeyRow, LidMappingRow, PendingInboundRow as InboundRow, SentMessageRow, TcTokenRow, decode,
+    decode_u64, encode_named, encode_row, replaceable,
 };
 use crate::engine::tx::{Tx, Under};
 use crate::error::Error;
@@ -35,6 +35,10 @@ fn lid_entry(lid: &str, row: LidMappingRow) -> LidPnMappingEntry {
         updated_at: row.updated_at,
         learning_source: row.learning_source,
     }
+}
+
+pub(crate) fn base_key_row(bytes: &[u8]) -> crate::error::Result<BaseKeyRow> {
+    decode("base key", bytes)
 }
 
 fn tc_row(bytes: &[u8]) -> crate::error::Result<TcTokenRow> {
@@ -60,7 +64,11 @@ fn put_lid_rows(
     let mut seq = stored_seq;
     for e in entries {
         let lid = e.lid.as_str();
-        let existing = tx.get(LID_MAPPINGS, (d, lid), lid_row)?.transpose()?;
+        let existing = replaceable(
+            LID_MAPPINGS.id.name(),
+            format_args!("device {d} lid {lid}"),
+            tx.get(LID_MAPPINGS, (d, lid), lid_row)?,
+        )?;
         let (row_seq, created_at) = match &existing {
             Some(old) => (old.seq, old.created_at),
             None => {
@@ -182,6 +190,11 @@ impl ProtocolStore for RedbStore {
                 else {
                     continue;
                 };
+                if row.phone_number != phone {
+                    // Left by a mapping whose old row did not decode when it
+                    // was replaced (its old phone was unknown).
+                    continue;
+                }
                 let better = best.as_ref().is_none_or(|(_, b)| {
                     (row.updated_at, std::cmp::Reverse(row.seq))
                         > (b.updated_at, std::cmp::Reverse(b.seq))
@@ -232,14 +245,20 @@ impl ProtocolStore for RedbStore {
         .await
     }
 
+    /// Upserts the key with the time it was saved, which
+    /// [`RedbStore::delete_expired_base_keys`] goes by.
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
         let d = self.device_id;
-        let (address, id, key) = (address.to_owned(), message_id.to_owned(), base_key.to_vec());
-        self.write(address.len() + id.len() + key.len(), move |tx| {
+        let (address, id) = (address.to_owned(), message_id.to_owned());
+        let row = encode_row(&BaseKeyRow {
+            saved_at: now_secs(),
+            key: base_key.to_vec(),
+        });
+        self.write(address.len() + id.len() + row.len(), move |tx| {
             tx.put(
                 BASE_KEYS,
                 (d, address.as_str(), id.as_str()),
-                key.as_slice(),
+                row.as_slice(),
             )
         })
         .await
@@ -253,8 +272,9 @@ impl ProtocolStore for RedbStore {
     ) -> Result<bool> {
         let same = self.read(|s| {
             s.get(BASE_KEYS, (self.device_id, address, message_id), |v| {
-                v == current_base_key
-            })
+                base_key_row(v).map(|row| row.key == current_base_key)
+            })?
+            .transpose()
         })?;
         Ok(same == Some(true))
     }
@@ -390,7 +410,12 @@ impl ProtocolStore for RedbStore {
         let (d, jid) = (self.device_id, jid.to_owned());
         self.write(jid.len(), move |tx| {
             let key = (d, jid.as_str());
-            let row = match tx.get(TC_TOKENS, key, tc_row)?.transpose()? {
+            let old = tx.get(TC_TOKENS, key, tc_row)?;
+            let row = match replaceable(
+                TC_TOKENS.id.name(),
+                format_args!("device {d} jid {jid}"),
+                old,
+            )? {
                 Some(mut row) => {
                     row.sender_timestamp = Some(
                         row.sender_timestamp
@@ -420,7 +445,12 @@ impl ProtocolStore for RedbStore {
         let (d, jid, token) = (self.device_id, jid.to_owned(), token.to_vec());
         self.write(jid.len() + token.len(), move |tx| {
             let key = (d, jid.as_str());
-            let existing = tx.get(TC_TOKENS, key, tc_row)?.transpose()?;
+            let old = tx.get(TC_TOKENS, key, tc_row)?;
+            let existing = replaceable(
+                TC_TOKENS.id.name(),
+                format_args!("device {d} jid {jid}"),
+                old,
+            )?;
             if let Some(old) = &existing
                 && !old.token.is_empty()
                 && token_timestamp < old.token_timestamp

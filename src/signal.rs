@@ -221,10 +221,18 @@ impl SignalStore for RedbStore {
             let mut t = tx.table(PREKEYS)?;
             for &id in &ids {
                 // Update only: a key removed meanwhile stays removed.
-                let Some(row) = t.get((d, id), |v| decode::<PrekeyRow>("prekey", v))? else {
-                    continue;
+                // A row that no longer decodes cannot be re-encoded: it is
+                // left as it is (its reads report it) instead of failing
+                // the marks of every other key.
+                let mut row = match t.get((d, id), |v| decode::<PrekeyRow>("prekey", v))? {
+                    None => continue,
+                    Some(Ok(row)) => row,
+                    Some(Err(e @ Error::Decode { .. })) => {
+                        log::warn!("prekeys: not marking device {d} id {id} uploaded: {e}");
+                        continue;
+                    }
+                    Some(Err(e)) => return Err(e),
                 };
-                let mut row = row?;
                 if !row.uploaded {
                     row.uploaded = true;
                     t.put((d, id), encode_row(&row).as_slice())?;

@@ -177,7 +177,7 @@ async fn info_lists_accounts_and_tables() {
         .collect();
     assert_eq!(ids, [1, 2]);
     assert_eq!(v["accounts"][0]["push_name"], "user-1");
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     let sessions = v["tables"]
         .as_array()
         .unwrap()

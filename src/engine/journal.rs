@@ -428,6 +428,9 @@ pub(crate) struct Journal {
     file_id: [u8; 16],
     /// Offset of the next record.
     write_pos: u64,
+    /// Offset of the last record appended, until the next rewind: the one
+    /// [`Journal::retract`] takes back.
+    last_pos: Option<u64>,
     /// Length of the file (written zeros beyond `write_pos`).
     allocated: u64,
     /// fdatasync every record (`Synchronous::Full`).
@@ -455,6 +458,7 @@ impl Journal {
             path: spec.path,
             file_id: spec.file_id,
             write_pos: HEADER_LEN,
+            last_pos: None,
             allocated: 0,
             sync_each: spec.sync_each,
             retain: spec.retain.max(MIN_GROWTH),
@@ -622,6 +626,24 @@ impl Journal {
             self.sync_data()?;
         }
         self.write_pos = pos + record_len;
+        self.last_pos = Some(pos);
+        Ok(())
+    }
+
+    /// Takes back the last record appended, whose batch then failed to
+    /// commit: its header becomes the end marker (zeros), so recovery stops
+    /// before it, and the next record takes its place. Its callers were told
+    /// the batch failed; replaying it at the next open would apply it after
+    /// all. Fsynced with `sync_each`, as the record was.
+    pub fn retract(&mut self) -> Result<()> {
+        let Some(pos) = self.last_pos.take() else {
+            return Ok(());
+        };
+        self.write_at(pos, &[0u8; RECORD_HEADER_LEN])?;
+        if self.sync_each {
+            self.sync_data()?;
+        }
+        self.write_pos = pos;
         Ok(())
     }
 
@@ -631,6 +653,7 @@ impl Journal {
     /// them.
     pub fn rewind(&mut self) -> Result<()> {
         self.write_pos = HEADER_LEN;
+        self.last_pos = None;
         if self.allocated > self.retain {
             self.set_len(self.retain)?;
             self.allocated = self.retain;

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Value, WriteTransaction};
 
-use crate::catalog::{META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor};
+use crate::catalog::{
+    JOURNAL_REPLAYABLE_FROM, META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor,
+};
 use crate::engine::files::{remove_if_present, with_suffix};
 use crate::engine::journal::{Effect, Effects, JournalContents, read_journal};
 use crate::engine::schema::{self, FileMeta};
@@ -49,14 +51,51 @@ fn table_of(effect: &Effect<'_>) -> crate::catalog::TableId {
     }
 }
 
+/// Whether the effect's keys and value are encodings redb can decode
+/// without panicking (a record that passed its checksum was still written
+/// by someone: a bug, or deliberate damage).
+fn well_formed(effect: &Effect<'_>) -> bool {
+    use std::ops::Bound;
+    let bound_ok = |table: crate::catalog::TableId, b: &Bound<&[u8]>| match b {
+        Bound::Included(k) | Bound::Excluded(k) => table.well_formed(k, None),
+        Bound::Unbounded => true,
+    };
+    match effect {
+        Effect::Put { table, key, value } => table.well_formed(key, Some(value)),
+        Effect::Delete { table, key } => table.well_formed(key, None),
+        Effect::DeleteRange {
+            table,
+            lower,
+            upper,
+        } => bound_ok(*table, lower) && bound_ok(*table, upper),
+    }
+}
+
 /// Applies `records` (all of them, or none) and records the last lsn as the
-/// checkpoint, durably.
-fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Result<()> {
+/// checkpoint, durably. `at` follows the record being applied, so that the
+/// caller knows which one failed, even by a panic; it is `records.len()`
+/// once every record is applied.
+fn apply_records(
+    db: &Database,
+    path: &Path,
+    records: &[(u64, Vec<u8>)],
+    at: &mut usize,
+) -> Result<()> {
     let mut txn = schema::begin_durable(db, path)?;
     txn.set_quick_repair(true);
-    for (lsn, payload) in records {
+    for (i, (lsn, payload)) in records.iter().enumerate() {
+        *at = i;
         for effect in Effects::new(payload) {
             let effect = effect?;
+            if !well_formed(&effect) {
+                return Err(Error::Corrupted {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "journal record {lsn}: a key or value is not a valid encoding for table {}",
+                        table_of(&effect).name()
+                    ),
+                });
+            }
             let mut apply = ApplyEffect {
                 txn: &txn,
                 effect: &effect,
@@ -70,10 +109,51 @@ fn apply_records(db: &Database, path: &Path, records: &[(u64, Vec<u8>)]) -> Resu
                 })?;
         }
     }
+    *at = records.len();
     if let Some((last, _)) = records.last() {
         schema::put_meta(&txn, path, &[(META_CHECKPOINT_LSN, &last.to_le_bytes())])?;
     }
     txn.commit().map_err(|e| Error::storage(path, e))
+}
+
+/// Applies the records, or, if one cannot be applied (it passed its
+/// checksum, so this is deliberate damage or a bug), the records before it:
+/// two passes at most, never a search. Returns why replay stopped early.
+fn apply_prefix(
+    db: &Database,
+    path: &Path,
+    records: &mut Vec<(u64, Vec<u8>)>,
+) -> Result<Option<String>> {
+    let mut stopped = None;
+    loop {
+        #[cfg(test)]
+        tests::PASSES.with(|p| p.set(p.get() + 1));
+        let mut at = 0;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            apply_records(db, path, records, &mut at)
+        }));
+        let failure = match outcome {
+            Ok(Ok(())) => return Ok(stopped),
+            Ok(Err(e)) if e.is_fatal() && !matches!(e, Error::Corrupted { .. }) => return Err(e),
+            Ok(Err(e)) => e,
+            Err(_) => Error::Corrupted {
+                path: path.to_path_buf(),
+                detail: match records.get(at) {
+                    Some((lsn, _)) => format!("applying journal record {lsn} panicked"),
+                    None => "committing the replayed journal panicked".into(),
+                },
+            },
+        };
+        // A failure past the records (the commit), or again in the second
+        // pass over records that applied in the first: not the journal's
+        // fault; the open fails.
+        if at == records.len() || stopped.is_some() {
+            return Err(failure);
+        }
+        log::error!("{}: journal replay: {failure}", path.display());
+        stopped = Some(failure.to_string());
+        records.truncate(at);
+    }
 }
 
 /// Moves an unusable journal out of the way, keeping it for inspection
@@ -137,7 +217,10 @@ pub(crate) fn recover(
         }
         return Ok(report);
     }
-    if schema_version != meta.schema_version || schema_version != SCHEMA_VERSION {
+    // Records are raw rows of the file's own version, replayed before the
+    // file is migrated.
+    let replayable = JOURNAL_REPLAYABLE_FROM..=SCHEMA_VERSION;
+    if schema_version != meta.schema_version || !replayable.contains(&schema_version) {
         return Err(Error::Invalid(format!(
             "{}: journal {} holds unapplied writes of schema version {schema_version}; \
              open the store once with the version of whatsapp-rust-redb-storage that wrote it",
@@ -146,22 +229,8 @@ pub(crate) fn recover(
         )));
     }
     report.stopped = stopped;
-    // Apply everything; if a record cannot be applied (it passed its
-    // checksum, so this is deliberate damage or a bug), keep the records
-    // before it.
-    loop {
-        let outcome = catch_unwind(AssertUnwindSafe(|| apply_records(db, path, &records)));
-        let failure = match outcome {
-            Ok(Ok(())) => break,
-            Ok(Err(e)) if e.is_fatal() && !matches!(e, Error::Corrupted { .. }) => return Err(e),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "applying a journal record panicked".to_string(),
-        };
-        log::error!("{}: journal replay: {failure}", path.display());
-        report.stopped = Some(failure);
-        // Find the first record that fails on its own, by retrying with one
-        // record fewer each time (replay is rare; clarity over speed).
-        records.pop();
+    if let Some(why) = apply_prefix(db, path, &mut records)? {
+        report.stopped = Some(why);
     }
     report.records_replayed = records.len() as u64;
     if let Some((last, _)) = records.last() {
@@ -187,4 +256,77 @@ pub(crate) fn recover(
         log::warn!("{}: journal ended early: {why}", path.display());
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use redb::{ReadableDatabase, ReadableTableMetadata, Value};
+
+    use super::recover;
+    use crate::catalog::{SCHEMA_VERSION, SESSIONS, TableId};
+    use crate::engine::create_bare_temp;
+    use crate::engine::files::TempKind;
+    use crate::engine::journal::{EffectLog, Journal, JournalSpec, journal_path};
+    use crate::engine::schema;
+
+    thread_local! {
+        /// Replay passes over the records, on this thread.
+        pub(super) static PASSES: Cell<u32> = const { Cell::new(0) };
+    }
+
+    fn key(addr: &str) -> Vec<u8> {
+        <(i32, &str)>::as_bytes(&(1, addr)).to_vec()
+    }
+
+    /// A journal of 1000 records, record 600 of which cannot be applied:
+    /// the 599 before it are, in two passes over the records, and the
+    /// journal is set aside.
+    #[test]
+    fn a_record_that_cannot_apply_ends_replay_there_in_two_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("s.redb");
+        let (path, db) = create_bare_temp(&target, TempKind::Creating, None).unwrap();
+        let mut meta = schema::read_meta(&db, &path).unwrap();
+        let jpath = journal_path(&path);
+        let mut journal = Journal::create(JournalSpec {
+            path: jpath.clone(),
+            schema_version: SCHEMA_VERSION,
+            file_id: meta.file_id,
+            sync_each: false,
+            retain: 1 << 20,
+            stats: Arc::default(),
+            faults: None,
+        })
+        .unwrap();
+        let mut log = EffectLog::new();
+        for lsn in 1..=1000u64 {
+            log.clear();
+            let k = match lsn {
+                // Three bytes: not an (i32, &str) key (redb would panic).
+                600 => vec![0, 0, 1],
+                _ => key(&format!("a{lsn}")),
+            };
+            log.put(TableId::SESSIONS, &k, b"session");
+            journal.append(lsn, &mut log).unwrap();
+        }
+        drop(journal);
+
+        PASSES.with(|p| p.set(0));
+        let report = recover(&db, &path, &jpath, &mut meta).unwrap();
+        assert_eq!(PASSES.with(Cell::get), 2);
+        assert_eq!(report.records_replayed, 599);
+        assert_eq!(meta.checkpoint_lsn, 599);
+        let why = report.stopped.unwrap();
+        assert!(why.contains("journal record 600"), "{why}");
+        assert!(report.set_aside.unwrap().exists());
+        assert!(!jpath.exists());
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(SESSIONS.def).unwrap();
+        assert!(t.get((1, "a599")).unwrap().is_some());
+        assert!(t.get((1, "a601")).unwrap().is_none());
+        assert_eq!(t.len().unwrap(), 599);
+    }
 }

@@ -375,14 +375,54 @@ impl Writer {
             let _ = txn.abort();
             return Attempt::Done(Err(e));
         }
-        if let Err(e) = txn.commit() {
-            return Attempt::Done(Err(Error::storage(&self.path, e)));
+        if let Err(e) = self.commit_journaled(txn) {
+            return Attempt::Done(Err(e));
         }
         self.rows_deleted += self.log.deletes();
         self.lsn = lsn;
         self.status.lsn.store(lsn, Ordering::Relaxed);
         self.dirty_since.get_or_insert_with(Instant::now);
         Attempt::Done(Ok(()))
+    }
+
+    /// Commits a batch whose journal record is written. If the commit
+    /// fails, the record is taken back: the callers are told the batch
+    /// failed, so it must not be replayed at the next open.
+    fn commit_journaled(&mut self, txn: redb::WriteTransaction) -> Result<()> {
+        let hook = match &self.journal_spec.faults {
+            Some(f) => f.before_commit(),
+            None => Ok(()),
+        };
+        let outcome = match hook {
+            Err(e) => {
+                let _ = txn.abort();
+                Err(Error::io(&self.path, e))
+            }
+            Ok(()) => match catch_unwind(AssertUnwindSafe(|| txn.commit())) {
+                Ok(result) => result.map_err(|e| Error::storage(&self.path, e)),
+                Err(panic) => Err(Error::Corrupted {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "a commit failed inside redb ({}); run `wa-redb check`",
+                        panic_message(&panic)
+                    ),
+                }),
+            },
+        };
+        if outcome.is_err()
+            && self.append
+            && let Some(journal) = &mut self.journal
+            && let Err(undo) = journal.retract()
+        {
+            // The batch is now in the journal and not in redb: the halt
+            // that follows keeps this process from writing past it, and the
+            // next open replays it.
+            log::error!(
+                "{}: a failed commit could not be taken back from the journal: {undo}",
+                self.path.display()
+            );
+        }
+        outcome
     }
 
     /// Whether a checkpoint is due, by time or by journal size.

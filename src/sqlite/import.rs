@@ -361,14 +361,25 @@ pub(crate) async fn import_account(
         tally.add(TableId::LID_MAPPINGS, chunk.len());
     }
 
-    let rows: Vec<Text2Blob> = select(
+    // SqliteStore's `created_at` (when the key was last saved) becomes
+    // the row's `saved_at`, which retention goes by.
+    let rows: Vec<BaseKeySql> = select(
         src,
-        "SELECT address AS a, message_id AS b, base_key AS v FROM base_keys \
+        "SELECT address, message_id, base_key, created_at FROM base_keys \
          WHERE device_id = ? ORDER BY rowid",
         d,
     )
     .await?;
-    let rows = rows.into_iter().map(|r| ((r.a, r.b), r.v)).collect();
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let row = BaseKeyRow {
+                saved_at: r.created_at,
+                key: r.base_key,
+            };
+            ((r.address, r.message_id), encode_row(&row))
+        })
+        .collect();
     put_rows(store, BASE_KEYS, d, rows, tally).await?;
     // Device lists: SqliteStore decodes its JSON.
     let users: Vec<TextKey> = select(

@@ -24,8 +24,8 @@ use crate::catalog::{
     SESSIONS, SIGNED_PREKEYS, SYNC_KEYS, TC_TOKENS,
 };
 use crate::codec::{
-    MsgSecretRow, MutationMacRow, PendingInboundRow, PrekeyRow, SentMessageRow, TcTokenRow,
-    encode_named, encode_row,
+    BaseKeyRow, MsgSecretRow, MutationMacRow, PendingInboundRow, PrekeyRow, SentMessageRow,
+    TcTokenRow, encode_named, encode_row,
 };
 use crate::config::RedbStoreConfig;
 use crate::engine::tx::{Snapshot, Tx};

@@ -134,13 +134,15 @@ pub(crate) struct LidSql {
 }
 
 #[derive(QueryableByName)]
-pub(crate) struct Text2Blob {
+pub(crate) struct BaseKeySql {
     #[diesel(sql_type = Text)]
-    pub(crate) a: String,
+    pub(crate) address: String,
     #[diesel(sql_type = Text)]
-    pub(crate) b: String,
+    pub(crate) message_id: String,
     #[diesel(sql_type = Binary)]
-    pub(crate) v: Vec<u8>,
+    pub(crate) base_key: Vec<u8>,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) created_at: i64,
 }
 
 #[derive(QueryableByName)]

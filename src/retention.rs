@@ -1,0 +1,100 @@
+//! Retention: deleting what the client stores and never deletes itself
+//! (base keys), and the periodic maintenance hook that runs it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use wacore::store::error::StoreError;
+
+use crate::catalog::BASE_KEYS;
+use crate::protocol::base_key_row;
+use crate::store::{RedbStore, now_secs};
+
+/// Keys deleted per write transaction: a sweep of a large table never holds
+/// the write lane for long, so other writers go in between.
+const DELETE_SLICE: usize = 256;
+
+/// What [`RedbStore::maintenance`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct MaintenanceReport {
+    /// Base keys deleted by the retention of
+    /// [`crate::RedbStoreConfig::base_key_retention`].
+    pub base_keys_deleted: u32,
+}
+
+impl RedbStore {
+    /// Deletes this account's base keys saved before `cutoff_secs` (unix
+    /// seconds), as upstream whatsapp-rust's `delete_expired_base_keys`
+    /// does, and returns how many. Keys saved again after the cutoff (a
+    /// retry) are kept. A row that does not decode is kept (and reported
+    /// by `wa-redb check`).
+    ///
+    /// The matching keys are found in a snapshot, off the caller's thread,
+    /// then deleted in slices of a few hundred per transaction, each key
+    /// checked again inside it: the sweep never holds up other writers for
+    /// long.
+    pub async fn delete_expired_base_keys(&self, cutoff_secs: i64) -> Result<u32, StoreError> {
+        let d = self.device_id();
+        let expired = self
+            .read_blocking(move |s| {
+                let mut out = Vec::new();
+                s.visit(BASE_KEYS, BASE_KEYS.device(d), |(_, address, id), v| {
+                    if base_key_row(v).is_ok_and(|row| row.saved_at < cutoff_secs) {
+                        out.push((address.to_owned(), id.to_owned()));
+                    }
+                    Ok(true)
+                })?;
+                Ok(out)
+            })
+            .await?;
+        let mut deleted = 0u32;
+        for slice in expired.chunks(DELETE_SLICE) {
+            let slice = slice.to_vec();
+            let weight = slice.iter().map(|(a, i)| a.len() + i.len()).sum();
+            deleted += self
+                .write(weight, move |tx| {
+                    let mut t = tx.table(BASE_KEYS)?;
+                    let mut n = 0;
+                    for (address, id) in &slice {
+                        let key = (d, address.as_str(), id.as_str());
+                        let still_expired = t
+                            .get(key, |v| {
+                                base_key_row(v).is_ok_and(|row| row.saved_at < cutoff_secs)
+                            })?
+                            .unwrap_or(false);
+                        if still_expired {
+                            t.remove(key)?;
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// The periodic upkeep of this account, for the client's maintenance
+    /// hook (about hourly): deletes the base keys older than
+    /// [`crate::RedbStoreConfig::base_key_retention`]. Runs off the hot
+    /// path: scans on a pool thread, deletes in short transactions.
+    ///
+    /// Compaction is not done here: redb compacts only a file no
+    /// transaction is using, which an open store never is. Space freed by
+    /// deletions is reused by later writes at once, and a file with a
+    /// quarter or more of it free is compacted at its close
+    /// ([`crate::RedbStoreConfig::auto_compact`]) or by `wa-redb compact`.
+    pub async fn maintenance(&self) -> Result<MaintenanceReport, StoreError> {
+        let mut report = MaintenanceReport::default();
+        if let Some(keep) = self.config().base_key_retention {
+            let cutoff = now_secs().saturating_sub(secs(keep));
+            report.base_keys_deleted = self.delete_expired_base_keys(cutoff).await?;
+        }
+        Ok(report)
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
