@@ -244,6 +244,10 @@ pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_FILE_ID: &str = "file_id";
 /// `META` key: journal sequence number the last checkpoint covers, u64 LE.
 pub(crate) const META_CHECKPOINT_LSN: &str = "checkpoint_lsn";
+/// `META` key: when the last checkpoint (or clean close) was committed,
+/// unix seconds, i64 LE. Absent in files no checkpoint of version 0.7.x+
+/// touched yet. Tells a look at a store in use how old its view is.
+pub(crate) const META_CHECKPOINTED_AT: &str = "checkpointed_at";
 /// `META` key: next insertion sequence number for LID mappings, u64 LE.
 pub(crate) const META_LID_SEQ: &str = "lid_seq";
 /// `META` key: the crate version that created the file, UTF-8.

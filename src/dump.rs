@@ -13,7 +13,9 @@ use wacore::store::Device;
 use wacore::store::error::StoreError;
 use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};
 
-use crate::catalog::{self, META_CHECKPOINT_LSN, META_LID_SEQ, META_SCHEMA_VERSION, StoreKey};
+use crate::catalog::{
+    self, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_LID_SEQ, META_SCHEMA_VERSION, StoreKey,
+};
 use crate::catalog::{Table, TableId, TableVisitor};
 use crate::codec::{
     self, BaseKeyRow, LidMappingRow, MsgSecretRow, MutationMacRow, PrekeyRow, SentMessageRow,
@@ -349,6 +351,7 @@ fn meta_json(name: Option<&str>, bytes: &[u8]) -> Result<Json> {
         Some(META_SCHEMA_VERSION) => json!(decode_u32("schema version", bytes)?),
         Some(META_CHECKPOINT_LSN) => json!(decode_u64("checkpoint lsn", bytes)?),
         Some(META_LID_SEQ) => json!(decode_u64("lid sequence", bytes)?),
+        Some(META_CHECKPOINTED_AT) => json!(decode_u64("checkpoint time", bytes)? as i64),
         _ => match std::str::from_utf8(bytes) {
             // `created_by` is text; `file_id` and anything else is bytes.
             Ok(text) if !text.is_empty() && !text.chars().any(char::is_control) => json!(text),

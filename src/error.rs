@@ -91,6 +91,13 @@ pub enum Error {
     )]
     Halted { path: PathBuf, cause: String },
 
+    /// A write to a store opened only to look at it.
+    #[error(
+        "{}: opened read-only to look at it (wa-redb info/dump/check/export); writes are refused",
+        .path.display()
+    )]
+    OpenedToLook { path: PathBuf },
+
     /// The store was closed.
     #[error("{}: the store has been closed", .path.display())]
     Closed { path: PathBuf },
@@ -234,7 +241,7 @@ impl From<Error> for StoreError {
                 StoreError::Connection(Box::new(err))
             }
             Error::SchemaTooNew { .. } => StoreError::Migration(Box::new(err)),
-            Error::ValueTooLarge { .. } | Error::Invalid(_) => {
+            Error::ValueTooLarge { .. } | Error::Invalid(_) | Error::OpenedToLook { .. } => {
                 StoreError::Validation(err.to_string())
             }
             Error::Decode { .. } => StoreError::Serialization(Box::new(err)),

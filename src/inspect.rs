@@ -62,6 +62,8 @@ pub struct StoreInfo {
     pub recovered_records: u64,
     /// Why writes are refused, if they are.
     pub halted: Option<String>,
+    /// How the file was seen, if it was opened to look at it.
+    pub look: Option<crate::LookReport>,
     pub accounts: Vec<AccountInfo>,
     pub tables: Vec<TableInfo>,
 }
@@ -182,6 +184,8 @@ impl TableVisitor for Validate<'_, '_> {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
     pub path: PathBuf,
+    /// How the file was seen (in use by another process, crashed...).
+    pub look: crate::LookReport,
     /// redb's page checksums verified (and the allocator state rebuilt).
     pub pages_ok: bool,
     pub rows_checked: u64,
@@ -224,6 +228,7 @@ impl RedbStore {
                 pending_journal_records: lsn - checkpoint,
                 recovered_records: engine.recovery.records_replayed,
                 halted: engine.halted(),
+                look: engine.look.as_ref().map(|look| look.report.clone()),
                 accounts,
                 tables,
             })
@@ -231,18 +236,21 @@ impl RedbStore {
         .await
     }
 
-    /// Verifies a store file that no process has open: applies its journal
-    /// if the last process crashed, checks every page checksum (repairing
-    /// the allocator state if needed), and decodes every record.
+    /// Verifies a store file without writing to it (see
+    /// [`RedbStore::open_to_look`]; it may be in use): checks every page
+    /// checksum (repairing the allocator state in memory if needed),
+    /// applies the journal in memory if the last process crashed, and
+    /// decodes every record.
     pub fn check_file(path: impl AsRef<Path>) -> Result<CheckReport, StoreError> {
         let path = crate::engine::registry::canonical(path.as_ref())?;
-        crate::maintenance::recover_and_close(&path)?;
-        let mut db = crate::maintenance::open_bare(&path)?;
-        let pages_ok = crate::engine::contain_panic(&path, || {
-            db.check_integrity().map_err(|e| Error::storage(&path, e))
-        })?;
-        let txn = redb::ReadableDatabase::begin_read(&db).map_err(|e| Error::storage(&path, e))?;
-        let snapshot = Snapshot::new(txn, &path);
+        let engine = crate::engine::Engine::open_to_look(&path, true)?;
+        let look = engine
+            .look
+            .as_ref()
+            .map(|l| l.report.clone())
+            .unwrap_or_default();
+        let pages_ok = look.pages_ok.unwrap_or(true);
+        let snapshot = engine.snapshot()?;
         let mut v = Validate {
             snapshot: &snapshot,
             rows: 0,
@@ -251,6 +259,7 @@ impl RedbStore {
         crate::engine::contain_panic(&path, || catalog::visit_all(&mut v))?;
         Ok(CheckReport {
             path: path.clone(),
+            look,
             pages_ok,
             rows_checked: v.rows,
             problems: v.problems,

@@ -47,6 +47,7 @@ mod store;
 pub use config::{IntegrityCheck, RedbStoreConfig, Synchronous};
 #[cfg(feature = "cli")]
 pub use dump::{DumpOptions, DumpRow};
+pub use engine::look::LookReport;
 pub use engine::recovery::RecoveryReport;
 pub use error::Error;
 pub use export::{ExportOptions, ExportReport, Progress, ProgressFn};

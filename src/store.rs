@@ -131,6 +131,31 @@ impl RedbStore {
         })
     }
 
+    /// Opens the existing store at `path` only to look at it, for device
+    /// id 1 ([`RedbStore::for_device`] gives the others): every read works,
+    /// every write fails, and nothing is ever written to the file, its
+    /// journal or its directory — read permission is enough. A store the
+    /// last process did not close shows its journal applied (in memory); a
+    /// store another process has open shows its last checkpoint plus the
+    /// journal records complete at the time ([`RedbStore::look_report`]
+    /// says which). Blocking; what `wa-redb info`, `dump`, `check` and
+    /// `export` use.
+    pub fn open_to_look(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = registry::canonical(&parse_location(path.as_ref())?)?;
+        let engine = Engine::open_to_look(&path, false)?;
+        Ok(Self {
+            engine: Arc::new(engine),
+            device_id: 1,
+            max_value: RedbStoreConfig::default().max_value_size,
+        })
+    }
+
+    /// How a store opened with [`RedbStore::open_to_look`] was seen;
+    /// `None` for a store opened to use.
+    pub fn look_report(&self) -> Option<&crate::LookReport> {
+        self.engine.look.as_ref().map(|look| &look.report)
+    }
+
     /// The device id (account) this handle reads and writes.
     pub fn device_id(&self) -> i32 {
         self.device_id

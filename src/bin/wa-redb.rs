@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 use wacore::store::error::StoreError;
 use whatsapp_rust_redb_storage::{
-    CheckReport, DumpOptions, Error, RedbStore, RedbStoreConfig, StoreInfo,
+    CheckReport, DumpOptions, Error, LookReport, RedbStore, RedbStoreConfig, StoreInfo,
 };
 
 /// Exit status: the operation failed, or `check` found the file unsound.
@@ -111,10 +111,9 @@ impl Failure {
 }
 
 const IN_USE_HINT: &str = "\
-hint: wa-redb cannot look at a store while an application has it open (and the
-      application may hold its newest writes only in its journal). Have the
-      application write a consistent copy with `RedbStore::backup_to(path)`
-      (or `DeviceStore::snapshot_db`), then run wa-redb on the copy.";
+hint: only `info`, `dump`, `check` and `export` work on a store an application
+      has open. Stop the application first, or have it write a consistent
+      copy with `RedbStore::backup_to(path)` and run wa-redb on the copy.";
 
 /// The library's own error in a `StoreError`'s chain, if any.
 fn store_error(e: &StoreError) -> Option<&Error> {
@@ -206,7 +205,57 @@ fn require_file(path: &Path) -> Result<(), Failure> {
     }
 }
 
-/// Opens an existing store file (never creates one).
+/// Opens an existing store file to look at it: never writes to it, works
+/// on a read-only file and on a store another process has open.
+fn look(path: &Path) -> Result<RedbStore, Failure> {
+    require_file(path)?;
+    let store = RedbStore::open_to_look(path)?;
+    if let Some(note) = store.look_report().and_then(look_note) {
+        eprintln!("wa-redb: note: {note}");
+    }
+    Ok(store)
+}
+
+/// What a user should know about how a look saw the store, if anything.
+fn look_note(look: &LookReport) -> Option<String> {
+    let records = match look.journal_records {
+        0 => String::new(),
+        n => format!(" plus {n} journal record(s)"),
+    };
+    // In use, the journal's tail is being written: stopping there is normal.
+    let stopped = match &look.journal_stopped {
+        Some(why) if !look.in_use => format!(" (the journal ends early: {why})"),
+        _ => String::new(),
+    };
+    if look.in_use {
+        let age = match look.checkpointed_at {
+            Some(at) => {
+                let ago = now_secs().saturating_sub(at).max(0);
+                format!("its last checkpoint ({ago} s ago)")
+            }
+            None => "its last checkpoint (time not recorded)".to_string(),
+        };
+        Some(format!(
+            "the store is open in another process: showing {age}{records}{stopped}; \
+             writes it acknowledged since may not be shown"
+        ))
+    } else if look.crashed {
+        Some(format!(
+            "the last process did not close the store: showing its file{records}{stopped}, \
+             applied in memory only (the next open by the application applies it for good)"
+        ))
+    } else {
+        None
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Opens an existing store file to change it (never creates one).
 fn open(path: &Path) -> Result<RedbStore, Failure> {
     require_file(path)?;
     // No compaction at open: a look must not rewrite the file.
@@ -304,7 +353,7 @@ fn run(cli: &Cli) -> Outcome {
 
 fn info(file: &Path, as_json: bool) -> Outcome {
     let rt = runtime()?;
-    let store = open(file)?;
+    let store = look(file)?;
     let info = rt.block_on(store.info())?;
     close(&rt, store)?;
     if as_json {
@@ -322,6 +371,21 @@ fn print_info(info: &StoreInfo) {
     println!("schema     version {}", info.schema_version);
     if let Some(cause) = &info.halted {
         println!("halted     {cause}");
+    }
+    if let Some(look) = &info.look {
+        let state = match (look.in_use, look.crashed) {
+            (true, _) => "open in another process (showing its last checkpoint)",
+            (false, true) => "not closed by the last process (journal applied in memory)",
+            (false, false) => "closed",
+        };
+        println!("state      {state}");
+        if let Some(bytes) = info.journal_bytes {
+            println!(
+                "journal    {} ({} record(s) shown)",
+                human_bytes(bytes),
+                look.journal_records
+            );
+        }
     }
     println!("accounts   {}", info.accounts.len());
     if !info.accounts.is_empty() {
@@ -359,7 +423,7 @@ fn print_info(info: &StoreInfo) {
 }
 
 fn dump(file: &Path, device: Option<i32>, table: Option<String>, reveal: bool) -> Outcome {
-    let store = open(file)?;
+    let store = look(file)?;
     if reveal {
         eprintln!(
             "wa-redb: warning: --reveal prints private keys, session records and message contents; keep the output secret"
@@ -404,10 +468,21 @@ fn check(file: &Path, as_json: bool) -> Outcome {
     let result = RedbStore::check_file(file);
     bar.finish_and_clear();
     let report: CheckReport = match result {
-        Ok(report) => report,
+        Ok(report) => {
+            if let Some(note) = look_note(&report.look) {
+                eprintln!("wa-redb: note: {note}");
+            }
+            report
+        }
         Err(e) => {
+            // Only a file that could be read and is not a sound store is
+            // damaged; one that cannot be read (permissions, I/O) is an error.
+            let unreadable = matches!(
+                store_error(&e),
+                Some(Error::Io { .. } | Error::InvalidPath { .. }) | None
+            );
             let failure = Failure::from(e);
-            if failure.code == EXIT_IN_USE {
+            if failure.code == EXIT_IN_USE || unreadable {
                 return Err(failure);
             }
             // The file could not even be read as a store: not sound.

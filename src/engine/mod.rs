@@ -16,6 +16,8 @@ pub(crate) mod closing;
 pub(crate) mod files;
 pub(crate) mod journal;
 pub(crate) mod lane;
+pub(crate) mod look;
+pub(crate) mod overlay;
 pub(crate) mod pool;
 pub(crate) mod recovery;
 pub(crate) mod registry;
@@ -42,7 +44,7 @@ use crate::fault::IoFaults;
 use closing::{Closing, Shutdown};
 use journal::{JournalSpec, journal_path};
 use lane::{Lane, Submitted};
-use recovery::RecoveryReport;
+use recovery::{JournalFile, RecoveryReport};
 use schema::FileMeta;
 use storage::{FileStorage, IoStats};
 use tx::{Snapshot, Tx};
@@ -78,6 +80,9 @@ pub(crate) struct Engine {
     pub status: Arc<WriterStatus>,
     pub file_id: [u8; 16],
     pub recovery: RecoveryReport,
+    /// Set if the store was opened only to look at it ([`look`]): writes
+    /// are refused and closing leaves every file as it is.
+    pub look: Option<look::Look>,
 }
 
 /// Checks the first bytes of an existing file, so that a file that is not a
@@ -367,10 +372,27 @@ impl Engine {
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
         // Before recovery, which would write to a file we cannot read.
         meta.refuse_newer(path, SCHEMA_VERSION)?;
-        let recovery = recovery::recover(&db, path, &jpath, &mut meta)?;
+        let recovery = recovery::recover(&db, path, &jpath, &mut meta, JournalFile::Tidy)?;
         schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
         maybe_compact(&mut db, path, config, verify)?;
+        Ok(Self::assemble(
+            path, db, &meta, recovery, config, io, share, None,
+        ))
+    }
 
+    /// The engine around a database that is open, recovered and migrated.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        path: &Path,
+        db: Database,
+        meta: &FileMeta,
+        recovery: RecoveryReport,
+        config: &RedbStoreConfig,
+        io: Arc<IoStats>,
+        share: cache::Share,
+        look: Option<look::Look>,
+    ) -> Engine {
+        let jpath = journal_path(path);
         let journal_spec = JournalSpec {
             path: jpath,
             schema_version: SCHEMA_VERSION,
@@ -406,7 +428,7 @@ impl Engine {
         };
         // An fsync per batch never runs on the caller's thread.
         let inline = config.synchronous != Synchronous::Full;
-        Ok(Engine {
+        Engine {
             path: path.to_path_buf(),
             db: Some(db),
             cache_bytes: share.bytes(),
@@ -417,7 +439,8 @@ impl Engine {
             status,
             file_id: meta.file_id,
             recovery,
-        })
+            look,
+        }
     }
 
     pub fn db(&self) -> &Database {
@@ -449,6 +472,11 @@ impl Engine {
         F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
+        if self.look.is_some() {
+            return Err(Error::OpenedToLook {
+                path: self.path.clone(),
+            });
+        }
         let (reply, mut done) = oneshot::channel();
         let job = Box::new(FnJob {
             f,
@@ -558,8 +586,13 @@ impl Engine {
             .clone()
     }
 
-    /// What closing needs, taken out of the engine (once).
+    /// What closing needs, taken out of the engine (once). Nothing for a
+    /// store opened to look at: its database lives in memory over the
+    /// untouched file, and dropping it is all there is to closing it.
     fn shutdown(&mut self) -> Option<Shutdown> {
+        if self.look.is_some() {
+            return None;
+        }
         Some(Shutdown {
             path: self.path.clone(),
             db: self.db.take()?,

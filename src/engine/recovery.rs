@@ -178,6 +178,17 @@ fn set_aside(journal: &Path, why: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// What recovery does with the journal file once it has read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JournalFile {
+    /// The store's owner: removes a journal whose records are in the file
+    /// now, sets aside one that is foreign or ended early.
+    Tidy,
+    /// Someone only looking: the journal file is left as it is (and the
+    /// records go to a database that is never written back).
+    Leave,
+}
+
 /// Replays `journal` into `db`. On return the redb file holds every record
 /// that could be recovered and `meta.checkpoint_lsn` is the last of them.
 pub(crate) fn recover(
@@ -185,7 +196,17 @@ pub(crate) fn recover(
     path: &Path,
     journal: &Path,
     meta: &mut FileMeta,
+    file: JournalFile,
 ) -> Result<RecoveryReport> {
+    let tidy = file == JournalFile::Tidy;
+    let set_aside = |journal: &Path, why: &str| match tidy {
+        true => set_aside(journal, why).map(Some),
+        false => Ok(None),
+    };
+    let remove_if_present = |journal: &Path| match tidy {
+        true => remove_if_present(journal),
+        false => Ok(()),
+    };
     let mut report = RecoveryReport::default();
     let (schema_version, mut records, stopped) =
         match read_journal(journal, &meta.file_id, meta.checkpoint_lsn)? {
@@ -196,7 +217,7 @@ pub(crate) fn recover(
                     path.display(),
                     journal.display()
                 );
-                report.set_aside = Some(set_aside(journal, "foreign")?);
+                report.set_aside = set_aside(journal, "foreign")?;
                 return Ok(report);
             }
             JournalContents::Records {
@@ -209,7 +230,7 @@ pub(crate) fn recover(
         match stopped {
             Some(why) => {
                 log::warn!("{}: journal ended early: {why}", path.display());
-                report.set_aside = Some(set_aside(journal, "damaged")?);
+                report.set_aside = set_aside(journal, "damaged")?;
                 report.stopped = Some(why);
             }
             // Nothing to apply: the file holds everything.
@@ -239,7 +260,7 @@ pub(crate) fn recover(
     // A journal that ended early (torn by a power loss, or damaged) is kept
     // for inspection rather than overwritten by the new journal.
     if report.stopped.is_some() {
-        report.set_aside = Some(set_aside(journal, "damaged")?);
+        report.set_aside = set_aside(journal, "damaged")?;
     } else {
         // Every record is durable in the file now. The journal is recreated
         // at the next write.
@@ -315,7 +336,7 @@ mod tests {
         drop(journal);
 
         PASSES.with(|p| p.set(0));
-        let report = recover(&db, &path, &jpath, &mut meta).unwrap();
+        let report = recover(&db, &path, &jpath, &mut meta, super::JournalFile::Tidy).unwrap();
         assert_eq!(PASSES.with(Cell::get), 2);
         assert_eq!(report.records_replayed, 599);
         assert_eq!(meta.checkpoint_lsn, 599);

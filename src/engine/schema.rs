@@ -10,8 +10,8 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, TableError, Value, WriteTransaction};
 
 use crate::catalog::{
-    self, META, META_CHECKPOINT_LSN, META_CREATED_BY, META_FILE_ID, META_LID_SEQ,
-    META_SCHEMA_VERSION, SCHEMA_VERSION, StoreKey, Table, TableVisitor,
+    self, META, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_FILE_ID,
+    META_LID_SEQ, META_SCHEMA_VERSION, SCHEMA_VERSION, StoreKey, Table, TableVisitor,
 };
 use crate::codec::{decode_u32, decode_u64};
 use crate::error::{Error, Result};
@@ -22,6 +22,8 @@ pub(crate) struct FileMeta {
     pub schema_version: u32,
     pub file_id: [u8; 16],
     pub checkpoint_lsn: u64,
+    /// When the last checkpoint was committed (unix seconds), if recorded.
+    pub checkpointed_at: Option<i64>,
 }
 
 impl FileMeta {
@@ -202,10 +204,19 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileM
         .map_err(|_| corrupted(Error::decode("file id", "expected 16 bytes")))?;
     let checkpoint_lsn =
         decode_u64("checkpoint lsn", &get(META_CHECKPOINT_LSN)?).map_err(corrupted)?;
+    // Recorded since this key was added; absent (or unreadable) means
+    // unknown, which only a look at a store in use reports.
+    let checkpointed_at = match meta.get(META_CHECKPOINTED_AT) {
+        Ok(Some(v)) => decode_u64("checkpoint time", v.value())
+            .ok()
+            .map(|t| t as i64),
+        _ => None,
+    };
     Ok(FileMeta {
         schema_version,
         file_id,
         checkpoint_lsn,
+        checkpointed_at,
     })
 }
 

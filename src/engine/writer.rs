@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use crate::catalog::META_CHECKPOINT_LSN;
+use crate::catalog::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT};
 use crate::config::{RedbStoreConfig, Synchronous};
 use crate::engine::journal::{EffectLog, Journal, JournalSpec};
 use crate::engine::schema;
@@ -486,7 +486,12 @@ impl Writer {
         // full scan of the file.
         txn.set_quick_repair(quick_repair);
         let lsn = self.lsn.to_le_bytes();
-        schema::put_meta(&txn, &self.path, &[(META_CHECKPOINT_LSN, &lsn)])?;
+        let at = crate::store::now_secs().to_le_bytes();
+        schema::put_meta(
+            &txn,
+            &self.path,
+            &[(META_CHECKPOINT_LSN, &lsn), (META_CHECKPOINTED_AT, &at)],
+        )?;
         txn.commit().map_err(|e| Error::storage(&self.path, e))
     }
 }

@@ -14,8 +14,9 @@ use super::*;
 /// Refuses a device id the SQLite file already has rows for. After each
 /// account, the rows are counted in both files, table by table; on any
 /// difference or failure the rows of that account are deleted from the
-/// SQLite file again and the export fails. `redb_path` must not be open in
-/// another process.
+/// SQLite file again and the export fails. `redb_path` is only read
+/// ([`RedbStore::open_to_look`]): it may be read-only, or in use by another
+/// process (the export then has its last checkpoint and journal).
 pub async fn export_sqlite(
     redb_path: impl AsRef<Path>,
     sqlite_path: impl AsRef<Path>,
@@ -34,8 +35,9 @@ pub async fn export_sqlite(
         .into());
     }
     let url = sqlite_url(sqlite_path)?;
-    let config = RedbStoreConfig::default().with_auto_compact(None);
-    let store = RedbStore::with_config_for_device(redb_path, 1, config).await?;
+    // Only read: the store is never written, and may be in use.
+    let looked = redb_path.to_path_buf();
+    let store = crate::store::blocking(move || RedbStore::open_to_look(looked)).await?;
     let accounts = store.accounts().await?;
     let selected: Vec<(i32, u64)> = match device {
         Some(d) => match accounts.iter().find(|a| a.device_id == d) {
