@@ -1,5 +1,6 @@
 //! Opens a store file, creates an account, touches every trait domain and
-//! prints what it stored.
+//! prints what it stored. Run it twice: the second run first prints what
+//! the first one left in the file.
 //!
 //! ```text
 //! cargo run --release --example quickstart [-- path/to/store.redb]
@@ -13,6 +14,8 @@ use wacore::appstate::processor::AppStateMutationMAC;
 use wacore::store::traits::*;
 use whatsapp_rust_redb_storage::RedbStore;
 
+const RUN_PREFIX: &str = "quickstart run ";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
@@ -25,24 +28,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.path().display(),
         store.device_id()
     );
+    let address = "5511987650001:1@c.us.0";
+
+    // What an earlier run left: the proof that the data survived.
+    let run = match store.load().await? {
+        None => {
+            println!("first run: the file holds no account yet");
+            1
+        }
+        Some(device) => {
+            let last: u32 = device
+                .push_name
+                .strip_prefix(RUN_PREFIX)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let session = store.get_session(address).await?;
+            println!(
+                "found what run {last} stored: push name \"{}\", registration id {}, session \"{}\"",
+                device.push_name,
+                device.registration_id,
+                session.map_or_else(|| "none".into(), |s| String::from_utf8_lossy(&s).into_owned()),
+            );
+            last + 1
+        }
+    };
 
     // DeviceStore: the account record.
     if !store.exists().await? {
         store.create().await?;
     }
     let mut device = store.load().await?.expect("created above");
-    device.push_name = "quickstart".into();
+    device.push_name = format!("{RUN_PREFIX}{run}");
     store.save(&device).await?;
     println!(
-        "device: registration id {}, push name {:?}",
+        "device: registration id {}, push name \"{}\"",
         device.registration_id, device.push_name
     );
 
     // SignalStore: identities, sessions, pre-keys, sender keys.
-    let address = "5511987650001:1@c.us.0";
     store.put_identity(address, [7; 32]).await?;
+    let session = format!("session record of run {run}");
     store
-        .put_sessions_batch(&[(Arc::from(address), Bytes::from_static(b"session record"))])
+        .put_sessions_batch(&[(Arc::from(address), Bytes::from(session))])
         .await?;
     let prekeys: Vec<(u32, Bytes)> = (1..=5)
         .map(|id| (id, Bytes::from(vec![id as u8; 33])))
@@ -91,8 +118,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     store.put_mutation_macs("regular", 3, &macs).await?;
     println!(
-        "app state: latest key {:?}, 'regular' at version {}, {} MACs found",
-        store.get_latest_sync_key_id().await?.map(String::from_utf8),
+        "app state: latest key \"{}\", 'regular' at version {}, {} MACs found",
+        store
+            .get_latest_sync_key_id()
+            .await?
+            .map_or_else(|| "none".into(), |k| String::from_utf8_lossy(&k).into_owned()),
         store.get_version("regular").await?.version,
         store
             .get_mutation_macs("regular", &[[0; 32], [99; 32]])
@@ -135,14 +165,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }])
         .await?;
     println!(
-        "protocol: {} LID mappings, {} devices for 5511987650001, tc token for {:?}, \
+        "protocol: {} LID mappings, {} devices for 5511987650001, tc token for {}, \
          sent message taken: {}",
         store.get_all_lid_mappings().await?.len(),
         store
             .get_devices("5511987650001")
             .await?
             .map_or(0, |d| d.devices.len()),
-        store.get_all_tc_token_jids().await?,
+        store.get_all_tc_token_jids().await?.join(", "),
         store
             .take_sent_message("5511987650001@s.whatsapp.net", "3EB0A1")
             .await?
@@ -160,17 +190,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             message_ts: 1_700_000_000,
         }])
         .await?;
-    println!(
-        "msg secrets: {:?}",
-        store
-            .get_msg_secret_with_ts(
-                "5511987650001@s.whatsapp.net",
-                "5511987650001@s.whatsapp.net",
-                "3EB0C3"
-            )
-            .await?
-            .map(|(s, ts)| (s.len(), ts))
-    );
+    let secret = store
+        .get_msg_secret_with_ts(
+            "5511987650001@s.whatsapp.net",
+            "5511987650001@s.whatsapp.net",
+            "3EB0C3",
+        )
+        .await?;
+    match secret {
+        Some((secret, ts)) => println!(
+            "msg secrets: a secret of {} bytes for a message sent at {ts}",
+            secret.len()
+        ),
+        None => println!("msg secrets: none found"),
+    }
 
     let report = store.resource_report().await;
     println!(
@@ -179,6 +212,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.io_write_bytes.unwrap_or(0)
     );
     store.close().await?;
-    println!("closed cleanly; run again to see the data survive");
+    println!("closed cleanly; run again: the next run starts by printing what run {run} stored");
     Ok(())
 }
