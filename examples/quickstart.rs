@@ -47,7 +47,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "found what run {last} stored: push name \"{}\", registration id {}, session \"{}\"",
                 device.push_name,
                 device.registration_id,
-                session.map_or_else(|| "none".into(), |s| String::from_utf8_lossy(&s).into_owned()),
+                session.map_or_else(
+                    || "none".into(),
+                    |s| String::from_utf8_lossy(&s).into_owned()
+                ),
             );
             last + 1
         }
@@ -119,10 +122,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.put_mutation_macs("regular", 3, &macs).await?;
     println!(
         "app state: latest key \"{}\", 'regular' at version {}, {} MACs found",
-        store
-            .get_latest_sync_key_id()
-            .await?
-            .map_or_else(|| "none".into(), |k| String::from_utf8_lossy(&k).into_owned()),
+        store.get_latest_sync_key_id().await?.map_or_else(
+            || "none".into(),
+            |k| String::from_utf8_lossy(&k).into_owned()
+        ),
         store.get_version("regular").await?.version,
         store
             .get_mutation_macs("regular", &[[0; 32], [99; 32]])

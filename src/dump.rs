@@ -39,16 +39,19 @@ pub struct DumpOptions {
 }
 
 impl DumpOptions {
+    /// Only the table named `table` (see [`crate::table_names`]).
     pub fn with_table(mut self, table: impl Into<String>) -> Self {
         self.table = Some(table.into());
         self
     }
 
+    /// Only the account `device`.
     pub fn with_device(mut self, device: i32) -> Self {
         self.device = Some(device);
         self
     }
 
+    /// Secrets shown (`true`) or redacted.
     pub fn with_reveal(mut self, reveal: bool) -> Self {
         self.reveal = reveal;
         self
@@ -59,11 +62,14 @@ impl DumpOptions {
 /// to `{"table": .., "device": .., "key": [..], "value": ..}`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DumpRow {
+    /// The table's name.
     pub table: &'static str,
     /// The account; `None` in the `meta` table.
     pub device: Option<i32>,
     /// The key's elements after the device id.
     pub key: Vec<Json>,
+    /// The value, decoded (bytes as lowercase hex, secrets redacted
+    /// unless revealed).
     pub value: Json,
 }
 

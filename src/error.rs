@@ -23,7 +23,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The path given to a constructor cannot name a store file.
     #[error("invalid store path {path:?}: {reason}")]
-    InvalidPath { path: String, reason: String },
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// Why it cannot name a store file.
+        reason: String,
+    },
 
     /// A configuration value is out of range.
     #[error("invalid store configuration: {0}")]
@@ -34,11 +39,19 @@ pub enum Error {
         "{}: the store file is already open in another process; a store file can be open in only one process at a time",
         .path.display()
     )]
-    AlreadyOpen { path: PathBuf },
+    AlreadyOpen {
+        /// The file the error is about.
+        path: PathBuf,
+    },
 
     /// The file exists but is not a store written by this crate.
     #[error("{}: not a whatsapp-rust-redb-storage store: {reason}", .path.display())]
-    NotAStore { path: PathBuf, reason: String },
+    NotAStore {
+        /// The file the error is about.
+        path: PathBuf,
+        /// What the file is instead, and what to do.
+        reason: String,
+    },
 
     /// The file was written by a newer version of this crate.
     #[error(
@@ -46,19 +59,29 @@ pub enum Error {
         .path.display()
     )]
     SchemaTooNew {
+        /// The file the error is about.
         path: PathBuf,
+        /// The file's schema version.
         found: u32,
+        /// The newest schema version this build understands.
         supported: u32,
     },
 
     /// The file is damaged.
     #[error("{}: the store file is damaged: {detail}", .path.display())]
-    Corrupted { path: PathBuf, detail: String },
+    Corrupted {
+        /// The file the error is about.
+        path: PathBuf,
+        /// What is damaged.
+        detail: String,
+    },
 
     /// An operating-system I/O error (disk full, permission denied, EIO...).
     #[error("{}: I/O error: {source}", .path.display())]
     Io {
+        /// The file the error is about.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -71,7 +94,9 @@ pub enum Error {
         .path.display()
     )]
     NoSpace {
+        /// The file the error is about.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -79,7 +104,9 @@ pub enum Error {
     /// An error reported by redb.
     #[error("{}: storage error: {source}", .path.display())]
     Storage {
+        /// The file the error is about.
         path: PathBuf,
+        /// redb's error.
         #[source]
         source: redb::Error,
     },
@@ -89,24 +116,38 @@ pub enum Error {
         "{}: the store stopped accepting writes after an earlier failure ({cause}); acknowledged data is safe on disk, drop every handle and reopen the store",
         .path.display()
     )]
-    Halted { path: PathBuf, cause: String },
+    Halted {
+        /// The file the error is about.
+        path: PathBuf,
+        /// The failure that stopped writes.
+        cause: String,
+    },
 
     /// A write to a store opened only to look at it.
     #[error(
         "{}: opened read-only to look at it (wa-redb info/dump/check/export); writes are refused",
         .path.display()
     )]
-    OpenedToLook { path: PathBuf },
+    OpenedToLook {
+        /// The file the error is about.
+        path: PathBuf,
+    },
 
     /// The store was closed.
     #[error("{}: the store has been closed", .path.display())]
-    Closed { path: PathBuf },
+    Closed {
+        /// The file the error is about.
+        path: PathBuf,
+    },
 
     /// A value exceeds the configured maximum size.
     #[error("{what} of {len} bytes exceeds the maximum value size of {limit} bytes")]
     ValueTooLarge {
+        /// What the value is (a session, a payload...).
         what: &'static str,
+        /// Its size in bytes.
         len: usize,
+        /// The configured `max_value_size`.
         limit: usize,
     },
 
@@ -115,20 +156,28 @@ pub enum Error {
     Decode {
         /// The store file, once the error reaches the caller.
         path: Option<PathBuf>,
+        /// What was being decoded.
         what: &'static str,
+        /// Why it does not decode.
         detail: String,
     },
 
     /// `create()` found an existing device record.
     #[error("device {device_id} already exists in this store")]
-    DeviceExists { device_id: i32 },
+    DeviceExists {
+        /// The device id.
+        device_id: i32,
+    },
 
     /// A LID mapping was written for a device that has no device record
     /// (SqliteStore refuses this through a foreign key; so do we).
     #[error(
         "device {device_id} has no device record; create() or save() it before storing LID mappings"
     )]
-    DeviceMissing { device_id: i32 },
+    DeviceMissing {
+        /// The device id.
+        device_id: i32,
+    },
 
     /// A device id that no operation may use.
     #[error("the operation is not valid: {0}")]

@@ -58,11 +58,13 @@ pub struct ExportOptions {
 }
 
 impl ExportOptions {
+    /// Sets [`ExportOptions::merge_into_existing`].
     pub fn with_merge_into_existing(mut self, merge: bool) -> Self {
         self.merge_into_existing = merge;
         self
     }
 
+    /// Reports progress to `progress` as rows are written.
     pub fn with_progress(mut self, progress: ProgressFn) -> Self {
         self.progress = Some(progress);
         self
@@ -76,6 +78,7 @@ pub struct ExportReport {
     pub device_id: i32,
     /// Rows written, by source table name (tables without rows omitted).
     pub rows: BTreeMap<&'static str, u64>,
+    /// All rows written.
     pub total_rows: u64,
 }
 

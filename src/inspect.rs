@@ -23,12 +23,16 @@ pub fn table_names() -> Vec<&'static str> {
 /// One account (device id) found in a store file.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountInfo {
+    /// The account's device id.
     pub device_id: i32,
     /// Whether the account has a device record (it was `create()`d or
     /// `save()`d); rows without one are leftovers.
     pub has_device_record: bool,
+    /// Its phone number JID, from the device record.
     pub phone: Option<String>,
+    /// Its LID, from the device record.
     pub lid: Option<String>,
+    /// Its push name, from the device record.
     pub push_name: Option<String>,
     /// Rows of this account across all tables.
     pub rows: u64,
@@ -37,7 +41,9 @@ pub struct AccountInfo {
 /// One table of a store file.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableInfo {
+    /// The table's name (see schema.md).
     pub name: &'static str,
+    /// Rows, of every account.
     pub rows: u64,
     /// Bytes of keys and values.
     pub stored_bytes: u64,
@@ -48,13 +54,17 @@ pub struct TableInfo {
 /// An overview of a store file.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreInfo {
+    /// The store file.
     pub path: PathBuf,
     /// Random identity of the file (hex), shared with its journal.
     pub file_id: String,
+    /// The file's size.
     pub file_bytes: u64,
     /// The journal, present while the store is open.
     pub journal_bytes: Option<u64>,
+    /// The file's schema version (after any migration of this open).
     pub schema_version: u32,
+    /// The durability in effect (`off`, `normal`, `full`).
     pub synchronous: &'static str,
     /// Journal records acknowledged since the last checkpoint.
     pub pending_journal_records: u64,
@@ -64,7 +74,9 @@ pub struct StoreInfo {
     pub halted: Option<String>,
     /// How the file was seen, if it was opened to look at it.
     pub look: Option<crate::LookReport>,
+    /// Every account in the file.
     pub accounts: Vec<AccountInfo>,
+    /// Every table, in catalog order.
     pub tables: Vec<TableInfo>,
 }
 
@@ -183,17 +195,20 @@ impl TableVisitor for Validate<'_, '_> {
 /// The result of [`RedbStore::check_file`].
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
+    /// The file checked.
     pub path: PathBuf,
     /// How the file was seen (in use by another process, crashed...).
     pub look: crate::LookReport,
     /// redb's page checksums verified (and the allocator state rebuilt).
     pub pages_ok: bool,
+    /// Records decoded.
     pub rows_checked: u64,
     /// Records that do not decode (at most 100 listed).
     pub problems: Vec<String>,
 }
 
 impl CheckReport {
+    /// Whether the file is sound: every page and every record.
     pub fn is_ok(&self) -> bool {
         self.pages_ok && self.problems.is_empty()
     }
