@@ -67,6 +67,24 @@ pub enum Error {
         supported: u32,
     },
 
+    /// A SQLite file given to import is not a whatsapp-rust SqliteStore
+    /// database (or SQLite cannot read it). Nothing was imported; the file
+    /// was not written.
+    #[error(
+        "{}: not a whatsapp-rust SqliteStore database ({reason}); nothing was imported and the file was not changed; give the SQLite file the application opens with SqliteStore",
+        .path.display()
+    )]
+    NotSqliteStore { path: PathBuf, reason: String },
+
+    /// A SqliteStore database has migrations this build does not know: a
+    /// newer whatsapp-rust-sqlite-storage wrote it.
+    #[error(
+        "{} was written by a newer whatsapp-rust-sqlite-storage (unknown migrations: {}); nothing was imported and the file was not changed; upgrade wa-redb / whatsapp-rust-redb-storage",
+        .path.display(),
+        .unknown.join(", ")
+    )]
+    SqliteSchemaTooNew { path: PathBuf, unknown: Vec<String> },
+
     /// The file is damaged.
     #[error("{}: the store file is damaged: {detail}", .path.display())]
     Corrupted {
@@ -286,10 +304,13 @@ impl From<Error> for StoreError {
             Error::InvalidPath { .. } | Error::InvalidConfig(_) => {
                 StoreError::InvalidConfig(err.to_string())
             }
-            Error::AlreadyOpen { .. } | Error::NotAStore { .. } | Error::Closed { .. } => {
-                StoreError::Connection(Box::new(err))
+            Error::AlreadyOpen { .. }
+            | Error::NotAStore { .. }
+            | Error::NotSqliteStore { .. }
+            | Error::Closed { .. } => StoreError::Connection(Box::new(err)),
+            Error::SchemaTooNew { .. } | Error::SqliteSchemaTooNew { .. } => {
+                StoreError::Migration(Box::new(err))
             }
-            Error::SchemaTooNew { .. } => StoreError::Migration(Box::new(err)),
             Error::ValueTooLarge { .. } | Error::Invalid(_) | Error::OpenedToLook { .. } => {
                 StoreError::Validation(err.to_string())
             }

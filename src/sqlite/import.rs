@@ -34,9 +34,22 @@ use super::*;
 /// import into an existing store deletes the accounts it had begun writing
 /// (a replaced account stays deleted: take a backup first).
 ///
-/// SqliteStore opens the SQLite file and applies its pending migrations, as
-/// the application would. Import from a file no process is writing to: the
-/// tables are read one after another, not in one snapshot.
+/// The SQLite file is only read, never written, nor opened with SQLite:
+/// it is copied, with its write-ahead log (`-wal`; a SqliteStore whose
+/// process was killed has its newest commits only there) or rollback
+/// journal, into a private temporary directory (owner-only, in the system's
+/// temporary directory, `TMPDIR`; removed afterwards), and the import reads
+/// the copy. A copy that changed while being taken (an application is
+/// writing to the file) is taken again, a few times, then the import is
+/// refused; import from a file no application is using. Before SqliteStore
+/// opens the copy, it is checked: a SQLite database that is not a
+/// SqliteStore (no SqliteStore migration recorded in
+/// `__diesel_schema_migrations`) is refused with
+/// [`Error::NotSqliteStore`](crate::Error::NotSqliteStore), one written by a
+/// newer SqliteStore (migrations this build does not know) with
+/// [`Error::SqliteSchemaTooNew`](crate::Error::SqliteSchemaTooNew), in both
+/// cases before the store file is touched. An older SqliteStore is
+/// migrated, as the application would, on the copy only.
 pub async fn import_sqlite(
     sqlite_path: impl AsRef<Path>,
     redb_path: impl AsRef<Path>,
@@ -51,7 +64,18 @@ pub async fn import_sqlite(
             return Err(invalid(sqlite_path, "not a SQLite database (SqliteStore file)").into());
         }
     }
-    let url = sqlite_url(sqlite_path)?;
+    // Everything below reads a private copy; it is removed when `copy` is
+    // dropped, after the SqliteStores opened on it.
+    let copy = {
+        let source = sqlite_path.to_path_buf();
+        crate::store::blocking(move || {
+            let copy = private_copy(&source)?;
+            check_sqlite_store(&source, &copy)?;
+            Ok::<_, Error>(copy)
+        })
+        .await?
+    };
+    let url = copy.url.clone();
     let counts = {
         let probe = SqliteStore::new(&url).await?;
         sql_counts(&probe).await?

@@ -186,11 +186,13 @@ pub(crate) fn sqlite_url(path: &Path) -> Result<String> {
 mod export;
 mod import;
 mod rows;
+mod source;
 mod sql;
 
 pub use export::export_sqlite;
 pub use import::import_sqlite;
 use rows::*;
+use source::*;
 use sql::*;
 
 #[cfg(test)]
