@@ -544,3 +544,73 @@ fn sqlite_commands_explain_the_missing_feature() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("--features cli,sqlite"), "{r:?}");
 }
+
+/// `import-sqlite` refuses a SQLite file that is not a SqliteStore, and a
+/// SqliteStore of a newer whatsapp-rust-sqlite-storage, without writing to
+/// it or creating anything.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_sqlite_refuses_what_it_cannot_import_and_writes_nothing() {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    let execute = |path: &Path, sql: &[&str]| {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        for s in sql {
+            diesel::sql_query(*s).execute(&mut conn).unwrap();
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.db");
+    execute(&plain, &["CREATE TABLE t(x)", "INSERT INTO t VALUES (1)"]);
+    let newer = dir.path().join("newer.db");
+    let s = whatsapp_rust_sqlite_storage::SqliteStore::new(newer.to_str().unwrap())
+        .await
+        .unwrap();
+    s.put_session("a@c.us.0", b"s").await.unwrap();
+    drop(s);
+    execute(
+        &newer,
+        &["INSERT INTO __diesel_schema_migrations (version) VALUES ('20990101000000')"],
+    );
+    let files = || {
+        let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = files();
+    let store = dir.path().join("store.redb");
+    let r = wa([
+        OsStr::new("import-sqlite"),
+        plain.as_os_str(),
+        store.as_os_str(),
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert!(r.stderr.contains(plain.to_str().unwrap()), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("not a whatsapp-rust SqliteStore database"),
+        "{r:?}"
+    );
+    let r = wa([
+        OsStr::new("import-sqlite"),
+        newer.as_os_str(),
+        store.as_os_str(),
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert!(r.stderr.contains(newer.to_str().unwrap()), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("newer whatsapp-rust-sqlite-storage (unknown migrations: 20990101000000)"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("upgrade wa-redb"), "{r:?}");
+    assert!(files() == before, "the directory changed");
+}
