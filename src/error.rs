@@ -74,7 +74,12 @@ pub enum Error {
         "{}: not a whatsapp-rust SqliteStore database ({reason}); nothing was imported and the file was not changed; give the SQLite file the application opens with SqliteStore",
         .path.display()
     )]
-    NotSqliteStore { path: PathBuf, reason: String },
+    NotSqliteStore {
+        /// The SQLite file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
 
     /// A SqliteStore database has migrations this build does not know: a
     /// newer whatsapp-rust-sqlite-storage wrote it.
@@ -83,7 +88,12 @@ pub enum Error {
         .path.display(),
         .unknown.join(", ")
     )]
-    SqliteSchemaTooNew { path: PathBuf, unknown: Vec<String> },
+    SqliteSchemaTooNew {
+        /// The SQLite file.
+        path: PathBuf,
+        /// The migrations this build does not know.
+        unknown: Vec<String>,
+    },
 
     /// The file is damaged.
     #[error("{}: the store file is damaged: {detail}", .path.display())]

@@ -90,11 +90,13 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
+    /// Replace accounts the store file already holds (refused otherwise).
     pub fn with_overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;
         self
     }
 
+    /// Reports progress to `progress` as rows are copied.
     pub fn with_progress(mut self, progress: ProgressFn) -> Self {
         self.progress = Some(progress);
         self
@@ -104,6 +106,7 @@ impl ImportOptions {
 /// One imported account.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountImport {
+    /// The account's device id (the same in both files).
     pub device_id: i32,
     /// The store file held this account before; it was deleted first.
     pub replaced: bool,
@@ -116,10 +119,13 @@ pub struct AccountImport {
 /// What [`import_sqlite`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
+    /// The SQLite file read (never written).
     pub source: PathBuf,
+    /// The store file written.
     pub target: PathBuf,
     /// The store file did not exist and was created.
     pub created_file: bool,
+    /// Every account imported.
     pub accounts: Vec<AccountImport>,
     /// Rows written across all accounts.
     pub total_rows: u64,
