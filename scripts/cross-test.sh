@@ -22,11 +22,11 @@
 # Environment:
 #   CROSS_TARGET_DIR      cargo target dir (default: target/cross; keeps native
 #                         builds' locks and artifacts separate)
-#   CROSS_SKIP_TARGETS    extra test targets (tests/<name>.rs) to skip, space separated
+#   CROSS_SKIP_TARGETS    extra test targets (tests/<name>.rs, tests/<name>/main.rs) to skip, space separated
 #   CROSS_SKIP_TESTS      extra test names to skip (libtest --skip), space separated
 #   CROSS_TEST_TIMEOUT    seconds allowed for one triple's test run (default 3600)
 #   CARGO_BUILD_JOBS      as usual
-#   WA_REDB_STRESS_SECS   length of tests/stress.rs (default here 30, not 3:
+#   WA_REDB_STRESS_SECS   length of tests/stress/ (default here 30, not 3:
 #                         the test asserts a minimum op count, and qemu is slow)
 #   Any CARGO_TARGET_<TRIPLE>_LINKER / _RUNNER, CC_<triple> already set is
 #   respected. WA_REDB_TEST_RUNNER is always set to the triple's runner.
@@ -214,7 +214,7 @@ run_tests() {
     local t="$1" name rc start
     configure "$t"
     export WA_REDB_TEST_RUNNER="$RUNNER"   # child processes of the test binary
-    # Emulation is 10-30x slower. tests/stress.rs runs for WA_REDB_STRESS_SECS
+    # Emulation is 10-30x slower. tests/stress/ runs for WA_REDB_STRESS_SECS
     # (default 3) and then asserts > 1000 operations ran: under qemu 3 s gives
     # ~250, so give it longer unless the caller chose a value.
     setenv_default WA_REDB_STRESS_SECS 30
