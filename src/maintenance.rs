@@ -191,11 +191,18 @@ pub(crate) fn open_bare(path: &Path) -> Result<Database> {
     open_with(&Builder::new(), path, false, Arc::default(), None)
 }
 
-/// Sizes before and after a compaction.
+/// Sizes of the file before and after a compaction.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct CompactReport {
     pub bytes_before: u64,
     pub bytes_after: u64,
+}
+
+impl CompactReport {
+    /// Bytes given back to the file system (0 if none).
+    pub fn bytes_freed(&self) -> u64 {
+        self.bytes_before.saturating_sub(self.bytes_after)
+    }
 }
 
 impl RedbStore {
@@ -249,10 +256,15 @@ impl RedbStore {
     /// Compacts a store file that no process has open, returning its size
     /// before and after. (A store also compacts itself at open when a large
     /// part of the file is free, see [`RedbStoreConfig::auto_compact`].)
+    ///
+    /// The sizes are the file's length as the file system reports it, taken
+    /// before anything touches the file and after the compaction: the
+    /// recovery and the close that come first may change it (a close
+    /// records redb's allocator state, a page or so on a compact file).
     pub fn compact_file(path: impl AsRef<Path>) -> Result<CompactReport, StoreError> {
         let path = registry::canonical(path.as_ref())?;
+        let bytes_before = std::fs::metadata(&path).map_or(0, |m| m.len());
         recover_and_close(&path)?;
-        let bytes_before = crate::inspect::file_len(&path)?;
         crate::engine::compact_lean(&path, &RedbStoreConfig::default())?;
         Ok(CompactReport {
             bytes_before,

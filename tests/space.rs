@@ -1,5 +1,6 @@
 //! Space: deleting an account does not grow the file (issue 16.4), a
-//! deletion cut short by a failure is finished by running it again.
+//! deletion cut short by a failure is finished by running it again, and
+//! `compact_file` reports the sizes `stat` shows.
 //!
 //! The large store is `WA_REDB_SPACE_MB` MiB after compaction (default 16;
 //! the issue's file was 142 MiB).
@@ -218,4 +219,32 @@ async fn a_deletion_cut_short_leaves_no_account_and_a_second_run_finishes_it() {
     assert_eq!(rows_of(&accounts, 1), None);
     assert_eq!(rows_of(&accounts, 2), Some(other));
     s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_reports_the_sizes_stat_shows_and_nothing_freed_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.redb");
+    {
+        let s = RedbStore::with_config(&path, manual()).await.unwrap();
+        fill(&s, 4).await;
+        fill(&s.for_device(2), 1).await;
+        s.close().await.unwrap();
+        // Free space spread through the file.
+        let s = RedbStore::with_config(&path, manual()).await.unwrap();
+        s.delete_device(1).await.unwrap();
+        s.close().await.unwrap();
+    }
+    let before = len(&path);
+    let first = RedbStore::compact_file(&path).unwrap();
+    assert_eq!(first.bytes_before, before, "{first:?}");
+    assert_eq!(first.bytes_after, len(&path), "{first:?}");
+    assert!(first.bytes_freed() > 0, "{first:?}");
+    for _ in 0..2 {
+        let before = len(&path);
+        let again = RedbStore::compact_file(&path).unwrap();
+        assert_eq!(again.bytes_before, before, "{again:?}");
+        assert_eq!(again.bytes_after, len(&path), "{again:?}");
+        assert_eq!(again.bytes_freed(), 0, "{again:?}");
+    }
 }
