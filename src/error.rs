@@ -21,8 +21,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The path given to a constructor cannot name a store file.
-    #[error("invalid store path {path:?}: {reason}")]
+    /// The path given to a constructor cannot name a store file (or, for
+    /// an operation, names no file, or one that must not be replaced).
+    #[error("{}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
     InvalidPath {
         /// The path as given.
         path: String,
@@ -207,8 +208,10 @@ pub enum Error {
         device_id: i32,
     },
 
-    /// A device id that no operation may use.
-    #[error("the operation is not valid: {0}")]
+    /// An operation refused as asked (a device id no operation may use, an
+    /// account that is not there, a clash): the message says why, naming
+    /// the file.
+    #[error("{0}")]
     Invalid(String),
 }
 

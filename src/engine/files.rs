@@ -86,6 +86,17 @@ pub(crate) fn create_temp(target: &Path, kind: TempKind) -> Result<(PathBuf, Fil
         match options.open(&path) {
             Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            // The temporary's name would only confuse: the caller named
+            // `target`, in a directory that is not there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !parent_dir(target).is_dir() => {
+                return Err(Error::InvalidPath {
+                    path: target.display().to_string(),
+                    reason: format!(
+                        "the directory {} does not exist; create it first",
+                        parent_dir(target).display()
+                    ),
+                });
+            }
             Err(e) => return Err(Error::io(&path, e)),
         }
     }
