@@ -53,7 +53,7 @@ pub use error::Error;
 pub use export::{ExportOptions, ExportReport, Progress, ProgressFn};
 pub use inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
 pub use legacy::SkdmTracking;
-pub use maintenance::CompactReport;
+pub use maintenance::{CompactReport, RestoreReport};
 pub use retention::MaintenanceReport;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};

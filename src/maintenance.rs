@@ -1,7 +1,7 @@
 //! Operating a store: backups, restore, compaction, deleting an account.
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Builder, Database, Value, WriteTransaction};
@@ -198,6 +198,75 @@ pub struct CompactReport {
     pub bytes_after: u64,
 }
 
+/// What [`RedbStore::restore_file`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    /// The store file, now a copy of the backup.
+    pub restored: PathBuf,
+    /// Where the file it replaced is kept, if there was one.
+    pub replaced: Option<PathBuf>,
+}
+
+/// Gives the store file `target` a second name beside it,
+/// `<target>.replaced-<unix seconds>[-<n>]`, owner-only, and moves its
+/// journal (if any) to go with it. `target` itself is left in place.
+fn keep_replaced(target: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut n = 0u32;
+    let kept = loop {
+        let suffix = match n {
+            0 => format!(".replaced-{secs}"),
+            n => format!(".replaced-{secs}-{n}"),
+        };
+        let kept = files::with_suffix(target, suffix);
+        match second_name(target, &kept) {
+            Ok(()) => break kept,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(Error::io(&kept, e)),
+        }
+    };
+    let journal = journal_path(target);
+    if journal.exists() {
+        std::fs::rename(&journal, journal_path(&kept)).map_err(|e| Error::io(&journal, e))?;
+    }
+    Ok(kept)
+}
+
+/// Makes `kept` (which must not exist) hold the content of `file`: a hard
+/// link, or an owner-only copy where links are not supported.
+fn second_name(file: &Path, kept: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(file, kept) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut to = options.open(kept)?;
+            let copied =
+                std::io::copy(&mut std::fs::File::open(file)?, &mut to).and_then(|_| to.sync_all());
+            if let Err(e) = copied {
+                let _ = std::fs::remove_file(kept);
+                return Err(e);
+            }
+        }
+    }
+    // A store holds private keys, whatever mode the old file had.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        if let Err(e) = std::fs::set_permissions(kept, private) {
+            let _ = std::fs::remove_file(kept);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 impl CompactReport {
     /// Bytes given back to the file system (0 if none).
     pub fn bytes_freed(&self) -> u64 {
@@ -273,20 +342,26 @@ impl RedbStore {
     }
 
     /// Replaces the store file `target` with a copy of `backup` (written by
-    /// [`RedbStore::backup_to`] or `wa-redb backup`). Refuses if `target` is
-    /// open in any process, or if `backup` is not a store. A journal left
-    /// beside `target` by a crash belongs to the replaced file and is
-    /// removed.
+    /// [`RedbStore::backup_to`] or `wa-redb backup`), or creates it. Refuses
+    /// if `target` is open in any process, or if `backup` is not a store.
+    ///
+    /// A file replaced is kept beside it, owner-only, as
+    /// `<target>.replaced-<unix seconds>` (with `-<n>` added if that name is
+    /// taken), together with its journal if a crash left one: it is a store
+    /// of its own, and opening it replays that journal. The report names it;
+    /// removing it is up to the caller.
     pub fn restore_file(
         backup: impl AsRef<Path>,
         target: impl AsRef<Path>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RestoreReport, StoreError> {
         let backup = registry::canonical(backup.as_ref())?;
         let target = registry::canonical(target.as_ref())?;
         if backup == target {
-            return Err(
-                Error::Invalid("the backup and the target are the same file".into()).into(),
-            );
+            return Err(Error::Invalid(format!(
+                "{}: the backup and the target are the same file; restore into another path",
+                target.display()
+            ))
+            .into());
         }
         // The backup must be a store this build can open.
         {
@@ -297,11 +372,13 @@ impl RedbStore {
         }
         // Nobody may have the target open: we are about to replace it.
         not_open_here(&target)?;
-        if target.exists() {
+        let replacing = target.exists();
+        if replacing {
             drop(open_bare(&target)?);
         }
         files::remove_stale_temps(&target);
         let (tmp, mut to) = files::create_temp(&target, files::TempKind::Restoring)?;
+        let mut kept = None;
         let result = (|| {
             // Marks the copy as live for `remove_stale_temps` elsewhere.
             to.try_lock().map_err(|e| Error::io(&tmp, e.into()))?;
@@ -310,13 +387,28 @@ impl RedbStore {
             let mut from = std::fs::File::open(&backup).map_err(|e| Error::io(&backup, e))?;
             std::io::copy(&mut from, &mut to).map_err(|e| Error::io(&tmp, e))?;
             to.sync_all().map_err(|e| Error::io(&tmp, e))?;
-            files::remove_if_present(&journal_path(&target))?;
+            if replacing {
+                kept = Some(keep_replaced(&target)?);
+            } else {
+                // A journal without its store belongs to nothing.
+                files::remove_if_present(&journal_path(&target))?;
+            }
             std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
             files::sync_parent_dir(&target)
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
+            if let Some(kept) = &kept {
+                // The target is still the old file: its second name goes,
+                // its journal comes back.
+                let _ = std::fs::rename(journal_path(kept), journal_path(&target));
+                let _ = std::fs::remove_file(kept);
+            }
         }
-        Ok(result?)
+        result?;
+        Ok(RestoreReport {
+            restored: target,
+            replaced: kept,
+        })
     }
 }
