@@ -53,11 +53,21 @@ pub struct ExportOptions {
     /// the export refuses, so that an account is not mixed with another by
     /// mistake.
     pub merge_into_existing: bool,
+    /// `export_sqlite` (feature `sqlite`): replace the accounts the SQLite
+    /// file already holds rows of (they are deleted there first). Without
+    /// it, such an export is refused.
+    pub overwrite: bool,
     /// Called as rows are written.
     pub progress: Option<ProgressFn>,
 }
 
 impl ExportOptions {
+    /// Sets [`ExportOptions::overwrite`].
+    pub fn with_overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
     /// Sets [`ExportOptions::merge_into_existing`].
     pub fn with_merge_into_existing(mut self, merge: bool) -> Self {
         self.merge_into_existing = merge;
@@ -80,6 +90,9 @@ pub struct ExportReport {
     pub rows: BTreeMap<&'static str, u64>,
     /// All rows written.
     pub total_rows: u64,
+    /// The target held rows of this account, deleted before the export
+    /// (`export_sqlite` with `overwrite`).
+    pub replaced: bool,
 }
 
 /// Lowercase hex (for dumps and import reports).
@@ -325,6 +338,7 @@ impl RedbStore {
             device_id: d,
             total_rows: t.done,
             rows: t.rows,
+            replaced: false,
         })
     }
 }

@@ -11,8 +11,10 @@ use super::*;
 /// [`RedbStore::export_to_backend`] (see there for what the trait cannot
 /// carry: sent-message and pending-inbound times become the export time).
 ///
-/// Refuses a device id the SQLite file already has rows for. After each
-/// account, the rows are counted in both files, table by table; on any
+/// Refuses a device id the SQLite file already has rows for, unless
+/// `options.overwrite`: then those rows are deleted first (if the export
+/// then fails, the SQLite file is left without that account; the store file
+/// still has it). After each account, the rows are counted in both files, table by table; on any
 /// difference or failure the rows of that account are deleted from the
 /// SQLite file again and the export fails. `redb_path` is only read
 /// ([`RedbStore::open_to_look`]): it may be read-only, or in use by another
@@ -61,9 +63,10 @@ pub async fn export_sqlite(
         .filter(|(d, _)| existing.contains_key(d))
         .map(|(d, _)| d.to_string())
         .collect();
-    if !clash.is_empty() {
+    if !clash.is_empty() && !options.overwrite {
         return Err(Error::Invalid(format!(
-            "{} already holds rows of device id(s) {}; export into another file",
+            "{} already holds rows of device id(s) {}; export into another file, or set \
+             `overwrite` to replace them (wa-redb: --overwrite)",
             sqlite_path.display(),
             clash.join(", ")
         ))
@@ -90,6 +93,10 @@ pub async fn export_sqlite(
     let mut reports = Vec::new();
     for &(d, _) in &selected {
         let target = SqliteStore::new_for_device(&url, d).await?;
+        let replaced = existing.contains_key(&d);
+        if replaced {
+            delete_sql_rows(&target, d).await?;
+        }
         let mut opts = ExportOptions::default();
         if let Some(p) = options.progress.clone() {
             let offset = done;
@@ -125,7 +132,7 @@ pub async fn export_sqlite(
         match result {
             Ok(report) => {
                 done += report.total_rows;
-                reports.push(report);
+                reports.push(ExportReport { replaced, ..report });
             }
             Err(e) => {
                 if let Err(undo) = delete_sql_rows(&target, d).await {
