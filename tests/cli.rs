@@ -3,97 +3,20 @@
 //! files, missing files, damaged files, bad arguments, and a file another
 //! process holds open.
 
+#[path = "util/cli.rs"]
+mod cli;
 #[path = "util/process.rs"]
 mod process;
 
 use std::ffi::OsStr;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::Child;
 
-use bytes::Bytes;
+use cli::{dump, fixture, json, wa};
 use serde_json::Value;
-use wacore::store::Device;
 use wacore::store::traits::*;
 use whatsapp_rust_redb_storage::RedbStore;
-
-/// What a run of `wa-redb` did.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn wa<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let out = Command::new(env!("CARGO_BIN_EXE_wa-redb"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run wa-redb");
-    Run {
-        code: out.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// The one LID mapping the fixtures store (LID 100 -> phone 55).
-fn lid_mapping() -> LidPnMappingEntry {
-    LidPnMappingEntry {
-        lid: "100".into(),
-        phone_number: "55".into(),
-        created_at: 1,
-        updated_at: 2,
-        learning_source: "usync".into(),
-    }
-}
-
-/// Rows in several tables of one account.
-async fn fill(s: &RedbStore) {
-    let d = s.device_id();
-    let mut dev = Device::new();
-    dev.push_name = format!("user-{d}");
-    s.save(&dev).await.unwrap();
-    let sessions: Vec<(Arc<str>, Bytes)> = (0..30)
-        .map(|i| {
-            (
-                Arc::from(format!("55{i:08}@c.us.0")),
-                Bytes::from(vec![d as u8; 64]),
-            )
-        })
-        .collect();
-    s.put_sessions_batch(&sessions).await.unwrap();
-    s.put_identity("5500000000@c.us.0", [7; 32]).await.unwrap();
-    s.store_prekey(1, b"prekey", true).await.unwrap();
-    s.store_prekey(2, b"prekey", false).await.unwrap();
-    s.put_lid_mapping(&lid_mapping()).await.unwrap();
-    s.put_msg_secret("c@s.whatsapp.net", "a@lid", "M1", &[0xEE; 32])
-        .await
-        .unwrap();
-    s.store_sent_message("c@s.whatsapp.net", "M1", b"payload")
-        .await
-        .unwrap();
-}
-
-/// A closed store file with accounts 1 and 2.
-async fn fixture(dir: &Path) -> PathBuf {
-    let path = dir.join("store.redb");
-    let s = RedbStore::new(&path).await.unwrap();
-    fill(&s).await;
-    fill(&s.for_device(2)).await;
-    s.close().await.unwrap();
-    path
-}
 
 #[test]
 fn bad_arguments_are_usage_errors() {
@@ -106,7 +29,9 @@ fn bad_arguments_are_usage_errors() {
         &["dump", "x.redb", "--device", "one"],
         &["delete-device", "x.redb"],
         &["delete-device", "x.redb", "two"],
+        &["delete-device", "x.redb", "--device", "two"],
         &["export", "x.redb"],
+        &["export-sqlite", "x.redb"],
         &["info", "a.redb", "b.redb"],
     ] {
         let r = wa(args);
@@ -123,7 +48,7 @@ fn bad_arguments_are_usage_errors() {
         "backup",
         "restore",
         "import-sqlite",
-        "export",
+        "export-sqlite",
         "delete-device",
     ] {
         assert!(help.stdout.contains(command), "{command}: {}", help.stdout);
@@ -146,7 +71,7 @@ fn a_missing_file_is_an_error_and_is_not_created() {
         vec!["compact", m],
         vec!["backup", m, d],
         vec!["restore", m, d],
-        vec!["delete-device", m, "1"],
+        vec!["delete-device", m, "--device", "1", "--yes"],
     ] {
         let r = wa(&args);
         assert_eq!(r.code, 1, "{args:?}: {r:?}");
@@ -188,14 +113,6 @@ async fn info_lists_accounts_and_tables() {
     // `--json` is global: before the command too.
     let before = wa([OsStr::new("--json"), OsStr::new("info"), file.as_os_str()]);
     assert_eq!(json(&before.stdout)["accounts"], v["accounts"]);
-}
-
-fn dump(file: &Path, extra: &[&str]) -> (Run, Vec<Value>) {
-    let mut args = vec![OsStr::new("dump"), file.as_os_str()];
-    args.extend(extra.iter().map(OsStr::new));
-    let r = wa(&args);
-    let rows = r.stdout.lines().map(json).collect();
-    (r, rows)
 }
 
 #[tokio::test]
@@ -335,10 +252,10 @@ async fn compact_backup_restore_and_delete_device() {
     assert!(r.stderr.contains("already exists"), "{r:?}");
 
     // Delete an account; then compact.
-    let r = wa(["delete-device", f, "2"]);
+    let r = wa(["delete-device", f, "--device", "2", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("deleted device 2"), "{r:?}");
-    let r = wa(["delete-device", f, "2", "--json"]);
+    let r = wa(["delete-device", f, "--device", "2", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr
@@ -354,10 +271,13 @@ async fn compact_backup_restore_and_delete_device() {
     let r = wa(["compact", f]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.starts_with("compacted "), "{r:?}");
-    assert!(r.stdout.contains(" -> "), "{r:?}");
+    assert!(
+        r.stdout.contains("nothing to free"),
+        "a second compact: {r:?}"
+    );
 
     // Restore brings account 2 back.
-    let r = wa(["restore", b, f]);
+    let r = wa(["restore", b, f, "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("restored"), "{r:?}");
     let v = json(&wa(["info", f, "--json"]).stdout);
@@ -365,7 +285,12 @@ async fn compact_backup_restore_and_delete_device() {
     // Restoring from something that is not a backup is refused.
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello").unwrap();
-    let r = wa([OsStr::new("restore"), text.as_os_str(), file.as_os_str()]);
+    let r = wa([
+        OsStr::new("restore"),
+        text.as_os_str(),
+        file.as_os_str(),
+        OsStr::new("--yes"),
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(wa(["check", f]).code, 0, "the target is untouched");
 }
@@ -405,8 +330,8 @@ async fn a_file_held_open_by_another_process_gives_a_clear_error() {
     let mut commands: Vec<Vec<String>> = [
         &["compact", f][..],
         &["backup", f, "unused.redb"],
-        &["restore", o, f],
-        &["delete-device", f, "1"],
+        &["restore", o, f, "--yes"],
+        &["delete-device", f, "--device", "1", "--yes"],
     ]
     .iter()
     .map(|args| args.iter().map(|a| a.to_string()).collect())
@@ -434,6 +359,15 @@ async fn a_file_held_open_by_another_process_gives_a_clear_error() {
         assert!(r.stderr.contains("RedbStore::backup_to"), "{args:?}: {r:?}");
         assert!(r.stdout.is_empty(), "{args:?}: {r:?}");
     }
+    // With --json, the same as a JSON object on stdout.
+    let r = wa(["compact", f, "--json"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let v = json(&r.stdout);
+    assert_eq!(v["exit_code"], 3, "{v}");
+    assert!(
+        v["hint"].as_str().unwrap().contains("RedbStore::backup_to"),
+        "{v}"
+    );
     drop(child.stdin.take());
     std::io::Read::read_to_end(&mut child_out, &mut Vec::new()).unwrap();
     assert!(child.wait().unwrap().success());
@@ -466,14 +400,14 @@ async fn import_sqlite_and_export_to_sqlite() {
     let url = db.to_str().unwrap();
     for d in [1, 2] {
         let s = SqliteStore::new_for_device(url, d).await.unwrap();
-        let mut dev = Device::new();
+        let mut dev = wacore::store::Device::new();
         dev.push_name = format!("sqlite-{d}");
         s.save(&dev).await.unwrap();
         s.put_session("a@c.us.0", &[d as u8; 10]).await.unwrap();
-        s.store_prekeys_batch(&[(1, Bytes::from_static(b"k"))], true)
+        s.store_prekeys_batch(&[(1, bytes::Bytes::from_static(b"k"))], true)
             .await
             .unwrap();
-        s.put_lid_mapping(&lid_mapping()).await.unwrap();
+        s.put_lid_mapping(&cli::lid_mapping()).await.unwrap();
     }
     let file = dir.path().join("store.redb");
     let f = file.to_str().unwrap();
@@ -494,7 +428,7 @@ async fn import_sqlite_and_export_to_sqlite() {
         r.stderr.contains("already holds device id(s) 1, 2"),
         "{r:?}"
     );
-    let r = wa(["import-sqlite", url, f, "--overwrite", "--json"]);
+    let r = wa(["import-sqlite", url, f, "--overwrite", "--yes", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let v = json(&r.stdout);
     assert_eq!(v["accounts"][0]["replaced"], true);
@@ -509,7 +443,7 @@ async fn import_sqlite_and_export_to_sqlite() {
     // Export one account to a new SqliteStore file.
     let out = dir.path().join("out.db");
     let o = out.to_str().unwrap();
-    let r = wa(["export", f, "--to-sqlite", o, "--device", "2"]);
+    let r = wa(["export-sqlite", f, o, "--device", "2"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("exported device 2"), "{r:?}");
     let s = SqliteStore::new_for_device(o, 2).await.unwrap();
@@ -526,15 +460,33 @@ async fn import_sqlite_and_export_to_sqlite() {
             .await
             .unwrap()
     );
-    let r = wa(["export", f, "--to-sqlite", o, "--device", "2"]);
+    let r = wa(["export-sqlite", f, o, "--device", "2"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("already holds rows of device id(s) 2"),
         "{r:?}"
     );
+    assert!(r.stderr.contains("--overwrite"), "{r:?}");
+    // The old spelling still works.
     let r = wa(["export", f, "--to-sqlite", o, "--device", "1", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(json(&r.stdout)[0]["device_id"], 1);
+    assert_eq!(json(&r.stdout)[0]["replaced"], false);
+    // --overwrite replaces the account the SQLite file holds.
+    let r = wa([
+        "export-sqlite",
+        f,
+        o,
+        "--device",
+        "2",
+        "--overwrite",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(json(&r.stdout)[0]["replaced"], true);
+    let s = SqliteStore::new_for_device(o, 2).await.unwrap();
+    assert_eq!(s.load().await.unwrap().unwrap().push_name, "sqlite-2");
 }
 
 #[cfg(not(feature = "sqlite"))]

@@ -1,0 +1,153 @@
+//! The command line: every command, flag and argument, with its help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wa-redb",
+    version,
+    about = "Inspect and operate whatsapp-rust redb store files",
+    after_help = "Exit status: 0 success (for `check`: the file is sound); 1 failure \
+                  (for `check`: the file is damaged or not a store); 2 bad usage \
+                  (including a destructive command without --yes off a terminal); \
+                  3 the store file is open in another process.\n\
+                  A device id is always given as --device N (negative ids too: --device -5)."
+)]
+pub struct Cli {
+    /// Print JSON on stdout, failures too: {"error", "hint", "exit_code"}.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Accounts, tables, sizes and schema of a store file.
+    Info {
+        /// The store file.
+        file: PathBuf,
+    },
+    /// Rows as JSON lines; secrets redacted unless --reveal.
+    ///
+    /// Always JSON lines, one row each: --json changes only how a failure is
+    /// reported.
+    Dump {
+        /// The store file.
+        file: PathBuf,
+        /// Only this account (device id).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        device: Option<i32>,
+        /// Only this table (see `wa-redb info`).
+        #[arg(long)]
+        table: Option<String>,
+        /// Print private keys, session and sender-key records, message
+        /// secrets and message contents instead of a "redacted" placeholder.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Verify every page and record; the exit status says if the file is sound.
+    Check {
+        /// The store file to verify.
+        file: PathBuf,
+    },
+    /// Give free space back to the file system.
+    ///
+    /// Prints the file's size (as `stat` shows it) before and after.
+    Compact {
+        /// The store file (no process may have it open).
+        file: PathBuf,
+    },
+    /// Write a consistent, compact copy of a store file to DEST.
+    Backup {
+        /// The store file to copy.
+        file: PathBuf,
+        /// Where to write the copy: must not exist; its directory must.
+        dest: PathBuf,
+    },
+    /// Replace FILE with a copy of BACKUP, keeping the replaced file.
+    ///
+    /// The replaced file stays beside it as FILE.replaced-<unix seconds>,
+    /// owner-only. Refuses if FILE is in use; asks first on a terminal.
+    Restore {
+        /// A backup written by `wa-redb backup` (or `RedbStore::backup_to`).
+        backup: PathBuf,
+        /// The store file to replace (or create).
+        file: PathBuf,
+        /// Replace FILE without asking (required when stdin is not a
+        /// terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Copy every account of a SqliteStore database into a store file.
+    ImportSqlite {
+        /// The SqliteStore database to read.
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+        /// The store file to write (created if missing).
+        #[arg(value_name = "DST")]
+        dst: PathBuf,
+        /// Replace the accounts DST already holds with those of SRC.
+        #[arg(long)]
+        overwrite: bool,
+        /// With --overwrite: replace without asking (required when stdin is
+        /// not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Copy accounts of a store file into a SqliteStore database.
+    ExportSqlite {
+        /// The store file to read.
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+        /// The SqliteStore database to write (created if missing).
+        #[arg(value_name = "DST")]
+        dst: PathBuf,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+    /// Old spelling of `export-sqlite FILE DB`.
+    #[command(hide = true)]
+    Export {
+        /// The store file to read.
+        file: PathBuf,
+        /// The SqliteStore database to write (created if missing).
+        #[arg(long = "to-sqlite", value_name = "DB")]
+        to_sqlite: PathBuf,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+    /// Delete one account: every row of a device id.
+    ///
+    /// Asks first on a terminal. The close compacts the file when much of
+    /// it is free afterwards. Run it again if it was interrupted: the account
+    /// is gone from the first moment (no device record), the rest of its
+    /// rows with the second run.
+    DeleteDevice {
+        /// The store file.
+        file: PathBuf,
+        /// The account to delete (device id).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        device: i32,
+        /// Delete without asking (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// What `export-sqlite` (and its old spelling) takes besides the files.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Only this account (device id); all accounts if absent.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub device: Option<i32>,
+    /// Replace the accounts DST already holds rows of.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// With --overwrite: replace without asking (required when stdin is not
+    /// a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}

@@ -1,0 +1,180 @@
+//! Why a command failed, as the user should read it, and how it is
+//! reported: on stderr, or with `--json` as a JSON object on stdout.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::json;
+use wacore::store::error::StoreError;
+use whatsapp_rust_redb_storage::Error;
+
+/// Exit status: the operation failed, or `check` found the file unsound.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad usage (clap's, too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: another process has the store file open.
+pub const EXIT_IN_USE: u8 = 3;
+
+pub struct Failure {
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    pub code: u8,
+    /// The reader of our output went away (`| head`): not a failure, and
+    /// nothing more to say.
+    pub quiet: bool,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            hint: None,
+            code: EXIT_FAILED,
+            quiet: false,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            ..Failure::new(message)
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// A failure to write our output: a closed pipe ends the command
+    /// quietly with success, like `cat` does.
+    pub fn output(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure {
+                quiet: true,
+                code: 0,
+                ..Failure::new("")
+            }
+        } else {
+            Failure::new(format!("cannot write the output: {e}"))
+        }
+    }
+
+    /// Reports the failure (on stdout as JSON with `as_json`, else on
+    /// stderr) and returns the exit status.
+    pub fn report(self, as_json: bool) -> ExitCode {
+        if self.quiet {
+            return ExitCode::SUCCESS;
+        }
+        if as_json {
+            let value = json!({
+                "error": self.message,
+                "hint": self.hint,
+                "exit_code": self.code,
+            });
+            let mut out = std::io::stdout().lock();
+            // Nobody to tell if stdout is gone: the status still says it.
+            let _ = writeln!(out, "{value:#}").and_then(|()| out.flush());
+        } else {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "wa-redb: error: {}", self.message);
+            if let Some(hint) = &self.hint {
+                let _ = writeln!(err, "{}", wrap("hint: ", hint, 78));
+            }
+        }
+        ExitCode::from(self.code)
+    }
+}
+
+/// `text` after `first`, wrapped at `width` columns, continuation lines
+/// indented under the text.
+pub fn wrap(first: &str, text: &str, width: usize) -> String {
+    let indent = " ".repeat(first.len());
+    let mut out = String::from(first);
+    let mut col = first.len();
+    let mut line_empty = true;
+    for word in text.split_whitespace() {
+        if !line_empty && col + 1 + word.len() > width {
+            out.push('\n');
+            out.push_str(&indent);
+            col = indent.len();
+            line_empty = true;
+        }
+        if !line_empty {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += word.len();
+        line_empty = false;
+    }
+    out
+}
+
+pub const IN_USE_HINT: &str = "only `info`, `dump`, `check` and `export-sqlite` work on a store an \
+application has open. Stop the application first, or have it write a consistent copy with \
+`RedbStore::backup_to(path)` (or `DeviceStore::snapshot_db`) and run wa-redb on the copy.";
+
+/// The library's own error in a `StoreError`'s chain, if any.
+pub fn store_error(e: &StoreError) -> Option<&Error> {
+    let mut layer: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(l) = layer {
+        if let Some(ours) = l.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        layer = l.source();
+    }
+    None
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match store_error(&e) {
+            Some(ours @ Error::AlreadyOpen { .. }) => {
+                return Failure {
+                    code: EXIT_IN_USE,
+                    ..Failure::new(ours.to_string())
+                }
+                .with_hint(IN_USE_HINT);
+            }
+            Some(ours @ Error::Corrupted { .. }) => {
+                return Failure::new(ours.to_string()).with_hint(
+                    "`wa-redb check FILE` tells what is damaged; `wa-redb restore BACKUP FILE` \
+                     puts a backup in its place",
+                );
+            }
+            // Our messages name the file and say what happened.
+            Some(ours) => return Failure::new(ours.to_string()),
+            None => {}
+        }
+        match e {
+            StoreError::Validation(m) | StoreError::InvalidConfig(m) => Failure::new(m),
+            e => {
+                let mut text = e.to_string();
+                let mut layer = std::error::Error::source(&e);
+                while let Some(l) = layer {
+                    text.push_str(": ");
+                    text.push_str(&l.to_string());
+                    layer = l.source();
+                }
+                Failure::new(text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn hints_wrap_under_their_label() {
+        let text = wrap("hint: ", &"word ".repeat(40), 30);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 3, "{text}");
+        assert!(lines.iter().all(|l| l.len() <= 30), "{text}");
+        assert!(lines[0].starts_with("hint: word"));
+        assert!(lines[1..].iter().all(|l| l.starts_with("      word")));
+    }
+}
