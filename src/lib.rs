@@ -21,6 +21,8 @@
 //!   from / export to SqliteStore files, feature `sqlite`). The `wa-redb`
 //!   tool (feature `cli`) is a thin layer over these.
 
+#![warn(missing_docs)]
+
 mod appstate;
 mod catalog;
 mod codec;

@@ -194,7 +194,9 @@ pub(crate) fn open_bare(path: &Path) -> Result<Database> {
 /// Sizes of the file before and after a compaction.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct CompactReport {
+    /// The file's size before, as `stat` shows it.
     pub bytes_before: u64,
+    /// The file's size after.
     pub bytes_after: u64,
 }
 

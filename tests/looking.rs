@@ -114,6 +114,16 @@ fn look_everywhere(file: &Path) -> Value {
     let r = wa_as_reader([OsStr::new("check"), f]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.starts_with("ok: "), "{r:?}");
+    #[cfg(feature = "sqlite")]
+    {
+        // Into a directory the reader may write.
+        let out = tempfile::tempdir().unwrap();
+        chmod(out.path(), 0o777);
+        let db = out.path().join("exported.db");
+        let r = wa_as_reader([OsStr::new("export-sqlite"), f, db.as_os_str()]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stdout.contains("exported device 1"), "{r:?}");
+    }
     let after = files_of(dir);
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
