@@ -13,6 +13,9 @@ use crate::store::{RedbStore, now_secs};
 /// Keys deleted per write transaction: a sweep of a large table never holds
 /// the write lane for long, so other writers go in between.
 const DELETE_SLICE: usize = 256;
+/// Slices between the checkpoints of a long sweep (4,096 keys, as
+/// `delete_device` does).
+const SLICES_PER_CHECKPOINT: usize = 16;
 
 /// What [`RedbStore::maintenance`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -49,7 +52,13 @@ impl RedbStore {
             })
             .await?;
         let mut deleted = 0u32;
-        for slice in expired.chunks(DELETE_SLICE) {
+        for (n, slice) in expired.chunks(DELETE_SLICE).enumerate() {
+            // Pages freed by in-memory commits become reusable only after a
+            // durable one: a long sweep checkpoints now and then, so that it
+            // reuses what it freed instead of growing the file.
+            if n > 0 && n % SLICES_PER_CHECKPOINT == 0 {
+                self.checkpoint().await?;
+            }
             let slice = slice.to_vec();
             let weight = slice.iter().map(|(a, i)| a.len() + i.len()).sum();
             deleted += self

@@ -175,3 +175,46 @@ async fn the_journal_of_a_crashed_version_1_process_is_replayed_then_migrated() 
     s.close().await.unwrap();
     assert!(RedbStore::check_file(&path).unwrap().is_ok());
 }
+
+/// A sweep over many keys reuses the pages it frees: on a compacted file
+/// (no free page at all) deleting every key leaves the file about its size.
+#[tokio::test]
+async fn a_long_sweep_does_not_grow_the_file() {
+    const KEYS: u32 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    RedbStore::new(&path).await.unwrap().close().await.unwrap();
+    {
+        // Old rows straight into the file, in one transaction.
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def = redb::TableDefinition::<(i32, &str, &str), &[u8]>::new("base_keys");
+            let mut t = txn.open_table(def).unwrap();
+            let row = [1, 0x92, 5, 0xc4, 32]
+                .iter()
+                .copied()
+                .chain([7u8; 32])
+                .collect::<Vec<_>>();
+            for k in 0..KEYS {
+                let address = format!("5511{k:09}@s.whatsapp.net.0");
+                t.insert((1, address.as_str(), "3EB0000000000000"), &row[..])
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let mut db = db;
+        db.compact().unwrap();
+    }
+    let before = std::fs::metadata(&path).unwrap().len();
+    let s = RedbStore::with_config(&path, RedbStoreConfig::default().with_auto_compact(None))
+        .await
+        .unwrap();
+    assert_eq!(s.delete_expired_base_keys(100).await.unwrap(), KEYS);
+    s.close().await.unwrap();
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        after * 100 <= before * 105,
+        "{before} -> {after} bytes: the sweep grew the file"
+    );
+}
