@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use whatsapp_rust_redb_storage::{
-    CheckReport, DumpOptions, Error, LookReport, RedbStore, RedbStoreConfig, StoreInfo,
+    CheckReport, DumpOptions, Error, RedbStore, RedbStoreConfig, StoreInfo,
 };
 
 use crate::args::{Cli, Command, ExportArgs};
 use crate::failure::{EXIT_FAILED, EXIT_IN_USE, Failure, store_error};
+use crate::look_note::look_note;
 use crate::output::{Out, file_len, human_bytes, note, outln, print_json};
 use crate::progress::spinner;
 
@@ -45,45 +46,6 @@ fn look(path: &Path) -> Result<RedbStore, Failure> {
         note(&format!("note: {text}"));
     }
     Ok(store)
-}
-
-/// What a user should know about how a look saw the store, if anything.
-fn look_note(look: &LookReport) -> Option<String> {
-    let records = match look.journal_records {
-        0 => String::new(),
-        n => format!(" plus {n} journal record(s)"),
-    };
-    // In use, the journal's tail is being written: stopping there is normal.
-    let stopped = match &look.journal_stopped {
-        Some(why) if !look.in_use => format!(" (the journal ends early: {why})"),
-        _ => String::new(),
-    };
-    if look.in_use {
-        let age = match look.checkpointed_at {
-            Some(at) => {
-                let ago = now_secs().saturating_sub(at).max(0);
-                format!("its last checkpoint ({ago} s ago)")
-            }
-            None => "its last checkpoint (time not recorded)".to_string(),
-        };
-        Some(format!(
-            "the store is open in another process: showing {age}{records}; \
-             writes it acknowledged since may not be shown"
-        ))
-    } else if look.crashed {
-        Some(format!(
-            "the last process did not close the store: showing its file{records}{stopped}, \
-             applied in memory only (the next open by the application applies it for good)"
-        ))
-    } else {
-        None
-    }
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Opens an existing store file as its owner, without compaction at

@@ -11,6 +11,7 @@
 mod args;
 mod commands;
 mod failure;
+mod look_note;
 mod output;
 mod progress;
 
