@@ -37,7 +37,7 @@ pub enum Error {
 
     /// Another process holds the file open.
     #[error(
-        "{}: the store file is already open in another process; a store file can be open in only one process at a time",
+        "{}: the store file is already open in another process; a store file can be open in only one process at a time: stop that process first, or have it write a copy with `RedbStore::backup_to` and use the copy",
         .path.display()
     )]
     AlreadyOpen {
@@ -97,7 +97,10 @@ pub enum Error {
     },
 
     /// The file is damaged.
-    #[error("{}: the store file is damaged: {detail}", .path.display())]
+    #[error(
+        "{}: the store file is damaged: {detail}; `wa-redb check` says what is damaged, `wa-redb restore` puts a backup in its place",
+        .path.display()
+    )]
     Corrupted {
         /// The file the error is about.
         path: PathBuf,
@@ -106,7 +109,7 @@ pub enum Error {
     },
 
     /// An operating-system I/O error (disk full, permission denied, EIO...).
-    #[error("{}: I/O error: {source}", .path.display())]
+    #[error("{}: I/O error: {source} (check the path, its permissions and the disk)", .path.display())]
     Io {
         /// The file the error is about.
         path: PathBuf,
@@ -163,7 +166,7 @@ pub enum Error {
     },
 
     /// The store was closed.
-    #[error("{}: the store has been closed", .path.display())]
+    #[error("{}: the store has been closed; open it again to use it", .path.display())]
     Closed {
         /// The file the error is about.
         path: PathBuf,
@@ -216,6 +219,32 @@ pub enum Error {
 }
 
 impl Error {
+    /// This crate's error inside a [`StoreError`] a trait method returned,
+    /// if there is one. wacore 0.7's `StoreError` prints a fixed text for
+    /// most of its variants ("database connection error", "database
+    /// operation error"); the file, the cause and what to do are in this
+    /// error, which the `StoreError` carries as its source:
+    ///
+    /// ```
+    /// # use whatsapp_rust_redb_storage::Error;
+    /// # fn report(e: &wacore::store::error::StoreError) -> String {
+    /// match Error::find_in(e) {
+    ///     Some(ours) => ours.to_string(),
+    ///     None => e.to_string(),
+    /// }
+    /// # }
+    /// ```
+    pub fn find_in(e: &StoreError) -> Option<&Error> {
+        let mut layer: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(l) = layer {
+            if let Some(ours) = l.downcast_ref::<Error>() {
+                return Some(ours);
+            }
+            layer = l.source();
+        }
+        None
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),

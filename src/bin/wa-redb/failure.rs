@@ -118,14 +118,7 @@ application has open. Stop the application first, or have it write a consistent 
 
 /// The library's own error in a `StoreError`'s chain, if any.
 pub fn store_error(e: &StoreError) -> Option<&Error> {
-    let mut layer: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(l) = layer {
-        if let Some(ours) = l.downcast_ref::<Error>() {
-            return Some(ours);
-        }
-        layer = l.source();
-    }
-    None
+    Error::find_in(e)
 }
 
 impl From<StoreError> for Failure {
@@ -137,12 +130,6 @@ impl From<StoreError> for Failure {
                     ..Failure::new(ours.to_string())
                 }
                 .with_hint(IN_USE_HINT);
-            }
-            Some(ours @ Error::Corrupted { .. }) => {
-                return Failure::new(ours.to_string()).with_hint(
-                    "`wa-redb check FILE` tells what is damaged; `wa-redb restore BACKUP FILE` \
-                     puts a backup in its place",
-                );
             }
             // Our messages name the file and say what happened.
             Some(ours) => return Failure::new(ours.to_string()),
