@@ -77,6 +77,23 @@ pub enum IntegrityCheck {
 /// the more frequent checkpoints and compaction win, each handle keeps its
 /// own `max_value_size`), and [`crate::RedbStore::config`] returns what is in
 /// effect.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), wacore::store::error::StoreError> {
+/// use std::time::Duration;
+/// use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("whatsapp.redb");
+/// // Every acknowledged write survives a power loss, not only a crash.
+/// let config = RedbStoreConfig::default()
+///     .with_synchronous(Synchronous::Full)
+///     .with_checkpoint_interval(Duration::from_secs(10))
+///     .with_base_key_retention(Some(Duration::from_secs(7 * 24 * 3600)));
+/// let store = RedbStore::with_config(&path, config).await?;
+/// assert_eq!(store.config().synchronous, Synchronous::Full);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedbStoreConfig {
     /// The most page cache this file may use, in KiB (reads and

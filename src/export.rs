@@ -311,6 +311,23 @@ impl RedbStore {
     ///   is key order (the trait leaves that order unspecified).
     /// - With `merge_into_existing`, rows are upserted through the trait's
     ///   merge rules (e.g. a LID mapping keeps the target's `created_at`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wacore::store::error::StoreError> {
+    /// use wacore::store::traits::{DeviceStore, SignalStore};
+    /// use whatsapp_rust_redb_storage::{ExportOptions, RedbStore};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let source = RedbStore::new(dir.path().join("a.redb")).await?;
+    /// source.create().await?;
+    /// source.put_session("a@c.us.0", b"record").await?;
+    /// // Any `Backend` will do: another RedbStore, a SqliteStore...
+    /// let target = RedbStore::new(dir.path().join("b.redb")).await?;
+    /// let report = source.export_to_backend(&target, &ExportOptions::default()).await?;
+    /// assert_eq!(report.rows["sessions"], 1);
+    /// assert!(target.get_session("a@c.us.0").await?.is_some());
+    /// # Ok(()) }
+    /// ```
     pub async fn export_to_backend<B: Backend + ?Sized>(
         &self,
         target: &B,

@@ -2,24 +2,44 @@
 //! on [redb](https://crates.io/crates/redb): a drop-in replacement for
 //! `SqliteStore` in a single file, with no C toolchain.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), wacore::store::error::StoreError> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), wacore::store::error::StoreError> {
+//! use wacore::store::traits::SignalStore;
 //! use whatsapp_rust_redb_storage::RedbStore;
-//! let store = RedbStore::new("whatsapp.redb").await?;
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("whatsapp.redb");
+//! // Instead of `SqliteStore::new("whatsapp.db")`:
+//! let store = RedbStore::new(&path).await?;
+//! store.put_session("5511987650001:1@c.us.0", b"session record").await?;
+//! store.close().await?;
+//!
+//! let store = RedbStore::new(&path).await?;
+//! let session = store.get_session("5511987650001:1@c.us.0").await?;
+//! assert_eq!(session.as_deref(), Some(&b"session record"[..]));
 //! # Ok(()) }
 //! ```
 //!
-//! Layout of the crate:
-//! - [`RedbStore`] (`store`): the handle; the trait implementations live in
-//!   one module per trait domain: `signal`, `appstate`, `protocol`,
-//!   `msg_secret`, `device`, plus `legacy` for the older sender-key API.
-//! - `catalog`: every table; `codec`: value encodings.
-//! - `engine`: the writer thread, journal, recovery, schema.
-//! - Operations: `maintenance` (backup, restore, compact, delete an
-//!   account), `inspect` (accounts, info, check), `export` (an account to
-//!   any `Backend`), `dump` (rows as JSON, feature `cli`), `sqlite` (import
-//!   from / export to SqliteStore files, feature `sqlite`). The `wa-redb`
-//!   tool (feature `cli`) is a thin layer over these.
+//! What a user reaches:
+//! - [`RedbStore`]: the handle, implementing every wacore 0.7 store trait
+//!   (`Backend`); its constructors mirror SqliteStore's, and
+//!   [`RedbStore::for_device`] gives other accounts of the same file.
+//! - [`RedbStoreConfig`] and [`Synchronous`]: durability, checkpoints,
+//!   cache, limits, retention; see the README's "Configuration and
+//!   durability".
+//! - Operations on a store: [`RedbStore::backup_to`],
+//!   [`RedbStore::restore_file`], [`RedbStore::compact_file`],
+//!   [`RedbStore::delete_device`], [`RedbStore::maintenance`],
+//!   [`RedbStore::info`], [`RedbStore::check_file`],
+//!   [`RedbStore::open_to_look`] (never writes; works on a store in use),
+//!   [`RedbStore::export_to_backend`] (an account to any `Backend`); with
+//!   feature `cli`, `RedbStore::dump`; with feature `sqlite`,
+//!   `import_sqlite` and `export_sqlite`.
+//! - [`Error`]: what went wrong, naming the file and what to do; a
+//!   `StoreError` carries it as its source ([`Error::find_in`]).
+//!
+//! Features: `cli` (the `wa-redb` tool and `dump`), `sqlite` (SQLite
+//! import/export; compiles C SQLite), `bot` (the whatsapp-rust example).
 
 #![warn(missing_docs)]
 
@@ -33,6 +53,7 @@ mod dump;
 mod engine;
 mod error;
 mod export;
+#[doc(hidden)]
 pub mod fault;
 mod inspect;
 mod legacy;

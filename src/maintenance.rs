@@ -104,6 +104,21 @@ impl RedbStore {
     /// `target`, which must not exist, while the store stays open and in
     /// use. The copy holds every write acknowledged before the call, is
     /// compact, and opens as a store of its own.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wacore::store::error::StoreError> {
+    /// use wacore::store::traits::SignalStore;
+    /// use whatsapp_rust_redb_storage::RedbStore;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (path, copy) = (dir.path().join("live.redb"), dir.path().join("copy.redb"));
+    /// let store = RedbStore::new(&path).await?;
+    /// store.put_session("a@c.us.0", b"record").await?;
+    /// store.backup_to(&copy).await?; // while `store` stays in use
+    /// let backup = RedbStore::new(&copy).await?;
+    /// assert!(backup.get_session("a@c.us.0").await?.is_some());
+    /// # Ok(()) }
+    /// ```
     pub async fn backup_to(&self, target: impl AsRef<Path>) -> Result<(), StoreError> {
         let target = target.as_ref().to_path_buf();
         self.read_blocking(move |s| write_copy(s, &target)).await
