@@ -50,6 +50,27 @@ use super::*;
 /// [`Error::SqliteSchemaTooNew`](crate::Error::SqliteSchemaTooNew), in both
 /// cases before the store file is touched. An older SqliteStore is
 /// migrated, as the application would, on the copy only.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), wacore::store::error::StoreError> {
+/// use wacore::store::traits::{DeviceStore, SignalStore};
+/// use whatsapp_rust_redb_storage::{ImportOptions, RedbStore, import_sqlite};
+/// use whatsapp_rust_sqlite_storage::SqliteStore;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let (db, redb) = (dir.path().join("whatsapp.db"), dir.path().join("whatsapp.redb"));
+/// // An account paired with SqliteStore...
+/// let sqlite = SqliteStore::new(db.to_str().unwrap()).await?;
+/// sqlite.create().await?;
+/// sqlite.put_session("a@c.us.0", b"record").await?;
+/// drop(sqlite);
+/// // ...moved into a new store file, keeping its pairing.
+/// let report = import_sqlite(&db, &redb, &ImportOptions::default()).await?;
+/// assert_eq!(report.accounts.len(), 1);
+/// let store = RedbStore::new(&redb).await?;
+/// assert!(store.get_session("a@c.us.0").await?.is_some());
+/// # Ok(()) }
+/// ```
 pub async fn import_sqlite(
     sqlite_path: impl AsRef<Path>,
     redb_path: impl AsRef<Path>,
