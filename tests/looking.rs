@@ -42,11 +42,17 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-redb"));
-    cmd.args(args).stdin(Stdio::null());
     // SAFETY: geteuid has no preconditions.
-    if as_reader && unsafe { libc::geteuid() } == 0 {
-        cmd.uid(65534).gid(65534);
+    let switch = as_reader && unsafe { libc::geteuid() } == 0;
+    let mut cmd = match switch {
+        true => Command::new(reader_binary()),
+        false => Command::new(env!("CARGO_BIN_EXE_wa-redb")),
+    };
+    cmd.args(args).stdin(Stdio::null());
+    if switch {
+        // Private copies of a look go to TMPDIR, which must be the
+        // reader's to write.
+        cmd.uid(65534).gid(65534).env("TMPDIR", "/tmp");
     }
     let out = cmd.output().expect("run wa-redb");
     Run {
@@ -117,7 +123,7 @@ fn look_everywhere(file: &Path) -> Value {
     #[cfg(feature = "sqlite")]
     {
         // Into a directory the reader may write.
-        let out = tempfile::tempdir().unwrap();
+        let out = world_dir();
         chmod(out.path(), 0o777);
         let db = out.path().join("exported.db");
         let r = wa_as_reader([OsStr::new("export-sqlite"), f, db.as_os_str()]);
@@ -137,10 +143,47 @@ fn look_everywhere(file: &Path) -> Value {
 }
 
 /// A store directory a reader may list but not write, holding `store.redb`.
-fn reader_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+/// Whether every directory above `path` lets others pass.
+fn others_can_reach(path: &Path) -> bool {
+    path.ancestors()
+        .skip(1)
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// A fresh directory the reader (nobody) can reach: in the temporary
+/// directory if others can pass through it, else in `/tmp`.
+fn world_dir() -> tempfile::TempDir {
+    let base = std::env::temp_dir();
+    let dir = match others_can_reach(&base.join("x")) {
+        true => tempfile::tempdir_in(base),
+        false => tempfile::tempdir_in("/tmp"),
+    }
+    .unwrap();
     chmod(dir.path(), 0o755);
     dir
+}
+
+/// The `wa-redb` binary where the reader can run it: a copy in a world
+/// directory when the build's own directory is private (a clone in /root).
+fn reader_binary() -> std::path::PathBuf {
+    static COPY: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    let built = Path::new(env!("CARGO_BIN_EXE_wa-redb"));
+    if others_can_reach(built) {
+        return built.to_path_buf();
+    }
+    let (_, copy) = COPY.get_or_init(|| {
+        let dir = world_dir();
+        let copy = dir.path().join("wa-redb");
+        std::fs::copy(built, &copy).unwrap();
+        chmod(&copy, 0o755);
+        (dir, copy)
+    });
+    copy.clone()
+}
+
+fn reader_dir() -> tempfile::TempDir {
+    world_dir()
 }
 
 #[tokio::test]
