@@ -69,7 +69,7 @@ pub enum Command {
     },
     /// Replace FILE with a copy of BACKUP, keeping the replaced file.
     ///
-    /// The replaced file stays beside it as FILE.replaced-<unix seconds>,
+    /// The replaced file stays beside it as FILE.replaced-SECS (unix seconds),
     /// owner-only. Refuses if FILE is in use; asks first on a terminal.
     Restore {
         /// A backup written by `wa-redb backup` (or `RedbStore::backup_to`).
