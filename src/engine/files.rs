@@ -157,7 +157,7 @@ fn temp_owner(rest: &str) -> Option<u32> {
 
 /// Whether a process with this id exists (on Unix; elsewhere, always
 /// assumed dead, and the file lock alone decides).
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     #[cfg(unix)]
     {
         let Ok(pid) = libc::pid_t::try_from(pid) else {

@@ -59,6 +59,52 @@ const COMPANIONS: [&str; 2] = ["-wal", "-journal"];
 /// Copies taken before giving up on a source that keeps changing.
 const COPY_ATTEMPTS: usize = 5;
 
+/// Names of private copies: `wa-redb-import-<pid>-<random>` in the
+/// temporary directory.
+const COPY_PREFIX: &str = "wa-redb-import-";
+
+/// Removes the private copies that imports of processes no longer running
+/// left behind (killed before their `Drop` ran): they hold private keys.
+/// Only directories of this user are touched; any failure leaves one as it
+/// is, for the next import to try again.
+fn remove_copies_of_dead_imports(temp_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(COPY_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                // SAFETY: geteuid has no preconditions.
+                m.is_dir() && m.uid() == unsafe { libc::geteuid() }
+            }
+            #[cfg(not(unix))]
+            {
+                m.is_dir()
+            }
+        });
+        if ours
+            && !files::process_alive(pid)
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            log::warn!(
+                "{}: cannot remove a dead import's copy: {e}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
 /// A private copy of a SQLite database (with its log or journal): in a
 /// directory of its own, owner-only (it holds private keys), removed with
 /// everything in it when this is dropped, whatever path the import takes.
@@ -125,14 +171,16 @@ fn stamps(source: &Path) -> Result<Vec<Option<Stamp>>> {
 /// file system's timestamp granularity cannot be seen: import from a file no
 /// application is using.)
 pub(crate) fn private_copy(source: &Path) -> Result<PrivateCopy> {
+    let temp_root = std::env::temp_dir();
+    remove_copies_of_dead_imports(&temp_root);
+    let prefix = format!("{COPY_PREFIX}{}-", std::process::id());
     let mut builder = tempfile::Builder::new();
-    builder.prefix("wa-redb-import-");
+    builder.prefix(&prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o700));
     }
-    let temp_root = std::env::temp_dir();
     let dir = builder
         .tempdir()
         .map_err(|e| no_copy(source, &temp_root, e))?;
@@ -376,6 +424,28 @@ mod tests {
         names.sort();
         assert_eq!(names, ["app.db", "app.db-shm", "app.db-wal"]);
         assert_eq!(std::fs::read(&source).unwrap(), b"main bytes");
+    }
+
+    #[test]
+    fn copies_left_by_dead_imports_are_removed_and_live_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        // A process id that existed and no longer does.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!("{COPY_PREFIX}{dead}-a1"),
+            format!("{COPY_PREFIX}{}-b2", std::process::id()),
+            "unrelated".to_string(),
+            format!("{COPY_PREFIX}nopid"),
+        ];
+        for name in &names {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+            std::fs::write(root.path().join(name).join("source.db"), b"keys").unwrap();
+        }
+        remove_copies_of_dead_imports(root.path());
+        let left: Vec<bool> = names.iter().map(|n| root.path().join(n).exists()).collect();
+        assert_eq!(left, [false, true, true, true]);
     }
 
     #[test]
