@@ -135,9 +135,8 @@ pub struct RedbStoreConfig {
     /// detect a retry reusing it, and never deletes them). `None` keeps
     /// them forever. Default 30 days: retries come within minutes to days.
     pub base_key_retention: Option<Duration>,
-    /// Test hook: inject I/O failures. Not part of the stable API.
-    #[doc(hidden)]
-    pub io_faults: Option<Arc<dyn IoFaults>>,
+    /// Test hook: I/O failures to inject (feature `fault-injection`).
+    pub(crate) io_faults: Option<Arc<dyn IoFaults>>,
 }
 
 impl Default for RedbStoreConfig {
@@ -232,7 +231,10 @@ impl RedbStoreConfig {
         self
     }
 
-    #[doc(hidden)]
+    /// Test hook (feature `fault-injection`): every write, fsync and
+    /// length change of the store's files passes `faults` first, which may
+    /// fail it as a full disk or a failing disk would.
+    #[cfg(feature = "fault-injection")]
     pub fn with_io_faults(mut self, faults: Arc<dyn IoFaults>) -> Self {
         self.io_faults = Some(faults);
         self

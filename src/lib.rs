@@ -53,8 +53,13 @@ mod dump;
 mod engine;
 mod error;
 mod export;
-#[doc(hidden)]
+// The fault-injection hooks are public only for tests (feature
+// `fault-injection`, which `cargo test --workspace` turns on).
+#[cfg(feature = "fault-injection")]
 pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+#[allow(dead_code, unreachable_pub)]
+pub(crate) mod fault;
 mod inspect;
 mod legacy;
 mod maintenance;
