@@ -398,16 +398,12 @@ impl Writer {
                 let _ = txn.abort();
                 Err(Error::io(&self.path, e))
             }
-            Ok(()) => match catch_unwind(AssertUnwindSafe(|| txn.commit())) {
-                Ok(result) => result.map_err(|e| Error::storage(&self.path, e)),
-                Err(panic) => Err(Error::Corrupted {
-                    path: self.path.clone(),
-                    detail: format!(
-                        "a commit failed inside redb ({}); run `wa-redb check`",
-                        panic_message(&panic)
-                    ),
-                }),
-            },
+            // redb may panic on damage it meets while committing (issue 13
+            // moves that detection below redb); the record is retracted
+            // either way.
+            Ok(()) => crate::engine::contain_panic(&self.path, || {
+                txn.commit().map_err(|e| Error::storage(&self.path, e))
+            }),
         };
         if outcome.is_err()
             && self.append
