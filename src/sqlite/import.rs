@@ -408,9 +408,9 @@ pub(crate) async fn import_account(
 
     // SqliteStore's `created_at` (when the key was last saved) becomes
     // the row's `saved_at`, which retention goes by.
-    let rows: Vec<BaseKeySql> = select(
+    let rows: Vec<Text2BlobTime> = select(
         src,
-        "SELECT address, message_id, base_key, created_at FROM base_keys \
+        "SELECT address AS a, message_id AS b, base_key AS v, created_at AS at FROM base_keys \
          WHERE device_id = ? ORDER BY rowid",
         d,
     )
@@ -419,10 +419,10 @@ pub(crate) async fn import_account(
         .into_iter()
         .map(|r| {
             let row = BaseKeyRow {
-                saved_at: r.created_at,
-                key: r.base_key,
+                saved_at: r.at,
+                key: r.v,
             };
-            ((r.address, r.message_id), encode_row(&row))
+            ((r.a, r.b), encode_row(&row))
         })
         .collect();
     put_rows(store, BASE_KEYS, d, rows, tally).await?;
@@ -470,7 +470,7 @@ pub(crate) async fn import_account(
         })
         .collect();
     put_rows(store, TC_TOKENS, d, rows, tally).await?;
-    let rows: Vec<SentSql> = select(
+    let rows: Vec<Text2BlobTime> = select(
         src,
         "SELECT chat_jid AS a, message_id AS b, payload AS v, created_at AS at FROM sent_messages \
          WHERE device_id = ? ORDER BY rowid",

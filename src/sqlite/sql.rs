@@ -134,18 +134,6 @@ pub(crate) struct LidSql {
 }
 
 #[derive(QueryableByName)]
-pub(crate) struct BaseKeySql {
-    #[diesel(sql_type = Text)]
-    pub(crate) address: String,
-    #[diesel(sql_type = Text)]
-    pub(crate) message_id: String,
-    #[diesel(sql_type = Binary)]
-    pub(crate) base_key: Vec<u8>,
-    #[diesel(sql_type = BigInt)]
-    pub(crate) created_at: i64,
-}
-
-#[derive(QueryableByName)]
 pub(crate) struct TcSql {
     #[diesel(sql_type = Text)]
     pub(crate) k: String,
@@ -158,7 +146,8 @@ pub(crate) struct TcSql {
 }
 
 #[derive(QueryableByName)]
-pub(crate) struct SentSql {
+/// Two text key columns, a blob and a time (sent messages, base keys).
+pub(crate) struct Text2BlobTime {
     #[diesel(sql_type = Text)]
     pub(crate) a: String,
     #[diesel(sql_type = Text)]
