@@ -7,6 +7,10 @@
 
 #[path = "../../tests/common/diff_util.rs"]
 mod diff_util;
+/// The import test's data set, for its device records.
+#[path = "import/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
 #[path = "../../tests/util/process.rs"]
 mod process;
 
@@ -16,7 +20,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use diesel::{Connection, RunQueryDsl, SqliteConnection};
-use diff_util::{DeviceSpec, canon_device, dbg};
+use diff_util::{canon_device, dbg};
+use fixture::device_spec;
 use wacore::store::error::StoreError;
 use wacore::store::traits::*;
 use whatsapp_rust_redb_storage::{Error, ImportOptions, RedbStore, import_sqlite};
@@ -50,31 +55,6 @@ fn lid_entry(i: u32) -> LidPnMappingEntry {
         learning_source: "usync".into(),
     }
 }
-fn device_spec(d: i32) -> DeviceSpec {
-    DeviceSpec {
-        pn: Some("5511987650001@s.whatsapp.net"),
-        lid: Some("100000012345601@lid"),
-        registration_id: 1000 + d as u32,
-        key_seed: d as u8,
-        signed_pre_key_id: 7,
-        account: Some(d as u8),
-        push_name: "Alice",
-        app_version: (2, 3000, 1_042_742_319, 1_700_000_000_000),
-        edge_routing_info: Some(vec![1, 2, 3]),
-        props_hash: Some("h1"),
-        next_pre_key_id: 913,
-        first_unupload_pre_key_id: 101,
-        server_has_prekeys: true,
-        nct_salt: Some(vec![9, 9]),
-        cert_chain: Some(5),
-        login_counter: -5,
-        lid_migrated: true,
-        last_signed_pre_key_rotation_ms: 1_700_000_000_000,
-        read_receipts_disabled: true,
-        runtime_fields_set: false,
-    }
-}
-
 /// Writes account `d` through the trait API.
 async fn fill(s: &dyn Backend, d: i32) {
     s.save(&device_spec(d).build()).await.unwrap();

@@ -49,7 +49,8 @@ pub fn lid(i: u32) -> String {
 pub const COLLECTIONS: [&str; 3] = ["regular", "critical_block", "regular_high"];
 pub const BAD_SYNC_KEY: &[u8] = b"key-bad";
 
-fn device_spec(d: i32) -> DeviceSpec {
+/// The device record of account `d` (also used by `import_readonly`).
+pub fn device_spec(d: i32) -> DeviceSpec {
     DeviceSpec {
         pn: Some(if d == 1 {
             "5511987650001@s.whatsapp.net"
