@@ -215,3 +215,65 @@ async fn a_failing_operation_in_a_coalesced_batch_fails_alone() {
         }
     }
 }
+
+/// Hundreds of accounts of one file writing at once, as a bot fleet does:
+/// every write completes. Most writers wait as candidates for the lane and
+/// get their reply from another caller's batch just as a leader hands the
+/// lane to them; a handover lost in that moment (a turn sent after the
+/// candidate looked for one and before it was gone) left the lane owned by
+/// nobody, and every later write of the file waited forever (seen in the
+/// fleet benchmark, 1,000 accounts, about one run in three). The deadline
+/// only turns such a hang into a failure: a healthy run needs a few seconds
+/// of it.
+#[test]
+fn a_fleet_of_writers_on_one_file_never_stalls() {
+    let rounds: usize = std::env::var("WA_REDB_FLEET_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (_dir, store) = store().await;
+        let accounts: Vec<Arc<RedbStore>> = (1..=400)
+            .map(|device| Arc::new(store.for_device(device)))
+            .collect();
+        let work = async {
+            for round in 0..rounds {
+                let tasks: Vec<_> = accounts
+                    .iter()
+                    .map(|s| {
+                        let s = s.clone();
+                        tokio::spawn(async move {
+                            let addr = format!("{round}.0");
+                            s.put_session(&addr, &[round as u8; 64]).await.unwrap();
+                            let id = format!("3EB0{round:08X}");
+                            s.store_sent_message("c@s.whatsapp.net", &id, b"payload")
+                                .await
+                                .unwrap();
+                            assert!(
+                                s.take_sent_message("c@s.whatsapp.net", &id)
+                                    .await
+                                    .unwrap()
+                                    .is_some()
+                            );
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(600), work)
+            .await
+            .expect("writes stopped completing: the write lane was lost");
+        for s in &accounts {
+            let got = s.get_session(&format!("{}.0", rounds - 1)).await.unwrap();
+            assert_eq!(got.as_deref(), Some(&[(rounds - 1) as u8; 64][..]));
+        }
+    });
+}

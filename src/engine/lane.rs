@@ -156,7 +156,9 @@ impl Drop for Leader<'_> {
 /// A waiting caller that the leader may hand the lane to.
 pub(crate) struct Candidate<'a> {
     lane: &'a Lane,
-    turn: oneshot::Receiver<()>,
+    /// `None` once it resolved: a oneshot receiver must not be polled
+    /// again after it completed.
+    turn: Option<oneshot::Receiver<()>>,
 }
 
 impl<'a> Candidate<'a> {
@@ -164,23 +166,42 @@ impl<'a> Candidate<'a> {
     /// pending forever if it never does (poll it together with the reply).
     pub fn turn(&mut self) -> impl Future<Output = Leader<'a>> + '_ {
         std::future::poll_fn(move |cx: &mut Context<'_>| {
-            match Pin::new(&mut self.turn).poll(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(Leader {
-                    lane: self.lane,
-                    armed: true,
-                }),
-                // Never promoted (the lane closed): wait for the reply alone.
-                Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+            let Some(turn) = self.turn.as_mut() else {
+                return Poll::Pending;
+            };
+            match Pin::new(turn).poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.turn = None;
+                    Poll::Ready(Leader {
+                        lane: self.lane,
+                        armed: true,
+                    })
+                }
+                // Never promoted (the lane closed, or every job was
+                // committed): wait for the reply alone.
+                Poll::Ready(Err(_)) => {
+                    self.turn = None;
+                    Poll::Pending
+                }
+                Poll::Pending => Poll::Pending,
             }
         })
     }
 }
 
 impl Drop for Candidate<'_> {
-    /// Handed the lane but gone before it noticed: pass it on.
+    /// Handed the lane but gone before it noticed: pass it on. The
+    /// receiver is closed first, so that a leader handing the lane over
+    /// right now either fails to (and tries the next caller) or succeeds
+    /// before the close and is seen here: a turn sent between a bare
+    /// `try_recv` and the receiver's drop would be lost, and with it the
+    /// lane (every later write would queue behind an owner that is gone).
     fn drop(&mut self) {
-        if self.turn.try_recv().is_ok() {
-            self.lane.release();
+        if let Some(mut turn) = self.turn.take() {
+            turn.close();
+            if turn.try_recv().is_ok() {
+                self.lane.release();
+            }
         }
     }
 }
@@ -257,7 +278,10 @@ impl Lane {
         let (tx, turn) = oneshot::channel();
         state.candidates.push_back(tx);
         self.dispatch(state);
-        Submitted::Queued(Some(Candidate { lane: self, turn }))
+        Submitted::Queued(Some(Candidate {
+            lane: self,
+            turn: Some(turn),
+        }))
     }
 
     /// Commits the next batch of small jobs on this thread, then lets go.
