@@ -282,6 +282,16 @@ impl Error {
                         .into(),
                 }
             }
+            redb::Error::Io(source)
+                if source
+                    .get_ref()
+                    .is_some_and(|e| e.is::<crate::engine::protect::Damaged>()) =>
+            {
+                Error::Corrupted {
+                    path: path.to_path_buf(),
+                    detail: format!("{source}; run `wa-redb check` on it"),
+                }
+            }
             redb::Error::Io(source) => Error::Io {
                 path: path.to_path_buf(),
                 source,

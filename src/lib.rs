@@ -72,7 +72,7 @@ mod signal;
 mod sqlite;
 mod store;
 
-pub use config::{IntegrityCheck, RedbStoreConfig, Synchronous};
+pub use config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
 #[cfg(feature = "cli")]
 pub use dump::{DumpOptions, DumpRow};
 pub use engine::look::LookReport;

@@ -382,8 +382,7 @@ impl RedbStore {
         }
         // The backup must be a store this build can open.
         {
-            let db = Builder::new()
-                .open_read_only(&backup)
+            let db = crate::engine::protect::open_read_only(&backup)
                 .map_err(|e| Error::storage(&backup, e))?;
             schema::read_meta(&db, &backup)?.refuse_newer(&backup, catalog::SCHEMA_VERSION)?;
         }

@@ -7,13 +7,18 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wacore::store::traits::ProtocolStore;
-use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig};
+use whatsapp_rust_redb_storage::{PageProtection, RedbStore, RedbStoreConfig};
 
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// A plain file (format v1), which the tests write to with redb alone.
+fn plain() -> RedbStoreConfig {
+    RedbStoreConfig::default().with_page_protection(PageProtection::Off)
 }
 
 /// Writes a base-key row saved at `saved_at` straight into a closed store:
@@ -66,7 +71,7 @@ async fn base_keys_are_deleted_by_the_time_they_were_saved_per_account_across_re
 async fn maintenance_deletes_base_keys_older_than_the_retention() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let s = RedbStore::new(&path).await.unwrap();
+    let s = RedbStore::with_config(&path, plain()).await.unwrap();
     s.save_base_key("new@c.us.0", "m", b"new").await.unwrap();
     s.close().await.unwrap();
     // Saved in 1970: far older than any retention.
@@ -183,7 +188,12 @@ async fn a_long_sweep_does_not_grow_the_file() {
     const KEYS: u32 = 30_000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    RedbStore::new(&path).await.unwrap().close().await.unwrap();
+    RedbStore::with_config(&path, plain())
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
     {
         // Old rows straight into the file, in one transaction.
         let db = redb::Database::open(&path).unwrap();

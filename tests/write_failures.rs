@@ -14,7 +14,7 @@ use wacore::store::traits::{
     DeviceStore, LidPnMappingEntry, MsgSecretStore, ProtocolStore, SignalStore, TcTokenEntry,
 };
 use whatsapp_rust_redb_storage::fault::IoFaults;
-use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
+use whatsapp_rust_redb_storage::{PageProtection, RedbStore, RedbStoreConfig, Synchronous};
 
 /// Fails the next redb commit (after its journal record is written) once
 /// armed.
@@ -104,7 +104,10 @@ fn lid(lid: &str, phone: &str, at: i64) -> LidPnMappingEntry {
 async fn an_undecodable_row_is_replaced_by_the_next_upsert_and_reported_by_reads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let s = RedbStore::new(&path).await.unwrap();
+    // A plain file (format v1), so that `damage_row` can write to it with
+    // redb alone.
+    let plain = RedbStoreConfig::default().with_page_protection(PageProtection::Off);
+    let s = RedbStore::with_config(&path, plain).await.unwrap();
     s.create().await.unwrap();
     let d = s.device_id();
     let token = |t: &[u8], at| TcTokenEntry {

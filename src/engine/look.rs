@@ -31,6 +31,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Builder, DatabaseError, ReadOnlyDatabase};
+
+use crate::engine::protect::{self, Format, ProtectedStorage};
 use serde::Serialize;
 
 use super::overlay::OverlayStorage;
@@ -97,7 +99,7 @@ fn open(path: &Path, verify: bool) -> Result<Engine> {
         Err(e) => return Err(Error::io(path, e)),
     }
     sniff(path)?;
-    let (base, guard, in_use) = match Builder::new().open_read_only(path) {
+    let (base, guard, in_use) = match protect::open_read_only(path) {
         Ok(ro) => (
             File::open(path).map_err(|e| Error::io(path, e))?,
             Some(ro),
@@ -112,16 +114,23 @@ fn open(path: &Path, verify: bool) -> Result<Engine> {
     let crashed = !in_use && (guard.is_none() || jpath.exists());
     let overlay = OverlayStorage::new(base).map_err(|e| Error::io(path, e))?;
     let shown = path.display().to_string();
-    let mut db = Builder::new()
+    let mut builder = Builder::new();
+    builder
         .set_cache_size(LOOK_CACHE_BYTES)
         .set_repair_callback(move |s| {
             log::info!(
                 "{shown}: repairing a private view after an unclean shutdown ({:.0}%)",
                 s.progress() * 100.0
             )
-        })
-        .create_with_backend(overlay)
-        .map_err(|e| Error::storage(path, e))?;
+        });
+    let protected = protect::format_of(&overlay.base).map_err(|e| Error::io(path, e))?;
+    let mut db = match protected {
+        Format::Protected => builder.create_with_backend(
+            ProtectedStorage::open(overlay, Arc::default()).map_err(|e| e.into_error(path))?,
+        ),
+        _ => builder.create_with_backend(overlay),
+    }
+    .map_err(|e| Error::storage(path, e))?;
     let pages_ok = match verify {
         true => Some(db.check_integrity().map_err(|e| Error::storage(path, e))?),
         false => None,

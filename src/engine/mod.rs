@@ -19,6 +19,7 @@ pub(crate) mod lane;
 pub(crate) mod look;
 pub(crate) mod overlay;
 pub(crate) mod pool;
+pub(crate) mod protect;
 pub(crate) mod recovery;
 pub(crate) mod registry;
 pub(crate) mod schema;
@@ -38,12 +39,13 @@ use redb::{Builder, Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use crate::catalog::SCHEMA_VERSION;
-use crate::config::{IntegrityCheck, RedbStoreConfig, Synchronous};
+use crate::config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
 use closing::{Closing, Shutdown};
 use journal::{JournalSpec, journal_path};
 use lane::{Lane, Submitted};
+use protect::{Format, ProtectedStorage};
 use recovery::{JournalFile, RecoveryReport};
 use schema::FileMeta;
 use storage::{FileStorage, IoStats};
@@ -108,7 +110,7 @@ fn sniff(path: &Path) -> Result<()> {
                 .into(),
         ));
     }
-    if !head.starts_with(&REDB_MAGIC) {
+    if !head.starts_with(&REDB_MAGIC) && !head.starts_with(&protect::layout::V2_MAGIC) {
         return Err(not_a_store("unrecognized file header".into()));
     }
     Ok(())
@@ -126,22 +128,34 @@ pub(crate) fn open_with(
     faults: Option<Arc<dyn IoFaults>>,
 ) -> Result<Database> {
     let file = files::create_private(path, truncate)?;
-    open_file(builder, file, path, io, faults)
+    open_file(builder, file, path, io, faults, PageProtection::default())
 }
 
-/// [`open_with`] on a file already open (`path` names it in errors).
+/// [`open_with`] on a file already open (`path` names it in errors): a
+/// protected file (format v2) through [`ProtectedStorage`], a plain one
+/// (v1) directly; an empty file is laid out as `new_file` says.
 fn open_file(
     builder: &Builder,
     file: std::fs::File,
     path: &Path,
     io: Arc<IoStats>,
     faults: Option<Arc<dyn IoFaults>>,
+    new_file: PageProtection,
 ) -> Result<Database> {
-    let backend = FileStorage::new(file, io, faults).map_err(|e| Error::storage(path, e))?;
+    let format = protect::format_of(&file).map_err(|e| Error::io(path, e))?;
+    let backend =
+        FileStorage::new(file, io.clone(), faults).map_err(|e| Error::storage(path, e))?;
     contain_panic(path, || {
-        builder
-            .create_with_backend(backend)
-            .map_err(|e| Error::storage(path, e))
+        let db = match format {
+            Format::Empty if new_file == PageProtection::Verified => builder.create_with_backend(
+                ProtectedStorage::create(backend, io).map_err(|e| e.into_error(path))?,
+            ),
+            Format::Protected => builder.create_with_backend(
+                ProtectedStorage::open(backend, io).map_err(|e| e.into_error(path))?,
+            ),
+            Format::Empty | Format::Plain | Format::Unknown => builder.create_with_backend(backend),
+        };
+        db.map_err(|e| Error::storage(path, e))
     })
 }
 
@@ -179,8 +193,15 @@ fn create_store_file(
     files::remove_stale_temps(path);
     let (tmp, file) = files::create_temp(path, files::TempKind::Creating)?;
     let builder = engine_builder(path, cache_bytes, false);
-    let laid_out = open_file(&builder, file, &tmp, io.clone(), config.io_faults.clone())
-        .and_then(|db| schema::initialize(&db, &tmp).map(|()| db));
+    let laid_out = open_file(
+        &builder,
+        file,
+        &tmp,
+        io.clone(),
+        config.io_faults.clone(),
+        config.page_protection,
+    )
+    .and_then(|db| schema::initialize(&db, &tmp).map(|()| db));
     let db = match laid_out {
         Ok(db) => db,
         Err(e) => {
@@ -232,7 +253,14 @@ fn create_bare_in(
     path: &Path,
     faults: Option<Arc<dyn IoFaults>>,
 ) -> Result<Database> {
-    let db = open_file(&Builder::new(), file, path, Arc::default(), faults)?;
+    let db = open_file(
+        &Builder::new(),
+        file,
+        path,
+        Arc::default(),
+        faults,
+        PageProtection::default(),
+    )?;
     schema::initialize(&db, path)?;
     Ok(db)
 }
@@ -242,7 +270,7 @@ fn create_bare_in(
 /// would modify it. Other failures are left to the writable open, which can
 /// repair what a read-only open cannot.
 fn refuse_foreign_file(path: &Path) -> Result<()> {
-    let Ok(db) = Builder::new().open_read_only(path) else {
+    let Ok(db) = protect::open_read_only(path) else {
         return Ok(());
     };
     match schema::read_meta(&db, path) {
@@ -375,8 +403,20 @@ impl Engine {
         let recovery = recovery::recover(&db, path, &jpath, &mut meta, JournalFile::Tidy)?;
         schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
         maybe_compact(&mut db, path, config, verify)?;
+        // The file's format, not the one asked for (which only a new file
+        // takes).
+        let protected = std::fs::File::open(path)
+            .and_then(|f| protect::format_of(&f))
+            .map_err(|e| Error::io(path, e))?;
+        let config = RedbStoreConfig {
+            page_protection: match protected {
+                Format::Protected => PageProtection::Verified,
+                _ => PageProtection::Off,
+            },
+            ..config.clone()
+        };
         Ok(Self::assemble(
-            path, db, &meta, recovery, config, io, share, None,
+            path, db, &meta, recovery, &config, io, share, None,
         ))
     }
 

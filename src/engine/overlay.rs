@@ -21,7 +21,8 @@ use redb::StorageBackend;
 const PAGE: u64 = 4096;
 
 pub(crate) struct OverlayStorage {
-    base: File,
+    /// The file, only ever read.
+    pub base: File,
     state: Mutex<State>,
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use whatsapp_rust_redb_storage::RedbStore;
+use whatsapp_rust_redb_storage::{PageProtection, RedbStore, RedbStoreConfig};
 
 use crate::dataset::{self, Rng, chain};
 use crate::process;
@@ -37,7 +37,8 @@ fn journal_records(bytes: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-pub(crate) fn build_fixtures(dir: &Path) -> Fixtures {
+/// The fixtures, their store in the format `protection` makes.
+pub(crate) fn build_fixtures(dir: &Path, protection: PageProtection) -> Fixtures {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,7 +46,8 @@ pub(crate) fn build_fixtures(dir: &Path) -> Fixtures {
         .unwrap();
     let good = dir.join("good.redb");
     rt.block_on(async {
-        let s = RedbStore::new(&good).await.unwrap();
+        let config = RedbStoreConfig::default().with_page_protection(protection);
+        let s = RedbStore::with_config(&good, config).await.unwrap();
         for d in ACCOUNTS {
             dataset::populate(&s.for_device(d), ROWS).await;
         }

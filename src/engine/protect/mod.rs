@@ -1,0 +1,556 @@
+//! Protected pages (file format v2): a storage layer under redb that tags
+//! every block it writes and verifies every block it reads from disk before
+//! redb sees the bytes.
+//!
+//! redb verifies page checksums only when it repairs or checks a file, so a
+//! damaged page used to reach its B-tree code, which can panic on it (and
+//! under `panic = "abort"` that is a crash). Here a block whose tag does not
+//! match — damaged, zeroed, torn, moved, from another file, never written —
+//! is an I/O error of kind `InvalidData` carrying [`Damaged`], which
+//! [`crate::Error::storage`] reports as `Corrupted` with the offset. Hits in
+//! redb's page cache never come down here, so they cost nothing.
+//!
+//! Crash semantics: tags of written blocks live in memory until redb asks
+//! for durability (`sync_data`); then the changed tag slots are written —
+//! each to the slot of its segment that does not hold the newest intact
+//! generation, so a torn slot write leaves the older slot, which covers
+//! every committed block, intact — and synced, and only after that redb's
+//! header (page 0, which redb writes in place before it syncs) is written
+//! and synced. redb's commit point therefore never becomes durable before
+//! the pages and tags it points to, whatever redb's own commit mode; a crash
+//! at any moment leaves the last commit readable. Page 0 stays raw: redb
+//! protects its commit slots with its own checksums, and its god byte flip
+//! relies on a single-byte write being atomic.
+//!
+//! The layout is in [`layout`] and in schema.md.
+
+pub(crate) mod layout;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::ops::Bound;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redb::backends::FileBackend;
+use redb::{BackendError, Builder, DatabaseError, ReadOnlyDatabase, StorageBackend, StorageError};
+
+use crate::error::Error;
+
+use crate::engine::storage::IoStats;
+use layout::{
+    BLOCK, DATA_BASE, PER_SEGMENT, REDB_MAGIC, SUPERBLOCK_AT, Superblock, SuperblockError, Tag,
+    UNWRITTEN, V2_MAGIC,
+};
+
+/// A block that failed verification: the payload of the `InvalidData`
+/// error a read returns.
+#[derive(Debug)]
+pub(crate) struct Damaged {
+    /// redb's offset of the block, for a page (not for the superblock).
+    pub offset: Option<u64>,
+    /// Where it is in the file.
+    pub physical: u64,
+    pub why: &'static str,
+}
+
+impl fmt::Display for Damaged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the block at byte {} of the file", self.physical)?;
+        if let Some(offset) = self.offset {
+            write!(f, " (redb page offset {offset})")?;
+        }
+        write!(f, " {}", self.why)
+    }
+}
+
+impl std::error::Error for Damaged {}
+
+fn damaged(offset: Option<u64>, physical: u64, why: &'static str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        Damaged {
+            offset,
+            physical,
+            why,
+        },
+    )
+}
+
+const SUPERBLOCK_DAMAGED: &str = "and the one after it: both copies of the protection \
+    superblock are damaged (`wa-redb salvage` may copy out what still verifies)";
+
+/// Which format a file's first bytes announce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Empty: the opener decides.
+    Empty,
+    /// A plain redb file (format v1).
+    Plain,
+    /// A protected file (format v2).
+    Protected,
+    /// Neither.
+    Unknown,
+}
+
+/// Tells the format from the first bytes of a file and its length.
+pub(crate) fn detect(head: &[u8], len: u64) -> Format {
+    if len == 0 {
+        Format::Empty
+    } else if head.starts_with(&V2_MAGIC) {
+        Format::Protected
+    } else if head.starts_with(&REDB_MAGIC) {
+        Format::Plain
+    } else if len >= DATA_BASE && head.iter().all(|&b| b == 0) {
+        // Created protected, redb's header not written yet: the superblock
+        // decides (a zeroed head of another file fails it).
+        Format::Protected
+    } else {
+        Format::Unknown
+    }
+}
+
+/// The tags of one segment, as this process knows them.
+struct Segment {
+    tags: Vec<Tag>,
+    /// Generation of the newest intact slot on disk (0: none).
+    generation: u64,
+    /// Which slot holds it (the next write goes to the other one).
+    newest: Option<usize>,
+    /// Changed since written.
+    dirty: bool,
+}
+
+struct State {
+    /// The length redb sees.
+    len: u64,
+    segments: HashMap<u64, Segment>,
+    /// redb's page 0 as redb sees it (redb's magic), once read or written.
+    page0: Option<Vec<u8>>,
+    /// Bytes of page 0 written by redb and not yet on disk: `..end`.
+    page0_dirty_end: usize,
+    /// Blocks or slots written since the last sync.
+    unsynced: bool,
+}
+
+/// A protected file over `S` (the file itself, or a look's overlay).
+pub(crate) struct ProtectedStorage<S: StorageBackend> {
+    inner: S,
+    file_id: [u8; 16],
+    seed: u64,
+    /// Shared with the engine: whether redb is committing in memory (then
+    /// `sync_data` leaves everything pending, as the file backend does).
+    stats: Arc<IoStats>,
+    state: Mutex<State>,
+}
+
+impl<S: StorageBackend> fmt::Debug for ProtectedStorage<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProtectedStorage")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a protected file cannot be opened.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    Io(io::Error),
+    Superblock(SuperblockError),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+impl OpenError {
+    /// In the crate's vocabulary, about the file `path`.
+    pub fn into_error(self, path: &Path) -> Error {
+        match self {
+            OpenError::Io(e) => Error::io(path, e),
+            OpenError::Superblock(SuperblockError::Damaged) => Error::Corrupted {
+                path: path.to_path_buf(),
+                detail: damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED).to_string(),
+            },
+            OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
+                Error::NotAStore {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "it is a protected store of format {version}, mode {mode}, which this \
+                         build does not know; open it with the build that made it, or a newer one"
+                    ),
+                }
+            }
+        }
+    }
+
+    /// As redb's error, for callers of redb's read-only open.
+    fn into_database_error(self) -> DatabaseError {
+        let io = match self {
+            OpenError::Io(e) => e,
+            OpenError::Superblock(SuperblockError::Damaged) => {
+                damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED)
+            }
+            OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "a protected store of format {version}, mode {mode}, which this build \
+                         does not know"
+                    ),
+                )
+            }
+        };
+        DatabaseError::Storage(StorageError::Io(io))
+    }
+}
+
+/// The format of an open file, from its first bytes.
+pub(crate) fn format_of(file: &File) -> io::Result<Format> {
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 16];
+    let n = (len.min(16)) as usize;
+    file.read_exact_at(&mut head[..n], 0)?;
+    Ok(detect(&head[..n], len))
+}
+
+/// redb's read-only open of `path`, through the protection layer if the
+/// file is protected.
+pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, DatabaseError> {
+    let file = File::open(path)?;
+    match format_of(&file)? {
+        Format::Protected => {
+            let storage = ProtectedStorage::open(FileBackend::new(file)?, Arc::default())
+                .map_err(OpenError::into_database_error)?;
+            Builder::new().open_read_only_with_backend(storage)
+        }
+        _ => Builder::new().open_read_only(path),
+    }
+}
+
+impl<S: StorageBackend> ProtectedStorage<S> {
+    /// Makes the empty `inner` a protected file: writes its superblock.
+    /// redb initializes it as an empty database.
+    pub fn create(inner: S, stats: Arc<IoStats>) -> Result<Self, OpenError> {
+        let mut file_id = [0u8; 16];
+        getrandom::fill(&mut file_id).map_err(|e| io::Error::other(e.to_string()))?;
+        let block = Superblock { file_id }.encode();
+        inner.set_len(DATA_BASE)?;
+        for at in SUPERBLOCK_AT {
+            inner.write(at, &block)?;
+        }
+        inner.sync_data()?;
+        Ok(Self::with(inner, file_id, 0, stats))
+    }
+
+    /// Opens the protected file `inner`.
+    pub fn open(inner: S, stats: Arc<IoStats>) -> Result<Self, OpenError> {
+        let mut copies = [vec![0u8; BLOCK as usize], vec![0u8; BLOCK as usize]];
+        for (at, copy) in SUPERBLOCK_AT.into_iter().zip(copies.iter_mut()) {
+            if inner.len()? >= at + BLOCK {
+                inner.read(at, copy)?;
+            }
+        }
+        let sb = Superblock::decode([&copies[0], &copies[1]]).map_err(OpenError::Superblock)?;
+        let mut head = [0u8; 9];
+        inner.read(0, &mut head)?;
+        let len = if head == V2_MAGIC {
+            layout::logical_len(inner.len()?)
+        } else {
+            0 // redb never wrote its header: an empty database
+        };
+        Ok(Self::with(inner, sb.file_id, len, stats))
+    }
+
+    fn with(inner: S, file_id: [u8; 16], len: u64, stats: Arc<IoStats>) -> Self {
+        Self {
+            inner,
+            seed: layout::seed_of(&file_id),
+            file_id,
+            stats,
+            state: Mutex::new(State {
+                len,
+                segments: HashMap::new(),
+                page0: None,
+                page0_dirty_end: 0,
+                unsynced: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The segment `s`, read from its slots on first use.
+    fn segment<'a>(&self, state: &'a mut State, s: u64) -> io::Result<&'a mut Segment> {
+        match state.segments.entry(s) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(v) => Ok(v.insert(self.load_segment(s)?)),
+        }
+    }
+
+    /// The newest intact slot of segment `s`, or — none intact: never
+    /// written, or its only write torn — no tags at all (its blocks read as
+    /// damaged until written).
+    fn load_segment(&self, s: u64) -> io::Result<Segment> {
+        let mut both = vec![0u8; 2 * BLOCK as usize];
+        let at = layout::slot_at(s, 0);
+        let have = self.inner.len()?.saturating_sub(at).min(both.len() as u64) as usize;
+        self.inner.read(at, &mut both[..have])?;
+        let (a, b) = both.split_at(BLOCK as usize);
+        let slots = [
+            layout::decode_slot(&self.file_id, s, a),
+            layout::decode_slot(&self.file_id, s, b),
+        ];
+        let newest = (0..2)
+            .filter(|&i| slots[i].is_some())
+            .max_by_key(|&i| slots[i].as_ref().map(|x| x.generation));
+        Ok(match newest {
+            Some(i) => {
+                let slot = slots.into_iter().nth(i).flatten().expect("intact");
+                Segment {
+                    tags: slot.tags,
+                    generation: slot.generation,
+                    newest: Some(i),
+                    dirty: false,
+                }
+            }
+            None => Segment {
+                tags: vec![UNWRITTEN; PER_SEGMENT as usize],
+                generation: 0,
+                newest: None,
+                dirty: false,
+            },
+        })
+    }
+
+    /// Reads page 0 (redb's view) into the state if it is not there yet.
+    fn page0<'a>(&self, state: &'a mut State) -> io::Result<&'a mut Vec<u8>> {
+        if state.page0.is_none() {
+            let mut p = vec![0u8; BLOCK as usize];
+            self.inner.read(0, &mut p)?;
+            if p.starts_with(&V2_MAGIC) {
+                p[..9].copy_from_slice(&REDB_MAGIC);
+            }
+            state.page0 = Some(p);
+        }
+        Ok(state.page0.as_mut().expect("read"))
+    }
+
+    /// Splits `offset..offset + len` at page 0's end and checks that the
+    /// rest is whole blocks.
+    fn split(offset: u64, len: usize) -> io::Result<(usize, u64)> {
+        let in_page0 = BLOCK.saturating_sub(offset).min(len as u64) as usize;
+        let rest_at = offset + in_page0 as u64;
+        let rest = (len - in_page0) as u64;
+        if rest > 0 && (!rest_at.is_multiple_of(BLOCK) || !rest.is_multiple_of(BLOCK)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("protected storage: unaligned access at {offset} (+{len})"),
+            ));
+        }
+        Ok((in_page0, rest_at))
+    }
+
+    /// Writes the dirty tag slots, syncs, then writes the dirty part of
+    /// page 0 and syncs again (see the module docs for why in this order).
+    fn flush(&self) -> io::Result<()> {
+        let mut state = self.state();
+        let mut slots = Vec::new();
+        for (&s, seg) in state.segments.iter() {
+            if seg.dirty {
+                let which = match seg.newest {
+                    Some(i) => 1 - i,
+                    None => 0,
+                };
+                let bytes = layout::encode_slot(&self.file_id, s, seg.generation + 1, &seg.tags);
+                slots.push((s, which, bytes));
+            }
+        }
+        for (s, which, bytes) in &slots {
+            self.inner.write(layout::slot_at(*s, *which), bytes)?;
+        }
+        for (s, which, _) in &slots {
+            let seg = state.segments.get_mut(s).expect("listed");
+            seg.generation += 1;
+            seg.newest = Some(*which);
+            seg.dirty = false;
+        }
+        if state.unsynced || !slots.is_empty() {
+            self.inner.sync_data()?;
+            state.unsynced = false;
+        }
+        if state.page0_dirty_end > 0 {
+            let end = state.page0_dirty_end;
+            let mut bytes = state.page0.as_ref().expect("written")[..end].to_vec();
+            if bytes.starts_with(&REDB_MAGIC) {
+                bytes[..9].copy_from_slice(&V2_MAGIC);
+            }
+            self.inner.write(0, &bytes)?;
+            self.inner.sync_data()?;
+            state.page0_dirty_end = 0;
+        }
+        Ok(())
+    }
+}
+
+impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
+    fn len(&self) -> Result<u64, io::Error> {
+        Ok(self.state().len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        let (in_page0, rest_at) = Self::split(offset, out.len())?;
+        let (head, rest) = out.split_at_mut(in_page0);
+        if in_page0 > 0 {
+            let mut state = self.state();
+            let p = self.page0(&mut state)?;
+            head.copy_from_slice(&p[offset as usize..offset as usize + in_page0]);
+        }
+        let mut at = rest_at;
+        let mut rest = rest;
+        while !rest.is_empty() {
+            // One run: the blocks up to the end of this segment.
+            let j = at / BLOCK - 1;
+            let (s, k, physical) = layout::locate(j);
+            let blocks = ((PER_SEGMENT - k as u64) as usize).min(rest.len() / BLOCK as usize);
+            let (run, next) = rest.split_at_mut(blocks * BLOCK as usize);
+            self.inner.read(physical, run)?;
+            let mut state = self.state();
+            let seg = self.segment(&mut state, s)?;
+            for (i, data) in run.chunks(BLOCK as usize).enumerate() {
+                let expected = seg.tags[k + i];
+                let block_offset = at + i as u64 * BLOCK;
+                let block_physical = physical + i as u64 * BLOCK;
+                if expected == UNWRITTEN {
+                    return Err(damaged(
+                        Some(block_offset),
+                        block_physical,
+                        "has no valid tag (its tag slots are damaged, or it was never written)",
+                    ));
+                }
+                if layout::tag(self.seed, j + i as u64, data) != expected {
+                    return Err(damaged(
+                        Some(block_offset),
+                        block_physical,
+                        "does not match its tag: it is damaged",
+                    ));
+                }
+            }
+            drop(state);
+            at += run.len() as u64;
+            rest = next;
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        let mut state = self.state();
+        self.inner.set_len(layout::physical_len(len))?;
+        if len < state.len {
+            // Forget the tags of blocks cut off: if the file grows again,
+            // they read as never written until redb writes them.
+            let first_gone = len.max(BLOCK) / BLOCK - 1;
+            for seg_no in state.segments.keys().copied().collect::<Vec<_>>() {
+                let seg = state.segments.get_mut(&seg_no).expect("listed");
+                for (k, t) in seg.tags.iter_mut().enumerate() {
+                    if seg_no * PER_SEGMENT + k as u64 >= first_gone && *t != UNWRITTEN {
+                        *t = UNWRITTEN;
+                        seg.dirty = true;
+                    }
+                }
+            }
+        }
+        state.len = len;
+        state.unsynced = true;
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        if self
+            .stats
+            .in_memory_commit
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        let (in_page0, rest_at) = Self::split(offset, data.len())?;
+        let (head, rest) = data.split_at(in_page0);
+        if in_page0 > 0 {
+            let mut state = self.state();
+            let p = self.page0(&mut state)?;
+            p[offset as usize..offset as usize + in_page0].copy_from_slice(head);
+            let end = offset as usize + in_page0;
+            state.page0_dirty_end = state.page0_dirty_end.max(end);
+        }
+        let mut at = rest_at;
+        let mut rest = rest;
+        while !rest.is_empty() {
+            let j = at / BLOCK - 1;
+            let (s, k, physical) = layout::locate(j);
+            let blocks = ((PER_SEGMENT - k as u64) as usize).min(rest.len() / BLOCK as usize);
+            let (run, next) = rest.split_at(blocks * BLOCK as usize);
+            let tags: Vec<Tag> = run
+                .chunks(BLOCK as usize)
+                .enumerate()
+                .map(|(i, d)| layout::tag(self.seed, j + i as u64, d))
+                .collect();
+            self.inner.write(physical, run)?;
+            let mut state = self.state();
+            state.unsynced = true;
+            let seg = self.segment(&mut state, s)?;
+            seg.tags[k..k + tags.len()].copy_from_slice(&tags);
+            seg.dirty = true;
+            drop(state);
+            at += run.len() as u64;
+            rest = next;
+        }
+        Ok(())
+    }
+
+    fn close(&self) -> Result<(), io::Error> {
+        self.flush()?;
+        self.inner.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}
