@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use wacore::store::traits::Backend;
-use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
+use whatsapp_rust_redb_storage::{PageProtection, RedbStore, RedbStoreConfig, Synchronous};
 use whatsapp_rust_sqlite_storage::{
     SqliteStore, SqliteStoreConfig, Synchronous as SqliteSynchronous,
 };
@@ -75,6 +75,11 @@ impl Store {
                 let mut config = RedbStoreConfig::default();
                 if kind == Kind::RedbFull {
                     config = config.with_synchronous(Synchronous::Full);
+                }
+                // For the overhead of protected pages: the same run on
+                // plain (format v1) files.
+                if std::env::var("WA_BENCH_REDB_PROTECTION").as_deref() == Ok("off") {
+                    config = config.with_page_protection(PageProtection::Off);
                 }
                 Store::Redb(
                     RedbStore::with_config_for_device(path, device, config)

@@ -116,6 +116,11 @@ pub(crate) fn detect(head: &[u8], len: u64) -> Format {
     }
 }
 
+/// The start of page 0 that holds redb's header (320 bytes in redb 4.6,
+/// which writes it in place): held in memory and written after the pages
+/// it points to. The rest of page 0 passes through.
+const HEADER_HELD: usize = 512;
+
 /// The tags of one segment, as this process knows them.
 struct Segment {
     tags: Vec<Tag>,
@@ -131,9 +136,10 @@ struct State {
     /// The length redb sees.
     len: u64,
     segments: HashMap<u64, Segment>,
-    /// redb's page 0 as redb sees it (redb's magic), once read or written.
+    /// redb's header (the first [`HEADER_HELD`] bytes of page 0) as redb
+    /// sees it (redb's magic), once read or written.
     page0: Option<Vec<u8>>,
-    /// Bytes of page 0 written by redb and not yet on disk: `..end`.
+    /// Bytes of the header written by redb and not yet on disk: `..end`.
     page0_dirty_end: usize,
     /// Blocks or slots written since the last sync.
     unsynced: bool,
@@ -333,10 +339,11 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         })
     }
 
-    /// Reads page 0 (redb's view) into the state if it is not there yet.
-    fn page0<'a>(&self, state: &'a mut State) -> io::Result<&'a mut Vec<u8>> {
+    /// redb's header (the start of page 0, as redb sees it: redb's magic),
+    /// read into the state if it is not there yet.
+    fn header<'a>(&self, state: &'a mut State) -> io::Result<&'a mut Vec<u8>> {
         if state.page0.is_none() {
-            let mut p = vec![0u8; BLOCK as usize];
+            let mut p = vec![0u8; HEADER_HELD];
             self.inner.read(0, &mut p)?;
             if p.starts_with(&V2_MAGIC) {
                 p[..9].copy_from_slice(&REDB_MAGIC);
@@ -344,6 +351,41 @@ impl<S: StorageBackend> ProtectedStorage<S> {
             state.page0 = Some(p);
         }
         Ok(state.page0.as_mut().expect("read"))
+    }
+
+    /// Reads `out.len()` bytes of page 0 at `offset`: redb's header from
+    /// the state (it may be newer than the file), the rest from the file.
+    fn read_page0(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let held = HEADER_HELD.saturating_sub(offset as usize).min(out.len());
+        let (head, tail) = out.split_at_mut(held);
+        if held > 0 {
+            let mut state = self.state();
+            let h = self.header(&mut state)?;
+            head.copy_from_slice(&h[offset as usize..offset as usize + held]);
+        }
+        if !tail.is_empty() {
+            self.inner.read(offset + held as u64, tail)?;
+        }
+        Ok(())
+    }
+
+    /// Writes into page 0: redb's header is held until the next flush (see
+    /// the module docs), the rest goes to the file.
+    fn write_page0(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let held = HEADER_HELD.saturating_sub(offset as usize).min(data.len());
+        let (head, tail) = data.split_at(held);
+        let mut state = self.state();
+        if held > 0 {
+            let h = self.header(&mut state)?;
+            h[offset as usize..offset as usize + held].copy_from_slice(head);
+            let end = offset as usize + held;
+            state.page0_dirty_end = state.page0_dirty_end.max(end);
+        }
+        if !tail.is_empty() {
+            self.inner.write(offset + held as u64, tail)?;
+            state.unsynced = true;
+        }
+        Ok(())
     }
 
     /// Splits `offset..offset + len` at page 0's end and checks that the
@@ -412,9 +454,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         let (in_page0, rest_at) = Self::split(offset, out.len())?;
         let (head, rest) = out.split_at_mut(in_page0);
         if in_page0 > 0 {
-            let mut state = self.state();
-            let p = self.page0(&mut state)?;
-            head.copy_from_slice(&p[offset as usize..offset as usize + in_page0]);
+            self.read_page0(offset, head)?;
         }
         let mut at = rest_at;
         let mut rest = rest;
@@ -490,11 +530,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         let (in_page0, rest_at) = Self::split(offset, data.len())?;
         let (head, rest) = data.split_at(in_page0);
         if in_page0 > 0 {
-            let mut state = self.state();
-            let p = self.page0(&mut state)?;
-            p[offset as usize..offset as usize + in_page0].copy_from_slice(head);
-            let end = offset as usize + in_page0;
-            state.page0_dirty_end = state.page0_dirty_end.max(end);
+            self.write_page0(offset, head)?;
         }
         let mut at = rest_at;
         let mut rest = rest;
