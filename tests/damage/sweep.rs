@@ -62,7 +62,39 @@ const CLEAR_WORDS: &[&str] = &[
     "schema version",
 ];
 
-fn run_case(index: usize, case: &Case, root: &Path) -> Outcome {
+/// Runs the `panic = "abort"` probe (`examples/damage_probe.rs`) on a fresh
+/// copy of the case's files: a problem unless it exits normally (a panic
+/// there, caught by the store or not, is an abort).
+fn run_probe(probe: &Path, case: &Case, dir: &Path) -> Option<String> {
+    let dir = dir.join("probe");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("store.redb");
+    std::fs::write(&path, &case.db).unwrap();
+    if let Some(j) = &case.journal {
+        std::fs::write(journal_of(&path), j).unwrap();
+    }
+    let mut child = std::process::Command::new(probe)
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let status = wait_timeout(&mut child, child_timeout());
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    match status {
+        Some(s) if s.success() => None,
+        other => Some(format!(
+            "the panic=abort probe did not exit normally ({other:?}): {} {}",
+            stdout.trim(),
+            stderr.lines().take(6).collect::<Vec<_>>().join(" | ")
+        )),
+    }
+}
+
+fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>) -> Outcome {
     let dir = root.join(format!("case-{index:03}"));
     std::fs::create_dir(&dir).unwrap();
     let path = dir.join("store.redb");
@@ -168,6 +200,9 @@ fn run_case(index: usize, case: &Case, root: &Path) -> Outcome {
             }
         }
     }
+    if let Some(probe) = probe {
+        problems.extend(run_probe(probe, case, &dir));
+    }
     if problems.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -205,6 +240,11 @@ fn sweep(protection: PageProtection) {
     let only = std::env::var("WA_REDB_DAMAGE_ONLY").ok();
     let root = tempfile::tempdir().unwrap();
     let fixtures = build_fixtures(root.path(), protection);
+    // `WA_REDB_ABORT_PROBE`: the damage probe built with `panic = "abort"`
+    // (`.ci/run` builds it), run on every protected case too.
+    let probe = std::env::var_os("WA_REDB_ABORT_PROBE")
+        .filter(|_| protection == PageProtection::Verified)
+        .map(std::path::PathBuf::from);
     let mut cases = build_cases(&fixtures, per_class, seed);
     if let Some(only) = &only {
         cases.retain(|c| c.name.contains(only.as_str()));
@@ -225,7 +265,7 @@ fn sweep(protection: PageProtection) {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(case) = cases.get(i) else { break };
-                    let outcome = run_case(i, case, root.path());
+                    let outcome = run_case(i, case, root.path(), probe.as_deref());
                     results.lock().unwrap().push(outcome);
                 }
             });
