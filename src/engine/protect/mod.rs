@@ -296,7 +296,9 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The segment `s`, read from its slots on first use.
+    /// The segment `s`, read from its slots on first use. Segments stay in
+    /// memory once read, so a load never races the flush of its slots
+    /// (only segments in memory are dirty).
     fn segment<'a>(&self, state: &'a mut State, s: u64) -> io::Result<&'a mut Segment> {
         match state.segments.entry(s) {
             Entry::Occupied(e) => Ok(e.into_mut()),
@@ -406,40 +408,74 @@ impl<S: StorageBackend> ProtectedStorage<S> {
     /// Writes the dirty tag slots, syncs, then writes the dirty part of
     /// page 0 and syncs again (see the module docs for why in this order).
     fn flush(&self) -> io::Result<()> {
+        // What to write, taken under the lock; the writes and fsyncs run
+        // without it, so that readers are not held up by a disk flush. (Only
+        // redb's committing thread writes, and it is the one flushing.)
+        let (slots, unsynced, header) = {
+            let mut state = self.state();
+            let mut slots = Vec::new();
+            for (&s, seg) in state.segments.iter_mut() {
+                if seg.dirty {
+                    let which = seg.newest.map_or(0, |i| 1 - i);
+                    let bytes =
+                        layout::encode_slot(&self.file_id, s, seg.generation + 1, &seg.tags);
+                    slots.push((s, which, bytes));
+                    seg.dirty = false;
+                }
+            }
+            let unsynced = std::mem::take(&mut state.unsynced);
+            let end = std::mem::take(&mut state.page0_dirty_end);
+            let header = (end > 0).then(|| {
+                let mut bytes = state.page0.as_ref().expect("written")[..end].to_vec();
+                if bytes.starts_with(&REDB_MAGIC) {
+                    bytes[..9].copy_from_slice(&V2_MAGIC);
+                }
+                bytes
+            });
+            (slots, unsynced, header)
+        };
+        let written = self.write_out(&slots, unsynced, header.as_deref());
         let mut state = self.state();
-        let mut slots = Vec::new();
-        for (&s, seg) in state.segments.iter() {
-            if seg.dirty {
-                let which = match seg.newest {
-                    Some(i) => 1 - i,
-                    None => 0,
-                };
-                let bytes = layout::encode_slot(&self.file_id, s, seg.generation + 1, &seg.tags);
-                slots.push((s, which, bytes));
+        match written {
+            Ok(()) => {
+                for (s, which, _) in &slots {
+                    let seg = state.segments.get_mut(s).expect("listed");
+                    seg.generation += 1;
+                    seg.newest = Some(*which);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing counts as written: the next flush writes it all
+                // again, to the same slots.
+                for (s, _, _) in &slots {
+                    state.segments.get_mut(s).expect("listed").dirty = true;
+                }
+                state.unsynced = true;
+                if let Some(h) = &header {
+                    state.page0_dirty_end = state.page0_dirty_end.max(h.len());
+                }
+                Err(e)
             }
         }
-        for (s, which, bytes) in &slots {
+    }
+
+    /// The tag slots, a sync, then redb's header and a sync.
+    fn write_out(
+        &self,
+        slots: &[(u64, usize, Vec<u8>)],
+        unsynced: bool,
+        header: Option<&[u8]>,
+    ) -> io::Result<()> {
+        for (s, which, bytes) in slots {
             self.inner.write(layout::slot_at(*s, *which), bytes)?;
         }
-        for (s, which, _) in &slots {
-            let seg = state.segments.get_mut(s).expect("listed");
-            seg.generation += 1;
-            seg.newest = Some(*which);
-            seg.dirty = false;
-        }
-        if state.unsynced || !slots.is_empty() {
+        if unsynced || !slots.is_empty() {
             self.inner.sync_data()?;
-            state.unsynced = false;
         }
-        if state.page0_dirty_end > 0 {
-            let end = state.page0_dirty_end;
-            let mut bytes = state.page0.as_ref().expect("written")[..end].to_vec();
-            if bytes.starts_with(&REDB_MAGIC) {
-                bytes[..9].copy_from_slice(&V2_MAGIC);
-            }
-            self.inner.write(0, &bytes)?;
+        if let Some(header) = header {
+            self.inner.write(0, header)?;
             self.inner.sync_data()?;
-            state.page0_dirty_end = 0;
         }
         Ok(())
     }
@@ -465,9 +501,15 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
             let blocks = ((PER_SEGMENT - k as u64) as usize).min(rest.len() / BLOCK as usize);
             let (run, next) = rest.split_at_mut(blocks * BLOCK as usize);
             self.inner.read(physical, run)?;
+            // Hashed before the lock: readers of other blocks do not wait.
+            let actual: Vec<Tag> = run
+                .chunks(BLOCK as usize)
+                .enumerate()
+                .map(|(i, d)| layout::tag(self.seed, j + i as u64, d))
+                .collect();
             let mut state = self.state();
             let seg = self.segment(&mut state, s)?;
-            for (i, data) in run.chunks(BLOCK as usize).enumerate() {
+            for (i, tag) in actual.iter().enumerate() {
                 let expected = seg.tags[k + i];
                 let block_offset = at + i as u64 * BLOCK;
                 let block_physical = physical + i as u64 * BLOCK;
@@ -478,7 +520,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
                         "has no valid tag (its tag slots are damaged, or it was never written)",
                     ));
                 }
-                if layout::tag(self.seed, j + i as u64, data) != expected {
+                if *tag != expected {
                     return Err(damaged(
                         Some(block_offset),
                         block_physical,
