@@ -5,6 +5,8 @@
 //! or, in the harsher variant, a random subset of them reaches the disk.
 //! The frozen images are written out as files and opened as a store.
 //!
+//! Cuts alternate between protected (format v2) and plain (v1) files, and
+//! between losing every unsynced write and keeping a random subset of them.
 //! `Full` must keep every write acknowledged before the cut; `Normal` may
 //! lose a tail but must open, keep batches whole, and keep each writer's
 //! writes a prefix (no holes).
@@ -22,7 +24,7 @@ use bytes::Bytes;
 use dataset::Rng;
 use wacore::store::traits::{MsgSecretEntry, MsgSecretStore, SignalStore};
 use whatsapp_rust_redb_storage::fault::{IoFaults, IoTarget};
-use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
+use whatsapp_rust_redb_storage::{PageProtection, RedbStore, RedbStoreConfig, Synchronous};
 
 const TASKS: u32 = 3;
 const OPS_PER_TASK: u32 = 120;
@@ -197,7 +199,14 @@ async fn one_cut(mode: Synchronous, seed: u64, partial: bool) -> (usize, usize) 
         }),
         acked: acked.clone(),
     });
+    // Both file formats: protected (v2, the default) and plain (v1).
+    let protection = if (seed / 2) % 2 == 0 {
+        PageProtection::Verified
+    } else {
+        PageProtection::Off
+    };
     let config = RedbStoreConfig::default()
+        .with_page_protection(protection)
         .with_synchronous(mode)
         .with_checkpoint_interval(Duration::from_millis(5 + rng.next_u64() % 50))
         .with_checkpoint_journal_bytes(64 << 10)

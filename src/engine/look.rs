@@ -31,11 +31,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Builder, DatabaseError, ReadOnlyDatabase};
-
-use crate::engine::protect::{self, Format, ProtectedStorage};
 use serde::Serialize;
 
 use super::overlay::OverlayStorage;
+use super::protect::{self, Format, ProtectedStorage};
 use super::recovery::{self, JournalFile};
 use super::{Engine, cache, contain_panic, journal_path, schema, sniff};
 use crate::catalog::SCHEMA_VERSION;
