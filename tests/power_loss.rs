@@ -200,7 +200,7 @@ async fn one_cut(mode: Synchronous, seed: u64, partial: bool) -> (usize, usize) 
         acked: acked.clone(),
     });
     // Both file formats: protected (v2, the default) and plain (v1).
-    let protection = if (seed / 2) % 2 == 0 {
+    let protection = if (seed / 2).is_multiple_of(2) {
         PageProtection::Verified
     } else {
         PageProtection::Off
