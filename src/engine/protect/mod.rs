@@ -83,6 +83,9 @@ fn damaged(offset: Option<u64>, physical: u64, why: &'static str) -> io::Error {
     )
 }
 
+const HEADER_DAMAGED: &str = "(redb's header) is damaged: the file holds data but \
+    no header; restore it from a backup (`wa-redb restore`)";
+
 const SUPERBLOCK_DAMAGED: &str = "and the one after it: both copies of the protection \
     superblock are damaged (`wa-redb salvage` may copy out what still verifies)";
 
@@ -169,6 +172,9 @@ impl<S: StorageBackend> fmt::Debug for ProtectedStorage<S> {
 pub(crate) enum OpenError {
     Io(io::Error),
     Superblock(SuperblockError),
+    /// The superblock is intact but redb's header is not there, in a file
+    /// that holds more than the superblock: never an empty database.
+    HeaderDamaged,
 }
 
 impl From<io::Error> for OpenError {
@@ -185,6 +191,10 @@ impl OpenError {
             OpenError::Superblock(SuperblockError::Damaged) => Error::Corrupted {
                 path: path.to_path_buf(),
                 detail: damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED).to_string(),
+            },
+            OpenError::HeaderDamaged => Error::Corrupted {
+                path: path.to_path_buf(),
+                detail: damaged(None, 0, HEADER_DAMAGED).to_string(),
             },
             OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
                 Error::NotAStore {
@@ -205,6 +215,7 @@ impl OpenError {
             OpenError::Superblock(SuperblockError::Damaged) => {
                 damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED)
             }
+            OpenError::HeaderDamaged => damaged(None, 0, HEADER_DAMAGED),
             OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
                 io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -270,8 +281,11 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         inner.read(0, &mut head)?;
         let len = if head == V2_MAGIC {
             layout::logical_len(inner.len()?)
+        } else if inner.len()? <= DATA_BASE {
+            0 // created, redb never wrote its header: an empty database
         } else {
-            0 // redb never wrote its header: an empty database
+            // redb would take it for empty and lay out a new database.
+            return Err(OpenError::HeaderDamaged);
         };
         Ok(Self::with(inner, sb.file_id, len, stats))
     }

@@ -265,3 +265,16 @@ fn a_crash_during_the_tag_flush_keeps_the_last_commit() {
         assert!(v == value(7) || v == b"rewritten", "cut {cut}");
     }
 }
+
+/// A protected file whose page 0 was zeroed is damaged, not empty: redb
+/// would otherwise lay out a new database over it.
+#[test]
+fn a_zeroed_header_is_damage_not_an_empty_file() {
+    let mem = Mem::default();
+    fill(&create(&mem), 0..100);
+    mem.0.lock().unwrap()[..BLOCK as usize].fill(0);
+    let before = mem.0.lock().unwrap().clone();
+    let opened = ProtectedStorage::open(mem.clone(), Arc::new(IoStats::default()));
+    assert!(matches!(opened, Err(super::OpenError::HeaderDamaged)));
+    assert_eq!(*mem.0.lock().unwrap(), before, "nothing written");
+}
