@@ -553,8 +553,11 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         let mut state = self.state();
         self.inner.set_len(layout::physical_len(len))?;
         if len < state.len {
-            // Forget the tags of blocks cut off: if the file grows again,
-            // they read as never written until redb writes them.
+            // Segments cut off entirely are gone from the file (a flush of
+            // their slots would grow it again); in the one cut in part, the
+            // blocks cut off read as never written until redb writes them.
+            let end = layout::physical_len(len);
+            state.segments.retain(|&s, _| layout::slot_at(s, 0) < end);
             let first_gone = len.max(BLOCK) / BLOCK - 1;
             for seg_no in state.segments.keys().copied().collect::<Vec<_>>() {
                 let seg = state.segments.get_mut(&seg_no).expect("listed");

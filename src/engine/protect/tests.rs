@@ -278,3 +278,32 @@ fn a_zeroed_header_is_damage_not_an_empty_file() {
     assert!(matches!(opened, Err(super::OpenError::HeaderDamaged)));
     assert_eq!(*mem.0.lock().unwrap(), before, "nothing written");
 }
+
+/// A file redb shrinks stays shrunk: the tag slots of segments cut off are
+/// not written back past the new end.
+#[test]
+fn a_shrunk_file_is_not_grown_back_by_its_tags() {
+    let mem = Mem::default();
+    let storage = ProtectedStorage::create(mem.clone(), Arc::new(IoStats::default())).unwrap();
+    let blocks = 3 * PER_SEGMENT;
+    storage.set_len((blocks + 1) * BLOCK).unwrap();
+    for j in 0..blocks {
+        storage
+            .write((j + 1) * BLOCK, &[j as u8; BLOCK as usize])
+            .unwrap();
+    }
+    storage.sync_data().unwrap();
+    let small = (PER_SEGMENT / 2 + 1) * BLOCK;
+    storage.set_len(small).unwrap();
+    storage.sync_data().unwrap();
+    assert_eq!(mem.len().unwrap(), layout::physical_len(small));
+    let mut out = vec![0u8; BLOCK as usize];
+    storage.read(BLOCK, &mut out).unwrap();
+    assert_eq!(out, vec![0u8; BLOCK as usize]);
+    // A block cut off and grown back reads as never written.
+    storage.set_len(2 * PER_SEGMENT * BLOCK).unwrap();
+    let err = storage
+        .read((PER_SEGMENT - 1) * BLOCK, &mut out)
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+}
