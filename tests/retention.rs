@@ -80,6 +80,8 @@ async fn maintenance_deletes_base_keys_older_than_the_retention() {
     // Retention off: kept.
     let keep = RedbStoreConfig::default().with_base_key_retention(None);
     let s = RedbStore::with_config(&path, keep).await.unwrap();
+    // The file keeps its format whatever the opener asks for.
+    assert_eq!(s.config().page_protection, PageProtection::Off);
     assert_eq!(s.maintenance().await.unwrap().base_keys_deleted, 0);
     assert!(
         s.has_same_base_key("old@c.us.0", "m", b"old")

@@ -88,8 +88,9 @@ pub(crate) struct Engine {
 }
 
 /// Checks the first bytes of an existing file, so that a file that is not a
-/// redb database gets a clear error instead of reaching redb.
-fn sniff(path: &Path) -> Result<()> {
+/// redb database gets a clear error instead of reaching redb; says which
+/// format the file is.
+fn sniff(path: &Path) -> Result<PageProtection> {
     use std::io::Read;
     let not_a_store = |reason: String| Error::NotAStore {
         path: path.to_path_buf(),
@@ -110,10 +111,13 @@ fn sniff(path: &Path) -> Result<()> {
                 .into(),
         ));
     }
-    if !head.starts_with(&REDB_MAGIC) && !head.starts_with(&protect::layout::V2_MAGIC) {
-        return Err(not_a_store("unrecognized file header".into()));
+    if head.starts_with(&protect::layout::V2_MAGIC) {
+        Ok(PageProtection::Verified)
+    } else if head.starts_with(&REDB_MAGIC) {
+        Ok(PageProtection::Off)
+    } else {
+        Err(not_a_store("unrecognized file header".into()))
     }
-    Ok(())
 }
 
 /// Opens the redb database in `path` with `builder`, through our storage
@@ -375,11 +379,11 @@ impl Engine {
             false => create_store_file(path, config, share.bytes(), &io)?,
             true => None,
         };
-        let (mut db, verify) = match created {
+        let (mut db, verify, protection) = match created {
             // Just laid out by us: nothing to sniff, verify or recover.
-            Some(db) => (db, false),
+            Some(db) => (db, false, config.page_protection),
             None => {
-                sniff(path)?;
+                let protection = sniff(path)?;
                 // The journal exists from the first write until a clean
                 // close: finding one means the last process wrote and did
                 // not close.
@@ -394,7 +398,7 @@ impl Engine {
                 };
                 let builder = engine_builder(path, share.bytes(), verify);
                 let db = open_with(&builder, path, false, io.clone(), config.io_faults.clone())?;
-                (db, verify)
+                (db, verify, protection)
             }
         };
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
@@ -405,14 +409,8 @@ impl Engine {
         maybe_compact(&mut db, path, config, verify)?;
         // The file's format, not the one asked for (which only a new file
         // takes).
-        let protected = std::fs::File::open(path)
-            .and_then(|f| protect::format_of(&f))
-            .map_err(|e| Error::io(path, e))?;
         let config = RedbStoreConfig {
-            page_protection: match protected {
-                Format::Protected => PageProtection::Verified,
-                _ => PageProtection::Off,
-            },
+            page_protection: protection,
             ..config.clone()
         };
         Ok(Self::assemble(
