@@ -33,17 +33,16 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::backends::FileBackend;
-use redb::{BackendError, Builder, DatabaseError, ReadOnlyDatabase, StorageBackend, StorageError};
+use redb::{Builder, DatabaseError, ReadOnlyDatabase, StorageBackend, StorageError};
 
 use crate::error::Error;
 
-use crate::engine::storage::IoStats;
+use crate::engine::storage::{IoStats, forward_locks};
 use layout::{
     BLOCK, DATA_BASE, PER_SEGMENT, REDB_MAGIC, SUPERBLOCK_AT, Superblock, SuperblockError, Tag,
     UNWRITTEN, V2_MAGIC,
@@ -123,6 +122,35 @@ pub(crate) fn detect(head: &[u8], len: u64) -> Format {
 /// which writes it in place): held in memory and written after the pages
 /// it points to. The rest of page 0 passes through.
 const HEADER_HELD: usize = 512;
+
+/// The longest stretch of whole blocks from redb's offset `at` (at most
+/// `len` bytes) that lies in one segment, so contiguous in the file.
+struct Run {
+    /// Data block of `at`.
+    j: u64,
+    segment: u64,
+    /// Index of block `j` in its segment.
+    k: usize,
+    /// File offset of block `j`.
+    physical: u64,
+    /// Bytes of the run.
+    len: usize,
+}
+
+impl Run {
+    fn at(at: u64, len: usize) -> Run {
+        let j = at / BLOCK - 1;
+        let (segment, k, physical) = layout::locate(j);
+        let blocks = ((PER_SEGMENT - k as u64) as usize).min(len / BLOCK as usize);
+        Run {
+            j,
+            segment,
+            k,
+            physical,
+            len: blocks * BLOCK as usize,
+        }
+    }
+}
 
 /// The tags of one segment, as this process knows them.
 struct Segment {
@@ -509,11 +537,14 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         let mut at = rest_at;
         let mut rest = rest;
         while !rest.is_empty() {
-            // One run: the blocks up to the end of this segment.
-            let j = at / BLOCK - 1;
-            let (s, k, physical) = layout::locate(j);
-            let blocks = ((PER_SEGMENT - k as u64) as usize).min(rest.len() / BLOCK as usize);
-            let (run, next) = rest.split_at_mut(blocks * BLOCK as usize);
+            let Run {
+                j,
+                segment: s,
+                k,
+                physical,
+                len,
+            } = Run::at(at, rest.len());
+            let (run, next) = rest.split_at_mut(len);
             self.inner.read(physical, run)?;
             // Hashed before the lock: readers of other blocks do not wait.
             let actual: Vec<Tag> = run
@@ -594,10 +625,14 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         let mut at = rest_at;
         let mut rest = rest;
         while !rest.is_empty() {
-            let j = at / BLOCK - 1;
-            let (s, k, physical) = layout::locate(j);
-            let blocks = ((PER_SEGMENT - k as u64) as usize).min(rest.len() / BLOCK as usize);
-            let (run, next) = rest.split_at(blocks * BLOCK as usize);
+            let Run {
+                j,
+                segment: s,
+                k,
+                physical,
+                len,
+            } = Run::at(at, rest.len());
+            let (run, next) = rest.split_at(len);
             let tags: Vec<Tag> = run
                 .chunks(BLOCK as usize)
                 .enumerate()
@@ -621,31 +656,5 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         self.inner.close()
     }
 
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.try_lock_range(start, end)
-    }
-
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, BackendError> {
-        self.inner.try_lock_shared_range(start, end)
-    }
-
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_range(start, end)
-    }
-
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_shared_range(start, end)
-    }
-
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.unlock_range(start, end)
-    }
-
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.query_lock_range(start, end)
-    }
+    forward_locks!();
 }
