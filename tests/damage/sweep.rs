@@ -62,17 +62,23 @@ const CLEAR_WORDS: &[&str] = &[
     "schema version",
 ];
 
-/// Runs the `panic = "abort"` probe (`examples/damage_probe.rs`) on a fresh
-/// copy of the case's files: a problem unless it exits normally (a panic
-/// there, caught by the store or not, is an abort).
-fn run_probe(probe: &Path, case: &Case, dir: &Path) -> Option<String> {
-    let dir = dir.join("probe");
-    std::fs::create_dir(&dir).unwrap();
+/// Writes the case's store file (and journal, if it has one) into the new
+/// directory `dir`; returns the store's path.
+fn write_case(case: &Case, dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir(dir).unwrap();
     let path = dir.join("store.redb");
     std::fs::write(&path, &case.db).unwrap();
     if let Some(j) = &case.journal {
         std::fs::write(journal_of(&path), j).unwrap();
     }
+    path
+}
+
+/// Runs the `panic = "abort"` probe (`examples/damage_probe.rs`) on a fresh
+/// copy of the case's files: a problem unless it exits normally (a panic
+/// there, caught by the store or not, is an abort).
+fn run_probe(probe: &Path, case: &Case, dir: &Path) -> Option<String> {
+    let path = write_case(case, &dir.join("probe"));
     let mut child = std::process::Command::new(probe)
         .arg(&path)
         .stdin(Stdio::null())
@@ -96,12 +102,7 @@ fn run_probe(probe: &Path, case: &Case, dir: &Path) -> Option<String> {
 
 fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>) -> Outcome {
     let dir = root.join(format!("case-{index:03}"));
-    std::fs::create_dir(&dir).unwrap();
-    let path = dir.join("store.redb");
-    std::fs::write(&path, &case.db).unwrap();
-    if let Some(j) = &case.journal {
-        std::fs::write(journal_of(&path), j).unwrap();
-    }
+    let path = write_case(case, &dir);
     let started = Instant::now();
     let mut child = process::self_command("child::damage_child")
         .env("WA_REDB_DAMAGE_FILE", &path)
