@@ -249,19 +249,27 @@ mod tests {
     }
 
     #[test]
-    fn timers_fire_in_deadline_order() {
+    fn every_timer_fires_and_none_before_its_deadline() {
+        // Two due timers may run at once on two workers, so the order in
+        // which they *finish* is not the pool's to promise (qemu showed it);
+        // that each runs, and none early, is.
         let (tx, rx) = std::sync::mpsc::channel();
         let now = Instant::now();
-        for (i, ms) in [(2, 60), (0, 20), (1, 40)] {
+        for (i, ms) in [(2u64, 60), (0, 20), (1, 40)] {
             let tx = tx.clone();
-            spawn_at(now + Duration::from_millis(ms), move || {
-                let _ = tx.send(i);
+            let at = now + Duration::from_millis(ms);
+            spawn_at(at, move || {
+                let _ = tx.send((i, at, Instant::now()));
             });
         }
-        let got: Vec<i32> = (0..3)
-            .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+        let mut got: Vec<u64> = (0..3)
+            .map(|_| {
+                let (i, at, ran) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+                assert!(ran >= at, "timer {i} ran before its deadline");
+                i
+            })
             .collect();
+        got.sort_unstable();
         assert_eq!(got, vec![0, 1, 2]);
-        assert!(now.elapsed() >= Duration::from_millis(60));
     }
 }
