@@ -47,6 +47,33 @@ pub(crate) fn sanitize_snapshot_name(name: &str) -> Result<String> {
     Ok(trimmed.to_string())
 }
 
+impl RedbStore {
+    /// The contents of a snapshot's sidecar (`<snapshot>.json`, written by
+    /// `snapshot_db` with `extra_content`): as written for a plain store;
+    /// decrypted with `config`'s key for an encrypted one.
+    pub fn read_snapshot_sidecar(
+        path: impl AsRef<std::path::Path>,
+        config: &crate::RedbStoreConfig,
+    ) -> Result<Vec<u8>> {
+        use crate::engine::protect::crypt;
+        use crate::error::KeyProblem;
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if !crypt::is_sealed_file(&bytes) {
+            return Ok(bytes);
+        }
+        let key_error = |problem| Error::Key {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let key = config
+            .encryption
+            .as_ref()
+            .ok_or_else(|| key_error(KeyProblem::Required))?;
+        crypt::open_file(key, &bytes).map_err(|e| key_error(e.into_problem(key)).into())
+    }
+}
+
 #[async_trait]
 impl DeviceStore for RedbStore {
     /// Upserts the record; works without a prior `create()`.
@@ -95,7 +122,12 @@ impl DeviceStore for RedbStore {
         self.backup_to(&target).await?;
         if let Some(extra) = extra_content {
             let json = crate::engine::files::with_suffix(&target, ".json");
-            let extra = extra.to_vec();
+            // An encrypted store's sidecar is sealed too (it opens with the
+            // store's key: `RedbStore::read_snapshot_sidecar`).
+            let extra = match &self.engine.cipher {
+                Some(cipher) => cipher.seal_file(extra).map_err(|e| Error::io(&json, e))?,
+                None => extra.to_vec(),
+            };
             crate::store::blocking(move || crate::maintenance::write_private_file(&json, &extra))
                 .await?;
         }

@@ -17,6 +17,46 @@ use wacore::store::error::StoreError;
 /// Result alias used inside the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why an encrypted store and a key do not go together. Nothing on disk
+/// was changed when one of these is reported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The file is encrypted and no key was given.
+    #[error(
+        "the store is encrypted and no key was given: pass its key with \
+         `RedbStoreConfig::with_encryption_key` or `with_passphrase` (for `wa-redb`: \
+         `--key-file PATH`, or WA_REDB_KEY_FILE / WA_REDB_PASSPHRASE)"
+    )]
+    Required,
+    /// The key does not open the file.
+    #[error(
+        "the key does not open this encrypted store (wrong key or passphrase); nothing was \
+         changed: give the key it was created with"
+    )]
+    Wrong,
+    /// The file was encrypted with the other kind of key.
+    #[error(
+        "the store is encrypted with {file_uses}, and {given} was given: give the key the \
+         way it was created"
+    )]
+    WrongKind {
+        /// What the file needs.
+        file_uses: &'static str,
+        /// What was given.
+        given: &'static str,
+    },
+    /// A key was given for a file that is not encrypted.
+    #[error(
+        "a key was given but the store is not encrypted, so it would stay readable without \
+         one; open it without a key, or write an encrypted copy with `wa-redb encrypt`"
+    )]
+    NotEncrypted,
+    /// The key's parameters in the file are not usable.
+    #[error("the store's key parameters are not usable: {0}")]
+    BadParameters(String),
+}
+
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -52,6 +92,15 @@ pub enum Error {
         path: PathBuf,
         /// What the file is instead, and what to do.
         reason: String,
+    },
+
+    /// The file's encryption and the key given do not go together.
+    #[error("{}: {problem}", .path.display())]
+    Key {
+        /// The file the error is about.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        problem: KeyProblem,
     },
 
     /// The file was written by a newer version of this crate.
@@ -282,6 +331,16 @@ impl Error {
                         .into(),
                 }
             }
+            redb::Error::Io(source) if source.get_ref().is_some_and(|e| e.is::<KeyProblem>()) => {
+                Error::Key {
+                    path: path.to_path_buf(),
+                    problem: source
+                        .get_ref()
+                        .and_then(|e| e.downcast_ref::<KeyProblem>())
+                        .cloned()
+                        .unwrap_or(KeyProblem::Wrong),
+                }
+            }
             redb::Error::Io(source)
                 if source
                     .get_ref()
@@ -357,6 +416,7 @@ impl From<Error> for StoreError {
                 StoreError::InvalidConfig(err.to_string())
             }
             Error::AlreadyOpen { .. }
+            | Error::Key { .. }
             | Error::NotAStore { .. }
             | Error::NotSqliteStore { .. }
             | Error::Closed { .. } => StoreError::Connection(Box::new(err)),

@@ -257,8 +257,17 @@ impl RedbStore {
     /// applies the journal in memory if the last process crashed, and
     /// decodes every record.
     pub fn check_file(path: impl AsRef<Path>) -> Result<CheckReport, StoreError> {
+        Self::check_file_with(path, &crate::RedbStoreConfig::default())
+    }
+
+    /// [`RedbStore::check_file`] with the key of an encrypted store
+    /// ([`crate::RedbStoreConfig::encryption`]).
+    pub fn check_file_with(
+        path: impl AsRef<Path>,
+        config: &crate::RedbStoreConfig,
+    ) -> Result<CheckReport, StoreError> {
         let path = crate::engine::registry::canonical(path.as_ref())?;
-        let engine = crate::engine::Engine::open_to_look(&path, true)?;
+        let engine = crate::engine::Engine::open_to_look(&path, true, config.encryption.as_ref())?;
         let look = engine
             .look
             .as_ref()

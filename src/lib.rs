@@ -72,12 +72,12 @@ mod signal;
 mod sqlite;
 mod store;
 
-pub use config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
+pub use config::{EncryptionKey, IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
 #[cfg(feature = "cli")]
 pub use dump::{DumpOptions, DumpRow};
 pub use engine::look::LookReport;
 pub use engine::recovery::RecoveryReport;
-pub use error::Error;
+pub use error::{Error, KeyProblem};
 pub use export::{ExportOptions, ExportReport, Progress, ProgressFn};
 pub use inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
 pub use legacy::SkdmTracking;

@@ -11,7 +11,7 @@ use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table,
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::journal_path;
 use crate::engine::tx::{Snapshot, Tx, every_row};
-use crate::engine::{create_bare_temp, files, open_with, registry, schema};
+use crate::engine::{Keying, create_bare_temp, files, open_with, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -60,14 +60,16 @@ pub(crate) fn publish(tmp: &Path, target: &Path) -> Result<()> {
 }
 
 /// Writes a store file at `target` holding exactly what `snapshot` sees.
-pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path) -> Result<()> {
+/// The copy is keyed as `keying` says (an encrypted store's copies are
+/// encrypted, under the same key).
+pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path, keying: Keying<'_>) -> Result<()> {
     if target.exists() {
         return Err(Error::InvalidPath {
             path: target.display().to_string(),
             reason: "a file already exists there".into(),
         });
     }
-    let (tmp, db) = create_bare_temp(target, files::TempKind::Partial, None)
+    let (tmp, db) = create_bare_temp(target, files::TempKind::Partial, None, keying)
         .map_err(|e| e.with_path(target))?;
     let result = (|| {
         let err = |e: redb::Error| Error::storage(&tmp, e);
@@ -121,7 +123,9 @@ impl RedbStore {
     /// ```
     pub async fn backup_to(&self, target: impl AsRef<Path>) -> Result<(), StoreError> {
         let target = target.as_ref().to_path_buf();
-        self.read_blocking(move |s| write_copy(s, &target)).await
+        let cipher = self.engine.cipher.clone();
+        self.read_blocking(move |s| write_copy(s, &target, Keying::like(cipher.as_ref())))
+            .await
     }
 }
 
@@ -180,7 +184,7 @@ fn not_open_here(path: &Path) -> Result<()> {
 
 /// Opens and cleanly closes a store: replays the journal of a crashed
 /// process and removes it. Fails if another process has the file open.
-pub(crate) fn recover_and_close(path: &Path) -> Result<()> {
+pub(crate) fn recover_and_close(path: &Path, config: &RedbStoreConfig) -> Result<()> {
     not_open_here(path)?;
     // Opening would create a new store: these operations need an existing one.
     if !path.exists() {
@@ -189,7 +193,7 @@ pub(crate) fn recover_and_close(path: &Path) -> Result<()> {
             reason: "no such file".into(),
         });
     }
-    let config = RedbStoreConfig::default().with_auto_compact(None);
+    let config = config.clone().with_auto_compact(None);
     let engine = registry::open_shared(path, &config)?;
     match std::sync::Arc::try_unwrap(engine) {
         Ok(engine) => engine.close(),
@@ -202,8 +206,8 @@ pub(crate) fn recover_and_close(path: &Path) -> Result<()> {
 
 /// Opens a closed store file with redb alone (no journal, no writer), for
 /// whole-file operations that need exclusive access.
-pub(crate) fn open_bare(path: &Path) -> Result<Database> {
-    open_with(&Builder::new(), path, false, Arc::default(), None)
+pub(crate) fn open_bare(path: &Path, keying: Keying<'_>) -> Result<Database> {
+    Ok(open_with(&Builder::new(), path, false, Arc::default(), None, keying)?.db)
 }
 
 /// Sizes of the file before and after a compaction.
@@ -348,10 +352,19 @@ impl RedbStore {
     /// recovery and the close that come first may change it (a close
     /// records redb's allocator state, a page or so on a compact file).
     pub fn compact_file(path: impl AsRef<Path>) -> Result<CompactReport, StoreError> {
+        Self::compact_file_with(path, &RedbStoreConfig::default())
+    }
+
+    /// [`RedbStore::compact_file`] with the key of an encrypted store
+    /// ([`RedbStoreConfig::encryption`]).
+    pub fn compact_file_with(
+        path: impl AsRef<Path>,
+        config: &RedbStoreConfig,
+    ) -> Result<CompactReport, StoreError> {
         let path = registry::canonical(path.as_ref())?;
         let bytes_before = std::fs::metadata(&path).map_or(0, |m| m.len());
-        recover_and_close(&path)?;
-        crate::engine::compact_lean(&path, &RedbStoreConfig::default())?;
+        recover_and_close(&path, config)?;
+        crate::engine::compact_lean(&path, config)?;
         Ok(CompactReport {
             bytes_before,
             bytes_after: crate::inspect::file_len(&path)?,
@@ -371,6 +384,17 @@ impl RedbStore {
         backup: impl AsRef<Path>,
         target: impl AsRef<Path>,
     ) -> Result<RestoreReport, StoreError> {
+        Self::restore_file_with(backup, target, &RedbStoreConfig::default())
+    }
+
+    /// [`RedbStore::restore_file`] with the key of encrypted stores
+    /// ([`RedbStoreConfig::encryption`]): the backup must open with it, and
+    /// so must the file it replaces.
+    pub fn restore_file_with(
+        backup: impl AsRef<Path>,
+        target: impl AsRef<Path>,
+        config: &RedbStoreConfig,
+    ) -> Result<RestoreReport, StoreError> {
         let backup = registry::canonical(backup.as_ref())?;
         let target = registry::canonical(target.as_ref())?;
         if backup == target {
@@ -382,7 +406,7 @@ impl RedbStore {
         }
         // The backup must be a store this build can open.
         {
-            let db = crate::engine::protect::open_read_only(&backup)
+            let db = crate::engine::protect::open_read_only(&backup, config.encryption.as_ref())
                 .map_err(|e| Error::storage(&backup, e))?;
             schema::read_meta(&db, &backup)?.refuse_newer(&backup, catalog::SCHEMA_VERSION)?;
         }
@@ -390,7 +414,7 @@ impl RedbStore {
         not_open_here(&target)?;
         let replacing = target.exists();
         if replacing {
-            drop(open_bare(&target)?);
+            drop(open_bare(&target, Keying::of(config))?);
         }
         files::remove_stale_temps(&target);
         let (tmp, mut to) = files::create_temp(&target, files::TempKind::Restoring)?;

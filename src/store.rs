@@ -141,8 +141,18 @@ impl RedbStore {
     /// says which). Blocking; what `wa-redb info`, `dump`, `check` and
     /// `export` use.
     pub fn open_to_look(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_to_look_with(path, &RedbStoreConfig::default())
+    }
+
+    /// [`RedbStore::open_to_look`] with the key of an encrypted store
+    /// ([`RedbStoreConfig::encryption`]; the other settings do not apply to
+    /// a look).
+    pub fn open_to_look_with(
+        path: impl AsRef<Path>,
+        config: &RedbStoreConfig,
+    ) -> Result<Self, StoreError> {
         let path = registry::canonical(&parse_location(path.as_ref())?)?;
-        let engine = Engine::open_to_look(&path, false)?;
+        let engine = Engine::open_to_look(&path, false, config.encryption.as_ref())?;
         Ok(Self {
             engine: Arc::new(engine),
             device_id: 1,

@@ -104,14 +104,20 @@ fn config(mode: &str, seed: u64) -> RedbStoreConfig {
         "full" => Synchronous::Full,
         _ => Synchronous::Normal,
     };
+    // "normal-encrypted": an encrypted store (its journal too).
+    let key = mode.ends_with("-encrypted").then_some([0x3C; 32]);
     // Vary checkpoint pressure so crashes land before, during and after
     // checkpoints and journal rewinds.
     let interval = [20, 200, 2000][rng.below(3) as usize];
     let journal = [64 << 10, 1 << 20, 32 << 20][rng.below(3) as usize];
-    RedbStoreConfig::default()
+    let config = RedbStoreConfig::default()
         .with_synchronous(synchronous)
         .with_checkpoint_interval(Duration::from_millis(interval))
-        .with_checkpoint_journal_bytes(journal)
+        .with_checkpoint_journal_bytes(journal);
+    match key {
+        Some(key) => config.with_encryption_key(key),
+        None => config,
+    }
 }
 
 /// The child: write forever, acknowledging on stdout.
@@ -228,13 +234,18 @@ async fn verify(s: &RedbStore, acks: &Acks) {
 /// Sent messages are checked without consuming them: every acknowledged,
 /// not-yet-taken message must still be takeable. Done last, on a copy of
 /// the state that is then discarded (taking consumes).
-async fn verify_sent_messages(path: &Path, acks: &Acks) {
+async fn verify_sent_messages(path: &Path, acks: &Acks, mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.redb");
-    let store = RedbStore::new(path).await.unwrap();
+    let store = RedbStore::with_config(path, config(mode, 999))
+        .await
+        .unwrap();
     store.backup_to(&copy).await.unwrap();
     store.close().await.unwrap();
-    let s = RedbStore::new(&copy).await.unwrap();
+    // The copy is encrypted like the store, under the same key.
+    let s = RedbStore::with_config(&copy, config(mode, 999))
+        .await
+        .unwrap();
     for (&(g, t), &last) in acks {
         let Some(a) = last else { continue };
         for i in (2..=a).step_by(6) {
@@ -307,7 +318,7 @@ async fn crash_loop(mode: &str, seed: u64) {
             store.close().await.unwrap();
         }
     }
-    verify_sent_messages(&path, &acks).await;
+    verify_sent_messages(&path, &acks, mode).await;
     let total: u32 = acks.values().map(|a| a.map_or(0, |a| a + 1)).sum();
     eprintln!("{mode}: {iterations} kills, {total} acknowledged operations verified");
 }
@@ -320,4 +331,9 @@ async fn sigkill_never_loses_an_acknowledged_write_normal() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_never_loses_an_acknowledged_write_full() {
     crash_loop("full", 0xBADC0DE).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_never_loses_an_acknowledged_write_encrypted() {
+    crash_loop("normal-encrypted", 0x5EC2E7).await;
 }

@@ -199,13 +199,18 @@ async fn one_cut(mode: Synchronous, seed: u64, partial: bool) -> (usize, usize) 
         }),
         acked: acked.clone(),
     });
-    // Both file formats: protected (v2, the default) and plain (v1).
-    let protection = if (seed / 2).is_multiple_of(2) {
-        PageProtection::Verified
-    } else {
-        PageProtection::Off
+    // Every file format in turn: protected (v2, the default), plain (v1),
+    // and encrypted (v2, mode 2: its journal is encrypted too).
+    let (protection, key) = match (seed / 2) % 3 {
+        0 => (PageProtection::Verified, None),
+        1 => (PageProtection::Off, None),
+        _ => (PageProtection::Verified, Some([0x77; 32])),
     };
-    let config = RedbStoreConfig::default()
+    let keyed = |c: RedbStoreConfig| match key {
+        Some(key) => c.with_encryption_key(key),
+        None => c,
+    };
+    let config = keyed(RedbStoreConfig::default())
         .with_page_protection(protection)
         .with_synchronous(mode)
         .with_checkpoint_interval(Duration::from_millis(5 + rng.next_u64() % 50))
@@ -238,7 +243,7 @@ async fn one_cut(mode: Synchronous, seed: u64, partial: bool) -> (usize, usize) 
         &after.path().join("p.redb.journal"),
         images.get(&IoTarget::Journal),
     );
-    let s = RedbStore::new(&restored)
+    let s = RedbStore::with_config(&restored, keyed(RedbStoreConfig::default()))
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: store does not open after power loss: {e}"));
     let mut present_ops = 0;

@@ -13,7 +13,7 @@
 //! ```text
 //! header, 64 bytes:
 //!   0..8    magic "waredbj\0"
-//!   8..12   journal format version (1)
+//!   8..12   journal format version (1 plain, 2 encrypted records)
 //!   12..16  schema version of the store that wrote it
 //!   16..32  file id of the store it belongs to
 //!   32..56  zero
@@ -22,7 +22,11 @@
 //!   0..4    payload length
 //!   4..12   sequence number (lsn)
 //!   12..20  xxh3-64 of (file id, lsn, length, payload)
-//!   20..    payload: effects, see `EffectLog`
+//!   20..    payload: effects, see `EffectLog`; in an encrypted journal
+//!           (the store's file is encrypted) the effects encrypted with
+//!           the file's data key (XChaCha20-Poly1305, a random nonce per
+//!           record, the journal's file id and the lsn as associated
+//!           data), followed by the tag (16) and the nonce (24)
 //! ```
 //!
 //! Every record is written together with an all-zero record header after
@@ -44,12 +48,14 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::catalog::TableId;
 use crate::engine::files::{read_exact_at, write_all_at};
+use crate::engine::protect::crypt::Cipher;
 use crate::engine::storage::IoStats;
 use crate::error::{Error, Result};
 use crate::fault::{IoFaults, IoTarget};
 
 const MAGIC: &[u8; 8] = b"waredbj\0";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_PLAIN: u32 = 1;
+const FORMAT_ENCRYPTED: u32 = 2;
 pub(crate) const HEADER_LEN: u64 = 64;
 const RECORD_HEADER_LEN: usize = 20;
 /// Preallocation grows in steps of at least this much (the first step is
@@ -158,7 +164,12 @@ impl EffectLog {
     /// an all-zero record header: written together, it marks the end of the
     /// journal, so what follows (records of an older generation, or nothing)
     /// is never mistaken for a torn record. The next record overwrites it.
-    fn seal(&mut self, file_id: &[u8; 16], lsn: u64) -> &[u8] {
+    fn seal(&mut self, file_id: &[u8; 16], lsn: u64, cipher: Option<&Cipher>) -> Result<&[u8]> {
+        if let Some(cipher) = cipher {
+            cipher
+                .seal(&record_aad(file_id, lsn), &mut self.buf, RECORD_HEADER_LEN)
+                .map_err(|e| Error::Invalid(format!("cannot encrypt a journal record: {e}")))?;
+        }
         // `append` refuses payloads that do not fit a u32.
         let len = (self.buf.len() - RECORD_HEADER_LEN) as u32;
         let sum = record_checksum(file_id, lsn, len, &self.buf[RECORD_HEADER_LEN..]);
@@ -166,7 +177,7 @@ impl EffectLog {
         self.buf[4..12].copy_from_slice(&lsn.to_le_bytes());
         self.buf[12..20].copy_from_slice(&sum.to_le_bytes());
         self.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-        &self.buf
+        Ok(&self.buf)
     }
 }
 
@@ -284,10 +295,29 @@ fn record_checksum(file_id: &[u8; 16], lsn: u64, len: u32, payload: &[u8]) -> u6
     h.digest()
 }
 
-fn encode_header(schema_version: u32, file_id: &[u8; 16]) -> [u8; HEADER_LEN as usize] {
+/// Associated data of an encrypted record: it belongs to this journal, at
+/// this place in the sequence.
+fn record_aad(file_id: &[u8; 16], lsn: u64) -> [u8; 32] {
+    let mut aad = [0u8; 32];
+    aad[..8].copy_from_slice(b"wa-jrec\0");
+    aad[8..24].copy_from_slice(file_id);
+    aad[24..].copy_from_slice(&lsn.to_le_bytes());
+    aad
+}
+
+fn encode_header(
+    schema_version: u32,
+    file_id: &[u8; 16],
+    encrypted: bool,
+) -> [u8; HEADER_LEN as usize] {
+    let format = if encrypted {
+        FORMAT_ENCRYPTED
+    } else {
+        FORMAT_PLAIN
+    };
     let mut h = [0u8; HEADER_LEN as usize];
     h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&format.to_le_bytes());
     h[12..16].copy_from_slice(&schema_version.to_le_bytes());
     h[16..32].copy_from_slice(file_id);
     let sum = xxh3_64(&h[0..56]);
@@ -313,11 +343,13 @@ pub(crate) enum JournalContents {
     },
 }
 
-/// Reads the records of `path` that follow `checkpoint_lsn`.
+/// Reads the records of `path` that follow `checkpoint_lsn` (decrypted
+/// with `cipher`, the store's, if the store is encrypted).
 pub(crate) fn read_journal(
     path: &Path,
     file_id: &[u8; 16],
     checkpoint_lsn: u64,
+    cipher: Option<&Cipher>,
 ) -> Result<JournalContents> {
     let file = match File::open(path) {
         Ok(f) => f,
@@ -339,10 +371,18 @@ pub(crate) fn read_journal(
         });
     }
     let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT_VERSION {
-        return Ok(JournalContents::Foreign {
-            reason: format!("journal format {format} is not supported"),
-        });
+    let wanted = if cipher.is_some() {
+        FORMAT_ENCRYPTED
+    } else {
+        FORMAT_PLAIN
+    };
+    if format != wanted {
+        let reason = match format {
+            FORMAT_PLAIN => "the journal is not encrypted and the store is".into(),
+            FORMAT_ENCRYPTED => "the journal is encrypted and the store is not".into(),
+            _ => format!("journal format {format} is not supported"),
+        };
+        return Ok(JournalContents::Foreign { reason });
     }
     if &header[16..32] != file_id {
         return Ok(JournalContents::Foreign {
@@ -376,12 +416,23 @@ pub(crate) fn read_journal(
         } else {
             None
         };
-        let Some(payload) = payload else {
+        let Some(mut payload) = payload else {
             stopped = Some(format!(
                 "the record at offset {pos} is torn or damaged (it fails its checksum)"
             ));
             break;
         };
+        if let Some(cipher) = cipher {
+            let Some(plain) = cipher.open(&record_aad(file_id, lsn), &mut payload) else {
+                stopped = Some(format!(
+                    "the record at offset {pos} fails authentication (damaged, or not written \
+                     with this store's key)"
+                ));
+                break;
+            };
+            let n = plain.len();
+            payload.truncate(n);
+        }
         if lsn < expected && records.is_empty() {
             // A record from before the checkpoint, in the first slot: the
             // journal was rewound and nothing was written since.
@@ -419,6 +470,8 @@ pub(crate) struct JournalSpec {
     pub retain: u64,
     pub stats: Arc<IoStats>,
     pub faults: Option<Arc<dyn IoFaults>>,
+    /// The store's cipher, if it is encrypted: so is every record.
+    pub cipher: Option<Arc<Cipher>>,
 }
 
 /// An open journal, owned by whoever holds the store's write lane.
@@ -439,6 +492,7 @@ pub(crate) struct Journal {
     retain: u64,
     stats: Arc<IoStats>,
     faults: Option<Arc<dyn IoFaults>>,
+    cipher: Option<Arc<Cipher>>,
 }
 
 impl Journal {
@@ -464,9 +518,11 @@ impl Journal {
             retain: spec.retain.max(MIN_GROWTH),
             stats: spec.stats,
             faults: spec.faults,
+            cipher: spec.cipher,
         };
         journal.set_len(0)?;
-        journal.write_at(0, &encode_header(spec.schema_version, &spec.file_id))?;
+        let header = encode_header(spec.schema_version, &spec.file_id, journal.cipher.is_some());
+        journal.write_at(0, &header)?;
         journal.allocated = HEADER_LEN;
         if journal.sync_each {
             journal.sync_all()?;
@@ -616,11 +672,16 @@ impl Journal {
                 limit: u32::MAX as usize,
             });
         }
-        let record_len = effects.buf.len() as u64;
+        let sealed = effects.buf.len() as u64
+            + match self.cipher {
+                Some(_) => crate::engine::protect::crypt::SEAL_OVERHEAD as u64,
+                None => 0,
+            };
         // Room for the record and the end marker `seal` puts after it.
-        self.grow(self.write_pos + record_len + RECORD_HEADER_LEN as u64)?;
+        self.grow(self.write_pos + sealed + RECORD_HEADER_LEN as u64)?;
         let pos = self.write_pos;
-        let record = effects.seal(&self.file_id, lsn);
+        let record = effects.seal(&self.file_id, lsn, self.cipher.as_deref())?;
+        let record_len = record.len() as u64 - RECORD_HEADER_LEN as u64;
         self.write_at(pos, record)?;
         if self.sync_each {
             self.sync_data()?;

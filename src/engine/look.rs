@@ -33,13 +33,14 @@ use std::sync::Arc;
 use redb::{Builder, DatabaseError, ReadOnlyDatabase};
 use serde::Serialize;
 
+use super::format::sniff;
 use super::overlay::OverlayStorage;
 use super::protect::{self, Format, ProtectedStorage};
 use super::recovery::{self, JournalFile};
-use super::{Engine, cache, contain_panic, journal_path, schema, sniff};
+use super::{Engine, cache, contain_panic, journal_path, schema};
 use crate::catalog::SCHEMA_VERSION;
-use crate::config::RedbStoreConfig;
-use crate::error::{Error, Result};
+use crate::config::{EncryptionKey, RedbStoreConfig};
+use crate::error::{Error, KeyProblem, Result};
 
 /// redb's database header: magic number, god byte, both commit slots.
 const HEADER_BYTES: usize = 320;
@@ -83,12 +84,12 @@ pub(crate) struct Look {
 impl Engine {
     /// Opens the existing store at the canonical `path` to look at it,
     /// verifying every page checksum first if `verify`. Blocking.
-    pub fn open_to_look(path: &Path, verify: bool) -> Result<Engine> {
-        contain_panic(path, || open(path, verify))
+    pub fn open_to_look(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine> {
+        contain_panic(path, || open(path, verify, key))
     }
 }
 
-fn open(path: &Path, verify: bool) -> Result<Engine> {
+fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => {}
         Ok(_) => return Err(invalid_path(path, "not a file")),
@@ -98,7 +99,7 @@ fn open(path: &Path, verify: bool) -> Result<Engine> {
         Err(e) => return Err(Error::io(path, e)),
     }
     sniff(path)?;
-    let (base, guard, in_use) = match protect::open_read_only(path) {
+    let (base, guard, in_use) = match protect::open_read_only(path, key) {
         Ok(ro) => (
             File::open(path).map_err(|e| Error::io(path, e))?,
             Some(ro),
@@ -123,13 +124,22 @@ fn open(path: &Path, verify: bool) -> Result<Engine> {
             )
         });
     let protected = protect::format_of(&overlay.base).map_err(|e| Error::io(path, e))?;
-    let mut db = match protected {
-        Format::Protected => builder.create_with_backend(
-            ProtectedStorage::open(overlay, Arc::default()).map_err(|e| e.into_error(path))?,
-        ),
-        _ => builder.create_with_backend(overlay),
-    }
-    .map_err(|e| Error::storage(path, e))?;
+    let (db, cipher) = match protected {
+        Format::Protected => {
+            let storage = ProtectedStorage::open(overlay, Arc::default(), key)
+                .map_err(|e| e.into_error(path))?;
+            let cipher = storage.cipher();
+            (builder.create_with_backend(storage), cipher)
+        }
+        _ if key.is_some() => {
+            return Err(Error::Key {
+                path: path.to_path_buf(),
+                problem: KeyProblem::NotEncrypted,
+            });
+        }
+        _ => (builder.create_with_backend(overlay), None),
+    };
+    let mut db = db.map_err(|e| Error::storage(path, e))?;
     let pages_ok = match verify {
         true => Some(db.check_integrity().map_err(|e| Error::storage(path, e))?),
         false => None,
@@ -137,7 +147,14 @@ fn open(path: &Path, verify: bool) -> Result<Engine> {
     let mut meta = schema::read_meta(&db, path)?;
     meta.refuse_newer(path, SCHEMA_VERSION)?;
     let checkpointed_at = meta.checkpointed_at;
-    let recovery = recovery::recover(&db, path, &jpath, &mut meta, JournalFile::Leave)?;
+    let recovery = recovery::recover(
+        &db,
+        path,
+        &jpath,
+        &mut meta,
+        JournalFile::Leave,
+        cipher.as_deref(),
+    )?;
     schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
     let look = Look {
         report: LookReport {
@@ -150,11 +167,15 @@ fn open(path: &Path, verify: bool) -> Result<Engine> {
         },
         _guard: guard,
     };
-    let config = RedbStoreConfig::default().with_auto_compact(None);
+    let config = RedbStoreConfig {
+        encryption: key.cloned(),
+        ..RedbStoreConfig::default().with_auto_compact(None)
+    };
     let share = cache::Share::take(LOOK_CACHE_BYTES);
     Ok(Engine::assemble(
         path,
         db,
+        cipher,
         &meta,
         recovery,
         &config,

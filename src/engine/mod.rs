@@ -14,6 +14,7 @@
 pub(crate) mod cache;
 pub(crate) mod closing;
 pub(crate) mod files;
+pub(crate) mod format;
 pub(crate) mod journal;
 pub(crate) mod lane;
 pub(crate) mod look;
@@ -39,16 +40,18 @@ use redb::{Builder, Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use crate::catalog::SCHEMA_VERSION;
-use crate::config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
-use crate::error::{Error, Result};
+use crate::config::{IntegrityCheck, RedbStoreConfig, Synchronous};
+use crate::error::{Error, KeyProblem, Result};
 use crate::fault::IoFaults;
 use closing::{Closing, Shutdown};
+pub(crate) use format::{Keying, Opened, open_with};
+use format::{open_file, sniff};
 use journal::{JournalSpec, journal_path};
 use lane::{Lane, Submitted};
-use protect::{Format, ProtectedStorage};
+use protect::crypt::Cipher;
 use recovery::{JournalFile, RecoveryReport};
 use schema::FileMeta;
-use storage::{FileStorage, IoStats};
+use storage::IoStats;
 use tx::{Snapshot, Tx};
 use writer::{FnJob, Weight, Writer, WriterStatus};
 
@@ -64,10 +67,6 @@ pub(crate) fn contain_panic<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Re
     })
 }
 
-/// First bytes of every redb file.
-const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
-
 pub(crate) struct Engine {
     pub path: PathBuf,
     /// Taken when the engine is closed (the close needs them).
@@ -81,86 +80,13 @@ pub(crate) struct Engine {
     pub io: Arc<IoStats>,
     pub status: Arc<WriterStatus>,
     pub file_id: [u8; 16],
+    /// The cipher of an encrypted file: its journal and copies of it are
+    /// encrypted with it.
+    pub cipher: Option<Arc<Cipher>>,
     pub recovery: RecoveryReport,
     /// Set if the store was opened only to look at it ([`look`]): writes
     /// are refused and closing leaves every file as it is.
     pub look: Option<look::Look>,
-}
-
-/// Checks the first bytes of an existing file, so that a file that is not a
-/// redb database gets a clear error instead of reaching redb; says which
-/// format the file is.
-fn sniff(path: &Path) -> Result<PageProtection> {
-    use std::io::Read;
-    let not_a_store = |reason: String| Error::NotAStore {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut head = Vec::with_capacity(16);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(16).read_to_end(&mut head))
-        .map_err(|e| Error::io(path, e))?;
-    if head.is_empty() {
-        return Err(not_a_store(
-            "the file is empty (0 bytes); remove it to create a new store there".into(),
-        ));
-    }
-    if head.as_slice() == SQLITE_MAGIC {
-        return Err(not_a_store(
-            "it is a SQLite database; to move a SqliteStore account here, use `wa-redb import-sqlite`"
-                .into(),
-        ));
-    }
-    if head.starts_with(&protect::layout::V2_MAGIC) {
-        Ok(PageProtection::Verified)
-    } else if head.starts_with(&REDB_MAGIC) {
-        Ok(PageProtection::Off)
-    } else {
-        Err(not_a_store("unrecognized file header".into()))
-    }
-}
-
-/// Opens the redb database in `path` with `builder`, through our storage
-/// backend. The file is created owner-only if missing (and emptied first if
-/// `truncate`). redb's plain open trusts the file and may panic on damage
-/// it does not expect; such a panic becomes [`Error::Corrupted`].
-pub(crate) fn open_with(
-    builder: &Builder,
-    path: &Path,
-    truncate: bool,
-    io: Arc<IoStats>,
-    faults: Option<Arc<dyn IoFaults>>,
-) -> Result<Database> {
-    let file = files::create_private(path, truncate)?;
-    open_file(builder, file, path, io, faults, PageProtection::default())
-}
-
-/// [`open_with`] on a file already open (`path` names it in errors): a
-/// protected file (format v2) through [`ProtectedStorage`], a plain one
-/// (v1) directly; an empty file is laid out as `new_file` says.
-fn open_file(
-    builder: &Builder,
-    file: std::fs::File,
-    path: &Path,
-    io: Arc<IoStats>,
-    faults: Option<Arc<dyn IoFaults>>,
-    new_file: PageProtection,
-) -> Result<Database> {
-    let format = protect::format_of(&file).map_err(|e| Error::io(path, e))?;
-    let backend =
-        FileStorage::new(file, io.clone(), faults).map_err(|e| Error::storage(path, e))?;
-    contain_panic(path, || {
-        let db = match format {
-            Format::Empty if new_file == PageProtection::Verified => builder.create_with_backend(
-                ProtectedStorage::create(backend, io).map_err(|e| e.into_error(path))?,
-            ),
-            Format::Protected => builder.create_with_backend(
-                ProtectedStorage::open(backend, io).map_err(|e| e.into_error(path))?,
-            ),
-            Format::Empty | Format::Plain | Format::Unknown => builder.create_with_backend(backend),
-        };
-        db.map_err(|e| Error::storage(path, e))
-    })
 }
 
 /// The builder the engine opens its redb file with.
@@ -193,7 +119,7 @@ fn create_store_file(
     config: &RedbStoreConfig,
     cache_bytes: usize,
     io: &Arc<IoStats>,
-) -> Result<Option<Database>> {
+) -> Result<Option<Opened>> {
     files::remove_stale_temps(path);
     let (tmp, file) = files::create_temp(path, files::TempKind::Creating)?;
     let builder = engine_builder(path, cache_bytes, false);
@@ -203,9 +129,9 @@ fn create_store_file(
         &tmp,
         io.clone(),
         config.io_faults.clone(),
-        config.page_protection,
+        Keying::of(config),
     )
-    .and_then(|db| schema::initialize(&db, &tmp).map(|()| db));
+    .and_then(|opened| schema::initialize(&opened.db, &tmp).map(|()| opened));
     let db = match laid_out {
         Ok(db) => db,
         Err(e) => {
@@ -240,10 +166,11 @@ pub(crate) fn create_bare_temp(
     target: &Path,
     kind: files::TempKind,
     faults: Option<Arc<dyn IoFaults>>,
+    keying: Keying<'_>,
 ) -> Result<(std::path::PathBuf, Database)> {
     files::remove_stale_temps(target);
     let (tmp, file) = files::create_temp(target, kind)?;
-    match create_bare_in(file, &tmp, faults) {
+    match create_bare_in(file, &tmp, faults, keying) {
         Ok(db) => Ok((tmp, db)),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -256,15 +183,9 @@ fn create_bare_in(
     file: std::fs::File,
     path: &Path,
     faults: Option<Arc<dyn IoFaults>>,
+    keying: Keying<'_>,
 ) -> Result<Database> {
-    let db = open_file(
-        &Builder::new(),
-        file,
-        path,
-        Arc::default(),
-        faults,
-        PageProtection::default(),
-    )?;
+    let db = open_file(&Builder::new(), file, path, Arc::default(), faults, keying)?.db;
     schema::initialize(&db, path)?;
     Ok(db)
 }
@@ -273,9 +194,16 @@ fn create_bare_in(
 /// is not a store (or is too new) is refused before the writable open, which
 /// would modify it. Other failures are left to the writable open, which can
 /// repair what a read-only open cannot.
-fn refuse_foreign_file(path: &Path) -> Result<()> {
-    let Ok(db) = protect::open_read_only(path) else {
-        return Ok(());
+fn refuse_foreign_file(path: &Path, key: Option<&crate::config::EncryptionKey>) -> Result<()> {
+    let db = match protect::open_read_only(path, key) {
+        Ok(db) => db,
+        Err(e) => {
+            return match Error::storage(path, e) {
+                // A key that does not fit: refused before anything is written.
+                e @ Error::Key { .. } => Err(e),
+                _ => Ok(()),
+            };
+        }
     };
     match schema::read_meta(&db, path) {
         Err(e @ Error::NotAStore { .. }) => Err(e),
@@ -335,7 +263,9 @@ pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> 
         false,
         Arc::default(),
         config.io_faults.clone(),
-    )?;
+        Keying::of(config),
+    )?
+    .db;
     contain_panic(path, || compact(&mut db, path))?;
     db.close().map_err(|e| Error::storage(path, e))
 }
@@ -379,9 +309,9 @@ impl Engine {
             false => create_store_file(path, config, share.bytes(), &io)?,
             true => None,
         };
-        let (mut db, verify, protection) = match created {
+        let (opened, verify, protection) = match created {
             // Just laid out by us: nothing to sniff, verify or recover.
-            Some(db) => (db, false, config.page_protection),
+            Some(opened) => (opened, false, config.page_protection),
             None => {
                 let protection = sniff(path)?;
                 // The journal exists from the first write until a clean
@@ -389,7 +319,7 @@ impl Engine {
                 // not close.
                 let unclean = jpath.exists();
                 if !unclean {
-                    refuse_foreign_file(path)?;
+                    refuse_foreign_file(path, config.encryption.as_ref())?;
                 }
                 let verify = match config.integrity_check {
                     IntegrityCheck::Never => false,
@@ -397,14 +327,30 @@ impl Engine {
                     IntegrityCheck::Always => true,
                 };
                 let builder = engine_builder(path, share.bytes(), verify);
-                let db = open_with(&builder, path, false, io.clone(), config.io_faults.clone())?;
-                (db, verify, protection)
+                let faults = config.io_faults.clone();
+                let opened = open_with(
+                    &builder,
+                    path,
+                    false,
+                    io.clone(),
+                    faults,
+                    Keying::of(config),
+                )?;
+                (opened, verify, protection)
             }
         };
+        let Opened { mut db, cipher } = opened;
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
         // Before recovery, which would write to a file we cannot read.
         meta.refuse_newer(path, SCHEMA_VERSION)?;
-        let recovery = recovery::recover(&db, path, &jpath, &mut meta, JournalFile::Tidy)?;
+        let recovery = recovery::recover(
+            &db,
+            path,
+            &jpath,
+            &mut meta,
+            JournalFile::Tidy,
+            cipher.as_deref(),
+        )?;
         schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
         maybe_compact(&mut db, path, config, verify)?;
         // The file's format, not the one asked for (which only a new file
@@ -414,7 +360,7 @@ impl Engine {
             ..config.clone()
         };
         Ok(Self::assemble(
-            path, db, &meta, recovery, &config, io, share, None,
+            path, db, cipher, &meta, recovery, &config, io, share, None,
         ))
     }
 
@@ -423,6 +369,7 @@ impl Engine {
     fn assemble(
         path: &Path,
         db: Database,
+        cipher: Option<Arc<Cipher>>,
         meta: &FileMeta,
         recovery: RecoveryReport,
         config: &RedbStoreConfig,
@@ -442,6 +389,7 @@ impl Engine {
                 .saturating_add(journal::MAX_GROWTH),
             stats: io.clone(),
             faults: config.io_faults.clone(),
+            cipher: cipher.clone(),
         };
         let db = Arc::new(db);
         let status = Arc::new(WriterStatus::default());
@@ -476,6 +424,7 @@ impl Engine {
             io,
             status,
             file_id: meta.file_id,
+            cipher,
             recovery,
             look,
         }
@@ -578,6 +527,7 @@ impl Engine {
     /// nothing, if that checkpoint fails. Blocking.
     pub fn adopt(&self, other: &RedbStoreConfig) -> Result<()> {
         other.validate()?;
+        self.check_key(other.encryption.as_ref())?;
         let mut config = self.config.lock().unwrap_or_else(|p| p.into_inner());
         let merged = config.merged_with(other);
         if other.cache_size_kib != config.cache_size_kib
@@ -613,6 +563,25 @@ impl Engine {
         }
         *config = merged;
         Ok(())
+    }
+
+    /// Whether `key` is what this file opens with: a second opener of an
+    /// encrypted file must give its key too, and a key for a plain file is
+    /// an error, as at the first open.
+    fn check_key(&self, key: Option<&crate::config::EncryptionKey>) -> Result<()> {
+        let problem = match (&self.cipher, key) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => KeyProblem::NotEncrypted,
+            (Some(_), None) => KeyProblem::Required,
+            (Some(c), Some(k)) => match c.mismatch(k) {
+                None => return Ok(()),
+                Some(problem) => problem,
+            },
+        };
+        Err(Error::Key {
+            path: self.path.clone(),
+            problem,
+        })
     }
 
     /// Why writes are refused, if they are.

@@ -16,6 +16,7 @@ use crate::catalog::{
 };
 use crate::engine::files::{remove_if_present, with_suffix};
 use crate::engine::journal::{Effect, Effects, JournalContents, read_journal};
+use crate::engine::protect::crypt::Cipher;
 use crate::engine::schema::{self, FileMeta};
 use crate::engine::tx::Tx;
 use crate::error::{Error, Result};
@@ -197,6 +198,7 @@ pub(crate) fn recover(
     journal: &Path,
     meta: &mut FileMeta,
     file: JournalFile,
+    cipher: Option<&Cipher>,
 ) -> Result<RecoveryReport> {
     let tidy = file == JournalFile::Tidy;
     let set_aside = |journal: &Path, why: &str| match tidy {
@@ -209,7 +211,7 @@ pub(crate) fn recover(
     };
     let mut report = RecoveryReport::default();
     let (schema_version, mut records, stopped) =
-        match read_journal(journal, &meta.file_id, meta.checkpoint_lsn)? {
+        match read_journal(journal, &meta.file_id, meta.checkpoint_lsn, cipher)? {
             JournalContents::Missing => return Ok(report),
             JournalContents::Foreign { reason } => {
                 log::warn!(
@@ -309,7 +311,13 @@ mod tests {
     fn a_record_that_cannot_apply_ends_replay_there_in_two_passes() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("s.redb");
-        let (path, db) = create_bare_temp(&target, TempKind::Creating, None).unwrap();
+        let (path, db) = create_bare_temp(
+            &target,
+            TempKind::Creating,
+            None,
+            crate::engine::Keying::Verified,
+        )
+        .unwrap();
         let mut meta = schema::read_meta(&db, &path).unwrap();
         let jpath = journal_path(&path);
         let mut journal = Journal::create(JournalSpec {
@@ -320,6 +328,7 @@ mod tests {
             retain: 1 << 20,
             stats: Arc::default(),
             faults: None,
+            cipher: None,
         })
         .unwrap();
         let mut log = EffectLog::new();
@@ -336,7 +345,15 @@ mod tests {
         drop(journal);
 
         PASSES.with(|p| p.set(0));
-        let report = recover(&db, &path, &jpath, &mut meta, super::JournalFile::Tidy).unwrap();
+        let report = recover(
+            &db,
+            &path,
+            &jpath,
+            &mut meta,
+            super::JournalFile::Tidy,
+            None,
+        )
+        .unwrap();
         assert_eq!(PASSES.with(Cell::get), 2);
         assert_eq!(report.records_replayed, 599);
         assert_eq!(meta.checkpoint_lsn, 599);

@@ -8,16 +8,19 @@
 //! 4096              superblock, copy 0
 //! 8192              superblock, copy 1 (identical)
 //! 12288             segment 0: tag slot 0, tag slot 1, N data blocks
-//! 12288 + SEGMENT   segment 1: ...
+//! 12288 + segment   segment 1: ...
 //! ```
 //!
 //! Logical block `i >= 1` (redb's bytes `i * 4096 ..`) is data block
-//! `j = i - 1`: block `j % N` of segment `j / N`. A tag slot holds the tags
-//! of its segment's N blocks, the segment's number, the file's identity and
+//! `j = i - 1`: block `j % N` of segment `j / N`. N depends on the mode's
+//! [`Geometry`]: 253 verified, 101 encrypted. A tag slot holds the entries
+//! (tags, or nonces and tags) of its segment's N blocks, the segment's number, the file's identity and
 //! a generation; the two slots of a segment are written alternately, so a
 //! torn slot write leaves the other, older slot intact (see `mod.rs`).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128, xxh3_128_with_seed};
+
+use super::crypt::{Envelope, KDF_LEN, Kdf, WRAPPED_LEN};
 
 /// The unit of protection: redb's page size.
 pub(crate) const BLOCK: u64 = 4096;
@@ -35,62 +38,95 @@ pub(crate) const SUPERBLOCK_AT: [u64; 2] = [BLOCK, 2 * BLOCK];
 /// Where segment 0 starts.
 pub(crate) const DATA_BASE: u64 = 3 * BLOCK;
 
-/// Bytes of one tag.
-pub(crate) const TAG_LEN: usize = 16;
-/// A tag slot: generation (8), segment (8), file id (16), the tags, and a
-/// checksum of everything before it (16) at the end.
+/// A tag slot: generation (8), segment (8), file id (16), one entry per
+/// data block, and a checksum of everything before it (16) at the end.
 const SLOT_HEAD: usize = 32;
-/// Data blocks per segment.
-pub(crate) const PER_SEGMENT: u64 = ((BLOCK_USIZE - SLOT_HEAD - 16) / TAG_LEN) as u64;
-/// Physical bytes of one segment.
-pub(crate) const SEGMENT: u64 = (2 + PER_SEGMENT) * BLOCK;
+const SLOT_ROOM: usize = BLOCK_USIZE - SLOT_HEAD - 16;
 
-/// A tag: 128 bits; all zeros means "never written".
-pub(crate) type Tag = [u8; TAG_LEN];
-pub(crate) const UNWRITTEN: Tag = [0; TAG_LEN];
-
-/// Where data block `j` lives: its segment, its index there, its offset.
-pub(crate) fn locate(j: u64) -> (u64, usize, u64) {
-    let (s, k) = (j / PER_SEGMENT, j % PER_SEGMENT);
-    (s, k as usize, DATA_BASE + s * SEGMENT + (2 + k) * BLOCK)
+/// How a protection mode lays out its segments: the bytes of a block's
+/// entry in its tag slot, and so how many blocks one slot covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Bytes of one entry: a 16-byte tag (verified), or nonce and AEAD tag
+    /// (encrypted).
+    pub entry: usize,
+    /// Data blocks per segment.
+    pub per_segment: u64,
 }
 
-/// Physical offset of slot `which` of segment `s`.
-pub(crate) fn slot_at(s: u64, which: usize) -> u64 {
-    DATA_BASE + s * SEGMENT + which as u64 * BLOCK
-}
+/// Mode 1: a 128-bit keyless tag per block, 253 blocks per segment.
+pub(crate) const VERIFIED: Geometry = Geometry::with_entry(16);
+/// Mode 2: nonce (24) and Poly1305 tag (16) per block, 101 per segment.
+pub(crate) const ENCRYPTED: Geometry = Geometry::with_entry(super::crypt::ENTRY_LEN);
 
-/// The physical length that holds logical length `len` (a multiple of
-/// [`BLOCK`]; 0 for a file redb has not initialized).
-pub(crate) fn physical_len(len: u64) -> u64 {
-    if len <= BLOCK {
-        return DATA_BASE;
+/// A verified block's tag: 128 bits; all zeros means "never written".
+pub(crate) type Tag = [u8; 16];
+
+impl Geometry {
+    const fn with_entry(entry: usize) -> Geometry {
+        Geometry {
+            entry,
+            per_segment: (SLOT_ROOM / entry) as u64,
+        }
     }
-    let blocks = len / BLOCK - 1;
-    let (full, rest) = (blocks / PER_SEGMENT, blocks % PER_SEGMENT);
-    let tail = if rest == 0 { 0 } else { (2 + rest) * BLOCK };
-    DATA_BASE + full * SEGMENT + tail
-}
 
-/// The logical length held by a physical length (a torn growth counts only
-/// whole blocks with their slots before them).
-pub(crate) fn logical_len(physical: u64) -> u64 {
-    if physical <= DATA_BASE {
-        return BLOCK;
+    /// Physical bytes of one segment.
+    pub fn segment_len(self) -> u64 {
+        (2 + self.per_segment) * BLOCK
     }
-    let d = physical - DATA_BASE;
-    let (full, rest) = (d / SEGMENT, d % SEGMENT);
-    let tail = (rest / BLOCK).saturating_sub(2);
-    BLOCK + (full * PER_SEGMENT + tail) * BLOCK
+
+    /// Where data block `j` lives: its segment, its index there, its offset.
+    pub fn locate(self, j: u64) -> (u64, usize, u64) {
+        let (s, k) = (j / self.per_segment, j % self.per_segment);
+        (
+            s,
+            k as usize,
+            DATA_BASE + s * self.segment_len() + (2 + k) * BLOCK,
+        )
+    }
+
+    /// Physical offset of slot `which` of segment `s`.
+    pub fn slot_at(self, s: u64, which: usize) -> u64 {
+        DATA_BASE + s * self.segment_len() + which as u64 * BLOCK
+    }
+
+    /// The physical length that holds logical length `len` (a multiple of
+    /// [`BLOCK`]; 0 for a file redb has not initialized).
+    pub fn physical_len(self, len: u64) -> u64 {
+        if len <= BLOCK {
+            return DATA_BASE;
+        }
+        let blocks = len / BLOCK - 1;
+        let (full, rest) = (blocks / self.per_segment, blocks % self.per_segment);
+        let tail = if rest == 0 { 0 } else { (2 + rest) * BLOCK };
+        DATA_BASE + full * self.segment_len() + tail
+    }
+
+    /// The logical length held by a physical length (a torn growth counts
+    /// only whole blocks with their slots before them).
+    pub fn logical_len(self, physical: u64) -> u64 {
+        if physical <= DATA_BASE {
+            return BLOCK;
+        }
+        let d = physical - DATA_BASE;
+        let (full, rest) = (d / self.segment_len(), d % self.segment_len());
+        let tail = (rest / BLOCK).saturating_sub(2);
+        BLOCK + (full * self.per_segment + tail) * BLOCK
+    }
+
+    /// Bytes of a segment's entries.
+    pub fn entries_len(self) -> usize {
+        self.per_segment as usize * self.entry
+    }
 }
 
 /// The tag of data block `j` holding `data`, for the file whose identity
 /// hashes to `seed`: a block moved to another position or another file no
-/// longer verifies. Never [`UNWRITTEN`].
+/// longer verifies. Never all zeros.
 pub(crate) fn tag(seed: u64, j: u64, data: &[u8]) -> Tag {
     let mut t =
         xxh3_128_with_seed(data, seed ^ j.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes();
-    if t == UNWRITTEN {
+    if t == [0; 16] {
         t[0] = 1;
     }
     t
@@ -106,11 +142,17 @@ pub(crate) fn seed_of(file_id: &[u8; 16]) -> u64 {
 pub(crate) struct Superblock {
     /// Random at creation; binds every tag to this file.
     pub file_id: [u8; 16],
+    /// Bumped by every rewrite (a rekey), so that of two intact copies that
+    /// differ, the newer is tried first.
+    pub generation: u64,
+    /// The wrapped data key: the file is encrypted (mode 2).
+    pub envelope: Option<Envelope>,
 }
 
 const SUPER_MAGIC: &[u8; 16] = b"wa-redb-protect\0";
-/// Protection modes; 1 = verified (tags, no encryption).
+/// Protection modes: 1 = verified (tags, no encryption), 2 = encrypted.
 const MODE_VERIFIED: u32 = 1;
+const MODE_ENCRYPTED: u32 = 2;
 const FORMAT_VERSION: u32 = 2;
 
 /// Why a superblock cannot be used.
@@ -122,16 +164,38 @@ pub(crate) enum SuperblockError {
     Unsupported { version: u32, mode: u32 },
 }
 
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))
+}
+
 impl Superblock {
+    /// The layout of the file's segments.
+    pub fn geometry(&self) -> Geometry {
+        match self.envelope {
+            Some(_) => ENCRYPTED,
+            None => VERIFIED,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
+        let geometry = self.geometry();
+        let mode = match self.envelope {
+            Some(_) => MODE_ENCRYPTED,
+            None => MODE_VERIFIED,
+        };
         let mut b = vec![0u8; BLOCK_USIZE];
         b[..16].copy_from_slice(SUPER_MAGIC);
         b[16..20].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[20..24].copy_from_slice(&MODE_VERIFIED.to_le_bytes());
+        b[20..24].copy_from_slice(&mode.to_le_bytes());
         b[24..28].copy_from_slice(&(BLOCK as u32).to_le_bytes());
-        b[28..32].copy_from_slice(&(PER_SEGMENT as u32).to_le_bytes());
-        b[32..36].copy_from_slice(&(TAG_LEN as u32).to_le_bytes());
+        b[28..32].copy_from_slice(&(geometry.per_segment as u32).to_le_bytes());
+        b[32..36].copy_from_slice(&(geometry.entry as u32).to_le_bytes());
         b[36..52].copy_from_slice(&self.file_id);
+        b[52..60].copy_from_slice(&self.generation.to_le_bytes());
+        if let Some(env) = &self.envelope {
+            b[60..60 + KDF_LEN].copy_from_slice(&env.kdf.encode());
+            b[92..92 + WRAPPED_LEN].copy_from_slice(&env.wrapped);
+        }
         let sum = xxh3_128(&b[..BLOCK_USIZE - 16]).to_le_bytes();
         b[BLOCK_USIZE - 16..].copy_from_slice(&sum);
         b
@@ -146,46 +210,74 @@ impl Superblock {
         if b[BLOCK_USIZE - 16..] != sum {
             return None;
         }
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
-        let (version, mode) = (u32_at(16), u32_at(20));
-        let layout = (u32_at(24), u32_at(28), u32_at(32));
+        let (version, mode) = (u32_at(b, 16), u32_at(b, 20));
+        let unsupported = Some(Err(SuperblockError::Unsupported { version, mode }));
+        let geometry = match mode {
+            MODE_VERIFIED => VERIFIED,
+            MODE_ENCRYPTED => ENCRYPTED,
+            _ => return unsupported,
+        };
+        let layout = (u32_at(b, 24), u32_at(b, 28), u32_at(b, 32));
         if version != FORMAT_VERSION
-            || mode != MODE_VERIFIED
-            || layout != (BLOCK as u32, PER_SEGMENT as u32, TAG_LEN as u32)
+            || layout
+                != (
+                    BLOCK as u32,
+                    geometry.per_segment as u32,
+                    geometry.entry as u32,
+                )
         {
-            return Some(Err(SuperblockError::Unsupported { version, mode }));
+            return unsupported;
         }
+        let envelope = match mode {
+            MODE_ENCRYPTED => {
+                let Some(kdf) = Kdf::decode(&b[60..60 + KDF_LEN]) else {
+                    return unsupported;
+                };
+                let wrapped = b[92..92 + WRAPPED_LEN].try_into().expect("wrapped key");
+                Some(Envelope { kdf, wrapped })
+            }
+            _ => None,
+        };
         Some(Ok(Superblock {
             file_id: b[36..52].try_into().expect("16 bytes"),
+            generation: u64::from_le_bytes(b[52..60].try_into().expect("8 bytes")),
+            envelope,
         }))
     }
 
-    /// Decodes the first intact copy of two.
-    pub fn decode(copies: [&[u8]; 2]) -> Result<Superblock, SuperblockError> {
-        copies
-            .into_iter()
-            .find_map(Superblock::decode_one)
-            .unwrap_or(Err(SuperblockError::Damaged))
+    /// The intact copies of two, newest first (one of them if both are the
+    /// same); an unsupported copy fails the whole.
+    pub fn decode(copies: [&[u8]; 2]) -> Result<Vec<Superblock>, SuperblockError> {
+        let mut intact = Vec::new();
+        for copy in copies {
+            match Superblock::decode_one(copy) {
+                Some(Ok(sb)) if !intact.contains(&sb) => intact.push(sb),
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        intact.sort_by_key(|sb: &Superblock| std::cmp::Reverse(sb.generation));
+        if intact.is_empty() {
+            return Err(SuperblockError::Damaged);
+        }
+        Ok(intact)
     }
 }
 
 /// One decoded tag slot.
 pub(crate) struct Slot {
     pub generation: u64,
-    pub tags: Vec<Tag>,
+    /// The segment's entries, `geometry.entry` bytes each.
+    pub entries: Vec<u8>,
 }
 
 /// Encodes the slot of segment `s` at `generation`.
-pub(crate) fn encode_slot(file_id: &[u8; 16], s: u64, generation: u64, tags: &[Tag]) -> Vec<u8> {
-    debug_assert_eq!(tags.len() as u64, PER_SEGMENT);
+pub(crate) fn encode_slot(file_id: &[u8; 16], s: u64, generation: u64, entries: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; BLOCK_USIZE];
     b[..8].copy_from_slice(&generation.to_le_bytes());
     b[8..16].copy_from_slice(&s.to_le_bytes());
     b[16..32].copy_from_slice(file_id);
-    for (i, t) in tags.iter().enumerate() {
-        let at = SLOT_HEAD + i * TAG_LEN;
-        b[at..at + TAG_LEN].copy_from_slice(t);
-    }
+    b[SLOT_HEAD..SLOT_HEAD + entries.len()].copy_from_slice(entries);
     let sum = xxh3_128(&b[..BLOCK_USIZE - 16]).to_le_bytes();
     b[BLOCK_USIZE - 16..].copy_from_slice(&sum);
     b
@@ -193,7 +285,12 @@ pub(crate) fn encode_slot(file_id: &[u8; 16], s: u64, generation: u64, tags: &[T
 
 /// Decodes a slot of segment `s` of the file `file_id`; `None` unless it
 /// is intact and belongs there (a never-written slot is all zeros).
-pub(crate) fn decode_slot(file_id: &[u8; 16], s: u64, b: &[u8]) -> Option<Slot> {
+pub(crate) fn decode_slot(
+    geometry: Geometry,
+    file_id: &[u8; 16],
+    s: u64,
+    b: &[u8],
+) -> Option<Slot> {
     if b.len() != BLOCK_USIZE {
         return None;
     }
@@ -202,11 +299,9 @@ pub(crate) fn decode_slot(file_id: &[u8; 16], s: u64, b: &[u8]) -> Option<Slot> 
         return None;
     }
     let generation = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-    let tags = (0..PER_SEGMENT as usize)
-        .map(|i| {
-            let at = SLOT_HEAD + i * TAG_LEN;
-            b[at..at + TAG_LEN].try_into().expect("16 bytes")
-        })
-        .collect();
-    Some(Slot { generation, tags })
+    let entries = b[SLOT_HEAD..SLOT_HEAD + geometry.entries_len()].to_vec();
+    Some(Slot {
+        generation,
+        entries,
+    })
 }

@@ -22,31 +22,28 @@
 //! protects its commit slots with its own checksums, and its god byte flip
 //! relies on a single-byte write being atomic.
 //!
-//! The layout is in [`layout`] and in schema.md.
+//! The layout is in [`layout`] and in schema.md; opening (and unlocking)
+//! a file is in `open`; the cipher of an encrypted file in [`crypt`].
 
+pub(crate) mod crypt;
 pub(crate) mod layout;
+mod open;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redb::backends::FileBackend;
-use redb::{Builder, DatabaseError, ReadOnlyDatabase, StorageBackend, StorageError};
-
-use crate::error::Error;
+use redb::StorageBackend;
 
 use crate::engine::storage::{IoStats, forward_locks};
-use layout::{
-    BLOCK, DATA_BASE, PER_SEGMENT, REDB_MAGIC, SUPERBLOCK_AT, Superblock, SuperblockError, Tag,
-    UNWRITTEN, V2_MAGIC,
-};
+use crypt::Cipher;
+use layout::{BLOCK, Geometry, REDB_MAGIC, V2_MAGIC};
+
+pub(crate) use open::{Format, NewKey, format_of, open_read_only};
 
 /// A block that failed verification: the payload of the `InvalidData`
 /// error a read returns.
@@ -88,36 +85,6 @@ const HEADER_DAMAGED: &str = "(redb's header) is damaged: the file holds data bu
 const SUPERBLOCK_DAMAGED: &str = "and the one after it: both copies of the protection \
     superblock are damaged (`wa-redb salvage` may copy out what still verifies)";
 
-/// Which format a file's first bytes announce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
-    /// Empty: the opener decides.
-    Empty,
-    /// A plain redb file (format v1).
-    Plain,
-    /// A protected file (format v2).
-    Protected,
-    /// Neither.
-    Unknown,
-}
-
-/// Tells the format from the first bytes of a file and its length.
-pub(crate) fn detect(head: &[u8], len: u64) -> Format {
-    if len == 0 {
-        Format::Empty
-    } else if head.starts_with(&V2_MAGIC) {
-        Format::Protected
-    } else if head.starts_with(&REDB_MAGIC) {
-        Format::Plain
-    } else if len >= DATA_BASE && head.iter().all(|&b| b == 0) {
-        // Created protected, redb's header not written yet: the superblock
-        // decides (a zeroed head of another file fails it).
-        Format::Protected
-    } else {
-        Format::Unknown
-    }
-}
-
 /// The start of page 0 that holds redb's header (320 bytes in redb 4.6,
 /// which writes it in place): held in memory and written after the pages
 /// it points to. The rest of page 0 passes through.
@@ -138,10 +105,10 @@ struct Run {
 }
 
 impl Run {
-    fn at(at: u64, len: usize) -> Run {
+    fn at(geometry: Geometry, at: u64, len: usize) -> Run {
         let j = at / BLOCK - 1;
-        let (segment, k, physical) = layout::locate(j);
-        let blocks = ((PER_SEGMENT - k as u64) as usize).min(len / BLOCK as usize);
+        let (segment, k, physical) = geometry.locate(j);
+        let blocks = ((geometry.per_segment - k as u64) as usize).min(len / BLOCK as usize);
         Run {
             j,
             segment,
@@ -152,9 +119,10 @@ impl Run {
     }
 }
 
-/// The tags of one segment, as this process knows them.
+/// The entries (tags, or nonces and tags) of one segment, as this process
+/// knows them; an all-zero entry means "never written".
 struct Segment {
-    tags: Vec<Tag>,
+    entries: Vec<u8>,
     /// Generation of the newest intact slot on disk (0: none).
     generation: u64,
     /// Which slot holds it (the next write goes to the other one).
@@ -181,6 +149,9 @@ pub(crate) struct ProtectedStorage<S: StorageBackend> {
     inner: S,
     file_id: [u8; 16],
     seed: u64,
+    geometry: Geometry,
+    /// Set for an encrypted file (mode 2).
+    cipher: Option<Arc<Cipher>>,
     /// Shared with the engine: whether redb is committing in memory (then
     /// `sync_data` leaves everything pending, as the file backend does).
     stats: Arc<IoStats>,
@@ -195,142 +166,19 @@ impl<S: StorageBackend> fmt::Debug for ProtectedStorage<S> {
     }
 }
 
-/// Why a protected file cannot be opened.
-#[derive(Debug)]
-pub(crate) enum OpenError {
-    Io(io::Error),
-    Superblock(SuperblockError),
-    /// The superblock is intact but redb's header is not there, in a file
-    /// that holds more than the superblock: never an empty database.
-    HeaderDamaged,
-}
-
-impl From<io::Error> for OpenError {
-    fn from(e: io::Error) -> Self {
-        OpenError::Io(e)
-    }
-}
-
-impl OpenError {
-    /// In the crate's vocabulary, about the file `path`.
-    pub fn into_error(self, path: &Path) -> Error {
-        match self {
-            OpenError::Io(e) => Error::io(path, e),
-            OpenError::Superblock(SuperblockError::Damaged) => Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED).to_string(),
-            },
-            OpenError::HeaderDamaged => Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: damaged(None, 0, HEADER_DAMAGED).to_string(),
-            },
-            OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
-                Error::NotAStore {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "it is a protected store of format {version}, mode {mode}, which this \
-                         build does not know; open it with the build that made it, or a newer one"
-                    ),
-                }
-            }
-        }
-    }
-
-    /// As redb's error, for callers of redb's read-only open.
-    fn into_database_error(self) -> DatabaseError {
-        let io = match self {
-            OpenError::Io(e) => e,
-            OpenError::Superblock(SuperblockError::Damaged) => {
-                damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED)
-            }
-            OpenError::HeaderDamaged => damaged(None, 0, HEADER_DAMAGED),
-            OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
-                io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!(
-                        "a protected store of format {version}, mode {mode}, which this build \
-                         does not know"
-                    ),
-                )
-            }
-        };
-        DatabaseError::Storage(StorageError::Io(io))
-    }
-}
-
-/// The format of an open file, from its first bytes.
-pub(crate) fn format_of(file: &File) -> io::Result<Format> {
-    let len = file.metadata()?.len();
-    let mut head = [0u8; 16];
-    let n = (len.min(16)) as usize;
-    file.read_exact_at(&mut head[..n], 0)?;
-    Ok(detect(&head[..n], len))
-}
-
-/// redb's read-only open of `path`, through the protection layer if the
-/// file is protected.
-pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, DatabaseError> {
-    let file = File::open(path)?;
-    match format_of(&file)? {
-        Format::Protected => {
-            let storage = ProtectedStorage::open(FileBackend::new(file)?, Arc::default())
-                .map_err(OpenError::into_database_error)?;
-            Builder::new().open_read_only_with_backend(storage)
-        }
-        _ => Builder::new().open_read_only(path),
-    }
-}
-
 impl<S: StorageBackend> ProtectedStorage<S> {
-    /// Makes the empty `inner` a protected file: writes its superblock.
-    /// redb initializes it as an empty database.
-    pub fn create(inner: S, stats: Arc<IoStats>) -> Result<Self, OpenError> {
-        let mut file_id = [0u8; 16];
-        getrandom::fill(&mut file_id).map_err(|e| io::Error::other(e.to_string()))?;
-        let block = Superblock { file_id }.encode();
-        inner.set_len(DATA_BASE)?;
-        for at in SUPERBLOCK_AT {
-            inner.write(at, &block)?;
-        }
-        inner.sync_data()?;
-        Ok(Self::with(inner, file_id, 0, stats))
+    /// The cipher of an encrypted file, for what else the store writes
+    /// about it (its journal, copies of it).
+    pub fn cipher(&self) -> Option<Arc<Cipher>> {
+        self.cipher.clone()
     }
 
-    /// Opens the protected file `inner`.
-    pub fn open(inner: S, stats: Arc<IoStats>) -> Result<Self, OpenError> {
-        let mut copies = [vec![0u8; BLOCK as usize], vec![0u8; BLOCK as usize]];
-        for (at, copy) in SUPERBLOCK_AT.into_iter().zip(copies.iter_mut()) {
-            if inner.len()? >= at + BLOCK {
-                inner.read(at, copy)?;
-            }
-        }
-        let sb = Superblock::decode([&copies[0], &copies[1]]).map_err(OpenError::Superblock)?;
-        let mut head = [0u8; 9];
-        inner.read(0, &mut head)?;
-        let len = if head == V2_MAGIC {
-            layout::logical_len(inner.len()?)
-        } else if inner.len()? <= DATA_BASE {
-            0 // created, redb never wrote its header: an empty database
-        } else {
-            // redb would take it for empty and lay out a new database.
-            return Err(OpenError::HeaderDamaged);
-        };
-        Ok(Self::with(inner, sb.file_id, len, stats))
-    }
-
-    fn with(inner: S, file_id: [u8; 16], len: u64, stats: Arc<IoStats>) -> Self {
-        Self {
-            inner,
-            seed: layout::seed_of(&file_id),
-            file_id,
-            stats,
-            state: Mutex::new(State {
-                len,
-                segments: HashMap::new(),
-                page0: None,
-                page0_dirty_end: 0,
-                unsynced: false,
-            }),
+    /// Whether data block `j` as read (`block`) is what was written there
+    /// with `entry`; an encrypted block is decrypted in place.
+    fn open_block(&self, j: u64, block: &mut [u8], entry: &[u8]) -> bool {
+        match &self.cipher {
+            None => layout::tag(self.seed, j, block)[..] == *entry,
+            Some(cipher) => cipher.open_block(&self.file_id, j, block, entry),
         }
     }
 
@@ -353,13 +201,13 @@ impl<S: StorageBackend> ProtectedStorage<S> {
     /// damaged until written).
     fn load_segment(&self, s: u64) -> io::Result<Segment> {
         let mut both = vec![0u8; 2 * BLOCK as usize];
-        let at = layout::slot_at(s, 0);
+        let at = self.geometry.slot_at(s, 0);
         let have = self.inner.len()?.saturating_sub(at).min(both.len() as u64) as usize;
         self.inner.read(at, &mut both[..have])?;
         let (a, b) = both.split_at(BLOCK as usize);
         let slots = [
-            layout::decode_slot(&self.file_id, s, a),
-            layout::decode_slot(&self.file_id, s, b),
+            layout::decode_slot(self.geometry, &self.file_id, s, a),
+            layout::decode_slot(self.geometry, &self.file_id, s, b),
         ];
         let newest = (0..2)
             .filter(|&i| slots[i].is_some())
@@ -368,14 +216,14 @@ impl<S: StorageBackend> ProtectedStorage<S> {
             Some(i) => {
                 let slot = slots.into_iter().nth(i).flatten().expect("intact");
                 Segment {
-                    tags: slot.tags,
+                    entries: slot.entries,
                     generation: slot.generation,
                     newest: Some(i),
                     dirty: false,
                 }
             }
             None => Segment {
-                tags: vec![UNWRITTEN; PER_SEGMENT as usize],
+                entries: vec![0; self.geometry.entries_len()],
                 generation: 0,
                 newest: None,
                 dirty: false,
@@ -460,7 +308,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
                 if seg.dirty {
                     let which = seg.newest.map_or(0, |i| 1 - i);
                     let bytes =
-                        layout::encode_slot(&self.file_id, s, seg.generation + 1, &seg.tags);
+                        layout::encode_slot(&self.file_id, s, seg.generation + 1, &seg.entries);
                     slots.push((s, which, bytes));
                     seg.dirty = false;
                 }
@@ -510,7 +358,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         header: Option<&[u8]>,
     ) -> io::Result<()> {
         for (s, which, bytes) in slots {
-            self.inner.write(layout::slot_at(*s, *which), bytes)?;
+            self.inner.write(self.geometry.slot_at(*s, *which), bytes)?;
         }
         if unsynced || !slots.is_empty() {
             self.inner.sync_data()?;
@@ -543,37 +391,37 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
                 k,
                 physical,
                 len,
-            } = Run::at(at, rest.len());
+            } = Run::at(self.geometry, at, rest.len());
             let (run, next) = rest.split_at_mut(len);
             self.inner.read(physical, run)?;
-            // Hashed before the lock: readers of other blocks do not wait.
-            let actual: Vec<Tag> = run
-                .chunks(BLOCK as usize)
+            let e = self.geometry.entry;
+            let expected = {
+                let mut state = self.state();
+                let seg = self.segment(&mut state, s)?;
+                seg.entries[k * e..(k + run.len() / BLOCK as usize) * e].to_vec()
+            };
+            // Verified (or decrypted) without the lock: readers of other
+            // blocks do not wait.
+            for (i, (block, entry)) in run
+                .chunks_mut(BLOCK as usize)
+                .zip(expected.chunks(e))
                 .enumerate()
-                .map(|(i, d)| layout::tag(self.seed, j + i as u64, d))
-                .collect();
-            let mut state = self.state();
-            let seg = self.segment(&mut state, s)?;
-            for (i, tag) in actual.iter().enumerate() {
-                let expected = seg.tags[k + i];
-                let block_offset = at + i as u64 * BLOCK;
-                let block_physical = physical + i as u64 * BLOCK;
-                if expected == UNWRITTEN {
+            {
+                let why = if entry.iter().all(|&b| b == 0) {
+                    Some("has no valid tag (its tag slots are damaged, or it was never written)")
+                } else if !self.open_block(j + i as u64, block, entry) {
+                    Some("does not match its tag: it is damaged")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
                     return Err(damaged(
-                        Some(block_offset),
-                        block_physical,
-                        "has no valid tag (its tag slots are damaged, or it was never written)",
-                    ));
-                }
-                if *tag != expected {
-                    return Err(damaged(
-                        Some(block_offset),
-                        block_physical,
-                        "does not match its tag: it is damaged",
+                        Some(at + i as u64 * BLOCK),
+                        physical + i as u64 * BLOCK,
+                        why,
                     ));
                 }
             }
-            drop(state);
             at += run.len() as u64;
             rest = next;
         }
@@ -582,19 +430,20 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
         let mut state = self.state();
-        self.inner.set_len(layout::physical_len(len))?;
+        let g = self.geometry;
+        self.inner.set_len(g.physical_len(len))?;
         if len < state.len {
             // Segments cut off entirely are gone from the file (a flush of
             // their slots would grow it again); in the one cut in part, the
             // blocks cut off read as never written until redb writes them.
-            let end = layout::physical_len(len);
-            state.segments.retain(|&s, _| layout::slot_at(s, 0) < end);
+            let end = g.physical_len(len);
+            state.segments.retain(|&s, _| g.slot_at(s, 0) < end);
             let first_gone = len.max(BLOCK) / BLOCK - 1;
-            for seg_no in state.segments.keys().copied().collect::<Vec<_>>() {
-                let seg = state.segments.get_mut(&seg_no).expect("listed");
-                for (k, t) in seg.tags.iter_mut().enumerate() {
-                    if seg_no * PER_SEGMENT + k as u64 >= first_gone && *t != UNWRITTEN {
-                        *t = UNWRITTEN;
+            for (&seg_no, seg) in state.segments.iter_mut() {
+                for (k, entry) in seg.entries.chunks_mut(g.entry).enumerate() {
+                    let gone = seg_no * g.per_segment + k as u64 >= first_gone;
+                    if gone && entry.iter().any(|&b| b != 0) {
+                        entry.fill(0);
                         seg.dirty = true;
                     }
                 }
@@ -624,6 +473,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         }
         let mut at = rest_at;
         let mut rest = rest;
+        let mut sealed = Vec::new();
         while !rest.is_empty() {
             let Run {
                 j,
@@ -631,18 +481,43 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
                 k,
                 physical,
                 len,
-            } = Run::at(at, rest.len());
+            } = Run::at(self.geometry, at, rest.len());
             let (run, next) = rest.split_at(len);
-            let tags: Vec<Tag> = run
-                .chunks(BLOCK as usize)
-                .enumerate()
-                .map(|(i, d)| layout::tag(self.seed, j + i as u64, d))
-                .collect();
-            self.inner.write(physical, run)?;
+            let e = self.geometry.entry;
+            let mut entries = vec![0u8; run.len() / BLOCK as usize * e];
+            let on_disk = match &self.cipher {
+                None => {
+                    for (i, (d, entry)) in run
+                        .chunks(BLOCK as usize)
+                        .zip(entries.chunks_mut(e))
+                        .enumerate()
+                    {
+                        entry.copy_from_slice(&layout::tag(self.seed, j + i as u64, d));
+                    }
+                    run
+                }
+                Some(cipher) => {
+                    sealed.clear();
+                    sealed.extend_from_slice(run);
+                    for (i, (d, entry)) in sealed
+                        .chunks_mut(BLOCK as usize)
+                        .zip(entries.chunks_mut(e))
+                        .enumerate()
+                    {
+                        entry.copy_from_slice(&cipher.seal_block(
+                            &self.file_id,
+                            j + i as u64,
+                            d,
+                        )?);
+                    }
+                    &sealed[..]
+                }
+            };
+            self.inner.write(physical, on_disk)?;
             let mut state = self.state();
             state.unsynced = true;
             let seg = self.segment(&mut state, s)?;
-            seg.tags[k..k + tags.len()].copy_from_slice(&tags);
+            seg.entries[k * e..k * e + entries.len()].copy_from_slice(&entries);
             seg.dirty = true;
             drop(state);
             at += run.len() as u64;
