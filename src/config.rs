@@ -300,6 +300,12 @@ impl RedbStoreConfig {
         self
     }
 
+    /// Encrypts the store with `key` (see [`RedbStoreConfig::encryption`]).
+    pub fn with_encryption(mut self, key: EncryptionKey) -> Self {
+        self.encryption = Some(key);
+        self
+    }
+
     /// Encrypts the store with a raw 256-bit key (see
     /// [`RedbStoreConfig::encryption`]).
     pub fn with_encryption_key(mut self, key: [u8; 32]) -> Self {

@@ -59,9 +59,17 @@ pub struct ExportOptions {
     pub overwrite: bool,
     /// Called as rows are written.
     pub progress: Option<ProgressFn>,
+    /// The key of an encrypted source store.
+    pub key: Option<crate::EncryptionKey>,
 }
 
 impl ExportOptions {
+    /// Sets [`ExportOptions::key`]: the source store is encrypted.
+    pub fn with_key(mut self, key: crate::EncryptionKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
     /// Sets [`ExportOptions::overwrite`].
     pub fn with_overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;

@@ -61,6 +61,7 @@ pub mod fault;
 #[allow(dead_code, unreachable_pub)]
 pub(crate) mod fault;
 mod inspect;
+mod keys;
 mod legacy;
 mod maintenance;
 mod msg_secret;
@@ -80,6 +81,7 @@ pub use engine::recovery::RecoveryReport;
 pub use error::{Error, KeyProblem};
 pub use export::{ExportOptions, ExportReport, Progress, ProgressFn};
 pub use inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
+pub use keys::Rekey;
 pub use legacy::SkdmTracking;
 pub use maintenance::{CompactReport, RestoreReport};
 pub use retention::MaintenanceReport;

@@ -69,8 +69,23 @@ pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path, keying: Keying<
             reason: "a file already exists there".into(),
         });
     }
-    let (tmp, db) = create_bare_temp(target, files::TempKind::Partial, None, keying)
-        .map_err(|e| e.with_path(target))?;
+    let tmp = copy_to_temp(snapshot, target, files::TempKind::Partial, keying)?;
+    publish(&tmp, target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Writes what `snapshot` sees into a new temporary file of `kind` beside
+/// `target`, complete and synced, and returns its name: the caller moves
+/// it into place or removes it.
+pub(crate) fn copy_to_temp(
+    snapshot: &Snapshot<'_>,
+    target: &Path,
+    kind: files::TempKind,
+    keying: Keying<'_>,
+) -> Result<PathBuf> {
+    let (tmp, db) =
+        create_bare_temp(target, kind, None, keying).map_err(|e| e.with_path(target))?;
     let result = (|| {
         let err = |e: redb::Error| Error::storage(&tmp, e);
         let txn = schema::begin_durable(&db, &tmp)?;
@@ -93,7 +108,7 @@ pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path, keying: Keying<
         db.close().map_err(|e| err(e.into()))
     })();
     match result {
-        Ok(()) => publish(&tmp, target),
+        Ok(()) => Ok(tmp),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
@@ -185,6 +200,17 @@ fn not_open_here(path: &Path) -> Result<()> {
 /// Opens and cleanly closes a store: replays the journal of a crashed
 /// process and removes it. Fails if another process has the file open.
 pub(crate) fn recover_and_close(path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    with_store_alone(path, config, |_| Ok(()))
+}
+
+/// Runs `f` on the store `path` opened alone (no other handle in this
+/// process, none in another), then closes it cleanly: for whole-file
+/// operations on a store nobody is using.
+pub(crate) fn with_store_alone<T>(
+    path: &Path,
+    config: &RedbStoreConfig,
+    f: impl FnOnce(&crate::engine::Engine) -> Result<T>,
+) -> Result<T> {
     not_open_here(path)?;
     // Opening would create a new store: these operations need an existing one.
     if !path.exists() {
@@ -195,8 +221,9 @@ pub(crate) fn recover_and_close(path: &Path, config: &RedbStoreConfig) -> Result
     }
     let config = config.clone().with_auto_compact(None);
     let engine = registry::open_shared(path, &config)?;
+    let result = f(&engine);
     match std::sync::Arc::try_unwrap(engine) {
-        Ok(engine) => engine.close(),
+        Ok(engine) => engine.close().and(result),
         Err(_) => Err(Error::Invalid(format!(
             "{} was opened by another thread meanwhile",
             path.display()

@@ -37,14 +37,17 @@ pub(crate) enum TempKind {
     Importing,
     /// A backup being copied over a store.
     Restoring,
+    /// A store being rewritten under a new data key.
+    Rekeying,
 }
 
 impl TempKind {
-    const ALL: [TempKind; 4] = [
+    const ALL: [TempKind; 5] = [
         TempKind::Creating,
         TempKind::Partial,
         TempKind::Importing,
         TempKind::Restoring,
+        TempKind::Rekeying,
     ];
 
     fn name(self) -> &'static str {
@@ -53,6 +56,7 @@ impl TempKind {
             TempKind::Partial => "partial",
             TempKind::Importing => "importing",
             TempKind::Restoring => "restoring",
+            TempKind::Rekeying => "rekeying",
         }
     }
 }

@@ -39,7 +39,12 @@ pub async fn export_sqlite(
     let url = sqlite_url(sqlite_path)?;
     // Only read: the store is never written, and may be in use.
     let looked = redb_path.to_path_buf();
-    let store = crate::store::blocking(move || RedbStore::open_to_look(looked)).await?;
+    let config = RedbStoreConfig {
+        encryption: options.key.clone(),
+        ..RedbStoreConfig::default()
+    };
+    let store =
+        crate::store::blocking(move || RedbStore::open_to_look_with(looked, &config)).await?;
     let accounts = store.accounts().await?;
     let selected: Vec<(i32, u64)> = match device {
         Some(d) => match accounts.iter().find(|a| a.device_id == d) {

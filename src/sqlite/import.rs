@@ -114,7 +114,10 @@ pub async fn import_sqlite(
     } else {
         redb_path.to_path_buf()
     };
-    let config = RedbStoreConfig::default().with_auto_compact(None);
+    let config = RedbStoreConfig {
+        encryption: options.key.clone(),
+        ..RedbStoreConfig::default().with_auto_compact(None)
+    };
     let store = RedbStore::with_config_for_device(&work_path, 1, config).await?;
     let mut begun = Vec::new();
     let result = import_accounts(&store, &url, &counts, options, &mut begun).await;

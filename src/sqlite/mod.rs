@@ -87,9 +87,18 @@ pub struct ImportOptions {
     pub overwrite: bool,
     /// Called as rows are written.
     pub progress: Option<ProgressFn>,
+    /// The key of the store written: a new store is created encrypted with
+    /// it, an existing encrypted one opens with it.
+    pub key: Option<crate::EncryptionKey>,
 }
 
 impl ImportOptions {
+    /// Sets [`ImportOptions::key`].
+    pub fn with_key(mut self, key: crate::EncryptionKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
     /// Replace accounts the store file already holds (refused otherwise).
     pub fn with_overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;

@@ -148,6 +148,8 @@ const WRONG_KIND_RAW: UnlockError = UnlockError::WrongKind {
 /// that wraps it (for copies of the file and for rewraps).
 pub(crate) struct Cipher {
     aead: XChaCha20Poly1305,
+    /// Kept to rewrap it under a new key ([`Cipher::rewrap`]).
+    data_key: Zeroizing<[u8; 32]>,
     kek: Zeroizing<[u8; 32]>,
     kdf: Kdf,
     /// What the opener gave, to tell whether a later opener gives the same.
@@ -278,6 +280,7 @@ impl Cipher {
         let wrapped = wrap(&kek, &data_key, file_id)?;
         let cipher = Cipher {
             aead: aead(&data_key),
+            data_key,
             kek,
             kdf,
             source,
@@ -306,9 +309,21 @@ impl Cipher {
             .map_err(|_| UnlockError::WrongKey)?;
         Ok(Cipher {
             aead: aead(&data_key),
+            data_key,
             kek,
             kdf: envelope.kdf,
             source: source.clone(),
+        })
+    }
+
+    /// The envelope of this file's data key under another key (a new salt
+    /// for a passphrase): the file then opens with `new` alone.
+    pub fn rewrap(&self, new: &EncryptionKey, file_id: &[u8; 16]) -> io::Result<Envelope> {
+        let (fresh, _) = Cipher::create(new, file_id)?;
+        let wrapped = wrap(&fresh.kek, &self.data_key, file_id)?;
+        Ok(Envelope {
+            kdf: fresh.kdf,
+            wrapped,
         })
     }
 

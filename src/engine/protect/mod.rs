@@ -43,7 +43,7 @@ use crate::engine::storage::{IoStats, forward_locks};
 use crypt::Cipher;
 use layout::{BLOCK, Geometry, REDB_MAGIC, V2_MAGIC};
 
-pub(crate) use open::{Format, NewKey, format_of, open_read_only};
+pub(crate) use open::{Format, NewKey, format_of, open_read_only, rewrap};
 
 /// A block that failed verification: the payload of the `InvalidData`
 /// error a read returns.

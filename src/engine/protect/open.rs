@@ -270,3 +270,44 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         }
     }
 }
+
+/// Rewraps the data key of the encrypted file `path` (closed, and kept
+/// closed by the caller) under `new`; `old` must open it. Crash-safe: the
+/// superblock copies are rewritten one at a time, each synced, with a
+/// higher generation; a kill between the two leaves one copy of each key,
+/// and the file opens with either (the newest first), so the rekey can be
+/// run again.
+pub(crate) fn rewrap(path: &Path, old: &EncryptionKey, new: &EncryptionKey) -> Result<(), Error> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    if format_of(&file).map_err(|e| Error::io(path, e))? != Format::Protected {
+        return Err(Error::Key {
+            path: path.to_path_buf(),
+            problem: KeyProblem::NotEncrypted,
+        });
+    }
+    // Takes redb's lock: a store open in another process is refused.
+    let backend = FileBackend::new(file).map_err(|e| Error::storage(path, e))?;
+    let sbs = read_superblocks(&backend).map_err(|e| e.into_error(path))?;
+    let (sb, cipher) = unlock(&sbs, Some(old)).map_err(|e| e.into_error(path))?;
+    let cipher = cipher.expect("a key unlocked it: encrypted");
+    let generation = sbs.iter().map(|s| s.generation).max().unwrap_or(0) + 1;
+    let envelope = cipher
+        .rewrap(new, &sb.file_id)
+        .map_err(|e| Error::io(path, e))?;
+    let block = Superblock {
+        file_id: sb.file_id,
+        generation,
+        envelope: Some(envelope),
+    }
+    .encode();
+    let io = |e| Error::io(path, e);
+    for at in SUPERBLOCK_AT {
+        backend.write(at, &block).map_err(io)?;
+        backend.sync_data().map_err(io)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Changing how a store file is encrypted: a new key or passphrase
+//! ([`RedbStore::rekey_file`]), and copies with another keying
+//! ([`RedbStore::copy_file`]: `wa-redb encrypt` and `decrypt`).
+
+use std::path::Path;
+
+use wacore::store::error::StoreError;
+
+use crate::config::{EncryptionKey, RedbStoreConfig};
+use crate::engine::{Keying, files, registry};
+use crate::error::{Error, KeyProblem};
+use crate::maintenance::{copy_to_temp, with_store_alone, write_copy};
+use crate::store::RedbStore;
+
+/// How [`RedbStore::rekey_file`] changes the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rekey {
+    /// The data key stays and is wrapped under the new key: two small
+    /// writes, whatever the file's size. Someone who kept the old key *and*
+    /// a copy of the file's superblock can still read what the file held.
+    #[default]
+    Rewrap,
+    /// The file is rewritten under a new data key (a full copy, then an
+    /// atomic rename): nothing the old key opened opens any more.
+    NewDataKey,
+}
+
+impl RedbStore {
+    /// Writes a copy of the store `src` (opened with `src_config`'s key, if
+    /// it is encrypted; no other process may have it open) to `dst`, which
+    /// must not exist, keyed as `dst_config` says: encrypted with its key,
+    /// or not encrypted (in the format of its `page_protection`). The copy
+    /// holds every account; `src` is left as it was. What `wa-redb encrypt`
+    /// and `wa-redb decrypt` do.
+    pub fn copy_file(
+        src: impl AsRef<Path>,
+        src_config: &RedbStoreConfig,
+        dst: impl AsRef<Path>,
+        dst_config: &RedbStoreConfig,
+    ) -> Result<(), StoreError> {
+        let src = registry::canonical(src.as_ref())?;
+        let dst = dst.as_ref();
+        dst_config.validate()?;
+        with_store_alone(&src, src_config, |engine| {
+            write_copy(&engine.snapshot()?, dst, Keying::of(dst_config))
+        })?;
+        Ok(())
+    }
+
+    /// Changes the key of the encrypted store `path`, which no process may
+    /// have open: `old` opens it (its [`RedbStoreConfig::encryption`]), and
+    /// afterwards `new` does, and `old` no longer does. With
+    /// [`Rekey::Rewrap`] the data key is rewrapped in place; with
+    /// [`Rekey::NewDataKey`] the file is rewritten. Either way a kill at any
+    /// moment leaves a store that opens, with the old key or the new one
+    /// (a rewrap cut short between its two superblock writes opens with
+    /// either; run it again).
+    pub fn rekey_file(
+        path: impl AsRef<Path>,
+        old: &RedbStoreConfig,
+        new: EncryptionKey,
+        how: Rekey,
+    ) -> Result<(), StoreError> {
+        let path = registry::canonical(path.as_ref())?;
+        let Some(old_key) = &old.encryption else {
+            return Err(Error::Key {
+                path,
+                problem: KeyProblem::Required,
+            }
+            .into());
+        };
+        let new_config = RedbStoreConfig {
+            encryption: Some(new.clone()),
+            ..old.clone()
+        };
+        match how {
+            Rekey::Rewrap => {
+                // Replays a crashed process's journal first and checks that
+                // `old` opens the store; the rewrap keeps the data key, so a
+                // journal stays readable either way.
+                with_store_alone(&path, old, |_| Ok(()))?;
+                crate::engine::protect::rewrap(&path, old_key, &new)?;
+            }
+            Rekey::NewDataKey => {
+                let tmp = with_store_alone(&path, old, |engine| {
+                    copy_to_temp(
+                        &engine.snapshot()?,
+                        &path,
+                        files::TempKind::Rekeying,
+                        Keying::of(&new_config),
+                    )
+                })?;
+                // The old file was closed cleanly (no journal): the rename
+                // swaps one complete store for another.
+                let renamed = std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e));
+                if renamed.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                renamed?;
+                files::sync_parent_dir(&path)?;
+            }
+        }
+        Ok(())
+    }
+}
