@@ -40,7 +40,7 @@ use redb::{Builder, Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use crate::catalog::SCHEMA_VERSION;
-use crate::config::{IntegrityCheck, RedbStoreConfig, Synchronous};
+use crate::config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
 use crate::error::{Error, KeyProblem, Result};
 use crate::fault::IoFaults;
 use closing::{Closing, Shutdown};
@@ -319,7 +319,11 @@ impl Engine {
                 // not close.
                 let unclean = jpath.exists();
                 if !unclean {
-                    refuse_foreign_file(path, config.encryption.as_ref())?;
+                    // A plain file is checked without the key: one that is
+                    // not a store at all says so, not "not encrypted".
+                    let key = config.encryption.as_ref();
+                    let key = key.filter(|_| protection == PageProtection::Verified);
+                    refuse_foreign_file(path, key)?;
                 }
                 let verify = match config.integrity_check {
                     IntegrityCheck::Never => false,

@@ -5,17 +5,18 @@
 
 use std::path::Path;
 
-use whatsapp_rust_redb_storage::{PageProtection, RedbStore, RedbStoreConfig};
+use whatsapp_rust_redb_storage::RedbStore;
 
 use crate::dataset::{self, Rng, chain};
 use crate::process;
-use crate::{ACCOUNTS, Case, EXTRAS, Expect, Fixtures, MARK, ROWS, journal_of};
+use crate::{ACCOUNTS, Case, EXTRAS, Expect, Fixtures, MARK, Mode, ROWS, journal_of};
 
 /// Runs the writer child on `path` and SIGKILLs it once it is ready.
-fn crash_writer(path: &Path, checkpoint: bool) {
+fn crash_writer(path: &Path, checkpoint: bool, mode: Mode) {
     let mut cmd = process::self_command("child::damage_writer_child");
     cmd.env("WA_REDB_DAMAGE_WRITER", path)
-        .env("RUST_BACKTRACE", "0");
+        .env("RUST_BACKTRACE", "0")
+        .envs(mode.child_env());
     if checkpoint {
         cmd.env("WA_REDB_DAMAGE_WRITER_CHECKPOINT", "1");
     }
@@ -37,8 +38,8 @@ fn journal_records(bytes: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-/// The fixtures, their store in the format `protection` makes.
-pub(crate) fn build_fixtures(dir: &Path, protection: PageProtection) -> Fixtures {
+/// The fixtures, their store in the format of `mode`.
+pub(crate) fn build_fixtures(dir: &Path, mode: Mode) -> Fixtures {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,8 +47,7 @@ pub(crate) fn build_fixtures(dir: &Path, protection: PageProtection) -> Fixtures
         .unwrap();
     let good = dir.join("good.redb");
     rt.block_on(async {
-        let config = RedbStoreConfig::default().with_page_protection(protection);
-        let s = RedbStore::with_config(&good, config).await.unwrap();
+        let s = RedbStore::with_config(&good, mode.config()).await.unwrap();
         for d in ACCOUNTS {
             dataset::populate(&s.for_device(d), ROWS).await;
         }
@@ -71,7 +71,7 @@ pub(crate) fn build_fixtures(dir: &Path, protection: PageProtection) -> Fixtures
         std::fs::create_dir(&sub).unwrap();
         let path = sub.join("store.redb");
         std::fs::write(&path, &good_bytes).unwrap();
-        crash_writer(&path, checkpoint);
+        crash_writer(&path, checkpoint, mode);
         (
             std::fs::read(&path).unwrap(),
             std::fs::read(journal_of(&path)).unwrap(),
@@ -84,7 +84,7 @@ pub(crate) fn build_fixtures(dir: &Path, protection: PageProtection) -> Fixtures
     let other = dir.join("other");
     std::fs::create_dir(&other).unwrap();
     let other_path = other.join("store.redb");
-    crash_writer(&other_path, false);
+    crash_writer(&other_path, false, mode);
     let other_journal = std::fs::read(journal_of(&other_path)).unwrap();
 
     // The first page of a SQLite database as a sniffer sees it (the magic

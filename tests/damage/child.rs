@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use wacore::store::traits::*;
-use whatsapp_rust_redb_storage::{IntegrityCheck, RedbStore, RedbStoreConfig};
+use whatsapp_rust_redb_storage::{IntegrityCheck, RedbStore};
 
 use crate::dataset::{self, Check, blob, chain, variant};
-use crate::{ACCOUNTS, EXTRAS, MARK, ROWS, env_u64, extra_key, extra_value};
+use crate::{ACCOUNTS, EXTRAS, MARK, ROWS, child_config, env_u64, extra_key, extra_value};
 
 fn say(line: String) {
     let line = line.replace(['\n', '\r'], " ");
@@ -61,7 +61,7 @@ pub(crate) async fn child_main(path: PathBuf, extras: u32, check_always: bool) {
     };
 
     // Open.
-    let mut config = RedbStoreConfig::default();
+    let mut config = child_config();
     if check_always {
         config = config.with_integrity_check(IntegrityCheck::Always);
     }
@@ -246,7 +246,7 @@ pub(crate) async fn child_main(path: PathBuf, extras: u32, check_always: bool) {
             note("close", Some(variant(&e)));
         }
     }
-    match RedbStore::check_file(&path) {
+    match RedbStore::check_file_with(&path, &child_config()) {
         Ok(r) => say(format!(
             "STEP check_file OK pages_ok={} rows={} problems={}",
             r.pages_ok,
@@ -259,7 +259,7 @@ pub(crate) async fn child_main(path: PathBuf, extras: u32, check_always: bool) {
         }
     }
     let mut lost = Vec::new();
-    match RedbStore::with_config(&path, RedbStoreConfig::default()).await {
+    match RedbStore::with_config(&path, child_config()).await {
         Ok(store) => {
             for a in &acked {
                 if !(a.verify)(&store).await {
@@ -308,7 +308,7 @@ async fn damage_writer_child() {
     let Some(path) = std::env::var_os("WA_REDB_DAMAGE_WRITER") else {
         return;
     };
-    let config = RedbStoreConfig::default().with_checkpoint_interval(Duration::from_secs(3600));
+    let config = child_config().with_checkpoint_interval(Duration::from_secs(3600));
     let store = RedbStore::with_config(&path, config).await.unwrap();
     for i in 0..EXTRAS {
         store

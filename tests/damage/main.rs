@@ -46,6 +46,63 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dataset::blob;
+use whatsapp_rust_redb_storage::{PageProtection, RedbStoreConfig};
+
+/// The file formats a sweep runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Format v1: a plain redb file.
+    Plain,
+    /// Format v2, verified (the default).
+    Verified,
+    /// Format v2, encrypted.
+    Encrypted,
+}
+
+/// The key of the encrypted sweep's stores; its children get it as 64 hex
+/// digits in `WA_REDB_DAMAGE_KEY` (so does the `panic = "abort"` probe).
+const KEY: [u8; 32] = [0xD4; 32];
+const KEY_ENV: &str = "WA_REDB_DAMAGE_KEY";
+
+impl Mode {
+    /// How the parent creates its stores.
+    fn config(self) -> RedbStoreConfig {
+        match self {
+            Mode::Plain => RedbStoreConfig::default().with_page_protection(PageProtection::Off),
+            Mode::Verified => RedbStoreConfig::default(),
+            Mode::Encrypted => RedbStoreConfig::default().with_encryption_key(KEY),
+        }
+    }
+
+    /// What a child needs in its environment to open the stores.
+    fn child_env(self) -> Vec<(&'static str, String)> {
+        match self {
+            Mode::Encrypted => vec![(KEY_ENV, KEY.iter().map(|b| format!("{b:02x}")).collect())],
+            Mode::Plain | Mode::Verified => Vec::new(),
+        }
+    }
+
+    /// Every page is verified before redb parses it: no damage may make
+    /// anything panic.
+    fn protected(self) -> bool {
+        self != Mode::Plain
+    }
+}
+
+/// The configuration a child opens its case with: keyed when the parent
+/// passed a key.
+fn child_config() -> RedbStoreConfig {
+    match std::env::var(KEY_ENV) {
+        Ok(hex) => {
+            let key: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex key"))
+                .collect();
+            RedbStoreConfig::default().with_encryption_key(key.try_into().expect("32 bytes"))
+        }
+        Err(_) => RedbStoreConfig::default(),
+    }
+}
 
 /// Rows per table per account.
 const ROWS: u32 = 60;

@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use whatsapp_rust_redb_storage::PageProtection;
-
 use crate::cases::{build_cases, build_fixtures};
 use crate::process;
-use crate::{Case, Expect, MARK, WORKERS, child_timeout, env_u64, journal_of};
+use crate::{Case, Expect, MARK, Mode, WORKERS, child_timeout, env_u64, journal_of};
 
 struct Outcome {
     case: usize,
@@ -77,10 +75,11 @@ fn write_case(case: &Case, dir: &Path) -> std::path::PathBuf {
 /// Runs the `panic = "abort"` probe (`examples/damage_probe.rs`) on a fresh
 /// copy of the case's files: a problem unless it exits normally (a panic
 /// there, caught by the store or not, is an abort).
-fn run_probe(probe: &Path, case: &Case, dir: &Path) -> Option<String> {
+fn run_probe(probe: &Path, case: &Case, dir: &Path, mode: Mode) -> Option<String> {
     let path = write_case(case, &dir.join("probe"));
     let mut child = std::process::Command::new(probe)
         .arg(&path)
+        .envs(mode.child_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -100,13 +99,14 @@ fn run_probe(probe: &Path, case: &Case, dir: &Path) -> Option<String> {
     }
 }
 
-fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>) -> Outcome {
+fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>, mode: Mode) -> Outcome {
     let dir = root.join(format!("case-{index:03}"));
     let path = write_case(case, &dir);
     let started = Instant::now();
     let mut child = process::self_command("child::damage_child")
         .env("WA_REDB_DAMAGE_FILE", &path)
         .env("WA_REDB_DAMAGE_EXTRAS", case.extras.to_string())
+        .envs(mode.child_env())
         .env(
             "WA_REDB_DAMAGE_CHECK_ALWAYS",
             if case.check_always { "1" } else { "" },
@@ -202,7 +202,7 @@ fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>) -> Out
         }
     }
     if let Some(probe) = probe {
-        problems.extend(run_probe(probe, case, &dir));
+        problems.extend(run_probe(probe, case, &dir, mode));
     }
     if problems.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -224,14 +224,22 @@ fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>) -> Out
 /// would have been a crash).
 #[test]
 fn damaged_files_never_crash_hang_or_mislead() {
-    sweep(PageProtection::Verified);
+    sweep(Mode::Verified);
+}
+
+/// Encrypted files (format v2, mode 2): every block is authenticated and
+/// decrypted before redb parses it; as for verified files, no damage may
+/// make anything panic.
+#[test]
+fn damaged_encrypted_files_never_crash_hang_or_mislead() {
+    sweep(Mode::Encrypted);
 }
 
 /// Plain files (format v1): damage reaches redb's parser, whose panics the
 /// store contains (counted, not failed: only protection prevents them).
 #[test]
 fn damaged_plain_files_never_crash_hang_or_mislead() {
-    sweep(PageProtection::Off);
+    sweep(Mode::Plain);
 }
 
 /// One sweep at a time: each runs `WORKERS` children, and two at once
@@ -239,7 +247,7 @@ fn damaged_plain_files_never_crash_hang_or_mislead() {
 /// allocating for a damaged page reference) past the hang limit.
 static ONE_SWEEP_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn sweep(protection: PageProtection) {
+fn sweep(mode: Mode) {
     let _alone = ONE_SWEEP_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -248,11 +256,11 @@ fn sweep(protection: PageProtection) {
     let seed = env_u64("WA_REDB_DAMAGE_SEED").unwrap_or(0xDA_4A6E);
     let only = std::env::var("WA_REDB_DAMAGE_ONLY").ok();
     let root = tempfile::tempdir().unwrap();
-    let fixtures = build_fixtures(root.path(), protection);
+    let fixtures = build_fixtures(root.path(), mode);
     // `WA_REDB_ABORT_PROBE`: the damage probe built with `panic = "abort"`
     // (`.ci/run` builds it), run on every protected case too.
     let probe = std::env::var_os("WA_REDB_ABORT_PROBE")
-        .filter(|_| protection == PageProtection::Verified)
+        .filter(|_| mode.protected())
         .map(std::path::PathBuf::from);
     let mut cases = build_cases(&fixtures, per_class, seed);
     if let Some(only) = &only {
@@ -274,7 +282,7 @@ fn sweep(protection: PageProtection) {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(case) = cases.get(i) else { break };
-                    let outcome = run_case(i, case, root.path(), probe.as_deref());
+                    let outcome = run_case(i, case, root.path(), probe.as_deref(), mode);
                     results.lock().unwrap().push(outcome);
                 }
             });
@@ -297,7 +305,7 @@ fn sweep(protection: PageProtection) {
             contained_panics += 1;
         }
     }
-    if protection == PageProtection::Verified {
+    if mode.protected() {
         for o in results.iter_mut() {
             if o.stderr.contains("panicked at") {
                 o.problems
@@ -313,7 +321,7 @@ fn sweep(protection: PageProtection) {
     }
     let slowest = results.iter().max_by_key(|o| o.elapsed).unwrap();
     eprintln!(
-        "damage ({protection:?}): {} cases in {:?} (slowest {:?}: {}); {contained_panics} children printed a contained panic",
+        "damage ({mode:?}): {} cases in {:?} (slowest {:?}: {}); {contained_panics} children printed a contained panic",
         results.len(),
         started.elapsed(),
         slowest.elapsed,
