@@ -154,7 +154,7 @@ struct Validate<'a, 'b> {
 }
 
 /// Checks one stored value against its table's encoding.
-fn validate_value(table: TableId, bytes: &[u8]) -> Result<()> {
+pub(crate) fn validate_value(table: TableId, bytes: &[u8]) -> Result<()> {
     use crate::codec::*;
     use wacore::appstate::hash::HashState;
     use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};

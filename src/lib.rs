@@ -67,6 +67,7 @@ mod maintenance;
 mod msg_secret;
 mod protocol;
 mod retention;
+mod salvage;
 mod shape;
 mod signal;
 #[cfg(feature = "sqlite")]
@@ -85,6 +86,7 @@ pub use keys::Rekey;
 pub use legacy::SkdmTracking;
 pub use maintenance::{CompactReport, RestoreReport};
 pub use retention::MaintenanceReport;
+pub use salvage::{SalvageReport, TableSalvage};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};
 pub use store::{CloseOutcome, RedbStore};

@@ -75,6 +75,24 @@ pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path, keying: Keying<
     })
 }
 
+/// Copies the counters of the meta table that must keep moving forward in
+/// a copy; the copy's identity (file id, journal position) is its own.
+pub(crate) fn copy_counters(
+    snapshot: &Snapshot<'_>,
+    txn: &WriteTransaction,
+    path: &Path,
+) -> Result<()> {
+    let err = |e: redb::TableError| Error::storage(path, e);
+    let mut meta = txn.open_table(META.def).map_err(err)?;
+    for key in [META_LID_SEQ, META_CREATED_BY] {
+        if let Some(v) = snapshot.get(META, key, <[u8]>::to_vec)? {
+            meta.insert(key, v.as_slice())
+                .map_err(|e| Error::storage(path, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes what `snapshot` sees into a new temporary file of `kind` beside
 /// `target`, complete and synced, and returns its name: the caller moves
 /// it into place or removes it.
@@ -94,16 +112,7 @@ pub(crate) fn copy_to_temp(
             to: &txn,
             target: &tmp,
         })?;
-        {
-            // Keep counters moving forward in the copy; its identity (file
-            // id, journal position) is its own.
-            let mut meta = txn.open_table(META.def).map_err(|e| err(e.into()))?;
-            for key in [META_LID_SEQ, META_CREATED_BY] {
-                if let Some(v) = snapshot.get(META, key, <[u8]>::to_vec)? {
-                    meta.insert(key, v.as_slice()).map_err(|e| err(e.into()))?;
-                }
-            }
-        }
+        copy_counters(snapshot, &txn, &tmp)?;
         txn.commit().map_err(|e| err(e.into()))?;
         db.close().map_err(|e| err(e.into()))
     })();
