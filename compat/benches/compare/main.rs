@@ -26,7 +26,9 @@
 //! - `WA_BENCH_STORES`: comma-separated subset of `redb`, `redb-full`,
 //!   `sqlite`, `sqlite-full` (for profiling; other columns show NaN).
 //! - `WA_BENCH_REDB_PROTECTION=off`: RedbStore creates plain (format v1)
-//!   files instead of protected ones, for the overhead of protected pages.
+//!   files instead of protected ones, for the overhead of protected pages;
+//!   `=encrypted`: encrypted files (a raw key), for the overhead of
+//!   encryption.
 //! - `WA_BENCH_FLEET_SIZE`: every fleet with this many accounts (default
 //!   1,000 in one file; 300 and 1,000 with a file each).
 //! - `WA_BENCH_TRACE`: print the mean latency per tenth of the

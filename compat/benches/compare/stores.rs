@@ -76,10 +76,12 @@ impl Store {
                 if kind == Kind::RedbFull {
                     config = config.with_synchronous(Synchronous::Full);
                 }
-                // For the overhead of protected pages: the same run on
-                // plain (format v1) files.
-                if std::env::var("WA_BENCH_REDB_PROTECTION").as_deref() == Ok("off") {
-                    config = config.with_page_protection(PageProtection::Off);
+                // For the overhead of protected pages and of encryption:
+                // the same run on plain (format v1) or encrypted files.
+                match std::env::var("WA_BENCH_REDB_PROTECTION").as_deref() {
+                    Ok("off") => config = config.with_page_protection(PageProtection::Off),
+                    Ok("encrypted") => config = config.with_encryption_key([0xBE; 32]),
+                    _ => {}
                 }
                 Store::Redb(
                     RedbStore::with_config_for_device(path, device, config)

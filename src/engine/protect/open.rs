@@ -1,6 +1,7 @@
 //! Opening a protected file: telling the format from its first bytes,
 //! reading its superblock, unlocking an encrypted one with its key, and
-//! laying out a new one. Nothing here writes to an existing file.
+//! laying out a new one. Nothing here writes to an existing file but
+//! [`rewrap`] (a rekey).
 
 use std::collections::HashMap;
 use std::fs::File;
