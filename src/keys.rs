@@ -7,7 +7,7 @@ use std::path::Path;
 use wacore::store::error::StoreError;
 
 use crate::config::{EncryptionKey, RedbStoreConfig};
-use crate::engine::{Keying, files, registry};
+use crate::engine::{Engine, Keying, files, registry};
 use crate::error::{Error, KeyProblem};
 use crate::maintenance::{copy_to_temp, with_store_alone, write_copy};
 use crate::store::RedbStore;
@@ -27,11 +27,13 @@ pub enum Rekey {
 
 impl RedbStore {
     /// Writes a copy of the store `src` (opened with `src_config`'s key, if
-    /// it is encrypted; no other process may have it open) to `dst`, which
-    /// must not exist, keyed as `dst_config` says: encrypted with its key,
-    /// or not encrypted (in the format of its `page_protection`). The copy
-    /// holds every account; `src` is left as it was. What `wa-redb encrypt`
-    /// and `wa-redb decrypt` do.
+    /// it is encrypted) to `dst`, which must not exist, keyed as
+    /// `dst_config` says: encrypted with its key, or not encrypted (in the
+    /// format of its `page_protection`). The copy holds every account and
+    /// every acknowledged write (a crashed process's journal is applied to
+    /// the copy). `src` is only looked at, as by [`RedbStore::open_to_look`]:
+    /// never written, and it may be in use. What `wa-redb encrypt` and
+    /// `wa-redb decrypt` do.
     pub fn copy_file(
         src: impl AsRef<Path>,
         src_config: &RedbStoreConfig,
@@ -41,9 +43,8 @@ impl RedbStore {
         let src = registry::canonical(src.as_ref())?;
         let dst = dst.as_ref();
         dst_config.validate()?;
-        with_store_alone(&src, src_config, |engine| {
-            write_copy(&engine.snapshot()?, dst, Keying::of(dst_config))
-        })?;
+        let engine = Engine::open_to_look(&src, false, src_config.encryption.as_ref())?;
+        write_copy(&engine.snapshot()?, dst, Keying::of(dst_config))?;
         Ok(())
     }
 
@@ -63,11 +64,14 @@ impl RedbStore {
     ) -> Result<(), StoreError> {
         let path = registry::canonical(path.as_ref())?;
         let Some(old_key) = &old.encryption else {
-            return Err(Error::Key {
-                path,
-                problem: KeyProblem::Required,
-            }
-            .into());
+            // Without a key: either the store is encrypted (its key is
+            // needed) or it is not (there is nothing to rekey).
+            let problem = match Engine::open_to_look(&path, false, None) {
+                Ok(_) => KeyProblem::NotEncrypted,
+                Err(Error::Key { problem, .. }) => problem,
+                Err(e) => return Err(e.into()),
+            };
+            return Err(Error::Key { path, problem }.into());
         };
         let new_config = RedbStoreConfig {
             encryption: Some(new.clone()),

@@ -396,3 +396,82 @@ async fn compact_and_delete_device_report_the_sizes_stat_shows() {
     assert!(len(&file) * 4 < tight, "{tight} -> {}", len(&file));
     assert!(r.stdout.contains("the file is"), "{r:?}");
 }
+
+/// `salvage DAMAGED OUT`: a store with a zeroed page of sessions is
+/// salvaged into a new store holding the device record and the other
+/// sessions; the damaged file is left as it was; `--json` gives the report.
+#[tokio::test]
+async fn salvage_copies_what_a_damaged_store_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = dir.path().join("damaged.redb");
+    let w = RedbStore::new(&damaged).await.unwrap();
+    w.save(&wacore::store::Device::new()).await.unwrap();
+    let value = |i: u32| format!("session-record-{i:04}-").repeat(20).into_bytes();
+    for i in 0..400 {
+        w.put_session(&format!("{i:04}@s.whatsapp.net.0"), &value(i))
+            .await
+            .unwrap();
+    }
+    w.close().await.unwrap();
+    // Zero a page of sessions from the middle of the key range (a verified
+    // file shows its values).
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let needle = value(200);
+    let page = (1..bytes.len() / 4096)
+        .find(|&b| {
+            bytes[b * 4096..(b + 1) * 4096]
+                .windows(40)
+                .any(|w| w == &needle[..40])
+        })
+        .expect("the page of session 200");
+    bytes[page * 4096..(page + 1) * 4096].fill(0);
+    std::fs::write(&damaged, &bytes).unwrap();
+
+    let out = dir.path().join("salvaged.redb");
+    let r = wa(["salvage", s(&damaged), s(&out)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("device records recovered: 1"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("rows lost where it could not be read"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read(&damaged).unwrap(),
+        bytes,
+        "salvage wrote to DAMAGED"
+    );
+    let store = RedbStore::new(&out).await.unwrap();
+    assert!(store.load().await.unwrap().is_some());
+    let last = store.get_session("0399@s.whatsapp.net.0").await.unwrap();
+    assert_eq!(last.map(|b| b.to_vec()), Some(value(399)));
+    assert!(
+        store
+            .get_session("0200@s.whatsapp.net.0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await.unwrap();
+
+    let again = dir.path().join("again.redb");
+    let r = wa(["--json", "salvage", s(&damaged), s(&again)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = json(&r.stdout);
+    assert_eq!(v["accounts"], serde_json::json!([1]));
+    let sessions = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "sessions")
+        .unwrap();
+    assert!(sessions["unreadable"].is_string(), "{sessions}");
+    assert!(sessions["recovered"].as_u64().unwrap() < 400);
+    // OUT must not exist.
+    let r = wa(["salvage", s(&damaged), s(&out)]);
+    assert_ne!(r.code, 0);
+}

@@ -142,7 +142,13 @@ async fn copies_with_another_keying_hold_every_row() {
     s.close().await.unwrap();
 
     let encrypted = dir.path().join("encrypted.redb");
+    let before = std::fs::read(&plain).unwrap();
     RedbStore::copy_file(&plain, &v1, &encrypted, &config(1)).unwrap();
+    assert_eq!(
+        std::fs::read(&plain).unwrap(),
+        before,
+        "the source is only looked at"
+    );
     verify(&encrypted, 0).await;
     assert!(
         RedbStore::open_to_look(&encrypted).is_err(),
@@ -171,6 +177,12 @@ async fn copies_with_another_keying_hold_every_row() {
     assert_eq!(current_key(&encrypted), Some(0));
     assert!(RedbStore::open_to_look_with(&encrypted, &config(1)).is_err());
     verify(&encrypted, 1).await;
-    // Rekeying a store that is not encrypted is refused.
+    // Rekeying a store that is not encrypted is refused, with a key or
+    // without one; an encrypted store needs its key.
     assert!(RedbStore::rekey_file(&decrypted, &config(0), key(1), Rekey::Rewrap).is_err());
+    let none = RedbStoreConfig::default();
+    let e = RedbStore::rekey_file(&decrypted, &none, key(1), Rekey::Rewrap).unwrap_err();
+    assert!(format!("{e:?}").contains("NotEncrypted"), "{e:?}");
+    let e = RedbStore::rekey_file(&encrypted, &none, key(1), Rekey::Rewrap).unwrap_err();
+    assert!(format!("{e:?}").contains("Required"), "{e:?}");
 }

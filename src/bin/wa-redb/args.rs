@@ -12,13 +12,26 @@ use clap::{Parser, Subcommand};
     after_help = "Exit status: 0 success (for `check`: the file is sound); 1 failure \
                   (for `check`: the file is damaged or not a store); 2 bad usage \
                   (including a destructive command without --yes off a terminal); \
-                  3 the store file is open in another process.\n\
-                  A device id is always given as --device N (negative ids too: --device -5)."
+                  3 the store file is open in another process; 4 a key problem (an encrypted \
+                  store without its key, a wrong key, a key for a store that is not encrypted, \
+                  a key file that cannot be used).\n\
+                  A device id is always given as --device N (negative ids too: --device -5).\n\
+                  The key of an encrypted store comes from --key-file PATH, else the file \
+                  WA_REDB_KEY_FILE names, else the passphrase WA_REDB_PASSPHRASE holds (never \
+                  from the command line itself: arguments show in process listings). A key \
+                  file holding exactly 64 hex digits is a raw 256-bit key; anything else is a \
+                  passphrase, the file's text with one trailing newline removed. A pipe is \
+                  read too: --key-file /dev/stdin."
 )]
 pub struct Cli {
     /// Print JSON on stdout, failures too: {"error", "hint", "exit_code"}.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The key of an encrypted store: a file holding its passphrase, or 64
+    /// hex digits for a raw key (keep it owner-only). Without it:
+    /// WA_REDB_KEY_FILE (a path), else WA_REDB_PASSPHRASE.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -134,6 +147,70 @@ pub enum Command {
         /// Delete without asking (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+    /// Change the key of an encrypted store.
+    ///
+    /// The current key is given as for every command (--key-file,
+    /// WA_REDB_KEY_FILE, WA_REDB_PASSPHRASE); the new one with
+    /// --new-key-file PATH, else WA_REDB_NEW_KEY_FILE (a path), else
+    /// WA_REDB_NEW_PASSPHRASE. By default the data key is rewrapped under the
+    /// new key in place (fast, whatever the size). Backups written before
+    /// still open with the old key.
+    Rekey {
+        /// The encrypted store file (no process may have it open).
+        file: PathBuf,
+        /// The new key: a file holding the new passphrase, or 64 hex digits
+        /// for a raw key.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<PathBuf>,
+        /// Rewrite the whole file under a new data key, so that the old key
+        /// opens nothing of it any more (not even with a copy of the old
+        /// file's header).
+        #[arg(long)]
+        new_data_key: bool,
+    },
+    /// Write an encrypted copy of an unencrypted store to OUT.
+    ///
+    /// OUT is encrypted with the key given as for every command
+    /// (--key-file, WA_REDB_KEY_FILE, WA_REDB_PASSPHRASE); IN is left as it
+    /// is.
+    Encrypt {
+        /// The unencrypted store file to copy (only read: it may be in use).
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+        /// Where to write the encrypted copy: must not exist; its directory
+        /// must.
+        #[arg(value_name = "OUT")]
+        output: PathBuf,
+    },
+    /// Copy what a damaged store still holds into a new store OUT.
+    ///
+    /// Every row that still verifies and decodes is copied, device records
+    /// and identity keys first; the report says per table what came back
+    /// and what was lost. DAMAGED is only read (it may be read-only or in
+    /// use). OUT is keyed like DAMAGED: encrypted with the same key if
+    /// DAMAGED is encrypted.
+    Salvage {
+        /// The damaged store file.
+        #[arg(value_name = "DAMAGED")]
+        damaged: PathBuf,
+        /// Where to write the new store: must not exist; its directory must.
+        #[arg(value_name = "OUT")]
+        output: PathBuf,
+    },
+    /// Write an unencrypted copy of an encrypted store to OUT.
+    ///
+    /// IN opens with the key given as for every command (--key-file,
+    /// WA_REDB_KEY_FILE, WA_REDB_PASSPHRASE); IN is left as it is. Anyone
+    /// who can read OUT can read the store.
+    Decrypt {
+        /// The encrypted store file to copy (only read: it may be in use).
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+        /// Where to write the unencrypted copy: must not exist; its
+        /// directory must.
+        #[arg(value_name = "OUT")]
+        output: PathBuf,
     },
 }
 

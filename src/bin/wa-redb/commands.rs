@@ -1,6 +1,6 @@
 //! One function per command: a library call or two, and the printing.
 
-use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,165 +11,99 @@ use whatsapp_rust_redb_storage::{
 };
 
 use crate::args::{Cli, Command, ExportArgs};
-use crate::failure::{EXIT_FAILED, EXIT_IN_USE, Failure, store_error};
+use crate::failure::{EXIT_FAILED, EXIT_IN_USE, EXIT_KEY, Failure, store_error};
+use crate::keys::{self, Key};
 use crate::look_note::look_note;
 use crate::output::{Out, file_len, human_bytes, note, outln, print_json};
 use crate::progress::spinner;
+use crate::support::{
+    ask, close, fresh_destination, look, must_ask, open, open_to_change, require_file, runtime,
+};
 
-type Outcome = Result<ExitCode, Failure>;
+pub type Outcome = Result<ExitCode, Failure>;
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))
-}
-
-fn require_file(path: &Path) -> Result<(), Failure> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(Failure::new(format!(
-            "{}: not a file (a directory?); name the store file itself",
-            path.display()
-        ))),
-        Err(e) => Err(Failure::new(format!("{}: {e}", path.display()))
-            .with_hint("check the path; wa-redb never creates a store file it was asked to read")),
-    }
-}
-
-/// Opens an existing store file to look at it: never writes to it, works
-/// on a read-only file and on a store another process has open.
-fn look(path: &Path) -> Result<RedbStore, Failure> {
-    require_file(path)?;
-    let store = RedbStore::open_to_look(path)?;
-    if let Some(text) = store.look_report().and_then(look_note) {
-        note(&format!("note: {text}"));
-    }
-    Ok(store)
-}
-
-/// Opens an existing store file as its owner, without compaction at
-/// close: for `backup`, which needs every acknowledged write and the file
-/// to itself.
-fn open(path: &Path) -> Result<RedbStore, Failure> {
-    require_file(path)?;
-    let config = RedbStoreConfig::default().with_auto_compact(None);
-    let store = RedbStore::open_blocking(path, 1, config)?;
-    note_replayed(&store);
-    Ok(store)
-}
-
-fn note_replayed(store: &RedbStore) {
-    let replayed = store.recovery_report().records_replayed;
-    if replayed > 0 {
-        note(&format!(
-            "note: applied {replayed} journal record(s) left by a process that did not close the store"
-        ));
-    }
-}
-
-/// Opens an existing store file for a command that changes it, with the
-/// default configuration: its close compacts the file when a large part of
-/// it is free.
-fn open_to_change(path: &Path) -> Result<RedbStore, Failure> {
-    require_file(path)?;
-    let store = RedbStore::open_blocking(path, 1, RedbStoreConfig::default())?;
-    note_replayed(&store);
-    Ok(store)
-}
-
-fn close(rt: &tokio::runtime::Runtime, store: RedbStore) -> Result<(), Failure> {
-    rt.block_on(store.close()).map(drop).map_err(Failure::from)
-}
-
-/// Whether to ask before doing `what`: not with `--yes`; off a terminal,
-/// nobody can answer, so the command is refused (a usage error).
-fn must_ask(yes: bool, what: &str) -> Result<bool, Failure> {
-    if yes {
-        return Ok(false);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::usage(format!(
-            "refusing to {what} without --yes (stdin is not a terminal)"
-        ))
-        .with_hint("add --yes to do it without asking"));
-    }
-    Ok(true)
-}
-
-/// Asks `question` on the terminal; anything but "y" or "yes" cancels.
-fn ask(question: &str) -> Result<(), Failure> {
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "wa-redb: {question} [y/N] ").and_then(|()| err.flush());
-    drop(err);
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| Failure::new(format!("cannot read the answer: {e}")))?;
-    match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => Err(Failure::new("cancelled; nothing was changed")),
-    }
-}
-
+/// Runs the command with the store's key (see `keys`), if one is given.
 pub fn run(cli: &Cli) -> Outcome {
+    let key = keys::load(&keys::CURRENT, cli.key_file.as_deref())?;
     let out = &mut std::io::stdout().lock();
+    let code = dispatch(out, cli, key.as_ref()).map_err(|f| keys::advise(f, key.as_ref()))?;
+    out.flush().map_err(Failure::output)?;
+    Ok(code)
+}
+
+fn dispatch(out: &mut Out, cli: &Cli, key: Option<&Key>) -> Outcome {
     let json = cli.json;
-    let code = match &cli.command {
-        Command::Info { file } => info(out, file, json),
+    // What every store is opened with: the default configuration and the key.
+    let c = &keys::config(key);
+    match &cli.command {
+        Command::Info { file } => info(out, file, c, json),
         Command::Dump {
             file,
             device,
             table,
             reveal,
-        } => dump(out, file, *device, table.clone(), *reveal),
-        Command::Check { file } => check(out, file, json),
-        Command::Compact { file } => compact(out, file, json),
-        Command::Backup { file, dest } => backup(out, file, dest, json),
-        Command::Restore { backup, file, yes } => restore(out, backup, file, *yes, json),
+        } => dump(out, file, c, *device, table.clone(), *reveal),
+        Command::Check { file } => check(out, file, c, json),
+        Command::Compact { file } => compact(out, file, c, json),
+        Command::Backup { file, dest } => backup(out, file, dest, c, json),
+        Command::Restore { backup, file, yes } => restore(out, backup, file, *yes, c, json),
         Command::ImportSqlite {
             src,
             dst,
             overwrite,
             yes,
-        } => import(out, src, dst, *overwrite, *yes, json),
+        } => import(out, src, dst, *overwrite, *yes, c, json),
         Command::ExportSqlite {
             src,
             dst,
             export: e,
-        } => export(out, src, dst, e, json),
+        } => export(out, src, dst, e, c, json),
         Command::Export {
             file,
             to_sqlite,
             export: e,
-        } => export(out, file, to_sqlite, e, json),
+        } => export(out, file, to_sqlite, e, c, json),
         Command::DeleteDevice { file, device, yes } => {
-            delete_device(out, file, *device, *yes, json)
+            delete_device(out, file, *device, *yes, c, json)
         }
-    }?;
-    out.flush().map_err(Failure::output)?;
-    Ok(code)
+        Command::Rekey {
+            file,
+            new_key_file,
+            new_data_key,
+        } => crate::rekey::rekey(out, file, c, new_key_file.as_deref(), *new_data_key, json),
+        Command::Encrypt { input, output } => crate::rekey::encrypt(out, input, output, key, json),
+        Command::Decrypt { input, output } => crate::rekey::decrypt(out, input, output, c, json),
+        Command::Salvage { damaged, output } => {
+            crate::salvage::salvage(out, damaged, output, c, json)
+        }
+    }
 }
 
-fn info(out: &mut Out, file: &Path, as_json: bool) -> Outcome {
+fn info(out: &mut Out, file: &Path, config: &RedbStoreConfig, as_json: bool) -> Outcome {
     let rt = runtime()?;
-    let store = look(file)?;
+    let store = look(file, config)?;
     let info = rt.block_on(store.info())?;
     close(&rt, store)?;
+    // A key opens only an encrypted store, and an encrypted one only opens
+    // with its key.
+    let encrypted = config.encryption.is_some();
     if as_json {
-        print_json(out, &info)?;
+        let mut value = serde_json::to_value(&info)
+            .map_err(|e| Failure::new(format!("cannot render JSON: {e}")))?;
+        value["encrypted"] = json!(encrypted);
+        print_json(out, &value)?;
     } else {
-        print_info(out, &info)?;
+        print_info(out, &info, encrypted)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_info(out: &mut Out, info: &StoreInfo) -> Result<(), Failure> {
+fn print_info(out: &mut Out, info: &StoreInfo, encrypted: bool) -> Result<(), Failure> {
     outln!(out, "store      {}", info.path.display());
     outln!(out, "size       {}", human_bytes(info.file_bytes));
     outln!(out, "file id    {}", info.file_id);
     outln!(out, "schema     version {}", info.schema_version);
+    outln!(out, "encrypted  {}", if encrypted { "yes" } else { "no" });
     if let Some(cause) = &info.halted {
         outln!(out, "halted     {cause}");
     }
@@ -236,11 +170,12 @@ fn print_info(out: &mut Out, info: &StoreInfo) -> Result<(), Failure> {
 fn dump(
     out: &mut Out,
     file: &Path,
+    config: &RedbStoreConfig,
     device: Option<i32>,
     table: Option<String>,
     reveal: bool,
 ) -> Outcome {
-    let store = look(file)?;
+    let store = look(file, config)?;
     if reveal {
         note(
             "warning: --reveal prints private keys, session records and message contents; keep the output secret",
@@ -275,10 +210,10 @@ fn dump(
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(out: &mut Out, file: &Path, as_json: bool) -> Outcome {
+fn check(out: &mut Out, file: &Path, config: &RedbStoreConfig, as_json: bool) -> Outcome {
     require_file(file)?;
     let bar = spinner(format!("checking {}", file.display()));
-    let result = RedbStore::check_file(file);
+    let result = RedbStore::check_file_with(file, config);
     bar.finish_and_clear();
     let report: CheckReport = match result {
         Ok(report) => {
@@ -295,7 +230,8 @@ fn check(out: &mut Out, file: &Path, as_json: bool) -> Outcome {
                 Some(Error::Io { .. } | Error::InvalidPath { .. }) | None
             );
             let failure = Failure::from(e);
-            if failure.code == EXIT_IN_USE || unreadable {
+            // Nor is one its key does not open (or no key was given for).
+            if failure.code == EXIT_IN_USE || failure.code == EXIT_KEY || unreadable {
                 return Err(failure);
             }
             // The file could not even be read as a store: not sound.
@@ -346,10 +282,10 @@ fn check(out: &mut Out, file: &Path, as_json: bool) -> Outcome {
     })
 }
 
-fn compact(out: &mut Out, file: &Path, as_json: bool) -> Outcome {
+fn compact(out: &mut Out, file: &Path, config: &RedbStoreConfig, as_json: bool) -> Outcome {
     require_file(file)?;
     let bar = spinner(format!("compacting {}", file.display()));
-    let result = RedbStore::compact_file(file);
+    let result = RedbStore::compact_file_with(file, config);
     bar.finish_and_clear();
     let report = result?;
     let freed = report.bytes_freed();
@@ -383,52 +319,54 @@ fn compact(out: &mut Out, file: &Path, as_json: bool) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-fn backup(out: &mut Out, file: &Path, dest: &Path, as_json: bool) -> Outcome {
+fn backup(
+    out: &mut Out,
+    file: &Path,
+    dest: &Path,
+    config: &RedbStoreConfig,
+    as_json: bool,
+) -> Outcome {
     // Refused before the store is opened, naming what is wrong.
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(Failure::new(format!(
-            "{} does not exist (the directory to write the backup {} in); create it first, \
-             or choose another destination",
-            dir.display(),
-            dest.display()
-        )));
-    }
-    if dest.exists() {
-        return Err(Failure::new(format!(
-            "{}: a file already exists there; wa-redb never overwrites one, choose a new name",
-            dest.display()
-        )));
-    }
+    fresh_destination(dest, "backup")?;
     let rt = runtime()?;
-    let store = open(file)?;
+    let store = open(file, config)?;
     let bar = spinner(format!("backing up {}", file.display()));
     let result = rt.block_on(store.backup_to(dest));
     bar.finish_and_clear();
     close(&rt, store)?;
     result?;
     let bytes = file_len(dest);
+    let encrypted = config.encryption.is_some();
     if as_json {
         print_json(
             out,
-            &json!({ "source": file, "backup": dest, "bytes": bytes }),
+            &json!({ "source": file, "backup": dest, "bytes": bytes, "encrypted": encrypted }),
         )?;
     } else {
         outln!(
             out,
-            "backup of {} written to {} ({})",
+            "backup of {} written to {} ({}{})",
             file.display(),
             dest.display(),
-            human_bytes(bytes)
+            human_bytes(bytes),
+            if encrypted {
+                ", encrypted with the same key"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn restore(out: &mut Out, backup: &Path, file: &Path, yes: bool, as_json: bool) -> Outcome {
+fn restore(
+    out: &mut Out,
+    backup: &Path,
+    file: &Path,
+    yes: bool,
+    config: &RedbStoreConfig,
+    as_json: bool,
+) -> Outcome {
     require_file(backup)?;
     if file.exists() {
         let what = format!("replace {} with {}", file.display(), backup.display());
@@ -439,7 +377,7 @@ fn restore(out: &mut Out, backup: &Path, file: &Path, yes: bool, as_json: bool) 
             ))?;
         }
     }
-    let report = RedbStore::restore_file(backup, file)?;
+    let report = RedbStore::restore_file_with(backup, file, config)?;
     if as_json {
         print_json(
             out,
@@ -465,6 +403,7 @@ fn import(
     dst: &Path,
     overwrite: bool,
     yes: bool,
+    config: &RedbStoreConfig,
     as_json: bool,
 ) -> Outcome {
     use whatsapp_rust_redb_storage::{ImportOptions, import_sqlite};
@@ -480,9 +419,11 @@ fn import(
     }
     let rt = runtime()?;
     let (bar, progress) = crate::progress::progress_bar();
-    let options = ImportOptions::default()
+    let mut options = ImportOptions::default()
         .with_overwrite(overwrite)
         .with_progress(progress);
+    // A new store is created encrypted with it; an existing one opens with it.
+    options.key = config.encryption.clone();
     let result = rt.block_on(import_sqlite(src, dst, &options));
     bar.finish_and_clear();
     let report = result?;
@@ -497,10 +438,10 @@ fn import(
         report.total_rows,
         src.display(),
         dst.display(),
-        if report.created_file {
-            " (new file)"
-        } else {
-            ""
+        match (report.created_file, config.encryption.is_some()) {
+            (true, true) => " (new file, encrypted)",
+            (true, false) => " (new file)",
+            _ => "",
         }
     );
     for a in &report.accounts {
@@ -529,6 +470,7 @@ fn export(
     file: &Path,
     to_sqlite: &Path,
     args: &ExportArgs,
+    config: &RedbStoreConfig,
     as_json: bool,
 ) -> Outcome {
     use whatsapp_rust_redb_storage::{ExportOptions, export_sqlite};
@@ -544,9 +486,10 @@ fn export(
     }
     let rt = runtime()?;
     let (bar, progress) = crate::progress::progress_bar();
-    let options = ExportOptions::default()
+    let mut options = ExportOptions::default()
         .with_overwrite(args.overwrite)
         .with_progress(progress);
+    options.key = config.encryption.clone();
     let result = rt.block_on(export_sqlite(file, to_sqlite, args.device, &options));
     bar.finish_and_clear();
     let reports = result?;
@@ -584,23 +527,45 @@ fn no_sqlite() -> Outcome {
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn import(_: &mut Out, _: &Path, _: &Path, _: bool, _: bool, _: bool) -> Outcome {
+fn import(
+    _: &mut Out,
+    _: &Path,
+    _: &Path,
+    _: bool,
+    _: bool,
+    _: &RedbStoreConfig,
+    _: bool,
+) -> Outcome {
     no_sqlite()
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn export(_: &mut Out, _: &Path, _: &Path, _: &ExportArgs, _: bool) -> Outcome {
+fn export(
+    _: &mut Out,
+    _: &Path,
+    _: &Path,
+    _: &ExportArgs,
+    _: &RedbStoreConfig,
+    _: bool,
+) -> Outcome {
     no_sqlite()
 }
 
-fn delete_device(out: &mut Out, file: &Path, device: i32, yes: bool, as_json: bool) -> Outcome {
+fn delete_device(
+    out: &mut Out,
+    file: &Path,
+    device: i32,
+    yes: bool,
+    config: &RedbStoreConfig,
+    as_json: bool,
+) -> Outcome {
     let asking = must_ask(
         yes,
         &format!("delete device {device} from {}", file.display()),
     )?;
     let bytes_before = file_len(file);
     let rt = runtime()?;
-    let store = open_to_change(file)?;
+    let store = open_to_change(file, config)?;
     let accounts = rt.block_on(store.accounts())?;
     let Some(account) = accounts.iter().find(|a| a.device_id == device) else {
         close(&rt, store)?;

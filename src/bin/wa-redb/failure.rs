@@ -2,11 +2,12 @@
 //! reported: on stderr, or with `--json` as a JSON object on stdout.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
 use wacore::store::error::StoreError;
-use whatsapp_rust_redb_storage::Error;
+use whatsapp_rust_redb_storage::{Error, KeyProblem};
 
 /// Exit status: the operation failed, or `check` found the file unsound.
 pub const EXIT_FAILED: u8 = 1;
@@ -14,6 +15,12 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status: another process has the store file open.
 pub const EXIT_IN_USE: u8 = 3;
+/// Exit status: a key problem: an encrypted store and no key given (or a
+/// command that needs a key without one), a key that does not open the
+/// store (wrong, or of the other kind), a key for a store that is not
+/// encrypted, or a key file that cannot be used (missing, unreadable,
+/// empty). Nothing was changed.
+pub const EXIT_KEY: u8 = 4;
 
 pub struct Failure {
     pub message: String,
@@ -23,6 +30,9 @@ pub struct Failure {
     /// The reader of our output went away (`| head`): not a failure, and
     /// nothing more to say.
     pub quiet: bool,
+    /// The store file and the key problem the library reported, for
+    /// `keys::advise` to explain in the terms of the command line.
+    pub key: Option<(PathBuf, KeyProblem)>,
 }
 
 impl Failure {
@@ -32,6 +42,16 @@ impl Failure {
             hint: None,
             code: EXIT_FAILED,
             quiet: false,
+            key: None,
+        }
+    }
+
+    /// A key problem found by wa-redb itself (no key given, a key file
+    /// that cannot be used).
+    pub fn key(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_KEY,
+            ..Failure::new(message)
         }
     }
 
@@ -130,6 +150,13 @@ impl From<StoreError> for Failure {
                     ..Failure::new(ours.to_string())
                 }
                 .with_hint(IN_USE_HINT);
+            }
+            Some(ours @ Error::Key { path, problem }) => {
+                return Failure {
+                    code: EXIT_KEY,
+                    key: Some((path.clone(), problem.clone())),
+                    ..Failure::new(ours.to_string())
+                };
             }
             // Our messages name the file and say what happened.
             Some(ours) => return Failure::new(ours.to_string()),

@@ -4,16 +4,24 @@
 //! two library calls plus printing. See "Operating a store" in the README.
 //!
 //! - `args`: the command line (clap).
-//! - `commands`: one function per command.
+//! - `commands`: one function per command; `rekey`: those that change how
+//!   a store is keyed (`rekey`, `encrypt`, `decrypt`).
+//! - `keys`: where a store's key comes from, how a key file is read, what
+//!   a user is told when a key does not fit the store.
+//! - `support`: opening and closing stores, checking paths, asking.
 //! - `failure`: why a command failed, reported on stderr or as JSON.
 //! - `output`: printing that survives a closed pipe; `progress`: bars.
 
 mod args;
 mod commands;
 mod failure;
+mod keys;
 mod look_note;
 mod output;
 mod progress;
+mod rekey;
+mod salvage;
+mod support;
 
 use std::ffi::OsString;
 use std::io::Write;
