@@ -1,7 +1,9 @@
 //! Changing an encrypted store's key: a rekey (a rewrap, or a rewrite
 //! under a new data key) killed with SIGKILL at any moment leaves a store
 //! that opens with the old key or the new one, with every row; copies with
-//! another keying (`encrypt`, `decrypt`) hold every row.
+//! another keying (`encrypt`, `decrypt`, and the conversion of a plain v1
+//! store to v2) hold every row, and one killed at any moment leaves its
+//! source as it was and no half-written copy.
 
 #[path = "util/dataset.rs"]
 mod dataset;
@@ -59,6 +61,30 @@ fn rekey_child() {
     }
 }
 
+/// Runs the child `cmd` and SIGKILLs it right after it printed a line
+/// starting with `marker` `n` times: inside its next step, at a point that
+/// varies from run to run. Returns `n`.
+fn kill_after(mut cmd: std::process::Command, marker: &str, n: u64, round: u32) -> u64 {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut seen, mut line) = (0, String::new());
+    while seen < n {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen += line.starts_with(marker) as u64;
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert_eq!(seen, n, "child {round} stopped on its own: {status:?}");
+    seen
+}
+
 async fn verify(path: &Path, round: u32) {
     let k = current_key(path).unwrap_or_else(|| panic!("round {round}: no key opens the store"));
     let s = RedbStore::with_config(path, config(k)).await.unwrap();
@@ -85,32 +111,11 @@ async fn killed_rekeys(how: &str, seed: u64) {
     let mut rng = dataset::Rng(seed);
     let mut rekeys = 0;
     for round in 0..rounds {
-        let mut child = process::self_command("rekey_child")
+        let mut child = process::self_command("rekey_child");
+        child
             .env("WA_REDB_REKEY_FILE", &path)
-            .env("WA_REDB_REKEY_HOW", how)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        // Killed right after its k-th rekey: inside the next one, at a
-        // point that varies from round to round.
-        let kill_after = 1 + rng.below(3);
-        let mut seen = 0;
-        let mut line = String::new();
-        while seen < kill_after {
-            line.clear();
-            if out.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            seen += line.starts_with("REKEYED") as u64;
-        }
-        child.kill().unwrap(); // SIGKILL
-        let status = child.wait().unwrap();
-        assert_eq!(
-            seen, kill_after,
-            "child {round} stopped on its own: {status:?}"
-        );
+            .env("WA_REDB_REKEY_HOW", how);
+        let seen = kill_after(child, "REKEYED", 1 + rng.below(3), round);
         rekeys += seen;
         verify(&path, round).await;
     }
@@ -185,4 +190,56 @@ async fn copies_with_another_keying_hold_every_row() {
     assert!(format!("{e:?}").contains("NotEncrypted"), "{e:?}");
     let e = RedbStore::rekey_file(&encrypted, &none, key(1), Rekey::Rewrap).unwrap_err();
     assert!(format!("{e:?}").contains("Required"), "{e:?}");
+}
+
+/// The child: converts the plain (v1) store to encrypted v2 copies, one
+/// after the other (`<file>.v2-<n>`), saying so after each.
+#[test]
+#[ignore]
+fn convert_child() {
+    let Some(path) = std::env::var_os("WA_REDB_CONVERT_FILE") else {
+        return;
+    };
+    let path = Path::new(&path);
+    let v1 = RedbStoreConfig::default()
+        .with_page_protection(whatsapp_rust_redb_storage::PageProtection::Off);
+    for n in 0.. {
+        let out = path.with_extension(format!("v2-{n}"));
+        RedbStore::copy_file(path, &v1, &out, &config(1)).unwrap();
+        println!("CONVERTED {n}");
+    }
+}
+
+/// A v1 to v2 conversion killed at any moment: the v1 store is untouched
+/// and every copy that exists under its name is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversion_killed_at_any_moment_leaves_the_source_and_whole_copies() {
+    use whatsapp_rust_redb_storage::PageProtection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.redb");
+    let v1 = RedbStoreConfig::default().with_page_protection(PageProtection::Off);
+    let s = RedbStore::with_config(&path, v1).await.unwrap();
+    s.put_session(ADDRESS, SESSION).await.unwrap();
+    dataset::populate(&s.for_device(2), 30).await;
+    s.close().await.unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let mut rng = dataset::Rng(0xC0471);
+    for round in 0..3 {
+        let mut child = process::self_command("convert_child");
+        child.env("WA_REDB_CONVERT_FILE", &path);
+        kill_after(child, "CONVERTED", 1 + rng.below(3), round);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "round {round}: the source changed"
+        );
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let copy = entry.unwrap().path();
+            let name = copy.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("v1.v2-") && !name.ends_with(".tmp") {
+                verify(&copy, round).await;
+                std::fs::remove_file(&copy).unwrap();
+            }
+        }
+    }
 }

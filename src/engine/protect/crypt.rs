@@ -148,12 +148,44 @@ const WRONG_KIND_RAW: UnlockError = UnlockError::WrongKind {
 /// that wraps it (for copies of the file and for rewraps).
 pub(crate) struct Cipher {
     aead: XChaCha20Poly1305,
+    nonces: Nonces,
     /// Kept to rewrap it under a new key ([`Cipher::rewrap`]).
     data_key: Zeroizing<[u8; 32]>,
     kek: Zeroizing<[u8; 32]>,
     kdf: Kdf,
     /// What the opener gave, to tell whether a later opener gives the same.
     source: EncryptionKey,
+}
+
+/// The nonces of one cipher: a random 128-bit prefix drawn when the cipher
+/// is made (each open of a file makes its own) and a 64-bit counter. They
+/// never repeat within one cipher; two ciphers of one data key (two opens,
+/// over the years) share a prefix with probability 2^-128 per pair. As
+/// unpredictable across opens as fully random nonces, without a
+/// `getrandom` system call per block and per journal record (it was a
+/// sixth of the cost of sealing a small record).
+struct Nonces {
+    prefix: [u8; 16],
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl Nonces {
+    fn new() -> io::Result<Nonces> {
+        Ok(Nonces {
+            prefix: random()?,
+            counter: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn next(&self) -> XNonce {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..16].copy_from_slice(&self.prefix);
+        nonce[16..].copy_from_slice(&n.to_le_bytes());
+        XNonce::from(nonce)
+    }
 }
 
 impl fmt::Debug for Cipher {
@@ -280,6 +312,7 @@ impl Cipher {
         let wrapped = wrap(&kek, &data_key, file_id)?;
         let cipher = Cipher {
             aead: aead(&data_key),
+            nonces: Nonces::new()?,
             data_key,
             kek,
             kdf,
@@ -309,6 +342,7 @@ impl Cipher {
             .map_err(|_| UnlockError::WrongKey)?;
         Ok(Cipher {
             aead: aead(&data_key),
+            nonces: Nonces::new().map_err(|e| UnlockError::BadParameters(e.to_string()))?,
             data_key,
             kek,
             kdf: envelope.kdf,
@@ -353,7 +387,8 @@ impl Cipher {
         out.extend_from_slice(&self.kdf.encode());
         let head = out.clone();
         out.extend_from_slice(plain);
-        seal_with(&aead(&self.kek), &head, &mut out, head.len())?;
+        let nonce = XNonce::from(random::<NONCE_LEN>()?);
+        seal_with(&aead(&self.kek), nonce, &head, &mut out, head.len())?;
         Ok(out)
     }
 
@@ -374,14 +409,10 @@ impl Cipher {
         block: &mut [u8],
     ) -> io::Result<[u8; ENTRY_LEN]> {
         let mut entry = [0u8; ENTRY_LEN];
-        let nonce: [u8; NONCE_LEN] = random()?;
+        let nonce = self.nonces.next();
         let tag = self
             .aead
-            .encrypt_inout_detached(
-                &XNonce::from(nonce),
-                &Self::block_aad(file_id, j),
-                block.into(),
-            )
+            .encrypt_inout_detached(&nonce, &Self::block_aad(file_id, j), block.into())
             .map_err(|_| io::Error::other("cannot encrypt a block"))?;
         entry[..NONCE_LEN].copy_from_slice(&nonce);
         entry[NONCE_LEN..].copy_from_slice(&tag);
@@ -404,7 +435,7 @@ impl Cipher {
 
     /// Encrypts `buf[from..]` in place and appends its tag and nonce.
     pub fn seal(&self, aad: &[u8], buf: &mut Vec<u8>, from: usize) -> io::Result<()> {
-        seal_with(&self.aead, aad, buf, from)
+        seal_with(&self.aead, self.nonces.next(), aad, buf, from)
     }
 
     /// Decrypts what [`Cipher::seal`] made of `buf` in place; the plaintext,
@@ -436,17 +467,17 @@ pub(crate) fn open_file(key: &EncryptionKey, bytes: &[u8]) -> Result<Vec<u8>, Un
     Ok(body)
 }
 
-/// Encrypts `buf[from..]` in place under `aead` with a random nonce and
-/// appends the tag and the nonce.
+/// Encrypts `buf[from..]` in place under `aead` with `nonce` and appends
+/// the tag and the nonce.
 fn seal_with(
     aead: &XChaCha20Poly1305,
+    nonce: XNonce,
     aad: &[u8],
     buf: &mut Vec<u8>,
     from: usize,
 ) -> io::Result<()> {
-    let nonce: [u8; NONCE_LEN] = random()?;
     let tag = aead
-        .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut buf[from..]).into())
+        .encrypt_inout_detached(&nonce, aad, (&mut buf[from..]).into())
         .map_err(|_| io::Error::other("cannot encrypt"))?;
     buf.extend_from_slice(&tag);
     buf.extend_from_slice(&nonce);
