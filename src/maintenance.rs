@@ -442,8 +442,9 @@ impl RedbStore {
         }
         // The backup must be a store this build can open.
         {
-            let db = crate::engine::protect::open_read_only(&backup, config.encryption.as_ref())
-                .map_err(|e| Error::storage(&backup, e))?;
+            let (db, _) =
+                crate::engine::protect::open_read_only(&backup, config.encryption.as_ref())
+                    .map_err(|e| Error::storage(&backup, e))?;
             schema::read_meta(&db, &backup)?.refuse_newer(&backup, catalog::SCHEMA_VERSION)?;
         }
         // Nobody may have the target open: we are about to replace it.

@@ -31,6 +31,9 @@ pub(crate) enum Keying<'a> {
     /// A new file is encrypted like this open file (a copy of it); an
     /// existing one needs that file's key.
     LikeOf(&'a Cipher),
+    /// The file this cipher was unlocked for, by an earlier open (its key
+    /// is not derived again).
+    Unlocked(&'a Arc<Cipher>),
 }
 
 impl<'a> Keying<'a> {
@@ -55,6 +58,7 @@ impl<'a> Keying<'a> {
             Keying::Plain | Keying::Verified => None,
             Keying::Key(key) => Some(key),
             Keying::LikeOf(cipher) => Some(cipher.source()),
+            Keying::Unlocked(cipher) => Some(cipher.source()),
         }
     }
 }
@@ -148,9 +152,13 @@ pub(crate) fn open_file(
                 let new_key = match keying {
                     Keying::Key(key) => NewKey::Key(key),
                     Keying::LikeOf(cipher) => NewKey::LikeOf(cipher),
+                    Keying::Unlocked(cipher) => NewKey::LikeOf(cipher),
                     Keying::Plain | Keying::Verified => NewKey::None,
                 };
                 ProtectedStorage::create(backend, io, new_key)
+            }
+            (Format::Protected, Keying::Unlocked(cipher)) => {
+                ProtectedStorage::open_unlocked(backend, io, cipher)
             }
             (Format::Protected, keying) => ProtectedStorage::open(backend, io, keying.key()),
         }

@@ -99,15 +99,16 @@ fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine
         Err(e) => return Err(Error::io(path, e)),
     }
     sniff(path)?;
-    let (base, guard, in_use) = match protect::open_read_only(path, key) {
-        Ok(ro) => (
+    let (base, guard, unlocked, in_use) = match protect::open_read_only(path, key) {
+        Ok((ro, cipher)) => (
             File::open(path).map_err(|e| Error::io(path, e))?,
             Some(ro),
+            cipher,
             false,
         ),
-        Err(DatabaseError::DatabaseAlreadyOpen) => (private_copy(path)?, None, true),
+        Err(DatabaseError::DatabaseAlreadyOpen) => (private_copy(path)?, None, None, true),
         // A read-only handle cannot repair: the last process crashed.
-        Err(DatabaseError::RepairAborted) => (private_copy(path)?, None, false),
+        Err(DatabaseError::RepairAborted) => (private_copy(path)?, None, None, false),
         Err(e) => return Err(Error::storage(path, e)),
     };
     let jpath = journal_path(path);
@@ -126,8 +127,11 @@ fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine
     let protected = protect::format_of(&overlay.base).map_err(|e| Error::io(path, e))?;
     let (db, cipher) = match protected {
         Format::Protected => {
-            let storage = ProtectedStorage::open(overlay, Arc::default(), key)
-                .map_err(|e| e.into_error(path))?;
+            let storage = match &unlocked {
+                Some(cipher) => ProtectedStorage::open_unlocked(overlay, Arc::default(), cipher),
+                None => ProtectedStorage::open(overlay, Arc::default(), key),
+            }
+            .map_err(|e| e.into_error(path))?;
             let cipher = storage.cipher();
             (builder.create_with_backend(storage), cipher)
         }

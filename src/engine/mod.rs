@@ -193,22 +193,26 @@ fn create_bare_in(
 /// Reads the meta table through a read-only open, so that a redb file that
 /// is not a store (or is too new) is refused before the writable open, which
 /// would modify it. Other failures are left to the writable open, which can
-/// repair what a read-only open cannot.
-fn refuse_foreign_file(path: &Path, key: Option<&crate::config::EncryptionKey>) -> Result<()> {
-    let db = match protect::open_read_only(path, key) {
-        Ok(db) => db,
+/// repair what a read-only open cannot. Returns the cipher of an encrypted
+/// file, for the writable open to take.
+fn refuse_foreign_file(
+    path: &Path,
+    key: Option<&crate::config::EncryptionKey>,
+) -> Result<Option<Arc<Cipher>>> {
+    let (db, cipher) = match protect::open_read_only(path, key) {
+        Ok(opened) => opened,
         Err(e) => {
             return match Error::storage(path, e) {
                 // A key that does not fit: refused before anything is written.
                 e @ Error::Key { .. } => Err(e),
-                _ => Ok(()),
+                _ => Ok(None),
             };
         }
     };
     match schema::read_meta(&db, path) {
         Err(e @ Error::NotAStore { .. }) => Err(e),
-        Ok(meta) => meta.refuse_newer(path, SCHEMA_VERSION),
-        Err(_) => Ok(()),
+        Ok(meta) => meta.refuse_newer(path, SCHEMA_VERSION).map(|()| cipher),
+        Err(_) => Ok(cipher),
     }
 }
 
@@ -318,13 +322,16 @@ impl Engine {
                 // close: finding one means the last process wrote and did
                 // not close.
                 let unclean = jpath.exists();
-                if !unclean {
+                let unlocked = match unclean {
                     // A plain file is checked without the key: one that is
                     // not a store at all says so, not "not encrypted".
-                    let key = config.encryption.as_ref();
-                    let key = key.filter(|_| protection == PageProtection::Verified);
-                    refuse_foreign_file(path, key)?;
-                }
+                    false => {
+                        let key = config.encryption.as_ref();
+                        let key = key.filter(|_| protection == PageProtection::Verified);
+                        refuse_foreign_file(path, key)?
+                    }
+                    true => None,
+                };
                 let verify = match config.integrity_check {
                     IntegrityCheck::Never => false,
                     IntegrityCheck::AfterUncleanShutdown => unclean,
@@ -338,7 +345,9 @@ impl Engine {
                     false,
                     io.clone(),
                     faults,
-                    Keying::of(config),
+                    unlocked
+                        .as_ref()
+                        .map_or(Keying::of(config), Keying::Unlocked),
                 )?;
                 (opened, verify, protection)
             }

@@ -147,6 +147,8 @@ const WRONG_KIND_RAW: UnlockError = UnlockError::WrongKind {
 /// A file's data key, ready to seal and open, with the key-encryption key
 /// that wraps it (for copies of the file and for rewraps).
 pub(crate) struct Cipher {
+    /// The file whose data key this is.
+    file_id: [u8; 16],
     aead: XChaCha20Poly1305,
     nonces: Nonces,
     /// Kept to rewrap it under a new key ([`Cipher::rewrap`]).
@@ -200,27 +202,11 @@ fn random<const N: usize>() -> io::Result<[u8; N]> {
     Ok(b)
 }
 
-/// The last Argon2id derivation: one open derives once, although it reads
-/// the file twice (a read-only look that refuses foreign files, then the
-/// writable open), and so does a reopen. Holds nothing an open store of
-/// that passphrase does not hold already; zeroized when replaced.
-type Derived = (Kdf, Zeroizing<Vec<u8>>, Zeroizing<[u8; 32]>);
-static LAST_DERIVED: std::sync::Mutex<Option<Derived>> = std::sync::Mutex::new(None);
-
 fn derive(source: &EncryptionKey, kdf: &Kdf) -> Result<Zeroizing<[u8; 32]>, UnlockError> {
     match (source.material(), kdf) {
         (KeyMaterial::Raw(key), Kdf::Raw) => Ok(Zeroizing::new(**key)),
         (KeyMaterial::Passphrase(pass), &Kdf::Argon2id { m_kib, t, p, salt }) => {
-            let mut last = LAST_DERIVED.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((k, p, kek)) = last.as_ref()
-                && k == kdf
-                && bool::from(p.ct_eq(pass))
-            {
-                return Ok(kek.clone());
-            }
-            let kek = argon2id(pass, m_kib, t, p, &salt)?;
-            *last = Some((*kdf, pass.clone(), kek.clone()));
-            Ok(kek)
+            argon2id(pass, m_kib, t, p, &salt)
         }
         (KeyMaterial::Raw(_), Kdf::Argon2id { .. }) => Err(WRONG_KIND_PASSPHRASE),
         (KeyMaterial::Passphrase(_), Kdf::Raw) => Err(WRONG_KIND_RAW),
@@ -311,6 +297,7 @@ impl Cipher {
         let data_key = Zeroizing::new(random::<32>()?);
         let wrapped = wrap(&kek, &data_key, file_id)?;
         let cipher = Cipher {
+            file_id: *file_id,
             aead: aead(&data_key),
             nonces: Nonces::new()?,
             data_key,
@@ -341,6 +328,7 @@ impl Cipher {
             )
             .map_err(|_| UnlockError::WrongKey)?;
         Ok(Cipher {
+            file_id: *file_id,
             aead: aead(&data_key),
             nonces: Nonces::new().map_err(|e| UnlockError::BadParameters(e.to_string()))?,
             data_key,
@@ -359,6 +347,11 @@ impl Cipher {
             kdf: fresh.kdf,
             wrapped,
         })
+    }
+
+    /// The file whose data key this is.
+    pub fn file_id(&self) -> &[u8; 16] {
+        &self.file_id
     }
 
     /// The key this cipher was created or unlocked with.

@@ -132,20 +132,24 @@ pub(crate) fn format_of(file: &File) -> io::Result<Format> {
 }
 
 /// redb's read-only open of `path`, through the protection layer if the
-/// file is protected (`key` opens an encrypted one).
+/// file is protected (`key` opens an encrypted one), and the cipher of an
+/// encrypted file: a later open of the same file takes it
+/// ([`ProtectedStorage::open_unlocked`]) instead of deriving the key again
+/// (Argon2id: a second or two on a Raspberry Pi Zero).
 pub(crate) fn open_read_only(
     path: &Path,
     key: Option<&EncryptionKey>,
-) -> Result<ReadOnlyDatabase, DatabaseError> {
+) -> Result<(ReadOnlyDatabase, Option<Arc<Cipher>>), DatabaseError> {
     let file = File::open(path)?;
     match format_of(&file)? {
         Format::Protected => {
             let storage = ProtectedStorage::open(FileBackend::new(file)?, Arc::default(), key)
                 .map_err(OpenError::into_database_error)?;
-            Builder::new().open_read_only_with_backend(storage)
+            let cipher = storage.cipher();
+            Ok((Builder::new().open_read_only_with_backend(storage)?, cipher))
         }
         _ if key.is_some() => Err(OpenError::Key(KeyProblem::NotEncrypted).into_database_error()),
-        _ => Builder::new().open_read_only(path),
+        _ => Ok((Builder::new().open_read_only(path)?, None)),
     }
 }
 
@@ -234,6 +238,30 @@ impl<S: StorageBackend> ProtectedStorage<S> {
     ) -> Result<Self, OpenError> {
         let sbs = read_superblocks(&inner)?;
         let (sb, cipher) = unlock(&sbs, key)?;
+        Self::open_as(inner, stats, sb, cipher)
+    }
+
+    /// Opens the encrypted file `inner` with the cipher an earlier open of
+    /// it unlocked (the same file: its file id).
+    pub fn open_unlocked(
+        inner: S,
+        stats: Arc<IoStats>,
+        cipher: &Arc<Cipher>,
+    ) -> Result<Self, OpenError> {
+        let sbs = read_superblocks(&inner)?;
+        let sb = sbs
+            .iter()
+            .find(|sb| sb.envelope.is_some() && sb.file_id == *cipher.file_id())
+            .ok_or(OpenError::Key(KeyProblem::Wrong))?;
+        Self::open_as(inner, stats, sb, Some(cipher.clone()))
+    }
+
+    fn open_as(
+        inner: S,
+        stats: Arc<IoStats>,
+        sb: &Superblock,
+        cipher: Option<Arc<Cipher>>,
+    ) -> Result<Self, OpenError> {
         let mut head = [0u8; 9];
         inner.read(0, &mut head)?;
         let len = if head == V2_MAGIC {
