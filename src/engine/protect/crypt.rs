@@ -1,17 +1,18 @@
 //! Encryption at rest (protection mode 2): the key envelope and the AEAD
 //! every encrypted block and journal record goes through.
 //!
-//! - **AEAD**: XChaCha20-Poly1305 with a fresh random 192-bit nonce for
-//!   every block write and every journal record, so nonces do not repeat
-//!   over the file's life however often a page is rewritten (a nonce
-//!   derived from the page's offset, as one redb fork did, repeats at the
-//!   first rewrite). The associated data binds a block to its position and
-//!   to its file, and a record to its journal position.
+//! - **AEAD**: XChaCha20-Poly1305 with a new 192-bit nonce for every block
+//!   write and every journal record (a random 128-bit prefix per open and a
+//!   counter, see `Nonces`), so nonces do not repeat over the file's life
+//!   however often a page is rewritten (a nonce derived from the page's
+//!   offset, as one redb fork did, repeats at the first rewrite). The
+//!   associated data binds a block to its position and to its file, and a
+//!   record to its journal position.
 //! - **Envelope**: a random 256-bit data key encrypts everything; it is
 //!   stored wrapped (XChaCha20-Poly1305) by a key-encryption key, which is
 //!   the user's raw key or Argon2id of the user's passphrase with a random
 //!   salt kept in the superblock. A passphrase change rewraps the data key
-//!   (one superblock write); the wrapped key doubles as the key check, so a
+//!   (two superblock writes); the wrapped key doubles as the key check, so a
 //!   wrong key fails at open, before anything is read or written.
 //! - Key material lives in [`Zeroizing`] buffers and the cipher zeroizes
 //!   its key when dropped.
