@@ -28,12 +28,11 @@ pub(crate) enum Keying<'a> {
     Verified,
     /// A new file is encrypted under this key; an existing one needs it.
     Key(&'a EncryptionKey),
-    /// A new file is encrypted like this open file (a copy of it); an
-    /// existing one needs that file's key.
-    LikeOf(&'a Cipher),
-    /// The file this cipher was unlocked for, by an earlier open (its key
-    /// is not derived again).
-    Unlocked(&'a Arc<Cipher>),
+    /// The key of this open file's cipher: a new file is encrypted like it
+    /// (a copy of it: a new data key under the same key-encryption key); the
+    /// file itself (the one the cipher was unlocked for, by an earlier open)
+    /// opens without deriving its key again; another needs the same key.
+    Cipher(&'a Arc<Cipher>),
 }
 
 impl<'a> Keying<'a> {
@@ -49,7 +48,7 @@ impl<'a> Keying<'a> {
     /// Like the open file whose cipher this is (`None`: not encrypted,
     /// verified).
     pub fn like(cipher: Option<&'a Arc<Cipher>>) -> Keying<'a> {
-        cipher.map_or(Keying::Verified, |c| Keying::LikeOf(c))
+        cipher.map_or(Keying::Verified, Keying::Cipher)
     }
 
     /// The key an existing file opens with.
@@ -57,8 +56,7 @@ impl<'a> Keying<'a> {
         match self {
             Keying::Plain | Keying::Verified => None,
             Keying::Key(key) => Some(key),
-            Keying::LikeOf(cipher) => Some(cipher.source()),
-            Keying::Unlocked(cipher) => Some(cipher.source()),
+            Keying::Cipher(cipher) => Some(cipher.source()),
         }
     }
 }
@@ -151,13 +149,12 @@ pub(crate) fn open_file(
             (Format::Empty, keying) => {
                 let new_key = match keying {
                     Keying::Key(key) => NewKey::Key(key),
-                    Keying::LikeOf(cipher) => NewKey::LikeOf(cipher),
-                    Keying::Unlocked(cipher) => NewKey::LikeOf(cipher),
+                    Keying::Cipher(cipher) => NewKey::LikeOf(cipher),
                     Keying::Plain | Keying::Verified => NewKey::None,
                 };
                 ProtectedStorage::create(backend, io, new_key)
             }
-            (Format::Protected, Keying::Unlocked(cipher)) => {
+            (Format::Protected, Keying::Cipher(cipher)) => {
                 ProtectedStorage::open_unlocked(backend, io, cipher)
             }
             (Format::Protected, keying) => ProtectedStorage::open(backend, io, keying.key()),

@@ -345,9 +345,7 @@ impl Engine {
                     false,
                     io.clone(),
                     faults,
-                    unlocked
-                        .as_ref()
-                        .map_or(Keying::of(config), Keying::Unlocked),
+                    unlocked.as_ref().map_or(Keying::of(config), Keying::Cipher),
                 )?;
                 (opened, verify, protection)
             }

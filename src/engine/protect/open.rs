@@ -241,19 +241,23 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         Self::open_as(inner, stats, sb, cipher)
     }
 
-    /// Opens the encrypted file `inner` with the cipher an earlier open of
-    /// it unlocked (the same file: its file id).
+    /// Opens the protected file `inner` with `cipher`: the one an earlier
+    /// open of this same file (its file id) unlocked, or else with the key
+    /// it was unlocked with.
     pub fn open_unlocked(
         inner: S,
         stats: Arc<IoStats>,
         cipher: &Arc<Cipher>,
     ) -> Result<Self, OpenError> {
         let sbs = read_superblocks(&inner)?;
-        let sb = sbs
+        let same_file = sbs
             .iter()
-            .find(|sb| sb.envelope.is_some() && sb.file_id == *cipher.file_id())
-            .ok_or(OpenError::Key(KeyProblem::Wrong))?;
-        Self::open_as(inner, stats, sb, Some(cipher.clone()))
+            .find(|sb| sb.envelope.is_some() && sb.file_id == *cipher.file_id());
+        let (sb, cipher) = match same_file {
+            Some(sb) => (sb, Some(cipher.clone())),
+            None => unlock(&sbs, Some(cipher.source()))?,
+        };
+        Self::open_as(inner, stats, sb, cipher)
     }
 
     fn open_as(
