@@ -9,7 +9,7 @@ use wacore::store::error::StoreError;
 use crate::config::{EncryptionKey, RedbStoreConfig};
 use crate::engine::{Engine, Keying, files, registry};
 use crate::error::{Error, KeyProblem};
-use crate::maintenance::{copy_to_temp, with_store_alone, write_copy};
+use crate::maintenance::{copy_to_temp, recover_and_close, with_store_alone, write_copy};
 use crate::store::RedbStore;
 
 /// How [`RedbStore::rekey_file`] changes the key.
@@ -82,7 +82,7 @@ impl RedbStore {
                 // Replays a crashed process's journal first and checks that
                 // `old` opens the store; the rewrap keeps the data key, so a
                 // journal stays readable either way.
-                with_store_alone(&path, old, |_| Ok(()))?;
+                recover_and_close(&path, old)?;
                 crate::engine::protect::rewrap(&path, old_key, &new)?;
             }
             Rekey::NewDataKey => {

@@ -47,14 +47,27 @@ impl TableVisitor for CopyTables<'_, '_> {
     }
 }
 
+fn exists_already(target: &Path) -> Error {
+    Error::InvalidPath {
+        path: target.display().to_string(),
+        reason: "a file already exists there".into(),
+    }
+}
+
+/// Refuses a target that exists, before any work toward writing it (the
+/// publish at the end refuses one that appeared meanwhile).
+pub(crate) fn refuse_existing(target: &Path) -> Result<()> {
+    match target.exists() {
+        true => Err(exists_already(target)),
+        false => Ok(()),
+    }
+}
+
 /// Moves a finished file into place without ever replacing an existing one.
 pub(crate) fn publish(tmp: &Path, target: &Path) -> Result<()> {
     match files::link_into_place(tmp, target) {
         Ok(()) => files::sync_parent_dir(target),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::InvalidPath {
-            path: target.display().to_string(),
-            reason: "a file already exists there".into(),
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists_already(target)),
         Err(e) => Err(Error::io(target, e)),
     }
 }
@@ -63,12 +76,7 @@ pub(crate) fn publish(tmp: &Path, target: &Path) -> Result<()> {
 /// The copy is keyed as `keying` says (an encrypted store's copies are
 /// encrypted, under the same key).
 pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path, keying: Keying<'_>) -> Result<()> {
-    if target.exists() {
-        return Err(Error::InvalidPath {
-            path: target.display().to_string(),
-            reason: "a file already exists there".into(),
-        });
-    }
+    refuse_existing(target)?;
     let tmp = copy_to_temp(snapshot, target, files::TempKind::Partial, keying)?;
     publish(&tmp, target).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);

@@ -22,7 +22,7 @@ use crate::engine::tx::every_row;
 use crate::engine::{Engine, Keying, create_bare_temp, files, registry};
 use crate::error::{Error, Result};
 use crate::inspect::validate_value;
-use crate::maintenance::{copy_counters, publish};
+use crate::maintenance::{copy_counters, publish, refuse_existing};
 use crate::store::RedbStore;
 
 /// What salvage recovered of one table.
@@ -87,13 +87,7 @@ impl RedbStore {
         let source = registry::canonical(damaged.as_ref())?;
         let target = out.as_ref().to_path_buf();
         out_config.validate()?;
-        if target.exists() {
-            return Err(Error::InvalidPath {
-                path: target.display().to_string(),
-                reason: "a file already exists there".into(),
-            }
-            .into());
-        }
+        refuse_existing(&target)?;
         let key = config.encryption.as_ref();
         let engine = Engine::open_to_look(&source, false, key)?;
         let journal_stopped = engine.recovery.stopped.clone();

@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::keys::{self, HOW_TO_GIVE, Key, NEW_HOW_TO_GIVE};
 use crate::output::{Out, file_len, human_bytes, outln, print_json};
 use crate::progress::spinner;
-use crate::support::{close, fresh_destination, look, require_file, runtime};
+use crate::support::{close, copy_paths, look, require_file, runtime};
 
 /// A command that needs an encrypted store was given a plain one.
 fn not_encrypted(file: &Path, instead: &str) -> Failure {
@@ -102,12 +102,6 @@ pub fn rekey(
         "backups and copies written before still open with the old key only"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `input` and `output` exist and do not, as a copy needs them.
-fn copy_paths(input: &Path, output: &Path, what: &str) -> Result<(), Failure> {
-    require_file(input)?;
-    fresh_destination(output, what)
 }
 
 pub fn encrypt(

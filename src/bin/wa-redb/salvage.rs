@@ -10,7 +10,7 @@ use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig};
 use crate::commands::Outcome;
 use crate::output::{Out, file_len, human_bytes, outln, print_json};
 use crate::progress::spinner;
-use crate::support::{fresh_destination, require_file};
+use crate::support::copy_paths;
 
 pub fn salvage(
     out: &mut Out,
@@ -19,8 +19,7 @@ pub fn salvage(
     config: &RedbStoreConfig,
     as_json: bool,
 ) -> Outcome {
-    require_file(damaged)?;
-    fresh_destination(output, "salvaged store")?;
+    copy_paths(damaged, output, "salvaged store")?;
     let bar = spinner(format!("salvaging {}", damaged.display()));
     // The new store is keyed like the damaged one.
     let result = RedbStore::salvage_file(damaged, config, output, config);

@@ -107,6 +107,13 @@ pub fn ask(question: &str) -> Result<(), Failure> {
     }
 }
 
+/// `input` exists and `output` does not, as a command that writes a copy
+/// (the `what`) of a store needs them.
+pub fn copy_paths(input: &Path, output: &Path, what: &str) -> Result<(), Failure> {
+    require_file(input)?;
+    fresh_destination(output, what)
+}
+
 /// Refuses a destination `what` (a backup, a copy) cannot be written to,
 /// naming what is wrong: one that exists, or whose directory does not.
 pub fn fresh_destination(dest: &Path, what: &str) -> Result<(), Failure> {
