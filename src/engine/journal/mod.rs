@@ -43,7 +43,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use std::hash::Hasher;
+
+use twox_hash::XxHash3_64;
 
 use crate::engine::files::{read_exact_at, write_all_at};
 use crate::engine::protect::crypt::Cipher;
@@ -95,12 +97,12 @@ impl EffectLog {
 }
 
 fn record_checksum(file_id: &[u8; 16], lsn: u64, len: u32, payload: &[u8]) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(file_id);
-    h.update(&lsn.to_le_bytes());
-    h.update(&len.to_le_bytes());
-    h.update(payload);
-    h.digest()
+    let mut h = XxHash3_64::new();
+    h.write(file_id);
+    h.write(&lsn.to_le_bytes());
+    h.write(&len.to_le_bytes());
+    h.write(payload);
+    h.finish()
 }
 
 /// Associated data of an encrypted record: it belongs to this journal, at
@@ -128,7 +130,7 @@ fn encode_header(
     h[8..12].copy_from_slice(&format.to_le_bytes());
     h[12..16].copy_from_slice(&schema_version.to_le_bytes());
     h[16..32].copy_from_slice(file_id);
-    let sum = xxh3_64(&h[0..56]);
+    let sum = XxHash3_64::oneshot(&h[0..56]);
     h[56..64].copy_from_slice(&sum.to_le_bytes());
     h
 }
@@ -173,7 +175,7 @@ pub(crate) fn read_journal(
     let mut header = [0u8; HEADER_LEN as usize];
     read_exact_at(&file, &mut header, 0).map_err(|e| Error::io(path, e))?;
     let sum = u64::from_le_bytes(header[56..64].try_into().expect("8 bytes"));
-    if &header[0..8] != MAGIC || xxh3_64(&header[0..56]) != sum {
+    if &header[0..8] != MAGIC || XxHash3_64::oneshot(&header[0..56]) != sum {
         return Ok(JournalContents::Foreign {
             reason: "not a journal header (bad magic or checksum)".into(),
         });

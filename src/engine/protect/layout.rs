@@ -18,7 +18,7 @@
 //! a generation; the two slots of a segment are written alternately, so a
 //! torn slot write leaves the other, older slot intact (see `mod.rs`).
 
-use xxhash_rust::xxh3::{xxh3_64, xxh3_128, xxh3_128_with_seed};
+use twox_hash::{XxHash3_64, XxHash3_128};
 
 use super::crypt::{Envelope, KDF_LEN, Kdf, WRAPPED_LEN};
 
@@ -124,8 +124,8 @@ impl Geometry {
 /// hashes to `seed`: a block moved to another position or another file no
 /// longer verifies. Never all zeros.
 pub(crate) fn tag(seed: u64, j: u64, data: &[u8]) -> Tag {
-    let mut t =
-        xxh3_128_with_seed(data, seed ^ j.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes();
+    let mut t = XxHash3_128::oneshot_with_seed(seed ^ j.wrapping_mul(0x9E37_79B9_7F4A_7C15), data)
+        .to_le_bytes();
     if t == [0; 16] {
         t[0] = 1;
     }
@@ -134,7 +134,7 @@ pub(crate) fn tag(seed: u64, j: u64, data: &[u8]) -> Tag {
 
 /// The seed of a file's tags.
 pub(crate) fn seed_of(file_id: &[u8; 16]) -> u64 {
-    xxh3_64(file_id)
+    XxHash3_64::oneshot(file_id)
 }
 
 /// What the superblock says.
@@ -196,7 +196,7 @@ impl Superblock {
             b[60..60 + KDF_LEN].copy_from_slice(&env.kdf.encode());
             b[92..92 + WRAPPED_LEN].copy_from_slice(&env.wrapped);
         }
-        let sum = xxh3_128(&b[..BLOCK_USIZE - 16]).to_le_bytes();
+        let sum = XxHash3_128::oneshot(&b[..BLOCK_USIZE - 16]).to_le_bytes();
         b[BLOCK_USIZE - 16..].copy_from_slice(&sum);
         b
     }
@@ -206,7 +206,7 @@ impl Superblock {
         if b.len() != BLOCK_USIZE || &b[..16] != SUPER_MAGIC {
             return None;
         }
-        let sum = xxh3_128(&b[..BLOCK_USIZE - 16]).to_le_bytes();
+        let sum = XxHash3_128::oneshot(&b[..BLOCK_USIZE - 16]).to_le_bytes();
         if b[BLOCK_USIZE - 16..] != sum {
             return None;
         }
@@ -278,7 +278,7 @@ pub(crate) fn encode_slot(file_id: &[u8; 16], s: u64, generation: u64, entries: 
     b[8..16].copy_from_slice(&s.to_le_bytes());
     b[16..32].copy_from_slice(file_id);
     b[SLOT_HEAD..SLOT_HEAD + entries.len()].copy_from_slice(entries);
-    let sum = xxh3_128(&b[..BLOCK_USIZE - 16]).to_le_bytes();
+    let sum = XxHash3_128::oneshot(&b[..BLOCK_USIZE - 16]).to_le_bytes();
     b[BLOCK_USIZE - 16..].copy_from_slice(&sum);
     b
 }
@@ -294,7 +294,7 @@ pub(crate) fn decode_slot(
     if b.len() != BLOCK_USIZE {
         return None;
     }
-    let sum = xxh3_128(&b[..BLOCK_USIZE - 16]).to_le_bytes();
+    let sum = XxHash3_128::oneshot(&b[..BLOCK_USIZE - 16]).to_le_bytes();
     if b[BLOCK_USIZE - 16..] != sum || b[8..16] != s.to_le_bytes() || b[16..32] != file_id[..] {
         return None;
     }
