@@ -3,7 +3,6 @@
 //! laying out a new one. Nothing here writes to an existing file but
 //! [`rewrap`] (a rekey).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -17,7 +16,9 @@ use super::crypt::Cipher;
 use super::layout::{
     self, DATA_BASE, REDB_MAGIC, SUPERBLOCK_AT, Superblock, SuperblockError, V2_MAGIC,
 };
-use super::{BLOCK, HEADER_DAMAGED, ProtectedStorage, SUPERBLOCK_DAMAGED, State, damaged};
+use super::{
+    BLOCK, HEADER_DAMAGED, ProtectedStorage, SUPERBLOCK_DAMAGED, Segments, State, damaged,
+};
 use crate::config::EncryptionKey;
 use crate::engine::storage::IoStats;
 use crate::error::{Error, KeyProblem};
@@ -295,7 +296,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
             stats,
             state: Mutex::new(State {
                 len,
-                segments: HashMap::new(),
+                segments: Segments::default(),
                 page0: None,
                 page0_dirty_end: 0,
                 unsynced: false,
