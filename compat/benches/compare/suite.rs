@@ -139,6 +139,17 @@ fn workloads(pass: Pass) -> Vec<Workload> {
             Some("6. get_session"),
         ),
         wl(
+            "cached_reads",
+            vec![(
+                "6b. random `get_session` (500 stored, all in the page cache)",
+                "µs/read",
+                true,
+                None,
+                None,
+            )],
+            Some("6b. cached get_session"),
+        ),
+        wl(
             "concurrent",
             vec![
                 (
@@ -222,6 +233,7 @@ async fn run_one(
         "usync" => w_usync(&store, sc).await,
         "msg_secrets" => w_msg_secrets(&store, sc).await,
         "reads" => w_reads(&store, blobs, sc).await,
+        "cached_reads" => w_cached_reads(&store, blobs, sc).await,
         "concurrent" => w_concurrent(&store, blobs, sc).await,
         other => unreachable!("{other}"),
     };
