@@ -11,7 +11,7 @@ use wacore::store::traits::{AppStateSyncKey, AppSyncStore};
 
 use crate::catalog::{APP_STATE_VERSIONS, MUTATION_MACS, SYNC_KEYS};
 use crate::codec::{MutationMacRow, decode, encode_named, encode_row};
-use crate::engine::tx::Under;
+use crate::engine::tx::NameRange;
 use crate::store::RedbStore;
 
 /// A sync key as the client may see it: SqliteStore treats a key whose
@@ -158,9 +158,12 @@ impl AppSyncStore for RedbStore {
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
         let d = self.device_id;
         // (d, name, *) lies between (d, name, []) and (d, name + "\0", []).
-        let collection = Under::new(d, name);
-        self.write_scan(move |tx| tx.delete_range(MUTATION_MACS, collection.bytes()).map(drop))
-            .await
+        let collection = NameRange::new(d, name);
+        self.write_scan(move |tx| {
+            tx.delete_range(MUTATION_MACS, collection.byte_keys())
+                .map(drop)
+        })
+        .await
     }
 
     /// The greatest key id (byte order) among usable keys, like

@@ -15,9 +15,19 @@ use std::ops::Bound;
 
 use redb::{Key, TableDefinition, Value};
 
-use crate::engine::tx::Bounds;
 use crate::error::Result;
 use crate::shape::Shape;
+
+/// Bounds of a key range, as redb takes them.
+pub(crate) type Bounds<'k, K> = (
+    Bound<<K as Value>::SelfType<'k>>,
+    Bound<<K as Value>::SelfType<'k>>,
+);
+
+/// Bounds covering a whole table.
+pub(crate) fn every_row<'k, K: Key>() -> Bounds<'k, K> {
+    (Bound::Unbounded, Bound::Unbounded)
+}
 
 /// The schema version this build writes. See `schema.rs` for migrations.
 /// 1: the baseline. 2: `base_keys` values are `BaseKeyRow`s (the key and

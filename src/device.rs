@@ -9,9 +9,10 @@ use wacore::store::error::{Result, StoreError};
 use wacore::store::traits::DeviceStore;
 
 use crate::catalog::DEVICES;
+use crate::clock::now_secs;
 use crate::codec::{decode_device, encode_device};
 use crate::error::Error;
-use crate::store::{RedbStore, now_secs};
+use crate::store::RedbStore;
 
 /// SqliteStore's snapshot-name rule: characters outside `[A-Za-z0-9_.-]`
 /// become `_`, empty and `..` segments between dots go, leading/trailing

@@ -13,6 +13,7 @@ use wacore::store::Device;
 use wacore::store::error::StoreError;
 use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};
 
+use crate::catalog::every_row;
 use crate::catalog::{
     self, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_LID_SEQ, META_SCHEMA_VERSION, StoreKey,
 };
@@ -21,7 +22,7 @@ use crate::codec::{
     self, BaseKeyRow, LidMappingRow, MsgSecretRow, MutationMacRow, PrekeyRow, SentMessageRow,
     TcTokenRow, decode, decode_device, decode_u32, decode_u64,
 };
-use crate::engine::tx::{Snapshot, every_row};
+use crate::engine::tx::Snapshot;
 use crate::error::{Error, Result};
 use crate::export::hex;
 use crate::store::RedbStore;

@@ -11,6 +11,7 @@
 //! cured by retrying.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use wacore::store::error::StoreError;
 
@@ -58,7 +59,7 @@ pub enum KeyProblem {
 }
 
 /// What went wrong.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The path given to a constructor cannot name a store file (or, for
@@ -162,9 +163,10 @@ pub enum Error {
     Io {
         /// The file the error is about.
         path: PathBuf,
-        /// The operating system's error.
+        /// The operating system's error (shared, so that the error is
+        /// `Clone`: one failure can be reported to every caller it failed).
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 
     /// The journal could not grow (usually a full disk). Nothing of the
@@ -179,7 +181,7 @@ pub enum Error {
         path: PathBuf,
         /// The operating system's error.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 
     /// An error reported by redb.
@@ -189,7 +191,7 @@ pub enum Error {
         path: PathBuf,
         /// redb's error.
         #[source]
-        source: redb::Error,
+        source: Arc<redb::Error>,
     },
 
     /// An earlier I/O failure made the store refuse further writes.
@@ -201,7 +203,7 @@ pub enum Error {
         /// The file the error is about.
         path: PathBuf,
         /// The failure that stopped writes.
-        cause: String,
+        cause: Box<Error>,
     },
 
     /// A write to a store opened only to look at it.
@@ -297,7 +299,19 @@ impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            source: Arc::new(source),
+        }
+    }
+
+    /// Writes refused after `cause` halted the writer (a halt caused by a
+    /// halt is reported as the first one).
+    pub(crate) fn halted(path: &Path, cause: &Error) -> Self {
+        match cause {
+            Error::Halted { .. } => cause.clone().with_path(path),
+            cause => Error::Halted {
+                path: path.to_path_buf(),
+                cause: Box::new(cause.clone()),
+            },
         }
     }
 
@@ -351,13 +365,10 @@ impl Error {
                     detail: format!("{source}; run `wa-redb check` on it"),
                 }
             }
-            redb::Error::Io(source) => Error::Io {
-                path: path.to_path_buf(),
-                source,
-            },
+            redb::Error::Io(source) => Error::io(path, source),
             source => Error::Storage {
                 path: path.to_path_buf(),
-                source,
+                source: Arc::new(source),
             },
         }
     }
@@ -383,17 +394,6 @@ impl Error {
         }
     }
 
-    /// A copy of a [`Error::NoSpace`] for each job of a failed batch.
-    pub(crate) fn duplicate_no_space(&self) -> Option<Error> {
-        match self {
-            Error::NoSpace { path, source } => Some(Error::NoSpace {
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            }),
-            _ => None,
-        }
-    }
-
     /// True for failures after which the writer must stop: the file or the
     /// journal may hold a state the process no longer knows, so continuing
     /// could acknowledge writes that are not durable.
@@ -401,7 +401,7 @@ impl Error {
         match self {
             Error::Io { .. } | Error::Corrupted { .. } | Error::Halted { .. } => true,
             Error::Storage { source, .. } => !matches!(
-                source,
+                **source,
                 redb::Error::ValueTooLarge(_) | redb::Error::TransactionInProgress
             ),
             _ => false,

@@ -8,10 +8,11 @@ use redb::{ReadableTableMetadata, Value};
 use serde::Serialize;
 use wacore::store::error::StoreError;
 
+use crate::catalog::every_row;
 use crate::catalog::{self, DEVICES, META, StoreKey, Table, TableId, TableVisitor};
 use crate::codec;
 use crate::engine::journal::journal_path;
-use crate::engine::tx::{Snapshot, every_row};
+use crate::engine::tx::Snapshot;
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -242,7 +243,7 @@ impl RedbStore {
                 synchronous: engine.config().synchronous.as_str(),
                 pending_journal_records: lsn - checkpoint,
                 recovered_records: engine.recovery.records_replayed,
-                halted: engine.halted(),
+                halted: engine.halted().map(|cause| cause.to_string()),
                 look: engine.look.as_ref().map(|look| look.report.clone()),
                 accounts,
                 tables,

@@ -15,7 +15,7 @@ use wacore::store::error::Result;
 use wacore::store::traits::ProtocolStore;
 
 use crate::catalog::SENDER_KEY_DEVICES;
-use crate::engine::tx::Under;
+use crate::engine::tx::NameRange;
 use crate::store::RedbStore;
 
 /// Sender-key distribution tracking with the pre-0.7 method names.
@@ -60,9 +60,9 @@ impl SkdmTracking for RedbStore {
 
     async fn consume_forget_marks(&self, group_jid: &str) -> Result<Vec<String>> {
         let d = self.device_id;
-        let group = Under::new(d, group_jid);
+        let group = NameRange::new(d, group_jid);
         self.write_scan(move |tx| {
-            let bounds = group.strs();
+            let bounds = group.str_keys();
             let mut marked = Vec::new();
             tx.visit(SENDER_KEY_DEVICES, bounds, |(_, _, jid), has_key| {
                 if !has_key {

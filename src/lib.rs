@@ -45,6 +45,7 @@
 
 mod appstate;
 mod catalog;
+mod clock;
 mod codec;
 mod config;
 mod device;

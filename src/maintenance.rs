@@ -7,11 +7,13 @@ use std::sync::Arc;
 use redb::{Builder, Database, Value, WriteTransaction};
 use wacore::store::error::StoreError;
 
+use crate::catalog::every_row;
 use crate::catalog::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableVisitor};
 use crate::config::RedbStoreConfig;
 use crate::engine::journal::journal_path;
-use crate::engine::tx::{Snapshot, Tx, every_row};
-use crate::engine::{Keying, create_bare_temp, files, open_with, registry, schema};
+use crate::engine::open::create_bare_temp;
+use crate::engine::tx::{Snapshot, Tx};
+use crate::engine::{Keying, files, open_with, registry, schema};
 use crate::error::{Error, Result};
 use crate::store::RedbStore;
 
@@ -408,7 +410,7 @@ impl RedbStore {
         let path = registry::canonical(path.as_ref())?;
         let bytes_before = std::fs::metadata(&path).map_or(0, |m| m.len());
         recover_and_close(&path, config)?;
-        crate::engine::compact_lean(&path, config)?;
+        crate::engine::compact::compact_lean(&path, config)?;
         Ok(CompactReport {
             bytes_before,
             bytes_after: crate::inspect::file_len(&path)?,

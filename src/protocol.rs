@@ -15,13 +15,14 @@ use crate::catalog::{
     BASE_KEYS, DEVICE_LISTS, DEVICES, GROUP_METADATA, LID_MAPPINGS, META, META_LID_SEQ,
     PENDING_INBOUND, PN_INDEX, SENDER_KEY_DEVICES, SENT_MESSAGES, TC_TOKENS,
 };
+use crate::clock::now_secs;
 use crate::codec::{
     BaseKeyRow, LidMappingRow, PendingInboundRow as InboundRow, SentMessageRow, TcTokenRow, decode,
     decode_u64, encode_named, encode_row, replaceable,
 };
-use crate::engine::tx::{Tx, Under};
+use crate::engine::tx::{NameRange, Tx};
 use crate::error::Error;
-use crate::store::{RedbStore, now_secs};
+use crate::store::RedbStore;
 
 fn lid_row(bytes: &[u8]) -> crate::error::Result<LidMappingRow> {
     decode("lid mapping", bytes)
@@ -102,8 +103,8 @@ fn put_lid_rows(
 impl ProtocolStore for RedbStore {
     /// In device-jid order (unspecified by the trait).
     async fn get_sender_key_devices(&self, group_jid: &str) -> Result<Vec<(String, bool)>> {
-        let under = Under::new(self.device_id, group_jid);
-        let bounds = under.strs();
+        let under = NameRange::new(self.device_id, group_jid);
+        let bounds = under.str_keys();
         let mut out = Vec::new();
         self.read(|s| {
             s.visit(SENDER_KEY_DEVICES, bounds, |(_, _, device), has_key| {
@@ -174,8 +175,8 @@ impl ProtocolStore for RedbStore {
     /// row was inserted first (SqliteStore's rowid order).
     async fn get_pn_mapping(&self, phone: &str) -> Result<Option<LidPnMappingEntry>> {
         let d = self.device_id;
-        let under = Under::new(d, phone);
-        let bounds = under.strs();
+        let under = NameRange::new(d, phone);
+        let bounds = under.str_keys();
         self.read(|s| {
             let mut lids = Vec::new();
             s.visit(PN_INDEX, bounds, |(_, _, lid), ()| {
@@ -625,8 +626,8 @@ impl RedbStore {
     /// Deletes the sender-key device rows of a group, returning them.
     pub(crate) async fn clear_sender_key_group(&self, group_jid: &str) -> Result<u64> {
         let d = self.device_id;
-        let group = Under::new(d, group_jid);
-        self.write_scan(move |tx| tx.delete_range(SENDER_KEY_DEVICES, group.strs()))
+        let group = NameRange::new(d, group_jid);
+        self.write_scan(move |tx| tx.delete_range(SENDER_KEY_DEVICES, group.str_keys()))
             .await
     }
 }

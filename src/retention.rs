@@ -7,8 +7,9 @@ use serde::Serialize;
 use wacore::store::error::StoreError;
 
 use crate::catalog::BASE_KEYS;
+use crate::clock::now_secs;
 use crate::protocol::base_key_row;
-use crate::store::{RedbStore, now_secs};
+use crate::store::RedbStore;
 
 /// Keys deleted per write transaction: a sweep of a large table never holds
 /// the write lane for long, so other writers go in between.

@@ -16,10 +16,11 @@ use redb::{Value, WriteTransaction};
 use serde::Serialize;
 use wacore::store::error::StoreError;
 
+use crate::catalog::every_row;
 use crate::catalog::{self, DEVICES, META, StoreKey, Table, TableVisitor};
 use crate::config::RedbStoreConfig;
-use crate::engine::tx::every_row;
-use crate::engine::{Engine, Keying, create_bare_temp, files, registry};
+use crate::engine::open::create_bare_temp;
+use crate::engine::{Engine, Keying, files, registry};
 use crate::error::{Error, Result};
 use crate::inspect::validate_value;
 use crate::maintenance::{copy_counters, publish, refuse_existing};

@@ -231,7 +231,8 @@ impl RedbStore {
         f: impl FnOnce(&Snapshot<'_>) -> Result<R>,
     ) -> Result<R, StoreError> {
         let engine = &self.engine;
-        contain_panic(&engine.path, || f(&engine.snapshot()?)).map_err(|e| located(engine, e))
+        contain_panic(&engine.path, || f(&engine.snapshot()?))
+            .map_err(|e| in_store_terms(engine, e))
     }
 
     /// Reads on a blocking thread, for scans whose size the caller does not
@@ -243,7 +244,8 @@ impl RedbStore {
     {
         let engine = self.engine.clone();
         blocking(move || {
-            contain_panic(&engine.path, || f(&engine.snapshot()?)).map_err(|e| located(&engine, e))
+            contain_panic(&engine.path, || f(&engine.snapshot()?))
+                .map_err(|e| in_store_terms(&engine, e))
         })
         .await
     }
@@ -277,7 +279,7 @@ impl RedbStore {
             .engine
             .write(Weight::bytes(weight), self.max_value, f)
             .await;
-        result.map_err(|e| located(&self.engine, e))
+        result.map_err(|e| in_store_terms(&self.engine, e))
     }
 
     /// Like [`RedbStore::write`], for a write that walks rows whose number
@@ -289,19 +291,19 @@ impl RedbStore {
         R: Send + 'static,
     {
         let result = self.engine.write(Weight::SCAN, self.max_value, f).await;
-        result.map_err(|e| located(&self.engine, e))
+        result.map_err(|e| in_store_terms(&self.engine, e))
     }
 }
 
 /// A table of opaque values keyed by `(device, name)`: identities,
 /// sessions, sender keys, group metadata...
-pub(crate) type Named = crate::catalog::Table<(i32, &'static str), &'static [u8]>;
+pub(crate) type BytesByName = crate::catalog::Table<(i32, &'static str), &'static [u8]>;
 
 impl RedbStore {
     /// Upserts one value under `name` for this account.
     pub(crate) async fn put_named(
         &self,
-        t: Named,
+        t: BytesByName,
         name: &str,
         value: Vec<u8>,
     ) -> Result<(), StoreError> {
@@ -316,7 +318,7 @@ impl RedbStore {
     /// given twice); nothing for an empty batch.
     pub(crate) async fn put_named_batch(
         &self,
-        t: Named,
+        t: BytesByName,
         items: Vec<(std::sync::Arc<str>, bytes::Bytes)>,
     ) -> Result<(), StoreError> {
         if items.is_empty() {
@@ -335,7 +337,7 @@ impl RedbStore {
     }
 
     /// Deletes the value under `name`, if any.
-    pub(crate) async fn delete_named(&self, t: Named, name: &str) -> Result<(), StoreError> {
+    pub(crate) async fn delete_named(&self, t: BytesByName, name: &str) -> Result<(), StoreError> {
         let (d, name) = (self.device_id, name.to_owned());
         self.write(name.len(), move |tx| {
             tx.remove(t, (d, name.as_str())).map(drop)
@@ -347,24 +349,19 @@ impl RedbStore {
 /// Puts errors in the store's terms: names the file in errors raised
 /// without it (record decoding), and after a halt reports redb's latched
 /// "previous I/O error" as the failure that halted the store.
-fn located(engine: &Engine, e: Error) -> StoreError {
+fn in_store_terms(engine: &Engine, e: Error) -> StoreError {
     match e {
         e @ Error::Decode { path: None, .. } => e.with_path(&engine.path).into(),
-        Error::Storage {
-            source: redb::Error::PreviousIo,
-            ..
-        } => match engine.halted() {
-            Some(cause) => Error::Halted {
-                path: engine.path.clone(),
-                cause,
+        Error::Storage { source, .. } if matches!(*source, redb::Error::PreviousIo) => {
+            match engine.halted() {
+                Some(cause) => Error::halted(&engine.path, &cause).into(),
+                None => Error::Storage {
+                    path: engine.path.clone(),
+                    source,
+                }
+                .into(),
             }
-            .into(),
-            None => Error::Storage {
-                path: engine.path.clone(),
-                source: redb::Error::PreviousIo,
-            }
-            .into(),
-        },
+        }
         e => e.into(),
     }
 }
@@ -386,13 +383,4 @@ where
             "a whatsapp-rust-redb-storage worker task panicked".into(),
         )),
     }
-}
-
-/// Wall-clock unix seconds, the clock SqliteStore stamps sent and pending
-/// messages with (SQLite's `strftime('%s','now')`).
-pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

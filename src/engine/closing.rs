@@ -19,10 +19,11 @@ use redb::Database;
 
 use crate::config::RedbStoreConfig;
 use crate::engine::cache::Share;
+use crate::engine::compact::{compact_lean, should_compact};
 use crate::engine::lane::Lane;
 use crate::engine::storage::IoStats;
 use crate::engine::writer::WriterStatus;
-use crate::engine::{compact_lean, contain_panic, files, registry, should_compact};
+use crate::engine::{contain_panic, files, registry};
 use crate::error::{Error, Result};
 use crate::fault::IoTarget;
 
@@ -121,7 +122,7 @@ impl Shutdown {
         // After a halt, redb's own close error ("previous I/O error") says
         // less than the failure that halted the writer.
         if let Some(cause) = halted() {
-            result = Err(Error::Halted { path, cause });
+            result = Err(Error::halted(&path, &cause));
         }
         result
     }

@@ -34,10 +34,11 @@ use redb::{Builder, DatabaseError, ReadOnlyDatabase};
 use serde::Serialize;
 
 use super::format::sniff;
+use super::journal::journal_path;
 use super::overlay::OverlayStorage;
 use super::protect::{self, Format, ProtectedStorage};
 use super::recovery::{self, JournalFile};
-use super::{Engine, cache, contain_panic, journal_path, schema};
+use super::{Engine, cache, contain_panic, schema};
 use crate::catalog::SCHEMA_VERSION;
 use crate::config::{EncryptionKey, RedbStoreConfig};
 use crate::error::{Error, KeyProblem, Result};

@@ -162,7 +162,7 @@ fn apply_prefix(
 /// `-2`, `-3`… within one second). The store's lock is held, so no one else
 /// sets one aside meanwhile.
 fn set_aside(journal: &Path, why: &str) -> Result<PathBuf> {
-    let stem = format!(".{why}-{}", crate::store::now_secs());
+    let stem = format!(".{why}-{}", crate::clock::now_secs());
     let target = (1..=u32::MAX)
         .map(|n| match n {
             1 => with_suffix(journal, &stem),
@@ -290,9 +290,9 @@ mod tests {
 
     use super::recover;
     use crate::catalog::{SCHEMA_VERSION, SESSIONS, TableId};
-    use crate::engine::create_bare_temp;
     use crate::engine::files::TempKind;
     use crate::engine::journal::{EffectLog, Journal, JournalSpec, journal_path};
+    use crate::engine::open::create_bare_temp;
     use crate::engine::schema;
 
     thread_local! {

@@ -60,7 +60,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
 /// dropping them at the first sweep.
 fn base_keys_with_saved_at(txn: &WriteTransaction) -> std::result::Result<(), redb::Error> {
     use redb::ReadableTable;
-    let saved_at = crate::store::now_secs();
+    let saved_at = crate::clock::now_secs();
     let mut table = txn.open_table(catalog::BASE_KEYS.def)?;
     // Rewritten in slices of keys, so that a large table is never copied
     // into memory whole.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use redb::{Key, ReadTransaction, ReadableTable, Value, WriteTransaction};
 
-use crate::catalog::{Table, TableId};
+use crate::catalog::{Bounds, Table, TableId};
 use crate::engine::journal::EffectLog;
 use crate::error::{Error, Result};
 
@@ -17,28 +17,17 @@ use crate::error::{Error, Result};
 /// page it would otherwise be copied into.
 pub(crate) const MAX_KEY_LEN: usize = 64 * 1024;
 
-/// Bounds of a key range, as redb takes them.
-pub(crate) type Bounds<'k, K> = (
-    Bound<<K as Value>::SelfType<'k>>,
-    Bound<<K as Value>::SelfType<'k>>,
-);
-
-/// Bounds covering a whole table.
-pub(crate) fn every_row<'k, K: Key>() -> Bounds<'k, K> {
-    (Bound::Unbounded, Bound::Unbounded)
-}
-
 /// The rows `(device, name, ..)` of one exact `name` (a group, a phone, a
 /// collection): owned, so a write job can carry it, and turned into key
 /// bounds where used. Under bytewise order `name + "\0"` is the first string
 /// after `name` and every string it prefixes, so it bounds them exactly.
-pub(crate) struct Under {
+pub(crate) struct NameRange {
     device: i32,
     name: String,
     next: String,
 }
 
-impl Under {
+impl NameRange {
     pub fn new(device: i32, name: &str) -> Self {
         Self {
             device,
@@ -52,7 +41,7 @@ impl Under {
     }
 
     /// Bounds for keys `(device, name, &str)`.
-    pub fn strs(&self) -> Bounds<'_, (i32, &'static str, &'static str)> {
+    pub fn str_keys(&self) -> Bounds<'_, (i32, &'static str, &'static str)> {
         (
             Bound::Included((self.device, self.name.as_str(), "")),
             Bound::Excluded((self.device, self.next.as_str(), "")),
@@ -60,7 +49,7 @@ impl Under {
     }
 
     /// Bounds for keys `(device, name, &[u8])`.
-    pub fn bytes(&self) -> Bounds<'_, (i32, &'static str, &'static [u8])> {
+    pub fn byte_keys(&self) -> Bounds<'_, (i32, &'static str, &'static [u8])> {
         (
             Bound::Included((self.device, self.name.as_str(), &[][..])),
             Bound::Excluded((self.device, self.next.as_str(), &[][..])),

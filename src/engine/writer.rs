@@ -139,7 +139,7 @@ where
 /// Writer state visible to other threads (for `info` and health checks).
 #[derive(Debug, Default)]
 pub(crate) struct WriterStatus {
-    pub halted: Mutex<Option<String>>,
+    pub halted: Mutex<Option<Error>>,
     pub lsn: AtomicU64,
     pub checkpoint_lsn: AtomicU64,
 }
@@ -159,7 +159,7 @@ pub(crate) struct Writer {
     pub status: Arc<WriterStatus>,
     /// When the oldest change not yet covered by a checkpoint was committed.
     pub dirty_since: Option<Instant>,
-    pub halted: Option<String>,
+    pub halted: Option<Error>,
     pub log: EffectLog,
     /// Rows deleted since open: what may have freed space worth compacting.
     pub rows_deleted: u64,
@@ -230,27 +230,25 @@ impl Writer {
                 "{}: halting writes after a failure: {err}",
                 self.path.display()
             );
-            let cause = err.to_string();
-            *self.status.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
-            self.halted = Some(cause);
+            *self.status.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
+            self.halted = Some(err.clone());
             // No checkpoint can succeed any more.
             self.dirty_since = None;
         }
     }
 
-    fn halted_error(&self) -> Error {
-        Error::Halted {
-            path: self.path.clone(),
-            cause: self.halted.clone().unwrap_or_default(),
-        }
+    /// The error every write gets once the writer has halted.
+    fn refusal(&self) -> Option<Error> {
+        self.halted
+            .as_ref()
+            .map(|cause| Error::halted(&self.path, cause))
     }
 
     /// Runs one batch; see the module docs.
     pub fn commit_batch(&mut self, mut jobs: Vec<Box<dyn Job>>) {
-        if self.halted.is_some() {
+        if let Some(refusal) = self.refusal() {
             for job in jobs {
-                let err = self.halted_error();
-                job.finish(Err(err));
+                job.finish(Err(refusal.clone()));
             }
             return;
         }
@@ -288,19 +286,19 @@ impl Writer {
                 // Nothing of the batch was applied (e.g. the journal could
                 // not grow): every job fails, the store carries on.
                 for (job, failure) in jobs.into_iter().zip(failures) {
-                    let err = failure
-                        .or_else(|| err.duplicate_no_space())
-                        .unwrap_or_else(|| Error::Invalid(err.to_string()));
-                    job.finish(Err(err));
+                    job.finish(Err(failure.unwrap_or_else(|| err.clone())));
                 }
             }
             Err(err) => {
                 self.halt(&err);
+                // The first job without a failure of its own gets the
+                // failure itself, the others the halt it caused.
+                let refusal = Error::halted(&self.path, &err);
                 let mut first = Some(err);
                 for (job, failure) in jobs.into_iter().zip(failures) {
                     let err = failure
                         .or_else(|| first.take())
-                        .unwrap_or_else(|| self.halted_error());
+                        .unwrap_or_else(|| refusal.clone());
                     job.finish(Err(err));
                 }
             }
@@ -447,8 +445,8 @@ impl Writer {
     }
 
     fn durable_commit(&mut self, quick_repair: bool) -> Result<()> {
-        if self.halted.is_some() {
-            return Err(self.halted_error());
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
         }
         if self.dirty_since.is_none() && self.lsn == self.checkpoint_lsn {
             return Ok(());
@@ -482,7 +480,7 @@ impl Writer {
         // full scan of the file.
         txn.set_quick_repair(quick_repair);
         let lsn = self.lsn.to_le_bytes();
-        let at = crate::store::now_secs().to_le_bytes();
+        let at = crate::clock::now_secs().to_le_bytes();
         schema::put_meta(
             &txn,
             &self.path,
@@ -507,13 +505,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// One checkpoint outcome for several waiters (errors are not `Clone`).
+/// One checkpoint outcome for several waiters: a failed checkpoint halts
+/// the writer, and each waiter is told so.
 pub(crate) fn clone_outcome(outcome: &Result<()>, path: &std::path::Path) -> Result<()> {
     match outcome {
         Ok(()) => Ok(()),
-        Err(e) => Err(Error::Halted {
-            path: path.to_path_buf(),
-            cause: e.to_string(),
-        }),
+        Err(e) => Err(Error::halted(path, e)),
     }
 }

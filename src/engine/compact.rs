@@ -1,0 +1,90 @@
+//! Compaction of a store file: when it is worth it (at open, at close),
+//! and how (every page verified first).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Builder, Database};
+
+use super::contain_panic;
+use super::format::{Keying, open_with};
+use crate::config::RedbStoreConfig;
+use crate::error::{Error, Result};
+
+/// Whether the file is worth compacting: larger than 1 MiB and at least
+/// `auto_compact` of it free.
+pub(crate) fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfig) -> Result<bool> {
+    let Some(threshold) = config.auto_compact else {
+        return Ok(false);
+    };
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if file_len < (1 << 20) {
+        return Ok(false);
+    }
+    let free = free_bytes(db, path, file_len)?;
+    if (free as f64) < threshold * file_len as f64 {
+        return Ok(false);
+    }
+    log::info!(
+        "{}: compacting ({free} of {file_len} bytes free)",
+        path.display()
+    );
+    Ok(true)
+}
+
+/// Compacts at open when a large part of the file is free, if every page
+/// was verified at this open (after an unclean shutdown, or with
+/// `IntegrityCheck::Always`). Measuring the free space walks every tree
+/// without checking the references it follows, which a file opened on trust
+/// should not have to pay for at each start or risk on damage; and a clean
+/// close already compacted it.
+pub(super) fn maybe_compact(
+    db: &mut Database,
+    path: &Path,
+    config: &RedbStoreConfig,
+    verified: bool,
+) -> Result<()> {
+    if verified && should_compact(db, path, config)? {
+        compact(db, path)?;
+    }
+    Ok(())
+}
+
+/// Compacts a closed store through a handle with a small page cache:
+/// compaction touches every page, and a store-sized cache (at close, or
+/// redb's default in `wa-redb compact`) would grow to hold them all.
+pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    let mut db = open_with(
+        Builder::new().set_cache_size(1 << 20),
+        path,
+        false,
+        Arc::default(),
+        config.io_faults.clone(),
+        Keying::of(config),
+    )?
+    .db;
+    contain_panic(path, || compact(&mut db, path))?;
+    db.close().map_err(|e| Error::storage(path, e))
+}
+
+/// Bytes of the file not holding live data (unallocated or fragmented).
+pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u64> {
+    let txn = db.begin_write().map_err(|e| Error::storage(path, e))?;
+    let stats = txn.stats().map_err(|e| Error::storage(path, e))?;
+    txn.abort().map_err(|e| Error::storage(path, e))?;
+    let used = stats.allocated_pages() * stats.page_size() as u64;
+    Ok(file_len.saturating_sub(used) + stats.fragmented_bytes())
+}
+
+/// Compacts until redb reports no further progress. Every page checksum is
+/// verified first: compaction follows page references without checking
+/// them, so a damaged reference (bit rot in a cleanly closed file, which the
+/// open trusts) would send it to read, and allocate, up to 4 GiB for one
+/// page, or to copy garbage into the rewritten file.
+fn compact(db: &mut Database, path: &Path) -> Result<()> {
+    db.check_integrity().map_err(|e| Error::storage(path, e))?;
+    while db.compact().map_err(|e| Error::storage(path, e))? {}
+    Ok(())
+}
