@@ -58,6 +58,30 @@ pub enum KeyProblem {
     BadParameters(String),
 }
 
+/// A block of a protected file that failed verification: the payload of
+/// the `InvalidData` I/O error the storage layer returns to redb, found in
+/// it again by [`Error::storage`].
+#[derive(Debug)]
+pub(crate) struct Damaged {
+    /// redb's offset of the block, for a page (not for the superblock).
+    pub offset: Option<u64>,
+    /// Where it is in the file.
+    pub physical: u64,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the block at byte {} of the file", self.physical)?;
+        if let Some(offset) = self.offset {
+            write!(f, " (redb page offset {offset})")?;
+        }
+        write!(f, " {}", self.why)
+    }
+}
+
+impl std::error::Error for Damaged {}
+
 /// What went wrong.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -355,11 +379,7 @@ impl Error {
                         .unwrap_or(KeyProblem::Wrong),
                 }
             }
-            redb::Error::Io(source)
-                if source
-                    .get_ref()
-                    .is_some_and(|e| e.is::<crate::engine::protect::Damaged>()) =>
-            {
+            redb::Error::Io(source) if source.get_ref().is_some_and(|e| e.is::<Damaged>()) => {
                 Error::Corrupted {
                     path: path.to_path_buf(),
                     detail: format!("{source}; run `wa-redb check` on it"),

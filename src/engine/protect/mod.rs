@@ -41,33 +41,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use redb::StorageBackend;
 
 use crate::engine::storage::{IoStats, forward_locks};
+pub(crate) use crate::error::Damaged;
 use crypt::Cipher;
 use layout::{BLOCK, Geometry, REDB_MAGIC, V2_MAGIC};
 
 pub(crate) use open::{Format, NewKey, format_of, open_read_only, rewrap};
-
-/// A block that failed verification: the payload of the `InvalidData`
-/// error a read returns.
-#[derive(Debug)]
-pub(crate) struct Damaged {
-    /// redb's offset of the block, for a page (not for the superblock).
-    pub offset: Option<u64>,
-    /// Where it is in the file.
-    pub physical: u64,
-    pub why: &'static str,
-}
-
-impl fmt::Display for Damaged {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the block at byte {} of the file", self.physical)?;
-        if let Some(offset) = self.offset {
-            write!(f, " (redb page offset {offset})")?;
-        }
-        write!(f, " {}", self.why)
-    }
-}
-
-impl std::error::Error for Damaged {}
 
 fn damaged(offset: Option<u64>, physical: u64, why: &'static str) -> io::Error {
     io::Error::new(
