@@ -93,9 +93,17 @@ fn assert_halting(e: &StoreError, file: &Path, what: &str) {
 
 fn assert_halted(e: &StoreError, path: &Path, context: &str) {
     let (inner, text) = explain(e);
+    let Error::Halted { cause, .. } = inner else {
+        panic!("{context}: expected Halted: {text}");
+    };
+    // The failure that halted the store, kept as a value: the I/O error
+    // itself, not a halt of a halt, nor text.
     assert!(
-        matches!(inner, Error::Halted { .. }),
-        "{context}: expected Halted: {text}"
+        matches!(
+            **cause,
+            Error::Io { .. } | Error::Storage { .. } | Error::Corrupted { .. }
+        ),
+        "{context}: the cause is the failure: {cause:?}"
     );
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(text.contains("reopen"), "says what to do: {text}");
