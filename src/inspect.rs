@@ -8,8 +8,7 @@ use redb::{ReadableTableMetadata, Value};
 use serde::Serialize;
 use wacore::store::error::StoreError;
 
-use crate::catalog::every_row;
-use crate::catalog::{self, DEVICES, META, StoreKey, Table, TableId, TableVisitor};
+use crate::catalog::{self, DEVICES, META, StoreKey, Table, TableId, TableVisitor, every_row};
 use crate::codec;
 use crate::engine::journal::journal_path;
 use crate::engine::tx::Snapshot;

@@ -39,11 +39,10 @@
 //! fdatasync only flushes data, not file size.
 
 use std::fs::File;
+use std::hash::Hasher;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use std::hash::Hasher;
 
 use twox_hash::XxHash3_64;
 
