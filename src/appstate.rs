@@ -104,11 +104,10 @@ impl AppSyncStore for RedbStore {
             .collect();
         let weight = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
         self.write(weight, move |tx| {
-            let mut t = tx.table(MUTATION_MACS)?;
-            for (index_mac, row) in &rows {
-                t.put((d, name.as_str(), index_mac.as_slice()), row.as_slice())?;
-            }
-            Ok(())
+            tx.table(MUTATION_MACS)?.put_all(
+                rows.iter()
+                    .map(|(mac, row)| ((d, name.as_str(), mac.as_slice()), row.as_slice())),
+            )
         })
         .await
     }

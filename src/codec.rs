@@ -126,6 +126,22 @@ pub(crate) struct MsgSecretRow {
     pub message_ts: i64,
 }
 
+impl MsgSecretRow {
+    /// The longest encoding of a row (both numbers at their widest), which
+    /// bounds any merge of two rows.
+    pub fn largest_encoding() -> usize {
+        static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *LEN.get_or_init(|| {
+            encode_row(&MsgSecretRow {
+                secret: [0xff; 32].into(),
+                expires_at: i64::MIN,
+                message_ts: i64::MIN,
+            })
+            .len()
+        })
+    }
+}
+
 /// Encodes the device record.
 pub(crate) fn encode_device(device: &Device) -> Result<Vec<u8>> {
     encode_named(device)
@@ -181,6 +197,23 @@ pub(crate) fn replaceable<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bound a message-secret merge is checked against holds for every
+    /// width of its numbers.
+    #[test]
+    fn no_msg_secret_row_is_longer_than_its_largest_encoding() {
+        for n in [0, 1, -1, 127, 128, -33, i32::MAX as i64, i64::MAX, i64::MIN] {
+            let row = MsgSecretRow {
+                secret: [0xff; 32].into(),
+                expires_at: n,
+                message_ts: n.wrapping_neg(),
+            };
+            assert!(
+                encode_row(&row).len() <= MsgSecretRow::largest_encoding(),
+                "{n}"
+            );
+        }
+    }
 
     #[derive(Serialize, Deserialize)]
     struct V1 {

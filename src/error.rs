@@ -230,6 +230,19 @@ pub enum Error {
         cause: Box<Error>,
     },
 
+    /// The write was not made because another write committed with it (in
+    /// the same batch) failed after changing rows, which no write should
+    /// (a bug). Nothing of the batch was written; the store carries on, so
+    /// retrying is safe.
+    #[error(
+        "{}: not written: another write of the same batch failed half-way (a bug of whatsapp-rust-redb-storage, please report it); nothing of the batch was written, so retrying is safe",
+        .path.display()
+    )]
+    BatchDropped {
+        /// The file the error is about.
+        path: PathBuf,
+    },
+
     /// A write to a store opened only to look at it.
     #[error(
         "{}: opened read-only to look at it (wa-redb info/dump/check/export); writes are refused",

@@ -54,6 +54,11 @@ impl MsgSecretStore for RedbStore {
             .sum();
         self.write(weight, move |tx| {
             let mut t = tx.table(MSG_SECRETS)?;
+            // Checked first, at the largest row a merge can give.
+            for e in &entries {
+                let key = (d, &*e.chat, &*e.sender, &*e.msg_id);
+                t.check_len(key, MsgSecretRow::largest_encoding())?;
+            }
             for e in &entries {
                 let key = (d, &*e.chat, &*e.sender, &*e.msg_id);
                 let fresh = MsgSecretRow {
@@ -64,16 +69,16 @@ impl MsgSecretStore for RedbStore {
                 let fresh = encode_row(&fresh);
                 t.put_merged(key, &fresh, |old| {
                     let shown = format_args!("device {d} {} {} {}", e.chat, e.sender, e.msg_id);
-                    let Some(old) =
-                        replaceable(MSG_SECRETS.id.name(), shown, Some(secret_row(old)))?
-                    else {
-                        return Ok(fresh.clone());
-                    };
-                    Ok(encode_row(&MsgSecretRow {
-                        secret: e.secret.into(),
-                        expires_at: merge_msg_secret_expiry(old.expires_at, e.expires_at),
-                        message_ts: merge_msg_secret_message_ts(old.message_ts, e.message_ts),
-                    }))
+                    // A row that does not decode is replaced (`replaceable`
+                    // fails on nothing else, and decoding gives nothing else).
+                    match replaceable(MSG_SECRETS.id.name(), shown, Some(secret_row(old))) {
+                        Ok(Some(old)) => encode_row(&MsgSecretRow {
+                            secret: e.secret.into(),
+                            expires_at: merge_msg_secret_expiry(old.expires_at, e.expires_at),
+                            message_ts: merge_msg_secret_message_ts(old.message_ts, e.message_ts),
+                        }),
+                        Ok(None) | Err(_) => fresh.clone(),
+                    }
                 })?;
             }
             Ok(())

@@ -2,7 +2,7 @@
 //! device lists, group metadata, trusted-contact tokens, sent messages and
 //! the pending-inbound buffer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use wacore::store::error::Result;
@@ -49,7 +49,8 @@ fn tc_row(bytes: &[u8]) -> crate::error::Result<TcTokenRow> {
 /// Upserts LID mappings in `tx`, with SqliteStore's rules: the device record
 /// must exist (SqliteStore's foreign key), an update keeps the row's
 /// `created_at` and insertion position, and the phone index follows the
-/// mapping.
+/// mapping. Everything is read and checked before the first write; an entry
+/// sees the earlier entries of the same call for its LID.
 fn put_lid_rows(
     tx: &mut Tx<'_>,
     d: i32,
@@ -63,13 +64,21 @@ fn put_lid_rows(
         .transpose()?
         .unwrap_or(0);
     let mut seq = stored_seq;
+    // The rows as this call leaves them, in first-seen order, and the phone
+    // index entries to remove (`false`) and add (`true`), in order.
+    let mut rows: Vec<(&str, LidMappingRow)> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    let mut index: Vec<(bool, String, &str)> = Vec::new();
     for e in entries {
         let lid = e.lid.as_str();
-        let existing = replaceable(
-            LID_MAPPINGS.id.name(),
-            format_args!("device {d} lid {lid}"),
-            tx.get(LID_MAPPINGS, (d, lid), lid_row)?,
-        )?;
+        let existing = match at.get(lid) {
+            Some(&i) => Some(rows[i].1.clone()),
+            None => replaceable(
+                LID_MAPPINGS.id.name(),
+                format_args!("device {d} lid {lid}"),
+                tx.get(LID_MAPPINGS, (d, lid), lid_row)?,
+            )?,
+        };
         let (row_seq, created_at) = match &existing {
             Some(old) => (old.seq, old.created_at),
             None => {
@@ -79,10 +88,10 @@ fn put_lid_rows(
         };
         let old_phone = existing.map(|old| old.phone_number);
         if old_phone.as_deref() != Some(e.phone_number.as_str()) {
-            if let Some(old) = &old_phone {
-                tx.remove(PN_INDEX, (d, old.as_str(), lid))?;
+            if let Some(old) = old_phone {
+                index.push((false, old, lid));
             }
-            tx.put(PN_INDEX, (d, e.phone_number.as_str(), lid), ())?;
+            index.push((true, e.phone_number.clone(), lid));
         }
         let row = LidMappingRow {
             seq: row_seq,
@@ -91,8 +100,39 @@ fn put_lid_rows(
             updated_at: e.updated_at,
             learning_source: e.learning_source.clone(),
         };
-        tx.put(LID_MAPPINGS, (d, lid), encode_row(&row).as_slice())?;
+        match at.get(lid) {
+            Some(&i) => rows[i].1 = row,
+            None => {
+                at.insert(lid, rows.len());
+                rows.push((lid, row));
+            }
+        }
     }
+    let rows: Vec<(&str, Vec<u8>)> = rows
+        .into_iter()
+        .map(|(lid, row)| (lid, encode_row(&row)))
+        .collect();
+    for (add, phone, lid) in &index {
+        if *add {
+            tx.check(PN_INDEX, (d, phone.as_str(), *lid), ())?;
+        }
+    }
+    for (lid, row) in &rows {
+        tx.check(LID_MAPPINGS, (d, *lid), row.as_slice())?;
+    }
+    // From here on only a storage failure can stop it.
+    let mut t = tx.table(PN_INDEX)?;
+    for (add, phone, lid) in &index {
+        let key = (d, phone.as_str(), *lid);
+        if *add {
+            t.put(key, ())?;
+        } else {
+            t.remove(key)?;
+        }
+    }
+    drop(t);
+    tx.table(LID_MAPPINGS)?
+        .put_all(rows.iter().map(|(lid, row)| ((d, *lid), row.as_slice())))?;
     if seq != stored_seq {
         tx.put(META, META_LID_SEQ, &seq.to_le_bytes()[..])?;
     }
@@ -124,11 +164,11 @@ impl ProtocolStore for RedbStore {
             entries.iter().map(|(j, k)| ((*j).to_owned(), *k)).collect();
         let weight = entries.iter().map(|(j, _)| j.len() + 1).sum();
         self.write(weight, move |tx| {
-            let mut t = tx.table(SENDER_KEY_DEVICES)?;
-            for (device, has_key) in &entries {
-                t.put((d, group.as_str(), device.as_str()), has_key)?;
-            }
-            Ok(())
+            tx.table(SENDER_KEY_DEVICES)?.put_all(
+                entries
+                    .iter()
+                    .map(|(device, has_key)| ((d, group.as_str(), device.as_str()), has_key)),
+            )
         })
         .await
     }
@@ -307,11 +347,10 @@ impl ProtocolStore for RedbStore {
             .collect::<crate::error::Result<Vec<_>>>()?;
         let weight = rows.iter().map(|(u, r)| u.len() + r.len()).sum();
         self.write(weight, move |tx| {
-            let mut t = tx.table(DEVICE_LISTS)?;
-            for (user, row) in &rows {
-                t.put((d, user.as_str()), row.as_slice())?;
-            }
-            Ok(())
+            tx.table(DEVICE_LISTS)?.put_all(
+                rows.iter()
+                    .map(|(user, row)| ((d, user.as_str()), row.as_slice())),
+            )
         })
         .await
     }
@@ -497,10 +536,17 @@ impl ProtocolStore for RedbStore {
         let (chat, id) = (chat_jid.to_owned(), message_id.to_owned());
         let row = self
             .write(chat.len() + id.len(), move |tx| {
-                tx.take(SENT_MESSAGES, (d, chat.as_str(), id.as_str()), |v| {
-                    decode::<SentMessageRow>("sent message", v)
-                })?
-                .transpose()
+                // Decoded before it is removed: a row that does not decode
+                // stays (its error is reported), rather than being lost.
+                let mut t = tx.table(SENT_MESSAGES)?;
+                let key = (d, chat.as_str(), id.as_str());
+                let row = t
+                    .get(key, |v| decode::<SentMessageRow>("sent message", v))?
+                    .transpose()?;
+                if row.is_some() {
+                    t.remove(key)?;
+                }
+                Ok(row)
             })
             .await?;
         Ok(row.map(|r| r.payload))
@@ -589,14 +635,13 @@ impl ProtocolStore for RedbStore {
             .map(|(k, v)| k.iter().map(String::len).sum::<usize>() + v.len())
             .sum();
         self.write(weight, move |tx| {
-            let mut t = tx.table(PENDING_INBOUND)?;
-            for ([chat, sender, id], row) in &rows {
-                t.put(
-                    (d, chat.as_str(), sender.as_str(), id.as_str()),
-                    row.as_slice(),
-                )?;
-            }
-            Ok(())
+            tx.table(PENDING_INBOUND)?
+                .put_all(rows.iter().map(|([chat, sender, id], row)| {
+                    (
+                        (d, chat.as_str(), sender.as_str(), id.as_str()),
+                        row.as_slice(),
+                    )
+                }))
         })
         .await
     }

@@ -178,11 +178,8 @@ impl SignalStore for RedbStore {
             .collect();
         let weight = rows.iter().map(|(_, r)| r.len() + 4).sum();
         self.write(weight, move |tx| {
-            let mut t = tx.table(PREKEYS)?;
-            for (id, row) in &rows {
-                t.put((d, *id), row.as_slice())?;
-            }
-            Ok(())
+            tx.table(PREKEYS)?
+                .put_all(rows.iter().map(|(id, row)| ((d, *id), row.as_slice())))
         })
         .await
     }
@@ -219,7 +216,8 @@ impl SignalStore for RedbStore {
         let (d, ids) = (self.device_id, ids.to_vec());
         self.write(ids.len() * 4, move |tx| {
             let mut t = tx.table(PREKEYS)?;
-            for &id in &ids {
+            let mut marked = Vec::new();
+            for id in ids {
                 // Update only: a key removed meanwhile stays removed.
                 // A row that no longer decodes cannot be re-encoded: it is
                 // left as it is (its reads report it) instead of failing
@@ -235,10 +233,10 @@ impl SignalStore for RedbStore {
                 };
                 if !row.uploaded {
                     row.uploaded = true;
-                    t.put((d, id), encode_row(&row).as_slice())?;
+                    marked.push((id, encode_row(&row)));
                 }
             }
-            Ok(())
+            t.put_all(marked.iter().map(|(id, row)| ((d, *id), row.as_slice())))
         })
         .await
     }

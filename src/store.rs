@@ -267,12 +267,13 @@ impl RedbStore {
 
     /// Runs `f` in a write transaction (batched with concurrent writes)
     /// and returns once its effects are durable at the configured level.
-    /// `f` may run more than once and must only read what it captured.
+    /// `f` runs once; it reads and checks what it needs before its first
+    /// change (see [`crate::engine::tx`]), so that failing it changes nothing.
     /// `weight` approximates the bytes it carries; small writes commit on
     /// the caller's thread.
     pub(crate) async fn write<R, F>(&self, weight: usize, f: F) -> Result<R, StoreError>
     where
-        F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let result = self
@@ -287,7 +288,7 @@ impl RedbStore {
     /// pool worker, never on the caller's thread.
     pub(crate) async fn write_scan<R, F>(&self, f: F) -> Result<R, StoreError>
     where
-        F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let result = self.engine.write(Weight::SCAN, self.max_value, f).await;
@@ -327,11 +328,8 @@ impl RedbStore {
         let d = self.device_id;
         let weight = items.iter().map(|(n, v)| n.len() + v.len()).sum();
         self.write(weight, move |tx| {
-            let mut table = tx.table(t)?;
-            for (name, value) in &items {
-                table.put((d, &**name), &value[..])?;
-            }
-            Ok(())
+            tx.table(t)?
+                .put_all(items.iter().map(|(name, value)| ((d, &**name), &value[..])))
         })
         .await
     }

@@ -561,9 +561,9 @@ mod tests {
         // A scan-weighted job always goes to the pool: it waits there.
         let (reply, _ignored) = oneshot::channel();
         let job = FnJob {
-            f: |tx: &mut crate::engine::tx::Tx<'_>| {
+            f: Some(|tx: &mut crate::engine::tx::Tx<'_>| {
                 tx.put(SESSIONS, (1, "a@c.us.0"), &b"queued"[..])
-            },
+            }),
             out: None,
             reply,
             weight: Weight::SCAN,

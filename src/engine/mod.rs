@@ -115,7 +115,7 @@ impl Engine {
     /// are durable at the configured level.
     pub async fn write<R, F>(&self, weight: Weight, max_value: usize, f: F) -> Result<R>
     where
-        F: Fn(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         if self.look.is_some() {
@@ -125,7 +125,7 @@ impl Engine {
         }
         let (reply, mut done) = oneshot::channel();
         let job = Box::new(FnJob {
-            f,
+            f: Some(f),
             out: None,
             reply,
             weight,

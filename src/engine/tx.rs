@@ -1,6 +1,12 @@
 //! Typed access to the tables: [`Tx`] inside the writer's transaction,
 //! [`Snapshot`] for readers. Domain modules use only these two; every change
 //! made through a `Tx` is also recorded, byte for byte, for the journal.
+//!
+//! A write job reads and checks everything first and changes rows last, so
+//! that once it has changed a row only a storage failure can stop it (and
+//! that halts the writer): a job never fails half-applied, and its batch
+//! never has to be undone or re-run. Hence [`TxTable::check`] and
+//! [`TxTable::put_all`], which refuse oversized rows before the first write.
 
 use std::borrow::Borrow;
 use std::ops::Bound;
@@ -274,6 +280,21 @@ impl<'a> Tx<'a> {
         visit_in(&self.open(t)?, bounds, Order::Ascending, &mut f, self.path)
     }
 
+    /// Refuses a key or value of table `t` too large to store (see
+    /// [`TxTable::check`]).
+    pub fn check<'k, 'v, K: Key + 'static, V: Value + 'static>(
+        &self,
+        _t: Table<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<()> {
+        check_sizes(
+            K::as_bytes(key.borrow()).as_ref().len(),
+            V::as_bytes(value.borrow()).as_ref().len(),
+            self.max_value,
+        )
+    }
+
     /// Inserts or replaces `key`.
     pub fn put<'k, 'v, K: Key + 'static, V: Value + 'static>(
         &mut self,
@@ -291,16 +312,6 @@ impl<'a> Tx<'a> {
         key: impl Borrow<K::SelfType<'k>>,
     ) -> Result<bool> {
         self.table(t)?.remove(key)
-    }
-
-    /// Removes `key` and returns its value mapped by `f`.
-    pub fn take<'k, K: Key + 'static, V: Value + 'static, R>(
-        &mut self,
-        t: Table<K, V>,
-        key: impl Borrow<K::SelfType<'k>>,
-        f: impl FnOnce(V::SelfType<'_>) -> R,
-    ) -> Result<Option<R>> {
-        self.table(t)?.take(key, f)
     }
 
     /// Removes every entry within `bounds`; returns how many.
@@ -400,6 +411,28 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         get_in(&self.table, key.borrow(), f, self.path)
     }
 
+    /// Refuses a key or value too large to store. A job that writes several
+    /// rows checks them all this way before its first write (see
+    /// [`TxTable::put_all`]), so that it cannot fail half-way.
+    pub fn check<'k, 'v>(
+        &self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<()> {
+        let len = V::as_bytes(value.borrow()).as_ref().len();
+        self.check_len(key, len)
+    }
+
+    /// Like [`TxTable::check`], for a value of `value_len` bytes (an upper
+    /// bound of a value computed later, as by [`TxTable::put_merged`]).
+    pub fn check_len<'k>(&self, key: impl Borrow<K::SelfType<'k>>, value_len: usize) -> Result<()> {
+        check_sizes(
+            K::as_bytes(key.borrow()).as_ref().len(),
+            value_len,
+            self.max_value,
+        )
+    }
+
     /// Inserts or replaces `key`. Oversized keys and values are refused
     /// before anything changes.
     pub fn put<'k, 'v>(
@@ -411,20 +444,7 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         let kb = K::as_bytes(key);
         let vb = V::as_bytes(value);
         let (kb, vb) = (kb.as_ref(), vb.as_ref());
-        if kb.len() > MAX_KEY_LEN {
-            return Err(Error::ValueTooLarge {
-                what: "key",
-                len: kb.len(),
-                limit: MAX_KEY_LEN,
-            });
-        }
-        if vb.len() > self.max_value {
-            return Err(Error::ValueTooLarge {
-                what: "value",
-                len: vb.len(),
-                limit: self.max_value,
-            });
-        }
+        check_sizes(kb.len(), vb.len(), self.max_value)?;
         let path = self.path;
         self.table
             .insert(key, value)
@@ -433,46 +453,53 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         Ok(())
     }
 
-    /// Removes `key`; returns whether it was present.
-    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
-        Ok(self.take(key, |_| ())?.is_some())
+    /// Inserts or replaces every row, or none: all are checked first, so
+    /// only a storage failure (which halts the writer) can stop it part-way.
+    pub fn put_all<'k, 'v, KB, VB, I>(&mut self, rows: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (KB, VB)> + Clone,
+        KB: Borrow<K::SelfType<'k>>,
+        VB: Borrow<V::SelfType<'v>>,
+    {
+        for (key, value) in rows.clone() {
+            self.check(key, value)?;
+        }
+        for (key, value) in rows {
+            self.put(key, value)?;
+        }
+        Ok(())
     }
 
-    /// Removes `key` and returns its value mapped by `f`.
-    pub fn take<'k, R>(
-        &mut self,
-        key: impl Borrow<K::SelfType<'k>>,
-        f: impl FnOnce(V::SelfType<'_>) -> R,
-    ) -> Result<Option<R>> {
+    /// Removes `key`; returns whether it was present.
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
         let key = key.borrow();
-        let old = self
+        let found = self
             .table
             .remove(key)
             .map_err(|e| Error::storage(self.path, e))?
-            .map(|guard| f(guard.value()));
-        if old.is_some() {
+            .is_some();
+        if found {
             self.log.delete(self.id, K::as_bytes(key).as_ref());
         }
-        Ok(old)
+        Ok(found)
     }
 }
 
 impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
     /// Upsert with a merge, in one B-tree walk when `key` is new: inserts
     /// `value`; if `key` held a value, `merge(old)` computes the value to
-    /// store instead (the common case of a new key pays no lookup).
+    /// store instead (the common case of a new key pays no lookup). The
+    /// merge cannot fail: the caller checks the key and the largest value a
+    /// merge can give ([`TxTable::check_len`]) before its first write.
     pub fn put_merged<'k>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
         value: &[u8],
-        merge: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+        merge: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> Result<()> {
         let key = key.borrow();
         let kb = K::as_bytes(key);
-        if kb.as_ref().len() > MAX_KEY_LEN || value.len() > self.max_value {
-            // Let `put` report it, nothing changed yet.
-            return self.put(key, value);
-        }
+        check_sizes(kb.as_ref().len(), value.len(), self.max_value)?;
         let path = self.path;
         let merged = self
             .table
@@ -480,16 +507,42 @@ impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
             .map_err(|e| Error::storage(path, e))?
             .map(|old| merge(old.value()));
         match merged {
-            Some(Ok(v)) => self.put(key, v.as_slice()),
-            other => {
-                // The insert happened: record it even when the merge failed,
-                // so the writer sees a changed transaction and re-runs the
-                // batch without this job.
+            Some(v) => {
+                if let Err(e) = check_sizes(kb.as_ref().len(), v.len(), self.max_value) {
+                    // A merge beyond its caller's bound: the insert above
+                    // changed the table, so it is recorded, and the writer
+                    // drops the batch (see `writer`).
+                    self.log.put(self.id, kb.as_ref(), value);
+                    return Err(e);
+                }
+                self.put(key, v.as_slice())
+            }
+            None => {
                 self.log.put(self.id, kb.as_ref(), value);
-                other.transpose().map(drop)
+                Ok(())
             }
         }
     }
+}
+
+/// The size limits of a row: keys up to [`MAX_KEY_LEN`], values up to the
+/// handle's `max_value_size`.
+fn check_sizes(key_len: usize, value_len: usize, max_value: usize) -> Result<()> {
+    if key_len > MAX_KEY_LEN {
+        return Err(Error::ValueTooLarge {
+            what: "key",
+            len: key_len,
+            limit: MAX_KEY_LEN,
+        });
+    }
+    if value_len > max_value {
+        return Err(Error::ValueTooLarge {
+            what: "value",
+            len: value_len,
+            limit: max_value,
+        });
+    }
+    Ok(())
 }
 
 fn encode_bounds<K: Key>(bounds: &Bounds<'_, K>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {

@@ -18,12 +18,13 @@
 //! sequence number it covers, and rewinds the journal. At close the last
 //! sequence number is recorded by redb's own closing commit instead.
 //!
-//! A job that fails leaves its neighbours untouched: if it changed nothing
-//! the batch carries on; otherwise the transaction is dropped and the batch
-//! re-run without it (jobs are deterministic and re-runnable: they capture
-//! their inputs, including any timestamp, when created). An I/O error halts
-//! the writer: every later write fails with [`Error::Halted`] until the
-//! store is reopened, because nothing more can be promised durable.
+//! A job that fails leaves its neighbours untouched: every job reads and
+//! checks what it needs before its first change (see [`crate::engine::tx`]),
+//! so a job that fails has changed nothing and the batch carries on without
+//! it. Each job runs once. An I/O error halts the writer: every later write
+//! fails with [`Error::Halted`] until the store is reopened, because nothing
+//! more can be promised durable. A job that breaks the rule (fails after a
+//! change: a bug) gets the batch dropped whole, none of it written.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -88,9 +89,8 @@ impl Weight {
 
 /// A unit of work for the writer.
 pub(crate) trait Job: Send {
-    /// Applies the job. May run more than once (on a fresh transaction
-    /// each time) if a neighbour in its batch fails; must do the same thing
-    /// every time.
+    /// Applies the job (once). It must fail, if at all, before its first
+    /// change, except for a storage failure.
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()>;
     /// Delivers the outcome to the caller.
     fn finish(self: Box<Self>, outcome: Result<()>);
@@ -102,7 +102,8 @@ pub(crate) trait Job: Send {
 
 /// A job built from a closure; see [`crate::engine::Engine::write`].
 pub(crate) struct FnJob<F, R> {
-    pub f: F,
+    /// Taken when the job runs.
+    pub f: Option<F>,
     pub out: Option<R>,
     pub reply: oneshot::Sender<Result<R>>,
     pub weight: Weight,
@@ -111,11 +112,12 @@ pub(crate) struct FnJob<F, R> {
 
 impl<F, R> Job for FnJob<F, R>
 where
-    F: Fn(&mut Tx<'_>) -> Result<R> + Send,
+    F: FnOnce(&mut Tx<'_>) -> Result<R> + Send,
     R: Send,
 {
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        self.out = Some((self.f)(tx)?);
+        let f = self.f.take().expect("a job runs once");
+        self.out = Some(f(tx)?);
         Ok(())
     }
 
@@ -257,21 +259,15 @@ impl Writer {
             .stats
             .in_memory_commit
             .store(true, Ordering::Release);
-        let outcome = loop {
-            let attempt = catch_unwind(AssertUnwindSafe(|| {
-                self.try_batch(&mut jobs, &mut failures)
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.try_batch(&mut jobs, &mut failures)
+        }))
+        .unwrap_or_else(|_| {
+            Err(BatchFailure::Halt(Error::Corrupted {
+                path: self.path.clone(),
+                detail: "redb failed while committing (run `wa-redb check`)".into(),
             }))
-            .unwrap_or_else(|_| {
-                Attempt::Done(Err(Error::Corrupted {
-                    path: self.path.clone(),
-                    detail: "redb failed while committing (run `wa-redb check`)".into(),
-                }))
-            });
-            match attempt {
-                Attempt::Retry => continue,
-                Attempt::Done(outcome) => break outcome,
-            }
-        };
+        });
         self.journal_spec
             .stats
             .in_memory_commit
@@ -282,14 +278,12 @@ impl Writer {
                     job.finish(failure.map_or(Ok(()), Err));
                 }
             }
-            Err(err) if !err.is_fatal() => {
-                // Nothing of the batch was applied (e.g. the journal could
-                // not grow): every job fails, the store carries on.
+            Err(BatchFailure::Unwritten(err)) => {
                 for (job, failure) in jobs.into_iter().zip(failures) {
                     job.finish(Err(failure.unwrap_or_else(|| err.clone())));
                 }
             }
-            Err(err) => {
+            Err(BatchFailure::Halt(err)) => {
                 self.halt(&err);
                 // The first job without a failure of its own gets the
                 // failure itself, the others the halt it caused.
@@ -325,38 +319,47 @@ impl Writer {
         }
     }
 
-    fn try_batch(&mut self, jobs: &mut [Box<dyn Job>], failures: &mut [Option<Error>]) -> Attempt {
-        let mut txn = match self.db.begin_write() {
-            Ok(txn) => txn,
-            Err(e) => return Attempt::Done(Err(Error::storage(&self.path, e))),
-        };
-        if let Err(e) = txn.set_durability(Durability::None) {
-            return Attempt::Done(Err(Error::storage(&self.path, e)));
-        }
+    /// Applies every job in one transaction and commits it. An error is
+    /// the batch's: nothing of it is written; `failures` are the jobs' own.
+    fn try_batch(
+        &mut self,
+        jobs: &mut [Box<dyn Job>],
+        failures: &mut [Option<Error>],
+    ) -> std::result::Result<(), BatchFailure> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| Error::storage(&self.path, e))?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| Error::storage(&self.path, e))?;
         self.log.clear();
         for (job, failure) in jobs.iter_mut().zip(failures.iter_mut()) {
-            if failure.is_some() {
-                continue;
-            }
             let mark = self.log.len();
             let mut tx = Tx::new(&txn, &mut self.log, &self.path, job.max_value());
-            let result = catch_unwind(AssertUnwindSafe(|| job.apply(&mut tx)));
-            let changed = self.log.len() != mark;
-            match result {
+            match catch_unwind(AssertUnwindSafe(|| job.apply(&mut tx))) {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) if e.is_fatal() => return Attempt::Done(Err(e)),
+                Ok(Err(e)) if e.is_fatal() => return Err(BatchFailure::Halt(e)),
+                // It changed nothing: the batch goes on without it.
+                Ok(Err(e)) if self.log.len() == mark => *failure = Some(e),
                 Ok(Err(e)) => {
+                    // A job that broke its promise to fail before changing
+                    // anything (a bug): its changes cannot be told from its
+                    // neighbours', so none of the batch is written.
+                    log::error!(
+                        "{}: a write failed after changing rows ({e}); its batch is dropped",
+                        self.path.display()
+                    );
                     *failure = Some(e);
-                    if changed {
-                        // Partly applied: start over without this job.
-                        return Attempt::Retry;
-                    }
+                    let _ = txn.abort();
+                    return Err(BatchFailure::Unwritten(Error::BatchDropped {
+                        path: self.path.clone(),
+                    }));
                 }
                 Err(panic) => {
                     // Jobs do not panic on their own; redb does, on pages it
                     // finds damaged. Nothing more may be written.
                     let what = panic_message(&panic);
-                    return Attempt::Done(Err(Error::Corrupted {
+                    return Err(BatchFailure::Halt(Error::Corrupted {
                         path: self.path.clone(),
                         detail: format!("a write failed inside redb ({what}); run `wa-redb check`"),
                     }));
@@ -366,21 +369,19 @@ impl Writer {
         if self.log.is_empty() {
             // Nothing changed (reads, deletes of missing keys): no commit.
             let _ = txn.abort();
-            return Attempt::Done(Ok(()));
+            return Ok(());
         }
         let lsn = self.lsn + 1;
         if let Err(e) = self.journal_batch(lsn) {
             let _ = txn.abort();
-            return Attempt::Done(Err(e));
+            return Err(e.into());
         }
-        if let Err(e) = self.commit_journaled(txn) {
-            return Attempt::Done(Err(e));
-        }
+        self.commit_journaled(txn)?;
         self.rows_deleted += self.log.deletes();
         self.lsn = lsn;
         self.status.lsn.store(lsn, Ordering::Relaxed);
         self.dirty_since.get_or_insert_with(Instant::now);
-        Attempt::Done(Ok(()))
+        Ok(())
     }
 
     /// Commits a batch whose journal record is written. If the commit
@@ -490,9 +491,25 @@ impl Writer {
     }
 }
 
-enum Attempt {
-    Retry,
-    Done(Result<()>),
+/// Why a batch was not committed, which decides what its jobs are told.
+enum BatchFailure {
+    /// Nothing of the batch was written and the store carries on (the
+    /// journal could not grow; a job failed half-way): each job gets this
+    /// error, unless it failed on its own.
+    Unwritten(Error),
+    /// Nothing more can be promised durable: the writer halts.
+    Halt(Error),
+}
+
+impl From<Error> for BatchFailure {
+    /// A failure below the jobs (redb, the journal), by its kind.
+    fn from(e: Error) -> Self {
+        if e.is_fatal() {
+            BatchFailure::Halt(e)
+        } else {
+            BatchFailure::Unwritten(e)
+        }
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -511,5 +528,109 @@ pub(crate) fn clone_outcome(outcome: &Result<()>, path: &std::path::Path) -> Res
     match outcome {
         Ok(()) => Ok(()),
         Err(e) => Err(Error::halted(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+
+    use crate::catalog::SESSIONS;
+    use crate::config::RedbStoreConfig;
+    use crate::engine::Engine;
+    use crate::engine::lane::Submitted;
+    use crate::engine::tx::Tx;
+    use crate::error::{Error, Result};
+
+    use super::{FnJob, Weight};
+
+    type Reply = oneshot::Receiver<Result<()>>;
+
+    /// Queues `f` as a job; the first job queued leads the batch.
+    fn job<'e>(
+        engine: &'e Engine,
+        leader: &mut Option<crate::engine::lane::Leader<'e>>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<()> + Send + 'static,
+    ) -> Reply {
+        let (reply, done) = oneshot::channel();
+        let job = FnJob {
+            f: Some(f),
+            out: None,
+            reply,
+            weight: Weight::bytes(16),
+            max_value: 1 << 10,
+        };
+        match engine.lane.submit(Box::new(job)) {
+            Submitted::Lead(l) => *leader = Some(l),
+            Submitted::Queued(_) => assert!(leader.is_some(), "the first job leads"),
+        }
+        done
+    }
+
+    fn put(name: &'static str) -> impl FnOnce(&mut Tx<'_>) -> Result<()> + Send {
+        move |tx| tx.put(SESSIONS, (1, name), &b"v"[..])
+    }
+
+    fn stored(engine: &Engine, name: &str) -> bool {
+        let s = engine.snapshot().unwrap();
+        s.get(SESSIONS, (1, name), |_| ()).unwrap().is_some()
+    }
+
+    fn outcome(mut done: Reply) -> Result<()> {
+        done.try_recv().expect("the batch replied")
+    }
+
+    /// A job that fails before changing anything fails alone, in the same
+    /// transaction as its neighbours, which are written.
+    #[test]
+    fn a_job_that_fails_unchanged_leaves_its_batch_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("s.redb"), &RedbStoreConfig::default()).unwrap();
+        let mut leader = None;
+        let a = job(&engine, &mut leader, put("a"));
+        let oversized = job(&engine, &mut leader, |tx| {
+            tx.put(SESSIONS, (1, "big"), &[0u8; 2048][..])
+        });
+        let b = job(&engine, &mut leader, put("b"));
+        leader.expect("a leader").commit();
+        assert!(outcome(a).is_ok() && outcome(b).is_ok());
+        assert!(matches!(
+            outcome(oversized),
+            Err(Error::ValueTooLarge { .. })
+        ));
+        assert!(stored(&engine, "a") && stored(&engine, "b") && !stored(&engine, "big"));
+        engine.close().unwrap();
+    }
+
+    /// A job that fails after a change (a bug: jobs check before they
+    /// write) gets its whole batch dropped, nothing of it written, and the
+    /// store carries on.
+    #[test]
+    fn a_job_that_fails_half_way_drops_its_batch_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("s.redb"), &RedbStoreConfig::default()).unwrap();
+        let mut leader = None;
+        let a = job(&engine, &mut leader, put("a"));
+        let broken = job(&engine, &mut leader, |tx| {
+            tx.put(SESSIONS, (1, "half"), &b"v"[..])?;
+            Err(Error::Invalid("fails after writing".into()))
+        });
+        let b = job(&engine, &mut leader, put("b"));
+        leader.expect("a leader").commit();
+        assert!(matches!(outcome(broken), Err(Error::Invalid(m)) if m == "fails after writing"));
+        for neighbour in [a, b] {
+            assert!(matches!(
+                outcome(neighbour),
+                Err(Error::BatchDropped { .. })
+            ));
+        }
+        for name in ["a", "half", "b"] {
+            assert!(!stored(&engine, name), "{name} was written");
+        }
+        let mut leader = None;
+        let again = job(&engine, &mut leader, put("a"));
+        leader.expect("a leader").commit();
+        assert!(outcome(again).is_ok() && stored(&engine, "a"));
+        engine.close().unwrap();
     }
 }

@@ -371,14 +371,11 @@ pub(crate) async fn import_account(
         );
         store
             .write(weight, move |tx| {
-                for (group, jid, has_key) in chunk.iter() {
-                    tx.put(
-                        SENDER_KEY_DEVICES,
-                        (d, group.as_str(), jid.as_str()),
-                        has_key,
-                    )?;
-                }
-                Ok(())
+                tx.table(SENDER_KEY_DEVICES)?.put_all(
+                    chunk
+                        .iter()
+                        .map(|(group, jid, has_key)| ((d, group.as_str(), jid.as_str()), has_key)),
+                )
             })
             .await?;
         tally.add(TableId::SENDER_KEY_DEVICES, n);

@@ -28,7 +28,7 @@ use crate::codec::{
     TcTokenRow, encode_named, encode_row,
 };
 use crate::config::RedbStoreConfig;
-use crate::engine::tx::{Snapshot, Tx};
+use crate::engine::tx::Snapshot;
 use crate::error::{Error, Result};
 use crate::export::{ExportOptions, ExportReport, Progress, ProgressFn, hex};
 use crate::store::RedbStore;

@@ -6,17 +6,12 @@ use super::*;
 // Store side
 // ---------------------------------------------------------------------------
 
-/// The owned form of a key (after the device id) and how to write a row
-/// under it.
+/// The owned form of a key (after the device id) and the store key it
+/// stands for.
 pub(crate) trait RowKey: Send + Sync + 'static {
     type K: StoreKey + Send + Sync;
-    fn put(
-        &self,
-        tx: &mut Tx<'_>,
-        t: Table<Self::K, &'static [u8]>,
-        d: i32,
-        v: &[u8],
-    ) -> Result<()>;
+    /// The store key of device `d`, borrowing this one's parts.
+    fn key(&self, d: i32) -> <Self::K as redb::Value>::SelfType<'_>;
     fn len(&self) -> usize;
 }
 
@@ -26,15 +21,9 @@ macro_rules! row_key {
     ($( $owned:ty => $key:ty, |$k:ident| ($($part:expr),+), len $len:expr; )*) => {$(
         impl RowKey for $owned {
             type K = $key;
-            fn put(
-                &self,
-                tx: &mut Tx<'_>,
-                t: Table<Self::K, &'static [u8]>,
-                d: i32,
-                v: &[u8],
-            ) -> Result<()> {
+            fn key(&self, d: i32) -> <Self::K as redb::Value>::SelfType<'_> {
                 let $k = self;
-                tx.put(t, (d, $($part),+), v)
+                (d, $($part),+)
             }
             fn len(&self) -> usize {
                 let $k = self;
@@ -130,10 +119,8 @@ pub(crate) async fn put_rows<R: RowKey>(
         let chunk = Arc::new(chunk);
         store
             .write(weight, move |tx| {
-                for (k, v) in chunk.iter() {
-                    k.put(tx, table, d, v)?;
-                }
-                Ok(())
+                tx.table(table)?
+                    .put_all(chunk.iter().map(|(k, v)| (k.key(d), v.as_slice())))
             })
             .await?;
         tally.add(table.id, n);
