@@ -120,6 +120,8 @@ fn put_lid_rows(
     for (lid, row) in &rows {
         tx.check(LID_MAPPINGS, (d, *lid), row.as_slice())?;
     }
+    let seq_bytes = seq.to_le_bytes();
+    tx.check(META, META_LID_SEQ, &seq_bytes[..])?;
     // From here on only a storage failure can stop it.
     let mut t = tx.table(PN_INDEX)?;
     for (add, phone, lid) in &index {
@@ -134,7 +136,7 @@ fn put_lid_rows(
     tx.table(LID_MAPPINGS)?
         .put_all(rows.iter().map(|(lid, row)| ((d, *lid), row.as_slice())))?;
     if seq != stored_seq {
-        tx.put(META, META_LID_SEQ, &seq.to_le_bytes()[..])?;
+        tx.put(META, META_LID_SEQ, &seq_bytes[..])?;
     }
     Ok(())
 }
