@@ -288,11 +288,7 @@ impl<'a> Tx<'a> {
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<()> {
-        check_sizes(
-            K::as_bytes(key.borrow()).as_ref().len(),
-            V::as_bytes(value.borrow()).as_ref().len(),
-            self.max_value,
-        )
+        check_row::<K, V>(key.borrow(), value.borrow(), self.max_value)
     }
 
     /// Inserts or replaces `key`.
@@ -419,8 +415,7 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<()> {
-        let len = V::as_bytes(value.borrow()).as_ref().len();
-        self.check_len(key, len)
+        check_row::<K, V>(key.borrow(), value.borrow(), self.max_value)
     }
 
     /// Like [`TxTable::check`], for a value of `value_len` bytes (an upper
@@ -515,7 +510,11 @@ impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
                     self.log.put(self.id, kb.as_ref(), value);
                     return Err(e);
                 }
-                self.put(key, v.as_slice())
+                self.table
+                    .insert(key, v.as_slice())
+                    .map_err(|e| Error::storage(path, e))?;
+                self.log.put(self.id, kb.as_ref(), &v);
+                Ok(())
             }
             None => {
                 self.log.put(self.id, kb.as_ref(), value);
@@ -523,6 +522,19 @@ impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
             }
         }
     }
+}
+
+/// Refuses a row whose key or value is too large (see [`check_sizes`]).
+fn check_row<K: Key, V: Value>(
+    key: &K::SelfType<'_>,
+    value: &V::SelfType<'_>,
+    max_value: usize,
+) -> Result<()> {
+    check_sizes(
+        K::as_bytes(key).as_ref().len(),
+        V::as_bytes(value).as_ref().len(),
+        max_value,
+    )
 }
 
 /// The size limits of a row: keys up to [`MAX_KEY_LEN`], values up to the

@@ -580,19 +580,32 @@ mod tests {
         done.try_recv().expect("the batch replied")
     }
 
+    fn open(dir: &tempfile::TempDir) -> Engine {
+        Engine::open(&dir.path().join("s.redb"), &RedbStoreConfig::default()).unwrap()
+    }
+
+    /// Commits `middle` between puts of "a" and "b", the three as one
+    /// batch; their replies in that order.
+    fn around(
+        engine: &Engine,
+        middle: impl FnOnce(&mut Tx<'_>) -> Result<()> + Send + 'static,
+    ) -> [Reply; 3] {
+        let mut leader = None;
+        let a = job(engine, &mut leader, put("a"));
+        let m = job(engine, &mut leader, middle);
+        let b = job(engine, &mut leader, put("b"));
+        leader.expect("a leader").commit();
+        [a, m, b]
+    }
+
     /// A job that fails before changing anything fails alone, in the same
     /// transaction as its neighbours, which are written.
     #[test]
     fn a_job_that_fails_unchanged_leaves_its_batch_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(&dir.path().join("s.redb"), &RedbStoreConfig::default()).unwrap();
-        let mut leader = None;
-        let a = job(&engine, &mut leader, put("a"));
-        let oversized = job(&engine, &mut leader, |tx| {
-            tx.put(SESSIONS, (1, "big"), &[0u8; 2048][..])
-        });
-        let b = job(&engine, &mut leader, put("b"));
-        leader.expect("a leader").commit();
+        let engine = open(&dir);
+        let [a, oversized, b] =
+            around(&engine, |tx| tx.put(SESSIONS, (1, "big"), &[0u8; 2048][..]));
         assert!(outcome(a).is_ok() && outcome(b).is_ok());
         assert!(matches!(
             outcome(oversized),
@@ -608,15 +621,11 @@ mod tests {
     #[test]
     fn a_job_that_fails_half_way_drops_its_batch_unwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(&dir.path().join("s.redb"), &RedbStoreConfig::default()).unwrap();
-        let mut leader = None;
-        let a = job(&engine, &mut leader, put("a"));
-        let broken = job(&engine, &mut leader, |tx| {
+        let engine = open(&dir);
+        let [a, broken, b] = around(&engine, |tx| {
             tx.put(SESSIONS, (1, "half"), &b"v"[..])?;
             Err(Error::Invalid("fails after writing".into()))
         });
-        let b = job(&engine, &mut leader, put("b"));
-        leader.expect("a leader").commit();
         assert!(matches!(outcome(broken), Err(Error::Invalid(m)) if m == "fails after writing"));
         for neighbour in [a, b] {
             assert!(matches!(
