@@ -1,33 +1,43 @@
 //! The write lane of a store file: who may run the [`Writer`] right now.
 //!
 //! There is no writer thread. Writes are committed by their callers, as
-//! LevelDB and RocksDB writers do: a caller whose small write finds the lane
-//! free becomes its leader, yields once to its runtime (so that writers
-//! about to write queue their jobs meanwhile), and commits everything queued
-//! as one batch on its own thread — no thread hop, no wake-up. Callers that
-//! find the lane taken queue their job and wait; when the leader is done and
-//! jobs are left, it hands the lane to the oldest waiting caller, which
-//! commits the next batch. A leader commits one batch per turn, so a
-//! runtime thread is held for one batch at a time, never for a stream of
-//! other callers' work.
+//! LevelDB and RocksDB writers do, but no caller ever *owns* the lane while
+//! it is not running: the lane is taken, a batch committed and the lane let
+//! go inside one synchronous step (one poll of a write future, one pool
+//! task), so a future that is parked, starved or dropped holds nothing
+//! anyone else waits for.
+//!
+//! A small write queues its job at the first poll of its future and yields
+//! once to its runtime, so that writers about to write queue theirs
+//! meanwhile. When it is polled again and its reply has not come, it takes
+//! the lane if it is free and commits the next batch from the front of the
+//! queue (its own job and those queued before and after it) on its own
+//! thread — no thread hop, no wake-up. If the lane is taken it registers to
+//! be woken when the lane is let go, and tries again then. A caller commits
+//! one batch per poll, so a runtime thread is held for one batch at a time,
+//! never for a stream of other callers' work.
 //!
 //! Work that must not run on a runtime thread goes to the process-wide
 //! pool ([`crate::engine::pool`]): batches that fsync (`Full`), jobs that
 //! carry a lot or scan rows, and checkpoints, which a timer in the pool or
 //! a full journal requests. A pool worker drains the queue until it is
-//! empty.
+//! empty (a bounded number of batches per task).
+//!
+//! Cancellation: a job is queued at its future's first poll, and from then
+//! on it is committed whatever becomes of the future — by the next batch
+//! anyone commits, by a pool drain that dropping the future asks for, or
+//! at the latest by the close. A future dropped before its first poll
+//! queued nothing and writes nothing.
 //!
 //! Because only the lane's owner ever begins a redb write transaction,
 //! redb's `begin_write` never waits. Nothing here spins: a waiting caller
-//! awaits its reply (or its turn to lead), and on one CPU the owner always
-//! has the core to itself.
+//! awaits its reply (or a wake-up when the lane is let go), and on one CPU
+//! the owner always has the core to itself.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::task::Waker;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -65,7 +75,9 @@ fn take_batch(
         if inline_only && !next.weight().inline_ok() {
             break;
         }
-        let job = queue.pop_front().expect("peeked");
+        let Some(job) = queue.pop_front() else {
+            break;
+        };
         weight = weight.saturating_add(job.weight().get());
         jobs.push(job);
     }
@@ -74,12 +86,21 @@ fn take_batch(
 
 #[derive(Default)]
 struct State {
-    /// Someone owns the lane: a leading caller, a pool worker, the close.
+    /// Someone runs the writer right now: a caller inside one poll, a pool
+    /// worker, an exclusive section, the close; or a drain queued on the
+    /// pool (`drain_queued`).
     busy: bool,
     queue: VecDeque<Box<dyn Job>>,
-    /// Waiting callers that may lead, oldest first: sending makes one the
-    /// leader.
-    candidates: VecDeque<oneshot::Sender<()>>,
+    /// Callers with a queued job that found the lane taken: woken when it
+    /// is let go with jobs left. Emptied at every let-go, so it holds at
+    /// most one entry per caller polled since (see [`Waiting`]).
+    waiters: Vec<Waker>,
+    /// How many times `waiters` was emptied.
+    round: u64,
+    /// A caller gave up waiting for its queued job (its future was
+    /// dropped): the next let-go hands the queue to a pool worker rather
+    /// than to callers that may never be polled again.
+    orphaned: bool,
     /// Callers of `checkpoint()`, answered after the next checkpoint.
     checkpoint_waiters: Vec<oneshot::Sender<Result<()>>>,
     /// A checkpoint should run (timer fired, journal full).
@@ -121,87 +142,48 @@ pub(crate) struct Lane {
     this: Weak<Lane>,
 }
 
-/// How a submitted job will be committed.
-pub(crate) enum Submitted<'a> {
-    /// By this caller: yield once, then [`Leader::commit`].
-    Lead(Leader<'a>),
-    /// By someone else; this caller may be asked to lead meanwhile.
-    Queued(Option<Candidate<'a>>),
+/// Who commits a submitted job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committer {
+    /// The caller may: after a yield, [`Lane::try_commit`] until the reply
+    /// comes.
+    Caller,
+    /// A pool worker (or the job was answered already: the lane is
+    /// closed); the caller only awaits the reply.
+    Pool,
 }
 
-/// The lane, owned by a caller that is to commit on its own thread.
-pub(crate) struct Leader<'a> {
+/// What [`Lane::try_commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Committed one batch on this thread.
+    Committed,
+    /// The lane is taken: the waker is woken when it is let go.
+    Busy,
+    /// Nothing for this caller to commit: a pool worker has the queue, or
+    /// it is empty. The reply comes on its own.
+    Elsewhere,
+}
+
+/// A caller's entry among the lane's waiters, so that polling it again
+/// replaces its waker instead of adding another.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    entry: Option<(u64, usize)>,
+}
+
+/// The lane, owned by this thread for one step: let go when dropped — also
+/// when a panic unwinds through the step, so that no panic leaves the lane
+/// owned by nobody.
+struct Owner<'a> {
     lane: &'a Lane,
     armed: bool,
 }
 
-impl Leader<'_> {
-    /// Commits the next batch on this thread and lets go of the lane.
-    pub fn commit(mut self) {
-        self.armed = false;
-        self.lane.commit_inline();
-    }
-}
-
-impl Drop for Leader<'_> {
-    /// A leader that never committed (its future was dropped) passes the
-    /// lane on, with the queue and its own job.
+impl Drop for Owner<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.lane.release();
-        }
-    }
-}
-
-/// A waiting caller that the leader may hand the lane to.
-pub(crate) struct Candidate<'a> {
-    lane: &'a Lane,
-    /// `None` once it resolved: a oneshot receiver must not be polled
-    /// again after it completed.
-    turn: Option<oneshot::Receiver<()>>,
-}
-
-impl<'a> Candidate<'a> {
-    /// Resolves with a [`Leader`] when this caller's turn to lead comes;
-    /// pending forever if it never does (poll it together with the reply).
-    pub fn turn(&mut self) -> impl Future<Output = Leader<'a>> + '_ {
-        std::future::poll_fn(move |cx: &mut Context<'_>| {
-            let Some(turn) = self.turn.as_mut() else {
-                return Poll::Pending;
-            };
-            match Pin::new(turn).poll(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.turn = None;
-                    Poll::Ready(Leader {
-                        lane: self.lane,
-                        armed: true,
-                    })
-                }
-                // Never promoted (the lane closed, or every job was
-                // committed): wait for the reply alone.
-                Poll::Ready(Err(_)) => {
-                    self.turn = None;
-                    Poll::Pending
-                }
-                Poll::Pending => Poll::Pending,
-            }
-        })
-    }
-}
-
-impl Drop for Candidate<'_> {
-    /// Handed the lane but gone before it noticed: pass it on. The
-    /// receiver is closed first, so that a leader handing the lane over
-    /// right now either fails to (and tries the next caller) or succeeds
-    /// before the close and is seen here: a turn sent between a bare
-    /// `try_recv` and the receiver's drop would be lost, and with it the
-    /// lane (every later write would queue behind an owner that is gone).
-    fn drop(&mut self) {
-        if let Some(mut turn) = self.turn.take() {
-            turn.close();
-            if turn.try_recv().is_ok() {
-                self.lane.release();
-            }
         }
     }
 }
@@ -253,53 +235,85 @@ impl Lane {
         }
     }
 
+    /// Whether the job at the front of the queue may commit on a caller's
+    /// thread.
+    fn front_inline(&self, state: &State) -> bool {
+        self.inline.load(Ordering::Relaxed)
+            && state.queue.front().is_some_and(|j| j.weight().inline_ok())
+    }
+
     /// Queues `job` (its reply says how it went) and says who commits it.
-    pub fn submit(&self, job: Box<dyn Job>) -> Submitted<'_> {
+    /// From here on the job runs, whatever becomes of the caller.
+    pub fn submit(&self, job: Box<dyn Job>) -> Committer {
         let mut state = self.state();
         if state.closed {
             drop(state);
-            let err = self.closed_error();
-            job.finish(Err(err));
-            return Submitted::Queued(None);
+            job.finish(Err(self.closed_error()));
+            return Committer::Pool;
         }
-        let may_lead = self.inline.load(Ordering::Relaxed) && job.weight().inline_ok();
+        let inline = self.inline.load(Ordering::Relaxed) && job.weight().inline_ok();
         state.queue.push_back(job);
-        if !may_lead {
-            self.dispatch(state);
-            return Submitted::Queued(None);
+        if inline {
+            return Committer::Caller;
         }
-        if !state.busy && !state.wants_checkpoint() && state.acquiring == 0 {
-            state.busy = true;
-            return Submitted::Lead(Leader {
-                lane: self,
-                armed: true,
-            });
-        }
-        let (tx, turn) = oneshot::channel();
-        state.candidates.push_back(tx);
         self.dispatch(state);
-        Submitted::Queued(Some(Candidate {
-            lane: self,
-            turn: Some(turn),
-        }))
+        Committer::Pool
     }
 
-    /// Commits the next batch of small jobs on this thread, then lets go.
-    fn commit_inline(&self) {
-        let jobs = {
-            let mut state = self.state();
-            if state.wants_checkpoint() {
-                Vec::new()
-            } else {
-                take_batch(&mut state.queue, INLINE_MAX_WEIGHT, true)
-            }
-        };
-        if !jobs.is_empty() {
-            let mut writer = self.writer();
-            writer.commit_batch(jobs);
-            self.after_commit(&writer);
+    /// Commits the next batch of small jobs on this thread if the lane is
+    /// free, and lets go of it before returning; otherwise registers
+    /// `waker` to be woken when the lane is let go.
+    pub fn try_commit(&self, waiting: &mut Waiting, waker: &Waker) -> Attempt {
+        let mut state = self.state();
+        if state.busy || state.acquiring > 0 {
+            Self::wait_turn(&mut state, waiting, waker);
+            return Attempt::Busy;
         }
-        self.release();
+        if state.queue.is_empty() {
+            return Attempt::Elsewhere;
+        }
+        if state.wants_checkpoint() || state.room_due || !self.front_inline(&state) {
+            // Pool work comes first; the drain commits the queue with it.
+            self.dispatch(state);
+            return Attempt::Elsewhere;
+        }
+        state.busy = true;
+        let jobs = take_batch(&mut state.queue, INLINE_MAX_WEIGHT, true);
+        drop(state);
+        let _owner = Owner {
+            lane: self,
+            armed: true,
+        };
+        let mut writer = self.writer();
+        writer.commit_batch(jobs);
+        self.after_commit(&writer);
+        Attempt::Committed
+    }
+
+    fn wait_turn(state: &mut State, waiting: &mut Waiting, waker: &Waker) {
+        match waiting.entry {
+            Some((round, i)) if round == state.round => {
+                let entry = &mut state.waiters[i];
+                if !entry.will_wake(waker) {
+                    entry.clone_from(waker);
+                }
+            }
+            _ => {
+                waiting.entry = Some((state.round, state.waiters.len()));
+                state.waiters.push(waker.clone());
+            }
+        }
+    }
+
+    /// A caller stopped waiting for its job (its future was dropped): the
+    /// job is committed soon by a pool worker if nobody else does.
+    pub fn abandon(&self) {
+        let mut state = self.state();
+        if state.queue.is_empty() || state.closed {
+            return;
+        }
+        state.orphaned = true;
+        self.dispatch(state);
     }
 
     /// Asks for a checkpoint and returns a receiver of its outcome.
@@ -326,16 +340,17 @@ impl Lane {
     }
 
     /// Queues a drain of this lane on the pool; the lane stays owned by it
-    /// until it runs (or [`Lane::close`] takes the work over).
+    /// until it runs (or [`Lane::acquire`] takes the work over).
     fn spawn_drain(&self, mut state: MutexGuard<'_, State>) {
         state.drain_queued = true;
+        state.orphaned = false;
         drop(state);
         let lane = self.this.upgrade().expect("a lane in use is alive");
         pool::spawn(move || lane.drain_task());
     }
 
-    /// The pool's side of a queued drain: nothing to do if the close took
-    /// the work over meanwhile.
+    /// The pool's side of a queued drain: nothing to do if an acquirer
+    /// took the work over meanwhile.
     fn drain_task(&self) {
         {
             let mut state = self.state();
@@ -391,32 +406,34 @@ impl Lane {
         self.dispatch(state);
     }
 
-    /// The owner lets go: to the oldest waiting caller that may lead when
-    /// small jobs are left, to a pool worker for other work, or to nobody.
+    /// The owner lets go: to a thread waiting in [`Lane::acquire`], to a
+    /// pool worker for work that is the pool's (or jobs nobody may be
+    /// waiting for), else to nobody — waking the callers that wait for it.
     fn release(&self) {
         let mut state = self.state();
-        if state.has_work() && state.acquiring == 0 {
-            if !state.wants_checkpoint()
-                && state.queue.front().is_some_and(|j| j.weight().inline_ok())
-            {
-                while let Some(next) = state.candidates.pop_front() {
-                    if next.send(()).is_ok() {
-                        return; // the lane is theirs now
-                    }
-                }
-            }
+        if state.acquiring > 0 {
+            // The acquirer goes first; its own let-go wakes the waiters.
+            state.busy = false;
+            drop(state);
+            self.freed.notify_all();
+            return;
+        }
+        let pool_work = state.wants_checkpoint()
+            || state.room_due
+            || (!state.queue.is_empty() && (state.orphaned || !self.front_inline(&state)));
+        if pool_work {
             self.spawn_drain(state);
             return;
         }
         state.busy = false;
-        if !state.has_work() {
-            // Nobody is waiting any more: every queued job was committed.
-            state.candidates.clear();
-        }
-        let wake = state.acquiring > 0;
+        let waiters = std::mem::take(&mut state.waiters);
+        state.round = state.round.wrapping_add(1);
+        // With the queue empty every waiter's job was committed, and its
+        // reply wakes it.
+        let wake = !state.queue.is_empty();
         drop(state);
         if wake {
-            self.freed.notify_all();
+            waiters.into_iter().for_each(Waker::wake);
         }
     }
 
@@ -424,14 +441,17 @@ impl Lane {
     /// left, then lets go; after `rounds` batches it queues itself again on
     /// the pool instead, so that other files' work gets a worker too.
     fn drain(&self, rounds: usize) {
+        let mut owner = Owner {
+            lane: self,
+            armed: true,
+        };
         for _ in 0..rounds {
             let (jobs, checkpoint, waiters, room) = {
                 let mut state = self.state();
                 if !state.has_work() || state.acquiring > 0 {
-                    drop(state);
-                    self.release();
-                    return;
+                    return; // the owner lets go
                 }
+                state.orphaned = false;
                 let room = std::mem::take(&mut state.room_due);
                 let jobs = take_batch(&mut state.queue, MAX_BATCH_WEIGHT, false);
                 // A checkpoint runs once the queue is empty: it then covers
@@ -471,6 +491,7 @@ impl Lane {
             }
             self.after_commit(&writer);
         }
+        owner.armed = false;
         self.spawn_drain(self.state());
     }
 
@@ -498,30 +519,39 @@ impl Lane {
     /// Runs `f` on the writer with the lane to itself (no batch before it
     /// has finished, none after it starts), then lets go. Blocking.
     pub fn exclusive<R>(&self, f: impl FnOnce(&mut Writer, &AtomicBool) -> R) -> R {
-        let state = self.acquire();
-        drop(state);
-        let result = f(&mut self.writer(), &self.inline);
-        self.release();
-        result
+        drop(self.acquire());
+        let _owner = Owner {
+            lane: self,
+            armed: true,
+        };
+        f(&mut self.writer(), &self.inline)
     }
 
-    /// Takes the lane for good, once its owner let go and the queue is
-    /// empty, and returns the writer for the final steps of closing. Later
-    /// submissions fail with [`Error::Closed`]. Blocking.
+    /// Takes the lane for good, once its owner let go, commits every job
+    /// still queued (a queued job runs whatever became of its caller) and
+    /// returns the writer for the final steps of closing. Later submissions
+    /// fail with [`Error::Closed`]. Blocking.
     pub fn close(&self) -> Writer {
         self.state().closed = true;
         let mut state = self.acquire();
         // Answer what can no longer run.
         let waiters = std::mem::take(&mut state.checkpoint_waiters);
+        let mut queue = std::mem::take(&mut state.queue);
+        state.waiters.clear();
         drop(state);
         for reply in waiters {
             let _ = reply.send(Err(self.closed_error()));
         }
-        self.writer
+        let mut writer = self
+            .writer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-            .expect("a lane is closed once")
+            .expect("a lane is closed once");
+        while !queue.is_empty() {
+            writer.commit_batch(take_batch(&mut queue, MAX_BATCH_WEIGHT, false));
+        }
+        writer
     }
 }
 
@@ -569,10 +599,7 @@ mod tests {
             weight: Weight::SCAN,
             max_value: 1 << 20,
         };
-        assert!(matches!(
-            engine.lane.submit(Box::new(job)),
-            super::Submitted::Queued(None)
-        ));
+        assert_eq!(engine.lane.submit(Box::new(job)), super::Committer::Pool);
         engine.close().unwrap();
         for _ in 0..pool::max_threads() {
             release_tx.send(()).unwrap();

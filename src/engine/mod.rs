@@ -47,7 +47,7 @@ use crate::config::{RedbStoreConfig, Synchronous};
 use crate::error::{Error, KeyProblem, Result};
 use closing::{Closing, Shutdown};
 pub(crate) use format::{Keying, open_with};
-use lane::{Lane, Submitted};
+use lane::{Attempt, Committer, Lane, Waiting};
 use protect::crypt::Cipher;
 use recovery::RecoveryReport;
 use storage::IoStats;
@@ -74,8 +74,11 @@ pub(crate) struct Engine {
     /// This file's cache size (its share of the process-wide budget).
     pub cache_bytes: usize,
     lane: Arc<Lane>,
-    /// The configuration in effect, merged from every opener's.
+    /// The configuration in effect, merged from every opener's. Locked
+    /// only to read or replace it, never across I/O.
     config: Mutex<RedbStoreConfig>,
+    /// Held by [`Engine::adopt`]: one reconfiguration at a time.
+    adopting: Mutex<()>,
     pub io: Arc<IoStats>,
     pub status: Arc<WriterStatus>,
     pub file_id: [u8; 16],
@@ -112,7 +115,8 @@ impl Engine {
 
     /// Runs `f` in a write transaction (batched with concurrent writes; on
     /// this thread when it can, see [`lane`]) and returns once its effects
-    /// are durable at the configured level.
+    /// are durable at the configured level. Once polled, the write is
+    /// committed whether or not the future is then dropped.
     pub async fn write<R, F>(&self, weight: Weight, max_value: usize, f: F) -> Result<R>
     where
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
@@ -131,38 +135,43 @@ impl Engine {
             weight,
             max_value,
         });
-        match self.lane.submit(job) {
-            Submitted::Lead(leader) => {
+        // From here the job runs whatever becomes of this future (see
+        // `lane`): dropped while waiting, it asks a pool worker to commit it.
+        let committer = self.lane.submit(job);
+        let mut abandon = Abandon {
+            lane: &self.lane,
+            armed: true,
+        };
+        let reply = match committer {
+            Committer::Caller => {
                 // One yield first: tasks of this runtime about to write
                 // queue their jobs meanwhile and ride along in the same
                 // transaction (a lone writer is polled again at once). A
                 // loop of writes so never starves the runtime either.
                 tokio::task::yield_now().await;
-                leader.commit();
-            }
-            Submitted::Queued(Some(mut candidate)) => {
-                // Wait for the reply; if the lane is handed to this caller
-                // first, commit the next batch (likely with its own job).
-                let mut turn = std::pin::pin!(candidate.turn());
-                let first = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(leader) = turn.as_mut().poll(cx) {
-                        return Poll::Ready(Err(leader));
+                let mut waiting = Waiting::default();
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(reply) = Pin::new(&mut done).poll(cx) {
+                        return Poll::Ready(reply);
                     }
-                    Pin::new(&mut done).poll(cx).map(Ok)
+                    // The lane is held only inside this call, never across
+                    // a `Pending`.
+                    if self.lane.try_commit(&mut waiting, cx.waker()) == Attempt::Committed {
+                        if let Poll::Ready(reply) = Pin::new(&mut done).poll(cx) {
+                            return Poll::Ready(reply);
+                        }
+                        // Our job is further back: one batch per poll, so
+                        // let the runtime run others before the next.
+                        cx.waker().wake_by_ref();
+                    }
+                    Poll::Pending
                 })
-                .await;
-                match first {
-                    Ok(reply) => return reply.map_err(|_| self.closed())?,
-                    Err(leader) => leader.commit(),
-                }
+                .await
             }
-            Submitted::Queued(None) => {}
-        }
-        match done.try_recv() {
-            Ok(result) => result,
-            Err(oneshot::error::TryRecvError::Empty) => done.await.map_err(|_| self.closed())?,
-            Err(oneshot::error::TryRecvError::Closed) => Err(self.closed()),
-        }
+            Committer::Pool => (&mut done).await,
+        };
+        abandon.armed = false;
+        reply.map_err(|_| self.closed())?
     }
 
     /// Makes every acknowledged write part of the redb file (a durable
@@ -187,7 +196,10 @@ impl Engine {
     pub fn adopt(&self, other: &RedbStoreConfig) -> Result<()> {
         other.validate()?;
         self.check_key(other.encryption.as_ref())?;
-        let mut config = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        // One adopter at a time; `config()` never waits for it, as the
+        // exclusive section below may checkpoint (fsyncs).
+        let _one = self.adopting.lock().unwrap_or_else(|p| p.into_inner());
+        let config = self.config();
         let merged = config.merged_with(other);
         if other.cache_size_kib != config.cache_size_kib
             || other.integrity_check != config.integrity_check
@@ -220,7 +232,7 @@ impl Engine {
                 merged.synchronous
             );
         }
-        *config = merged;
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = merged;
         Ok(())
     }
 
@@ -275,6 +287,22 @@ impl Engine {
         match self.shutdown() {
             Some(shutdown) => Closing::register(shutdown).finish().unwrap_or(Ok(())),
             None => Ok(()),
+        }
+    }
+}
+
+/// A write future's job, queued: if the future is dropped before the reply
+/// came, the lane is told, so that the job is committed soon even if no
+/// other caller comes along.
+struct Abandon<'a> {
+    lane: &'a Lane,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.lane.abandon();
         }
     }
 }

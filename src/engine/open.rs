@@ -289,6 +289,7 @@ impl Engine {
             cache: Some(share),
             lane: Lane::new(writer, inline),
             config: Mutex::new(config.clone()),
+            adopting: Mutex::new(()),
             io,
             status,
             file_id: meta.file_id,

@@ -538,7 +538,7 @@ mod tests {
     use crate::catalog::SESSIONS;
     use crate::config::RedbStoreConfig;
     use crate::engine::Engine;
-    use crate::engine::lane::Submitted;
+    use crate::engine::lane::{Attempt, Committer, Waiting};
     use crate::engine::tx::Tx;
     use crate::error::{Error, Result};
 
@@ -546,12 +546,8 @@ mod tests {
 
     type Reply = oneshot::Receiver<Result<()>>;
 
-    /// Queues `f` as a job; the first job queued leads the batch.
-    fn job<'e>(
-        engine: &'e Engine,
-        leader: &mut Option<crate::engine::lane::Leader<'e>>,
-        f: impl FnOnce(&mut Tx<'_>) -> Result<()> + Send + 'static,
-    ) -> Reply {
+    /// Queues `f` as a job that its caller may commit.
+    fn job(engine: &Engine, f: impl FnOnce(&mut Tx<'_>) -> Result<()> + Send + 'static) -> Reply {
         let (reply, done) = oneshot::channel();
         let job = FnJob {
             f: Some(f),
@@ -560,11 +556,16 @@ mod tests {
             weight: Weight::bytes(16),
             max_value: 1 << 10,
         };
-        match engine.lane.submit(Box::new(job)) {
-            Submitted::Lead(l) => *leader = Some(l),
-            Submitted::Queued(_) => assert!(leader.is_some(), "the first job leads"),
-        }
+        assert_eq!(engine.lane.submit(Box::new(job)), Committer::Caller);
         done
+    }
+
+    /// Commits the queued jobs as one batch on this thread.
+    fn commit(engine: &Engine) {
+        let attempt = engine
+            .lane
+            .try_commit(&mut Waiting::default(), std::task::Waker::noop());
+        assert_eq!(attempt, Attempt::Committed);
     }
 
     fn put(name: &'static str) -> impl FnOnce(&mut Tx<'_>) -> Result<()> + Send {
@@ -590,11 +591,10 @@ mod tests {
         engine: &Engine,
         middle: impl FnOnce(&mut Tx<'_>) -> Result<()> + Send + 'static,
     ) -> [Reply; 3] {
-        let mut leader = None;
-        let a = job(engine, &mut leader, put("a"));
-        let m = job(engine, &mut leader, middle);
-        let b = job(engine, &mut leader, put("b"));
-        leader.expect("a leader").commit();
+        let a = job(engine, put("a"));
+        let m = job(engine, middle);
+        let b = job(engine, put("b"));
+        commit(engine);
         [a, m, b]
     }
 
@@ -636,9 +636,8 @@ mod tests {
         for name in ["a", "half", "b"] {
             assert!(!stored(&engine, name), "{name} was written");
         }
-        let mut leader = None;
-        let again = job(&engine, &mut leader, put("a"));
-        leader.expect("a leader").commit();
+        let again = job(&engine, put("a"));
+        commit(&engine);
         assert!(outcome(again).is_ok() && stored(&engine, "a"));
         engine.close().unwrap();
     }
