@@ -504,15 +504,16 @@ impl Journal {
     /// commit: its header becomes the end marker (zeros), so recovery stops
     /// before it, and the next record takes its place. Its callers were told
     /// the batch failed; replaying it at the next open would apply it after
-    /// all. Fsynced with `sync_each`, as the record was.
+    /// all. Fsynced in every mode: in `Normal` the record itself was not,
+    /// but the OS may have written it out, and a power cut must not bring
+    /// back a batch whose callers were told `Err`. (Failed commits are rare;
+    /// the fsync costs nothing in the common path.)
     pub fn retract(&mut self) -> Result<()> {
         let Some(pos) = self.last_pos.take() else {
             return Ok(());
         };
         self.write_at(pos, &[0u8; RECORD_HEADER_LEN])?;
-        if self.sync_each {
-            self.sync_data()?;
-        }
+        self.sync_data()?;
         self.write_pos = pos;
         Ok(())
     }
