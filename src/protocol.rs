@@ -410,19 +410,19 @@ impl ProtocolStore for RedbStore {
     }
 
     /// In ascending jid order (SqliteStore's observed order).
+    /// A scan of every token of the account, so it runs on a pool worker
+    /// rather than the runtime thread.
     async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        self.read(|s| {
-            s.visit(
-                TC_TOKENS,
-                TC_TOKENS.device(self.device_id),
-                |(_, jid), _| {
-                    out.push(jid.to_owned());
-                    Ok(true)
-                },
-            )
-        })?;
-        Ok(out)
+        let d = self.device_id;
+        self.read_blocking(move |s| {
+            let mut out = Vec::new();
+            s.visit(TC_TOKENS, TC_TOKENS.device(d), |(_, jid), _| {
+                out.push(jid.to_owned());
+                Ok(true)
+            })?;
+            Ok(out)
+        })
+        .await
     }
 
     /// Deletes a row when both windows have passed: its token is empty or

@@ -60,6 +60,14 @@ fn sql_like(pattern: &str, text: &str) -> bool {
 /// or `LIKE 'user:%'`. A user without letters or wildcards (every real
 /// user, they are numeric) matches exactly by prefix, found with a range
 /// scan; anything else is checked against every address of the device.
+/// Whether `user` names one user exactly (digits, as phone numbers and
+/// LIDs are) rather than a pattern SqliteStore's `LIKE` would expand.
+fn is_exact_user(user: &str) -> bool {
+    !user
+        .chars()
+        .any(|c| c.is_ascii_alphabetic() || c == '_' || c == '%')
+}
+
 fn has_address_of_user(
     s: &Snapshot<'_>,
     table: crate::catalog::Table<(i32, &'static str), &'static [u8]>,
@@ -67,10 +75,7 @@ fn has_address_of_user(
     user: &str,
 ) -> crate::error::Result<bool> {
     let mut found = false;
-    let exact = !user
-        .chars()
-        .any(|c| c.is_ascii_alphabetic() || c == '_' || c == '%');
-    if exact {
+    if is_exact_user(user) {
         let (_, upper) = table.device(d);
         s.visit(
             table,
@@ -143,10 +148,19 @@ impl SignalStore for RedbStore {
 
     async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
         let d = self.device_id;
-        self.read(|s| {
+        let look = move |s: &Snapshot<'_>, user: &str| {
             Ok(has_address_of_user(s, SESSIONS, d, user)?
                 || has_address_of_user(s, IDENTITIES, d, user)?)
-        })
+        };
+        if is_exact_user(user) {
+            // A range lookup that stops at the first key past `user`.
+            self.read(|s| look(s, user))
+        } else {
+            // A pattern match over every address of the account: a scan,
+            // so off the runtime thread.
+            let user = user.to_owned();
+            self.read_blocking(move |s| look(s, &user)).await
+        }
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
