@@ -220,7 +220,7 @@ pub enum Error {
 
     /// An earlier I/O failure made the store refuse further writes.
     #[error(
-        "{}: the store stopped accepting writes after an earlier failure ({cause}); acknowledged data is safe on disk, drop every handle and reopen the store",
+        "{}: the store stopped accepting writes after an earlier failure ({cause}); acknowledged data is safe on disk; once the cause is gone (space freed, the device back) the next write reopens the file by itself, or call `RedbStore::reopen_if_halted` to see why it cannot",
         .path.display()
     )]
     Halted {

@@ -227,7 +227,7 @@ impl RedbStore {
         let engine = self.engine.clone();
         self.read_blocking(move |s| {
             let (accounts, tables) = census(s)?;
-            let meta = crate::engine::schema::read_meta(engine.db(), &engine.path)?;
+            let meta = crate::engine::schema::read_meta(&*engine.database()?, &engine.path)?;
             let status = &engine.status;
             let lsn = status.lsn.load(Ordering::Relaxed);
             let checkpoint = status.checkpoint_lsn.load(Ordering::Relaxed);

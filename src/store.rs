@@ -224,6 +224,35 @@ impl RedbStore {
         }
     }
 
+    /// If writes halted after a failure (a full disk or an I/O error at a
+    /// checkpoint, a failed journal fsync), reopens the file in place: the
+    /// journal is replayed, so every acknowledged write is kept, and every
+    /// handle of the file (every account) writes again. `Ok(true)` if it
+    /// reopened, `Ok(false)` if writes were not halted; if the file still
+    /// cannot be opened, the reason, and the store stays halted.
+    ///
+    /// The store also does this by itself before a write (at once after the
+    /// halt, then at most once per backoff period of 1 s doubling to 1 min)
+    /// and at the next open of the path; call this to know now.
+    pub async fn reopen_if_halted(&self) -> Result<bool, StoreError> {
+        let engine = self.engine.clone();
+        blocking(move || engine.heal()).await
+    }
+
+    /// Before a write: a halted store tries to reopen its file (see
+    /// [`RedbStore::reopen_if_halted`]); how it went is logged, and the
+    /// write is refused as before if it is still halted.
+    async fn heal_if_due(&self) {
+        if self.engine.heal_due() {
+            let engine = self.engine.clone();
+            let _ = blocking(move || {
+                engine.heal_for_write();
+                Ok::<_, Error>(())
+            })
+            .await;
+        }
+    }
+
     /// Reads from a snapshot on the calling thread. For point lookups and
     /// small bounded scans: no thread hop, no lock.
     pub(crate) fn read<R>(
@@ -276,6 +305,7 @@ impl RedbStore {
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
+        self.heal_if_due().await;
         let result = self
             .engine
             .write(Weight::bytes(weight), self.max_value, f)
@@ -291,6 +321,7 @@ impl RedbStore {
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
+        self.heal_if_due().await;
         let result = self.engine.write(Weight::SCAN, self.max_value, f).await;
         result.map_err(|e| in_store_terms(&self.engine, e))
     }

@@ -30,7 +30,9 @@ use crate::fault::IoTarget;
 /// What closing a file needs of its engine.
 pub(crate) struct Shutdown {
     pub path: PathBuf,
-    pub db: Arc<Database>,
+    /// `None`: a halted engine that let go of its file and could not open
+    /// it again; nothing to close, the journal stays for the next open.
+    pub db: Option<Arc<Database>>,
     pub lane: Arc<Lane>,
     pub config: RedbStoreConfig,
     pub io: Arc<IoStats>,
@@ -79,8 +81,9 @@ impl Shutdown {
         // The writer holds the other reference to the database.
         drop(writer);
         let mut result = Ok(());
-        match Arc::try_unwrap(db) {
-            Ok(db) => {
+        match db.map(Arc::try_unwrap) {
+            None => {}
+            Some(Ok(db)) => {
                 // Both walk the file on trust: damage found there is
                 // contained like damage found by any other read. Only worth
                 // a walk when this session may have freed much of the file.
@@ -116,7 +119,9 @@ impl Shutdown {
                     Ok(()) => {}
                 }
             }
-            Err(_) => log::error!("{}: database still referenced at close", path.display()),
+            Some(Err(_)) => {
+                log::error!("{}: database still referenced at close", path.display())
+            }
         }
         drop(cache);
         // After a halt, redb's own close error ("previous I/O error") says

@@ -12,13 +12,15 @@
 //! - `open`: creating, opening, recovering and migrating a file, and the
 //!   engine assembled around it; `compact`: when and how a file is
 //!   compacted; `closing`: the last handle's close.
-//! - `registry`: one engine per file per process.
+//! - `registry`: one engine per file per process; `heal`: a halted engine
+//!   reopening its file in place.
 
 pub(crate) mod cache;
 pub(crate) mod closing;
 pub(crate) mod compact;
 pub(crate) mod files;
 pub(crate) mod format;
+pub(crate) mod heal;
 pub(crate) mod journal;
 pub(crate) mod lane;
 pub(crate) mod look;
@@ -37,7 +39,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::Poll;
 
 use redb::{Database, ReadableDatabase};
@@ -68,8 +70,12 @@ pub(crate) fn contain_panic<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Re
 
 pub(crate) struct Engine {
     pub path: PathBuf,
-    /// Taken when the engine is closed (the close needs them).
-    db: Option<Arc<Database>>,
+    /// Taken when the engine is closed (the close needs it), and while a
+    /// halted engine reopens its file ([`heal`]): then `None`, and reads
+    /// fail with [`Error::Halted`].
+    db: RwLock<Option<Arc<Database>>>,
+    /// When a halted engine may next try to reopen its file by itself.
+    heal: heal::Backoff,
     cache: Option<cache::Share>,
     /// This file's cache size (its share of the process-wide budget).
     pub cache_bytes: usize,
@@ -92,18 +98,30 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub fn db(&self) -> &Database {
-        self.db
-            .as_ref()
-            .expect("the database lives as long as the engine")
+    fn db_slot(&self) -> std::sync::RwLockReadGuard<'_, Option<Arc<Database>>> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why there is no database right now: a halted engine reopening (or
+    /// that failed to), or a closed one.
+    fn no_db(&self) -> Error {
+        match self.halted() {
+            Some(cause) => Error::halted(&self.path, &cause),
+            None => self.closed(),
+        }
+    }
+
+    /// The database, for whole-file reads outside a snapshot.
+    pub fn database(&self) -> Result<Arc<Database>> {
+        self.db_slot().clone().ok_or_else(|| self.no_db())
     }
 
     /// A read snapshot of everything acknowledged so far.
     pub fn snapshot(&self) -> Result<Snapshot<'_>> {
-        let txn = self
-            .db()
-            .begin_read()
-            .map_err(|e| Error::storage(&self.path, e))?;
+        let slot = self.db_slot();
+        let db = slot.as_ref().ok_or_else(|| self.no_db())?;
+        let txn = db.begin_read().map_err(|e| Error::storage(&self.path, e))?;
+        drop(slot);
         Ok(Snapshot::new(txn, &self.path))
     }
 
@@ -273,7 +291,7 @@ impl Engine {
         }
         Some(Shutdown {
             path: self.path.clone(),
-            db: self.db.take()?,
+            db: self.db.get_mut().unwrap_or_else(|p| p.into_inner()).take(),
             lane: self.lane.clone(),
             config: self.config(),
             io: self.io.clone(),

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::fault::IoFaults;
 
 /// The builder the engine opens its redb file with.
-fn engine_builder(path: &Path, cache_bytes: usize, verify: bool) -> Builder {
+pub(super) fn engine_builder(path: &Path, cache_bytes: usize, verify: bool) -> Builder {
     let shown = path.display().to_string();
     let mut builder = Builder::new();
     builder
@@ -266,7 +266,7 @@ impl Engine {
             .checkpoint_lsn
             .store(meta.checkpoint_lsn, Ordering::Relaxed);
         let writer = Writer {
-            db: db.clone(),
+            db: Some(db.clone()),
             path: path.to_path_buf(),
             journal: None,
             journal_spec,
@@ -284,7 +284,8 @@ impl Engine {
         let inline = config.synchronous != Synchronous::Full;
         Engine {
             path: path.to_path_buf(),
-            db: Some(db),
+            db: std::sync::RwLock::new(Some(db)),
+            heal: super::heal::Backoff::default(),
             cache_bytes: share.bytes(),
             cache: Some(share),
             lane: Lane::new(writer, inline),

@@ -120,6 +120,10 @@ pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<E
             Some(Slot::Open(weak)) => match weak.upgrade() {
                 Some(engine) => {
                     drop(slots);
+                    // A halted engine reopens its file first: the next open
+                    // of a path gets a store that writes, or the reason it
+                    // cannot.
+                    engine.heal()?;
                     engine.adopt(config)?;
                     return Ok(engine);
                 }

@@ -142,12 +142,16 @@ where
 #[derive(Debug, Default)]
 pub(crate) struct WriterStatus {
     pub halted: Mutex<Option<Error>>,
+    /// `halted` is set: one load on every write, no lock.
+    pub stopped: std::sync::atomic::AtomicBool,
     pub lsn: AtomicU64,
     pub checkpoint_lsn: AtomicU64,
 }
 
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
+    /// `None` while a halted writer has let go of the file to reopen it
+    /// ([`Writer::let_go`]).
+    pub db: Option<Arc<Database>>,
     pub path: PathBuf,
     /// Created at the first write (see [`Journal::create`]).
     pub journal: Option<Journal>,
@@ -233,10 +237,44 @@ impl Writer {
                 self.path.display()
             );
             *self.status.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
+            self.status.stopped.store(true, Ordering::Release);
             self.halted = Some(err.clone());
             // No checkpoint can succeed any more.
             self.dirty_since = None;
         }
+    }
+
+    /// Lets go of the database and the journal after a halt, so that the
+    /// file can be opened afresh (redb latches an I/O failure: only a new
+    /// open clears it). The writer stays halted until [`Writer::revive`].
+    pub fn let_go(&mut self) {
+        self.db = None;
+        self.journal = None;
+    }
+
+    /// Resumes on `db`, freshly opened and recovered up to `lsn` (every
+    /// record of the journal is in it, durably): as a writer just opened.
+    pub fn revive(&mut self, db: Arc<Database>, lsn: u64) {
+        self.db = Some(db);
+        self.journal = None;
+        self.lsn = lsn;
+        self.checkpoint_lsn = lsn;
+        self.dirty_since = None;
+        self.halted = None;
+        self.status.lsn.store(lsn, Ordering::Relaxed);
+        self.status.checkpoint_lsn.store(lsn, Ordering::Relaxed);
+        *self.status.halted.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.status.stopped.store(false, Ordering::Release);
+    }
+
+    /// The database; only a halted writer has none.
+    fn database(&self) -> Result<&Database> {
+        self.db.as_deref().ok_or_else(|| match &self.halted {
+            Some(cause) => Error::halted(&self.path, cause),
+            None => Error::Closed {
+                path: self.path.clone(),
+            },
+        })
     }
 
     /// The error every write gets once the writer has halted.
@@ -327,7 +365,7 @@ impl Writer {
         failures: &mut [Option<Error>],
     ) -> std::result::Result<(), BatchFailure> {
         let mut txn = self
-            .db
+            .database()?
             .begin_write()
             .map_err(|e| Error::storage(&self.path, e))?;
         txn.set_durability(Durability::None)
@@ -388,22 +426,20 @@ impl Writer {
     /// fails, the record is taken back: the callers are told the batch
     /// failed, so it must not be replayed at the next open.
     fn commit_journaled(&mut self, txn: redb::WriteTransaction) -> Result<()> {
-        let hook = match &self.journal_spec.faults {
-            Some(f) => f.before_commit(),
-            None => Ok(()),
-        };
-        let outcome = match hook {
-            Err(e) => {
+        // redb may panic on damage it meets while committing (issue 13
+        // moves that detection below redb): contained here, between the
+        // record and its retraction, so that the record is retracted
+        // whatever way the commit fails.
+        let faults = self.journal_spec.faults.clone();
+        let outcome = crate::engine::contain_panic(&self.path, || {
+            if let Some(f) = &faults
+                && let Err(e) = f.before_commit()
+            {
                 let _ = txn.abort();
-                Err(Error::io(&self.path, e))
+                return Err(Error::io(&self.path, e));
             }
-            // redb may panic on damage it meets while committing (issue 13
-            // moves that detection below redb); the record is retracted
-            // either way.
-            Ok(()) => crate::engine::contain_panic(&self.path, || {
-                txn.commit().map_err(|e| Error::storage(&self.path, e))
-            }),
-        };
+            txn.commit().map_err(|e| Error::storage(&self.path, e))
+        });
         if outcome.is_err()
             && self.append
             && let Some(journal) = &mut self.journal
@@ -476,7 +512,7 @@ impl Writer {
     }
 
     fn durable_commit_of_lsn(&self, quick_repair: bool) -> Result<()> {
-        let mut txn = schema::begin_durable(&self.db, &self.path)?;
+        let mut txn = schema::begin_durable(self.database()?, &self.path)?;
         // Quick-repair: reopening after a crash is instant rather than a
         // full scan of the file.
         txn.set_quick_repair(quick_repair);
@@ -639,6 +675,30 @@ mod tests {
         let again = job(&engine, put("a"));
         commit(&engine);
         assert!(outcome(again).is_ok() && stored(&engine, "a"));
+        engine.close().unwrap();
+    }
+
+    /// A job that panics (a bug; redb's panics on damage look the same)
+    /// fails its batch and halts the writer with the panic as the cause;
+    /// the lane is free, and the engine reopens its file and writes again.
+    #[test]
+    fn a_job_that_panics_halts_and_the_engine_heals() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(&dir);
+        let [a, panicked, b] = around(&engine, |_| panic!("injected panic inside a job"));
+        for reply in [a, panicked, b] {
+            let e = outcome(reply).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("injected panic inside a job"), "{text}");
+        }
+        assert!(engine.stopped());
+        let refused = job(&engine, put("c"));
+        commit(&engine);
+        assert!(matches!(outcome(refused), Err(Error::Halted { .. })));
+        assert!(engine.heal().unwrap(), "reopened");
+        let again = job(&engine, put("a"));
+        commit(&engine);
+        assert!(outcome(again).is_ok() && stored(&engine, "a") && !stored(&engine, "c"));
         engine.close().unwrap();
     }
 }

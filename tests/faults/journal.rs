@@ -13,8 +13,8 @@ use whatsapp_rust_redb_storage::{Error, RedbStore, Synchronous};
 use crate::dataset::chain;
 use crate::layer::journal_of;
 use crate::{
-    EIO, assert_close_failed, assert_halted, assert_no_space, big, bounded, explain, os_text,
-    reopen_and_verify, setup, unflushed_writes,
+    EIO, assert_close_failed, assert_no_space, assert_still_failing, big, bounded, explain,
+    os_text, reopen_and_verify, setup, unflushed_writes,
 };
 
 async fn journal_full_case(mode: Synchronous) {
@@ -145,7 +145,8 @@ async fn an_fsync_failure_on_the_journal_in_full_mode_fails_the_call_and_halts()
         assert!(text.contains(&os_text(EIO)), "{text}");
         // After a failed fsync nothing more can be promised durable: halted.
         let e = s.put_session("later", b"x").await.unwrap_err();
-        assert_halted(&e, &path, "write after the failed fsync");
+        let journal = journal_of(&path);
+        assert_still_failing(&e, &path, &journal, EIO, "write after the failed fsync");
         faults.heal();
         let e = s.close().await.unwrap_err();
         assert_close_failed(&e, &path, "close after the failed fsync");
@@ -192,7 +193,8 @@ async fn a_journal_write_error_fails_the_call_halts_and_loses_nothing_acknowledg
                 "{text}"
             );
             let e = s.put_session("later", b"x").await.unwrap_err();
-            assert_halted(&e, &path, "write after the failed journal write");
+            let context = "write after the failed journal write";
+            assert_still_failing(&e, &path, &journal_of(&path), EIO, context);
             faults.heal();
             drop(s);
             reopen_and_verify(

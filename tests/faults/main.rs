@@ -20,6 +20,7 @@
 mod database;
 #[path = "../util/dataset.rs"]
 mod dataset;
+mod heal;
 mod journal;
 mod layer;
 mod open;
@@ -107,6 +108,23 @@ fn assert_halted(e: &StoreError, path: &Path, context: &str) {
     );
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(text.contains("reopen"), "says what to do: {text}");
+}
+
+/// A write after a halting failure whose cause is still there: refused
+/// with `Halted` carrying it, or — when it first reopened the file (the
+/// store does before a write after a halt) — failing again with the same
+/// failure, naming `file`.
+fn assert_still_failing(e: &StoreError, path: &Path, file: &Path, errno: i32, context: &str) {
+    let (inner, text) = explain(e);
+    if matches!(inner, Error::Halted { .. }) {
+        return assert_halted(e, path, context);
+    }
+    assert!(matches!(inner, Error::Io { .. }), "{context}: {text}");
+    assert!(
+        text.contains(&file.display().to_string()),
+        "{context}: {text}"
+    );
+    assert!(text.contains(&os_text(errno)), "{context}: {text}");
 }
 
 /// Asserts that `close` failed, naming the file. (Which error: see
