@@ -175,14 +175,17 @@ pub struct RedbStoreConfig {
     /// Durability of an acknowledged write. Default [`Synchronous::Normal`].
     pub synchronous: Synchronous,
     /// Longest time acknowledged writes stay only in the journal before a
-    /// checkpoint makes them part of the redb file. Default 2 s.
+    /// checkpoint makes them part of the redb file. Default 2 s; more than
+    /// zero; `Duration::MAX` means no checkpoint by time (the journal's size
+    /// still triggers them, and in `Off` mode only the close does).
     pub checkpoint_interval: Duration,
     /// Journal size that triggers a checkpoint early. Default 16 MiB: each
     /// checkpoint costs two fsyncs and stalls the writer for a few
     /// milliseconds, so not too often; the journal is rewound, not grown,
-    /// after each.
+    /// after each. At least 64 KiB; `u64::MAX` means none by size.
     pub checkpoint_journal_bytes: u64,
-    /// Largest single value (session, payload, blob) accepted. Default 64 MiB.
+    /// Largest single value (session, payload, blob) accepted. Default 64 MiB;
+    /// 1 byte to 1 GiB (256 MiB on 32-bit targets).
     pub max_value_size: usize,
     /// Compact the file at close, and at an open that verified every page
     /// (after an unclean shutdown, or [`IntegrityCheck::Always`]), when at
@@ -196,7 +199,8 @@ pub struct RedbStoreConfig {
     /// How long [`crate::RedbStore::maintenance`] keeps a base key after it
     /// was saved (the client stores one per received pre-key message, to
     /// detect a retry reusing it, and never deletes them). `None` keeps
-    /// them forever. Default 30 days: retries come within minutes to days.
+    /// them forever, as does `Some(Duration::MAX)`. Default 30 days: retries
+    /// come within minutes to days.
     pub base_key_retention: Option<Duration>,
     /// The format of a file this handle creates. Default
     /// [`PageProtection::Verified`].
@@ -386,9 +390,13 @@ impl RedbStoreConfig {
                     .into(),
             ));
         }
+        // A cache size is a ceiling, never allocated up front, and the
+        // process-wide budget bounds what a file gets: any size from 256 KiB
+        // up means something (`u32::MAX`: "no limit of its own").
         if self.cache_size_kib < 256 {
             return Err(Error::InvalidConfig(format!(
-                "cache_size_kib must be at least 256, got {}",
+                "cache_size_kib must be at least 256 (KiB), got {}: redb needs room for \
+                 its write buffer",
                 self.cache_size_kib
             )));
         }
@@ -396,14 +404,20 @@ impl RedbStoreConfig {
             && kib < 256
         {
             return Err(Error::InvalidConfig(format!(
-                "cache_budget_kib must be at least 256, got {kib}"
+                "cache_budget_kib must be at least 256 (KiB), got {kib}"
             )));
         }
+        // Any length from a nanosecond up: `Duration::MAX`, "never by time",
+        // sets no timer (the journal's size still triggers checkpoints).
         if self.checkpoint_interval.is_zero() {
-            return Err(Error::InvalidConfig(
-                "checkpoint_interval must be greater than zero".into(),
-            ));
+            return Err(Error::InvalidConfig(format!(
+                "checkpoint_interval must be greater than zero, got {:?}; for no \
+                 checkpoint by time use Duration::MAX",
+                self.checkpoint_interval
+            )));
         }
+        // Up to `u64::MAX`: no checkpoint by size (the journal then grows
+        // until a timed or explicit checkpoint, or the close).
         if self.checkpoint_journal_bytes < 64 * 1024 {
             return Err(Error::InvalidConfig(format!(
                 "checkpoint_journal_bytes must be at least 65536, got {}",
@@ -420,7 +434,7 @@ impl RedbStoreConfig {
         };
         if self.max_value_size == 0 || self.max_value_size > cap {
             return Err(Error::InvalidConfig(format!(
-                "max_value_size must be between 1 byte and {} MiB, got {}",
+                "max_value_size must be between 1 byte and {} MiB, got {} bytes",
                 cap >> 20,
                 self.max_value_size
             )));
@@ -429,7 +443,7 @@ impl RedbStoreConfig {
             && !(f > 0.0 && f <= 1.0)
         {
             return Err(Error::InvalidConfig(format!(
-                "auto_compact must be in (0, 1], got {f}"
+                "auto_compact must be a fraction in (0, 1], got {f}; None disables it"
             )));
         }
         Ok(())

@@ -461,10 +461,13 @@ impl Writer {
         self.journal_full() || self.time_to_checkpoint() == Some(Duration::ZERO)
     }
 
-    /// When the next timed checkpoint is due, if one will be.
+    /// When the next timed checkpoint is due, if one will be. An interval
+    /// too long to add to an instant (`Duration::MAX`, the natural way to
+    /// say "never") sets no timer: only the journal's size and explicit
+    /// requests then checkpoint.
     pub fn checkpoint_deadline(&self) -> Option<Instant> {
-        self.dirty_since
-            .map(|since| since + self.config.checkpoint_interval)
+        self.dirty_since?
+            .checked_add(self.config.checkpoint_interval)
     }
 
     /// Commits durably everything acknowledged so far and rewinds the
