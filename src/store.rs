@@ -396,9 +396,9 @@ fn in_store_terms(engine: &Engine, e: Error) -> StoreError {
 }
 
 /// Runs blocking work (opens, closes, scans, file copies) on the
-/// process-wide worker pool, not on a runtime thread, and not on a thread
-/// of its own: the number of threads stays bounded however many stores are
-/// open.
+/// process-wide long-work pool, not on a runtime thread, not on a thread of
+/// its own (the number of threads stays bounded however many stores are
+/// open), and not on the pool that commits writes, which it would hold up.
 pub(crate) async fn blocking<R, E>(
     f: impl FnOnce() -> Result<R, E> + Send + 'static,
 ) -> Result<R, StoreError>

@@ -222,7 +222,8 @@ fn threads_stay_bounded_with_many_store_files() {
         .find_map(|l| l.split_once("THREADS ").map(|(_, n)| n))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no thread count in {stdout}"));
-    // The test's own thread, the runtime's two workers, the pool's at most
-    // eight, and the process's main thread: never one per file.
-    assert!(most <= 12, "{most} threads for 120 open store files");
+    // The test's own thread, the runtime's two workers, the two pools' (one
+    // for commits, one for opens and closes) at most eight each, and the
+    // process's main thread: never one per file.
+    assert!(most <= 20, "{most} threads for 120 open store files");
 }

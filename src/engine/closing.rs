@@ -205,14 +205,17 @@ fn pending() -> MutexGuard<'static, usize> {
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `closing` on a pool worker, and makes a normal process exit wait for
-/// it (up to [`EXIT_WAIT`]): a program that drops its last handle at the end
-/// of `main` still leaves a cleanly closed file, not one the next start must
-/// recover. A process that dies instead loses nothing: the journal stays.
+/// Runs `closing` on a long-pool worker (a close is long work: the last
+/// checkpoint, fsyncs, maybe a compaction; its lane's queued work it does
+/// itself, never waiting for a commit worker), and makes a normal process
+/// exit wait for it (up to [`EXIT_WAIT`]): a program that drops its last
+/// handle at the end of `main` still leaves a cleanly closed file, not one
+/// the next start must recover. A process that dies instead loses nothing:
+/// the journal stays.
 pub(crate) fn in_background(closing: Arc<Closing>) {
     register_exit_hook();
     *pending() += 1;
-    crate::engine::pool::spawn(move || {
+    crate::engine::pool::spawn_long(move || {
         closing.finish();
         let mut n = pending();
         *n -= 1;

@@ -1,13 +1,26 @@
-//! One process-wide pool of worker threads for the work that blocks: write
-//! batches that fsync or are large, checkpoints, opens, closes and long
-//! scans, for every store file the process has open.
+//! Two process-wide pools of worker threads for the work that blocks, for
+//! every store file the process has open:
 //!
-//! The pool is bounded ([`max_threads`]) whatever the number of files, so a
+//! - the *commit* pool ([`spawn`], [`spawn_at`]): the write lanes' work —
+//!   batches that fsync or are large, checkpoints and their timers;
+//! - the *long* pool ([`run`], [`spawn_long`]): opens (with Argon2id for a
+//!   passphrase), closes, backups, exports and scans, which may each take
+//!   seconds.
+//!
+//! They are separate so that commits never queue behind long work: with one
+//! FIFO pool, a few concurrent backups or encrypted opens took every worker
+//! and stalled every fsynced write and checkpoint of the process until they
+//! finished. Neither pool waits on the other's queue: commit work never
+//! waits for long work, and long work that needs a lane (a close, a
+//! reconfiguration) does the lane's queued drain itself rather than wait
+//! for a commit worker (`Lane::acquire`).
+//!
+//! Each pool is bounded ([`max_threads`]) whatever the number of files, so a
 //! thousand idle accounts cost no thread at all; threads start when work
 //! arrives and no thread is free, and exit after [`IDLE_EXIT`] without work.
-//! Timed work (periodic checkpoints) waits in a heap inside the pool rather
-//! than on a thread of its own: an idle worker sleeps until the earliest
-//! deadline.
+//! Timed work (periodic checkpoints) waits in a heap inside the commit pool
+//! rather than on a thread of its own: an idle worker sleeps until the
+//! earliest deadline.
 //!
 //! Nothing here spins: a worker with nothing to do sleeps on a condition
 //! variable, so on one CPU the pool never takes the core from the thread it
@@ -27,11 +40,15 @@ type Task = Box<dyn FnOnce() + Send>;
 /// How long a worker waits for work before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
 
-/// The most worker threads the pool runs: twice the CPUs this process may
-/// use, at least 4, at most 8. Pool work mostly waits for fsyncs (Full-mode
-/// batches, checkpoints, closes), which overlap even on one CPU: measured
-/// on 2 cores, closing 300 files at once took 360 ms with 2 workers, 290 ms
-/// with 4 and 220 ms with 8.
+/// The most worker threads each pool runs: twice the CPUs this process may
+/// use, at least 4, at most 8 (so at most 16 in all, none when idle).
+///
+/// Commit work mostly waits for fsyncs of different files, which overlap
+/// even on one CPU. Long work is closes (fsyncs again: measured on 2 cores,
+/// closing 300 files at once took 360 ms with 2 workers, 290 ms with 4 and
+/// 220 ms with 8), opens and copies; 8 at most bounds what concurrent
+/// Argon2id derivations hold (19 MiB each) and how many copies compete for
+/// the disk at once.
 pub(crate) fn max_threads() -> usize {
     static MAX: OnceLock<usize> = OnceLock::new();
     *MAX.get_or_init(|| {
@@ -63,7 +80,6 @@ impl Ord for Timer {
     }
 }
 
-#[derive(Default)]
 struct State {
     tasks: VecDeque<Task>,
     timers: BinaryHeap<Reverse<Timer>>,
@@ -73,98 +89,168 @@ struct State {
     idle: usize,
 }
 
+/// One pool: a FIFO queue, a timer heap and the workers serving them.
 struct Pool {
+    /// The name of its threads.
+    name: &'static str,
     state: Mutex<State>,
     work: Condvar,
 }
 
-fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| Pool {
-        state: Mutex::new(State::default()),
-        work: Condvar::new(),
-    })
-}
-
-fn lock(p: &Pool) -> MutexGuard<'_, State> {
-    p.state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Makes sure a worker will pick up what was just queued: wakes an idle one,
-/// or starts one if none is idle and the pool is below its bound (above it,
-/// the work waits for the next free worker).
-fn wake(p: &'static Pool, state: MutexGuard<'_, State>) {
-    // Idle workers already woken for earlier tasks still count as idle
-    // until they run: start one more when the queue outnumbers them.
-    let enough = state.tasks.len() <= state.idle;
-    if state.idle > 0 {
-        p.work.notify_one();
+impl Pool {
+    const fn new(name: &'static str) -> Pool {
+        Pool {
+            name,
+            state: Mutex::new(State {
+                tasks: VecDeque::new(),
+                timers: BinaryHeap::new(),
+                next_seq: 0,
+                threads: 0,
+                idle: 0,
+            }),
+            work: Condvar::new(),
+        }
     }
-    if !enough {
-        start_worker(p, state);
-    }
-}
 
-/// Starts one more worker, unless the pool is at its bound (then the work
-/// waits for the next free worker).
-fn start_worker(p: &'static Pool, mut state: MutexGuard<'_, State>) {
-    if state.threads >= max_threads() {
-        return;
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-    state.threads += 1;
-    drop(state);
-    let started = std::thread::Builder::new()
-        .name("wa-redb-worker".into())
-        .spawn(move || worker(p));
-    if let Err(e) = started {
-        // Work still runs on the existing workers, if any.
-        log::error!("cannot start a wa-redb worker thread: {e}");
-        let mut state = lock(p);
-        state.threads -= 1;
-        if state.threads == 0 {
-            // No worker at all: run what is queued on this thread rather
-            // than never.
-            let tasks: Vec<Task> = state.tasks.drain(..).collect();
+
+    fn spawn(&'static self, task: Task) {
+        let mut state = self.lock();
+        state.tasks.push_back(task);
+        self.wake(state);
+    }
+
+    fn spawn_at(&'static self, at: Instant, task: Task) {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.timers.push(Reverse(Timer { at, seq, task }));
+        // A sleeping worker recomputes its deadline; with none at all, start
+        // one (busy ones see the timer when they look for work again).
+        if state.idle > 0 {
             drop(state);
-            tasks.into_iter().for_each(run_task);
+            self.work.notify_all();
+        } else if state.threads == 0 {
+            self.start_worker(state);
+        }
+    }
+
+    /// Makes sure a worker will pick up what was just queued: wakes an idle
+    /// one, or starts one if none is idle and the pool is below its bound
+    /// (above it, the work waits for the next free worker).
+    fn wake(&'static self, state: MutexGuard<'_, State>) {
+        // Idle workers already woken for earlier tasks still count as idle
+        // until they run: start one more when the queue outnumbers them.
+        let enough = state.tasks.len() <= state.idle;
+        if state.idle > 0 {
+            self.work.notify_one();
+        }
+        if !enough {
+            self.start_worker(state);
+        }
+    }
+
+    /// Starts one more worker, unless the pool is at its bound (then the
+    /// work waits for the next free worker).
+    fn start_worker(&'static self, mut state: MutexGuard<'_, State>) {
+        if state.threads >= max_threads() {
+            return;
+        }
+        state.threads += 1;
+        drop(state);
+        let started = std::thread::Builder::new()
+            .name(self.name.into())
+            .spawn(move || self.worker());
+        if let Err(e) = started {
+            // Work still runs on the existing workers, if any.
+            log::error!("cannot start a {} thread: {e}", self.name);
+            let mut state = self.lock();
+            state.threads -= 1;
+            if state.threads == 0 {
+                // No worker at all: run what is queued on this thread
+                // rather than never.
+                let tasks: Vec<Task> = state.tasks.drain(..).collect();
+                drop(state);
+                tasks.into_iter().for_each(run_task);
+            }
+        }
+    }
+
+    fn worker(&'static self) {
+        let mut state = self.lock();
+        loop {
+            let now = Instant::now();
+            while state.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
+                let Reverse(timer) = state.timers.pop().expect("peeked");
+                state.tasks.push_back(timer.task);
+            }
+            if let Some(task) = state.tasks.pop_front() {
+                if !state.tasks.is_empty() && state.idle > 0 {
+                    self.work.notify_one();
+                }
+                drop(state);
+                run_task(task);
+                state = self.lock();
+                continue;
+            }
+            let wait = match state.timers.peek() {
+                Some(Reverse(t)) => t.at.saturating_duration_since(now).min(IDLE_EXIT),
+                None => IDLE_EXIT,
+            };
+            state.idle += 1;
+            let (next, timeout) = self
+                .work
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|e| e.into_inner());
+            state = next;
+            state.idle -= 1;
+            let nothing_due = state.tasks.is_empty()
+                && state
+                    .timers
+                    .peek()
+                    .is_none_or(|Reverse(t)| t.at > Instant::now());
+            // The last worker stays while timers are pending.
+            if timeout.timed_out()
+                && wait == IDLE_EXIT
+                && nothing_due
+                && (state.timers.is_empty() || state.threads > 1)
+            {
+                state.threads -= 1;
+                return;
+            }
         }
     }
 }
 
-/// Runs `task` on a pool worker.
+/// The write lanes' pool.
+static COMMIT: Pool = Pool::new("wa-redb-commit");
+/// The pool of opens, closes, copies and scans.
+static LONG: Pool = Pool::new("wa-redb-long");
+
+/// Runs `task` (a write lane's work) on a commit-pool worker.
 pub(crate) fn spawn(task: impl FnOnce() + Send + 'static) {
-    let p = pool();
-    let mut state = lock(p);
-    state.tasks.push_back(Box::new(task));
-    wake(p, state);
+    COMMIT.spawn(Box::new(task));
 }
 
-/// Runs `task` on a pool worker at `at` (or soon after).
+/// Runs `task` (a write lane's timer) on a commit-pool worker at `at` (or
+/// soon after).
 pub(crate) fn spawn_at(at: Instant, task: impl FnOnce() + Send + 'static) {
-    let p = pool();
-    let mut state = lock(p);
-    let seq = state.next_seq;
-    state.next_seq += 1;
-    state.timers.push(Reverse(Timer {
-        at,
-        seq,
-        task: Box::new(task),
-    }));
-    // A sleeping worker recomputes its deadline; with none at all, start
-    // one (busy ones see the timer when they look for work again).
-    if state.idle > 0 {
-        drop(state);
-        p.work.notify_all();
-    } else if state.threads == 0 {
-        start_worker(p, state);
-    }
+    COMMIT.spawn_at(at, Box::new(task));
 }
 
-/// Runs `f` on a pool worker and returns its result. `None` if `f`
-/// panicked.
+/// Runs `task` (long work whose outcome nobody awaits: a close) on a
+/// long-pool worker.
+pub(crate) fn spawn_long(task: impl FnOnce() + Send + 'static) {
+    LONG.spawn(Box::new(task));
+}
+
+/// Runs `f` (long work) on a long-pool worker and returns its result.
+/// `None` if `f` panicked.
 pub(crate) async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
     let (tx, rx) = oneshot::channel();
-    spawn(move || {
+    spawn_long(move || {
         let _ = tx.send(f());
     });
     rx.await.ok()
@@ -175,51 +261,6 @@ fn run_task(task: Task) {
     // (the caller waiting on it sees its reply channel closed).
     if catch_unwind(AssertUnwindSafe(task)).is_err() {
         log::error!("a wa-redb worker task panicked");
-    }
-}
-
-fn worker(p: &'static Pool) {
-    let mut state = lock(p);
-    loop {
-        let now = Instant::now();
-        while state.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
-            let Reverse(timer) = state.timers.pop().expect("peeked");
-            state.tasks.push_back(timer.task);
-        }
-        if let Some(task) = state.tasks.pop_front() {
-            if !state.tasks.is_empty() && state.idle > 0 {
-                p.work.notify_one();
-            }
-            drop(state);
-            run_task(task);
-            state = lock(p);
-            continue;
-        }
-        let wait = match state.timers.peek() {
-            Some(Reverse(t)) => t.at.saturating_duration_since(now).min(IDLE_EXIT),
-            None => IDLE_EXIT,
-        };
-        state.idle += 1;
-        let (next, timeout) = p
-            .work
-            .wait_timeout(state, wait)
-            .unwrap_or_else(|e| e.into_inner());
-        state = next;
-        state.idle -= 1;
-        let nothing_due = state.tasks.is_empty()
-            && state
-                .timers
-                .peek()
-                .is_none_or(|Reverse(t)| t.at > Instant::now());
-        // The last worker stays while timers are pending.
-        if timeout.timed_out()
-            && wait == IDLE_EXIT
-            && nothing_due
-            && (state.timers.is_empty() || state.threads > 1)
-        {
-            state.threads -= 1;
-            return;
-        }
     }
 }
 
@@ -245,7 +286,7 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(30)).unwrap();
         }
         assert_eq!(done.load(Ordering::SeqCst), 200);
-        assert!(lock(pool()).threads <= max_threads());
+        assert!(COMMIT.lock().threads <= max_threads());
     }
 
     #[test]
@@ -271,5 +312,43 @@ mod tests {
             .collect();
         got.sort_unstable();
         assert_eq!(got, vec![0, 1, 2]);
+    }
+
+    /// Long work holding every long-pool worker (backups, encrypted opens)
+    /// must not delay a commit: the commit pool has workers of its own.
+    #[test]
+    fn commit_work_runs_while_every_long_worker_is_blocked() {
+        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+        // One more than the bound: the last waits in the queue.
+        for _ in 0..=max_threads() {
+            let (blocked_tx, release_rx) = (blocked_tx.clone(), release_rx.clone());
+            spawn_long(move || {
+                let _ = blocked_tx.send(());
+                let _ = release_rx.lock().unwrap().recv();
+            });
+        }
+        for _ in 0..max_threads() {
+            blocked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let tx = done_tx.clone();
+        spawn(move || {
+            let _ = tx.send("spawn");
+        });
+        spawn_at(Instant::now(), move || {
+            let _ = done_tx.send("spawn_at");
+        });
+        let mut got: Vec<&str> = (0..2)
+            .map(|_| done_rx.recv_timeout(Duration::from_secs(30)))
+            .collect::<Result<_, _>>()
+            .expect("commit work waited behind long work");
+        got.sort_unstable();
+        assert_eq!(got, ["spawn", "spawn_at"]);
+        for _ in 0..=max_threads() {
+            release_tx.send(()).unwrap();
+        }
+        blocked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     }
 }
