@@ -44,7 +44,7 @@ impl RedbStore {
         let dst = dst.as_ref();
         dst_config.validate()?;
         let engine = Engine::open_to_look(&src, false, src_config.encryption.as_ref())?;
-        write_copy(&engine.snapshot()?, dst, Keying::of(dst_config))?;
+        write_copy(&engine.snapshot()?, dst, Keying::of(dst_config), None)?;
         Ok(())
     }
 
@@ -92,6 +92,7 @@ impl RedbStore {
                         &path,
                         files::TempKind::Rekeying,
                         Keying::of(&new_config),
+                        None,
                     )
                 })?;
                 // The old file was closed cleanly (no journal): the rename

@@ -15,6 +15,7 @@ use crate::engine::open::create_bare_temp;
 use crate::engine::tx::{Snapshot, Tx};
 use crate::engine::{Keying, files, open_with, registry, schema};
 use crate::error::{Error, Result};
+use crate::fault::IoFaults;
 use crate::store::RedbStore;
 
 /// Writes `data` to a new owner-only file at `path`.
@@ -76,10 +77,15 @@ pub(crate) fn publish(tmp: &Path, target: &Path) -> Result<()> {
 
 /// Writes a store file at `target` holding exactly what `snapshot` sees.
 /// The copy is keyed as `keying` says (an encrypted store's copies are
-/// encrypted, under the same key).
-pub(crate) fn write_copy(snapshot: &Snapshot<'_>, target: &Path, keying: Keying<'_>) -> Result<()> {
+/// encrypted, under the same key); its writes pass `faults` (tests).
+pub(crate) fn write_copy(
+    snapshot: &Snapshot<'_>,
+    target: &Path,
+    keying: Keying<'_>,
+    faults: Option<Arc<dyn IoFaults>>,
+) -> Result<()> {
     refuse_existing(target)?;
-    let tmp = copy_to_temp(snapshot, target, files::TempKind::Partial, keying)?;
+    let tmp = copy_to_temp(snapshot, target, files::TempKind::Partial, keying, faults)?;
     publish(&tmp, target).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
@@ -111,9 +117,10 @@ pub(crate) fn copy_to_temp(
     target: &Path,
     kind: files::TempKind,
     keying: Keying<'_>,
+    faults: Option<Arc<dyn IoFaults>>,
 ) -> Result<PathBuf> {
     let (tmp, db) =
-        create_bare_temp(target, kind, None, keying).map_err(|e| e.with_path(target))?;
+        create_bare_temp(target, kind, faults, keying).map_err(|e| e.with_path(target))?;
     let result = (|| {
         let err = |e: redb::Error| Error::storage(&tmp, e);
         let txn = schema::begin_durable(&db, &tmp)?;
@@ -158,7 +165,10 @@ impl RedbStore {
     pub async fn backup_to(&self, target: impl AsRef<Path>) -> Result<(), StoreError> {
         let target = target.as_ref().to_path_buf();
         let cipher = self.engine.cipher.clone();
-        self.read_blocking(move |s| write_copy(s, &target, Keying::like(cipher.as_ref())))
+        // The copy's writes pass the store's fault hooks: tests hold a
+        // backup inside its copy with them.
+        let faults = self.engine.config().io_faults;
+        self.read_blocking(move |s| write_copy(s, &target, Keying::like(cipher.as_ref()), faults))
             .await
     }
 }
