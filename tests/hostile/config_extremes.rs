@@ -106,9 +106,12 @@ async fn the_largest_sizes_and_retentions_work() {
         .with_base_key_retention(Some(Duration::MAX));
     round_trip(config, "largest sizes").await;
 
-    // The process-wide budget too; put back as the other tests expect it.
-    let config = RedbStoreConfig::default().with_cache_budget_kib(u32::MAX);
-    round_trip(config, "largest cache budget").await;
+    // The process-wide budget too, so that redb gets the whole size; put
+    // back as the other tests expect it.
+    let config = RedbStoreConfig::default()
+        .with_cache_size_kib(u32::MAX)
+        .with_cache_budget_kib(u32::MAX);
+    round_trip(config, "largest cache and budget").await;
     let config = RedbStoreConfig::default().with_cache_budget_kib(32 << 10);
     round_trip(config, "default cache budget").await;
 
