@@ -263,7 +263,18 @@ pub(crate) fn with_store_alone<T>(
 /// Opens a closed store file with redb alone (no journal, no writer), for
 /// whole-file operations that need exclusive access.
 pub(crate) fn open_bare(path: &Path, keying: Keying<'_>) -> Result<Database> {
-    Ok(open_with(&Builder::new(), path, false, Arc::default(), None, keying)?.db)
+    // redb's default cache; the tag entries within a default file's share.
+    let tags = crate::config::RedbStoreConfig::default().cache_bytes();
+    Ok(open_with(
+        &Builder::new(),
+        tags,
+        path,
+        false,
+        Arc::default(),
+        None,
+        keying,
+    )?
+    .db)
 }
 
 /// Sizes of the file before and after a compaction.

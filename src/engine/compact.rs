@@ -56,8 +56,10 @@ pub(super) fn maybe_compact(
 /// compaction touches every page, and a store-sized cache (at close, or
 /// redb's default in `wa-redb compact`) would grow to hold them all.
 pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    let cache = 1 << 20;
     let mut db = open_with(
-        Builder::new().set_cache_size(1 << 20),
+        Builder::new().set_cache_size(cache),
+        cache,
         path,
         false,
         Arc::default(),

@@ -105,8 +105,12 @@ pub(crate) fn sniff(path: &Path) -> Result<PageProtection> {
 /// backend. The file is created owner-only if missing (and emptied first if
 /// `truncate`). redb's plain open trusts the file and may panic on damage
 /// it does not expect; such a panic becomes [`Error::Corrupted`].
+/// `cache_bytes` is the file's page-cache share (the size `builder` gives
+/// redb's cache): a protected file keeps its tag entries within a part of
+/// it.
 pub(crate) fn open_with(
     builder: &Builder,
+    cache_bytes: usize,
     path: &Path,
     truncate: bool,
     io: Arc<IoStats>,
@@ -114,7 +118,7 @@ pub(crate) fn open_with(
     keying: Keying<'_>,
 ) -> Result<Opened> {
     let file = files::create_private(path, truncate)?;
-    open_file(builder, file, path, io, faults, keying)
+    open_file(builder, cache_bytes, file, path, io, faults, keying)
 }
 
 /// [`open_with`] on a file already open (`path` names it in errors): a
@@ -122,6 +126,7 @@ pub(crate) fn open_with(
 /// (v1) directly; an empty file is laid out as `keying` says.
 pub(crate) fn open_file(
     builder: &Builder,
+    cache_bytes: usize,
     file: std::fs::File,
     path: &Path,
     io: Arc<IoStats>,
@@ -160,6 +165,7 @@ pub(crate) fn open_file(
             (Format::Protected, keying) => ProtectedStorage::open(backend, io, keying.key()),
         }
         .map_err(|e| e.into_error(path))?;
+        storage.set_cache_share(cache_bytes);
         let cipher = storage.cipher();
         let db = builder
             .create_with_backend(storage)

@@ -133,6 +133,7 @@ fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine
                 None => ProtectedStorage::open(overlay, Arc::default(), key),
             }
             .map_err(|e| e.into_error(path))?;
+            storage.set_cache_share(LOOK_CACHE_BYTES);
             let cipher = storage.cipher();
             (builder.create_with_backend(storage), cipher)
         }

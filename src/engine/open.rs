@@ -60,6 +60,7 @@ fn create_store_file(
     let builder = engine_builder(path, cache_bytes, false);
     let laid_out = open_file(
         &builder,
+        cache_bytes,
         file,
         &tmp,
         io.clone(),
@@ -120,7 +121,19 @@ fn create_bare_in(
     faults: Option<Arc<dyn IoFaults>>,
     keying: Keying<'_>,
 ) -> Result<Database> {
-    let db = open_file(&Builder::new(), file, path, Arc::default(), faults, keying)?.db;
+    // redb's default cache; the tag entries within a default file's share
+    // (those written stay in memory until flushed whatever the bound).
+    let tags = RedbStoreConfig::default().cache_bytes();
+    let db = open_file(
+        &Builder::new(),
+        tags,
+        file,
+        path,
+        Arc::default(),
+        faults,
+        keying,
+    )?
+    .db;
     schema::initialize(&db, path)?;
     Ok(db)
 }
@@ -198,6 +211,7 @@ impl Engine {
                 let faults = config.io_faults.clone();
                 let opened = open_with(
                     &builder,
+                    share.bytes(),
                     path,
                     false,
                     io.clone(),

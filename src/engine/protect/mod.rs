@@ -20,7 +20,8 @@
 //! the pages and tags it points to, whatever redb's own commit mode; a crash
 //! at any moment leaves the last commit readable. Page 0 stays raw: redb
 //! protects its commit slots with its own checksums, and its god byte flip
-//! relies on a single-byte write being atomic.
+//! relies on a single-byte write being atomic. Tags read only to verify
+//! are a cache, within a share of the file's page cache ([`segments`]).
 //!
 //! The layout is in [`layout`] and in schema.md; opening (and unlocking)
 //! a file is in `open`; the cipher of an encrypted file in [`crypt`].
@@ -28,13 +29,11 @@
 pub(crate) mod crypt;
 pub(crate) mod layout;
 mod open;
+mod segments;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -44,6 +43,7 @@ use crate::engine::storage::{IoStats, forward_locks};
 pub(crate) use crate::error::Damaged;
 use crypt::Cipher;
 use layout::{BLOCK, Geometry, REDB_MAGIC, V2_MAGIC};
+use segments::{Segment, Segments};
 
 pub(crate) use open::{Format, NewKey, format_of, open_read_only, rewrap};
 
@@ -95,44 +95,6 @@ impl Run {
             physical,
             len: blocks * BLOCK as usize,
         }
-    }
-}
-
-/// The entries (tags, or nonces and tags) of one segment, as this process
-/// knows them; an all-zero entry means "never written".
-struct Segment {
-    entries: Vec<u8>,
-    /// Generation of the newest intact slot on disk (0: none).
-    generation: u64,
-    /// Which slot holds it (the next write goes to the other one).
-    newest: Option<usize>,
-    /// Changed since written.
-    dirty: bool,
-}
-
-/// The segments in memory, by number. Every block read looks its segment
-/// up here: numbers hash by one multiplication, not SipHash (which was 7%
-/// of the verified layer's instructions on reads, by callgrind).
-type Segments = HashMap<u64, Segment, BuildHasherDefault<SegmentHasher>>;
-
-/// Fibonacci hashing of a segment number (small, dense integers: the
-/// multiplication spreads them over the high bits the table probes with).
-#[derive(Default)]
-struct SegmentHasher(u64);
-
-impl Hasher for SegmentHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -191,14 +153,18 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The segment `s`, read from its slots on first use. Segments stay in
-    /// memory once read, so a load never races the flush of its slots
-    /// (only segments in memory are dirty).
+    /// The segment `s`, read from its slots if it is not in memory. A load
+    /// never races the flush of its slots: only segments in memory are
+    /// dirty, and none is dropped while a flush runs (see [`segments`]).
     fn segment<'a>(&self, state: &'a mut State, s: u64) -> io::Result<&'a mut Segment> {
-        match state.segments.entry(s) {
-            Entry::Occupied(e) => Ok(e.into_mut()),
-            Entry::Vacant(v) => Ok(v.insert(self.load_segment(s)?)),
-        }
+        state.segments.get_or_load(s, || self.load_segment(s))
+    }
+
+    /// Bounds the tag entries kept in memory by a share of the file's
+    /// page cache (`cache_bytes`); see [`segments`].
+    pub fn set_cache_share(&self, cache_bytes: usize) {
+        let entries_len = self.geometry.entries_len();
+        self.state().segments.set_share(cache_bytes, entries_len);
     }
 
     /// The newest intact slot of segment `s`, or — none intact: never
@@ -220,19 +186,9 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         Ok(match newest {
             Some(i) => {
                 let slot = slots.into_iter().nth(i).flatten().expect("intact");
-                Segment {
-                    entries: slot.entries,
-                    generation: slot.generation,
-                    newest: Some(i),
-                    dirty: false,
-                }
+                Segment::new(slot.entries, slot.generation, Some(i))
             }
-            None => Segment {
-                entries: vec![0; self.geometry.entries_len()],
-                generation: 0,
-                newest: None,
-                dirty: false,
-            },
+            None => Segment::new(vec![0; self.geometry.entries_len()], 0, None),
         })
     }
 
@@ -318,6 +274,9 @@ impl<S: StorageBackend> ProtectedStorage<S> {
                     seg.dirty = false;
                 }
             }
+            // The slots are written without the lock: none may be loaded
+            // meanwhile (it could read one half written).
+            state.segments.pinned = true;
             let unsynced = std::mem::take(&mut state.unsynced);
             let end = std::mem::take(&mut state.page0_dirty_end);
             let header = (end > 0).then(|| {
@@ -331,6 +290,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         };
         let written = self.write_out(&slots, unsynced, header.as_deref());
         let mut state = self.state();
+        state.segments.pinned = false;
         match written {
             Ok(()) => {
                 for (s, which, _) in &slots {

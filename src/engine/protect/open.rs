@@ -296,7 +296,8 @@ impl<S: StorageBackend> ProtectedStorage<S> {
             stats,
             state: Mutex::new(State {
                 len,
-                segments: Segments::default(),
+                // Until the opener gives the file's cache share.
+                segments: Segments::within(0, sb.geometry().entries_len()),
                 page0: None,
                 page0_dirty_end: 0,
                 unsynced: false,
