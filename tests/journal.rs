@@ -204,6 +204,51 @@ async fn a_torn_last_record_is_dropped_and_the_rest_kept() {
     still_works(s).await;
 }
 
+/// A record header damaged to claim 4 GiB, the journal made that long by a
+/// hole (a sparse file): the open neither reads nor allocates it; the
+/// record ends the journal like a torn one.
+#[tokio::test]
+async fn a_record_claiming_4_gib_is_damage_not_an_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = crashed_store(dir.path(), "normal", 10);
+    let journal = journal_of(&path);
+    let (offset, _) = records(&journal)[6];
+    let claim = u32::MAX;
+    patch(&journal, offset, &claim.to_le_bytes());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    file.set_len(offset + 20 + u64::from(claim)).unwrap();
+    drop(file);
+    let peak_before = peak_rss_kib();
+    let started = std::time::Instant::now();
+    let s = RedbStore::new(&path).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    if let (Some(before), Some(after)) = (peak_before, peak_rss_kib()) {
+        assert!(
+            after - before < 256 << 10,
+            "peak RSS grew {before} -> {after} KiB"
+        );
+    }
+    assert_eq!(present(&s, 10).await, (0..6).collect::<Vec<_>>());
+    let report = s.recovery_report().clone();
+    assert!(
+        report.stopped.as_deref().unwrap().contains("torn"),
+        "{report:?}"
+    );
+    assert!(report.set_aside.as_ref().unwrap().exists());
+    still_works(s).await;
+}
+
+/// This process's peak resident memory (Linux), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[tokio::test]
 async fn garbage_after_the_last_record_is_ignored() {
     let dir = tempfile::tempdir().unwrap();

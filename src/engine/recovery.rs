@@ -4,7 +4,10 @@
 //! holds the batches acknowledged after it. Replay applies those, in order,
 //! in one write transaction, then checkpoints. A record that fails to apply
 //! ends the replay just like a torn one: everything before it is kept, the
-//! journal is set aside for inspection, and the store opens.
+//! journal is set aside for inspection, and the store opens. Records are
+//! read, checked and applied one at a time (a second pass over the journal
+//! applies the records before one that failed), so replay holds one record
+//! in memory, however long the journal.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use crate::catalog::{
     JOURNAL_REPLAYABLE_FROM, META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor,
 };
 use crate::engine::files::{remove_if_present, with_suffix};
-use crate::engine::journal::{Effect, Effects, JournalContents, read_journal};
+use crate::engine::journal::{Effect, Effects, JournalContents, JournalReader, read_journal};
 use crate::engine::protect::crypt::Cipher;
 use crate::engine::schema::{self, FileMeta};
 use crate::engine::tx::Tx;
@@ -72,88 +75,131 @@ fn well_formed(effect: &Effect<'_>) -> bool {
     }
 }
 
-/// Applies `records` (all of them, or none) and records the last lsn as the
-/// checkpoint, durably. `at` follows the record being applied, so that the
-/// caller knows which one failed, even by a panic; it is `records.len()`
-/// once every record is applied.
+/// Where a pass over the records is, followed as it goes so that the
+/// caller knows which record failed, even by a panic.
+#[derive(Default)]
+struct Progress {
+    /// Records applied.
+    applied: u64,
+    /// The lsn of the last record applied.
+    last: Option<u64>,
+    /// The lsn of the record being applied; `None` before the first and
+    /// after the last (beginning or committing the transaction).
+    at: Option<u64>,
+}
+
+/// Why a pass over the records failed.
+enum PassError {
+    /// Reading the journal failed: not a record's fault; the open fails.
+    Read(Error),
+    /// Applying a record (or committing) failed.
+    Apply(Error),
+}
+
+/// Applies the first `limit` records of `reader` (all of them, or none),
+/// one at a time as they are read, and records the last lsn as the
+/// checkpoint, durably.
 fn apply_records(
     db: &Database,
     path: &Path,
-    records: &[(u64, Vec<u8>)],
-    at: &mut usize,
-) -> Result<()> {
-    let mut txn = schema::begin_durable(db, path)?;
+    reader: &mut JournalReader<'_>,
+    limit: u64,
+    progress: &mut Progress,
+) -> std::result::Result<(), PassError> {
+    let mut txn = schema::begin_durable(db, path).map_err(PassError::Apply)?;
     txn.set_quick_repair(true);
-    for (i, (lsn, payload)) in records.iter().enumerate() {
-        *at = i;
-        for effect in Effects::new(payload) {
-            let effect = effect?;
-            if !well_formed(&effect) {
-                return Err(Error::Corrupted {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "journal record {lsn}: a key or value is not a valid encoding for table {}",
-                        table_of(&effect).name()
-                    ),
-                });
-            }
-            let mut apply = ApplyEffect {
-                txn: &txn,
-                effect: &effect,
-                path,
-            };
-            table_of(&effect)
-                .visit(&mut apply)
-                .map_err(|e| Error::Corrupted {
-                    path: path.to_path_buf(),
-                    detail: format!("journal record {lsn}: {e}"),
-                })?;
+    reader.rewind();
+    while progress.applied < limit {
+        let Some((lsn, payload)) = reader.next_record().map_err(PassError::Read)? else {
+            break;
+        };
+        progress.at = Some(lsn);
+        apply_record(&txn, path, lsn, payload).map_err(PassError::Apply)?;
+        progress.at = None;
+        progress.applied += 1;
+        progress.last = Some(lsn);
+    }
+    if let Some(last) = progress.last {
+        schema::put_meta(&txn, path, &[(META_CHECKPOINT_LSN, &last.to_le_bytes())])
+            .map_err(PassError::Apply)?;
+    }
+    txn.commit()
+        .map_err(|e| PassError::Apply(Error::storage(path, e)))
+}
+
+/// Applies the effects of record `lsn`.
+fn apply_record(txn: &WriteTransaction, path: &Path, lsn: u64, payload: &[u8]) -> Result<()> {
+    for effect in Effects::new(payload) {
+        let effect = effect?;
+        if !well_formed(&effect) {
+            return Err(Error::Corrupted {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "journal record {lsn}: a key or value is not a valid encoding for table {}",
+                    table_of(&effect).name()
+                ),
+            });
         }
+        let mut apply = ApplyEffect {
+            txn,
+            effect: &effect,
+            path,
+        };
+        table_of(&effect)
+            .visit(&mut apply)
+            .map_err(|e| Error::Corrupted {
+                path: path.to_path_buf(),
+                detail: format!("journal record {lsn}: {e}"),
+            })?;
     }
-    *at = records.len();
-    if let Some((last, _)) = records.last() {
-        schema::put_meta(&txn, path, &[(META_CHECKPOINT_LSN, &last.to_le_bytes())])?;
-    }
-    txn.commit().map_err(|e| Error::storage(path, e))
+    Ok(())
 }
 
 /// Applies the records, or, if one cannot be applied (it passed its
 /// checksum, so this is deliberate damage or a bug), the records before it:
-/// two passes at most, never a search. Returns why replay stopped early.
+/// two passes over the journal at most, never a search, each holding one
+/// record in memory at a time. Returns how far the replay got, and why it
+/// stopped early if a record could not apply.
 fn apply_prefix(
     db: &Database,
     path: &Path,
-    records: &mut Vec<(u64, Vec<u8>)>,
-) -> Result<Option<String>> {
+    reader: &mut JournalReader<'_>,
+) -> Result<(Progress, Option<String>)> {
     let mut stopped = None;
+    let mut limit = u64::MAX;
     loop {
         #[cfg(test)]
         tests::PASSES.with(|p| p.set(p.get() + 1));
-        let mut at = 0;
+        let mut progress = Progress::default();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            apply_records(db, path, records, &mut at)
+            apply_records(db, path, reader, limit, &mut progress)
         }));
         let failure = match outcome {
-            Ok(Ok(())) => return Ok(stopped),
-            Ok(Err(e)) if e.is_fatal() && !matches!(e, Error::Corrupted { .. }) => return Err(e),
-            Ok(Err(e)) => e,
+            Ok(Ok(())) => return Ok((progress, stopped)),
+            Ok(Err(PassError::Read(e))) => return Err(e),
+            Ok(Err(PassError::Apply(e)))
+                if e.is_fatal() && !matches!(e, Error::Corrupted { .. }) =>
+            {
+                return Err(e);
+            }
+            Ok(Err(PassError::Apply(e))) => e,
             Err(_) => Error::Corrupted {
                 path: path.to_path_buf(),
-                detail: match records.get(at) {
-                    Some((lsn, _)) => format!("applying journal record {lsn} panicked"),
+                detail: match progress.at {
+                    Some(lsn) => format!("applying journal record {lsn} panicked"),
                     None => "committing the replayed journal panicked".into(),
                 },
             },
         };
-        // A failure past the records (the commit), or again in the second
-        // pass over records that applied in the first: not the journal's
-        // fault; the open fails.
-        if at == records.len() || stopped.is_some() {
+        // A failure outside the records (beginning or committing), or
+        // again in the second pass over records that applied in the first:
+        // not the journal's fault; the open fails.
+        if progress.at.is_none() || stopped.is_some() {
             return Err(failure);
         }
         log::error!("{}: journal replay: {failure}", path.display());
         stopped = Some(failure.to_string());
-        records.truncate(at);
+        limit = progress.applied;
     }
 }
 
@@ -210,30 +256,25 @@ pub(crate) fn recover(
         false => Ok(()),
     };
     let mut report = RecoveryReport::default();
-    let (schema_version, mut records, stopped) =
-        match read_journal(journal, &meta.file_id, meta.checkpoint_lsn, cipher)? {
-            JournalContents::Missing => return Ok(report),
-            JournalContents::Foreign { reason } => {
-                log::warn!(
-                    "{}: ignoring journal {}: {reason}",
-                    path.display(),
-                    journal.display()
-                );
-                report.set_aside = set_aside(journal, "foreign")?;
-                return Ok(report);
-            }
-            JournalContents::Records {
-                schema_version,
-                records,
-                stopped,
-            } => (schema_version, records, stopped),
-        };
-    if records.is_empty() {
-        match stopped {
+    let mut reader = match read_journal(journal, &meta.file_id, meta.checkpoint_lsn, cipher)? {
+        JournalContents::Missing => return Ok(report),
+        JournalContents::Foreign { reason } => {
+            log::warn!(
+                "{}: ignoring journal {}: {reason}",
+                path.display(),
+                journal.display()
+            );
+            report.set_aside = set_aside(journal, "foreign")?;
+            return Ok(report);
+        }
+        JournalContents::Records(reader) => reader,
+    };
+    if reader.next_record()?.is_none() {
+        match reader.stopped() {
             Some(why) => {
                 log::warn!("{}: journal ended early: {why}", path.display());
                 report.set_aside = set_aside(journal, "damaged")?;
-                report.stopped = Some(why);
+                report.stopped = Some(why.to_string());
             }
             // Nothing to apply: the file holds everything.
             None => remove_if_present(journal)?,
@@ -242,6 +283,7 @@ pub(crate) fn recover(
     }
     // Records are raw rows of the file's own version, replayed before the
     // file is migrated.
+    let schema_version = reader.schema_version;
     let replayable = JOURNAL_REPLAYABLE_FROM..=SCHEMA_VERSION;
     if schema_version != meta.schema_version || !replayable.contains(&schema_version) {
         return Err(Error::Invalid(format!(
@@ -251,13 +293,13 @@ pub(crate) fn recover(
             journal.display()
         )));
     }
-    report.stopped = stopped;
-    if let Some(why) = apply_prefix(db, path, &mut records)? {
-        report.stopped = Some(why);
-    }
-    report.records_replayed = records.len() as u64;
-    if let Some((last, _)) = records.last() {
-        meta.checkpoint_lsn = *last;
+    let (progress, unapplied) = apply_prefix(db, path, &mut reader)?;
+    // A record that could not apply ends the replay there; otherwise the
+    // reading ended it (at the end marker, or early at a torn record).
+    report.stopped = unapplied.or_else(|| reader.stopped().map(str::to_string));
+    report.records_replayed = progress.applied;
+    if let Some(last) = progress.last {
+        meta.checkpoint_lsn = last;
     }
     // A journal that ended early (torn by a power loss, or damaged) is kept
     // for inspection rather than overwritten by the new journal.

@@ -34,9 +34,11 @@
 //! it. Recovery reads records from offset 64 and applies those whose lsn
 //! follows the checkpoint's without a gap, up to the end marker; a record
 //! that is torn, fails its checksum or breaks the sequence ends the journal
-//! early, and recovery reports it. The file is preallocated and overwritten
-//! in place after a checkpoint (as SQLite does with its WAL), so an
-//! fdatasync only flushes data, not file size.
+//! early, and recovery reports it. A record's length is trusted only once
+//! its checksum passes: a long one is checked in pieces before it is read
+//! whole (see `read`), so a damaged length allocates nothing. The file is
+//! preallocated and overwritten in place after a checkpoint (as SQLite does
+//! with its WAL), so an fdatasync only flushes data, not file size.
 
 use std::fs::File;
 use std::hash::Hasher;
@@ -46,7 +48,7 @@ use std::sync::Arc;
 
 use twox_hash::XxHash3_64;
 
-use crate::engine::files::{read_exact_at, write_all_at};
+use crate::engine::files::write_all_at;
 use crate::engine::protect::crypt::Cipher;
 use crate::engine::storage::IoStats;
 use crate::error::{Error, Result};
@@ -70,8 +72,10 @@ pub(crate) fn journal_path(db_path: &Path) -> PathBuf {
 }
 
 mod effects;
+mod read;
 
 pub(crate) use effects::{Effect, EffectLog, Effects};
+pub(crate) use read::{JournalContents, JournalReader, read_journal};
 
 impl EffectLog {
     /// Fills in the record header and returns the whole record, followed by
@@ -96,12 +100,18 @@ impl EffectLog {
 }
 
 fn record_checksum(file_id: &[u8; 16], lsn: u64, len: u32, payload: &[u8]) -> u64 {
+    let mut h = record_hasher(file_id, lsn, len);
+    h.write(payload);
+    h.finish()
+}
+
+/// The checksum of a record, before its payload is written into it.
+fn record_hasher(file_id: &[u8; 16], lsn: u64, len: u32) -> XxHash3_64 {
     let mut h = XxHash3_64::new();
     h.write(file_id);
     h.write(&lsn.to_le_bytes());
     h.write(&len.to_le_bytes());
-    h.write(payload);
-    h.finish()
+    h
 }
 
 /// Associated data of an encrypted record: it belongs to this journal, at
@@ -132,137 +142,6 @@ fn encode_header(
     let sum = XxHash3_64::oneshot(&h[0..56]);
     h[56..64].copy_from_slice(&sum.to_le_bytes());
     h
-}
-
-/// What an existing journal file holds.
-#[derive(Debug)]
-pub(crate) enum JournalContents {
-    /// No journal file.
-    Missing,
-    /// A journal that does not belong to this store (another file id, an
-    /// unknown format, a damaged header). Nothing in it may be applied.
-    Foreign { reason: String },
-    /// A journal of this store: its records with lsn greater than the
-    /// checkpoint's, in order, without gaps.
-    Records {
-        schema_version: u32,
-        records: Vec<(u64, Vec<u8>)>,
-        /// Why reading stopped before the end of the file, if it did.
-        stopped: Option<String>,
-    },
-}
-
-/// Reads the records of `path` that follow `checkpoint_lsn` (decrypted
-/// with `cipher`, the store's, if the store is encrypted).
-pub(crate) fn read_journal(
-    path: &Path,
-    file_id: &[u8; 16],
-    checkpoint_lsn: u64,
-    cipher: Option<&Cipher>,
-) -> Result<JournalContents> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JournalContents::Missing),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if file_len < HEADER_LEN {
-        return Ok(JournalContents::Foreign {
-            reason: format!("file of {file_len} bytes is shorter than a journal header"),
-        });
-    }
-    let mut header = [0u8; HEADER_LEN as usize];
-    read_exact_at(&file, &mut header, 0).map_err(|e| Error::io(path, e))?;
-    let sum = u64::from_le_bytes(header[56..64].try_into().expect("8 bytes"));
-    if &header[0..8] != MAGIC || XxHash3_64::oneshot(&header[0..56]) != sum {
-        return Ok(JournalContents::Foreign {
-            reason: "not a journal header (bad magic or checksum)".into(),
-        });
-    }
-    let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    let wanted = if cipher.is_some() {
-        FORMAT_ENCRYPTED
-    } else {
-        FORMAT_PLAIN
-    };
-    if format != wanted {
-        let reason = match format {
-            FORMAT_PLAIN => "the journal is not encrypted and the store is".into(),
-            FORMAT_ENCRYPTED => "the journal is encrypted and the store is not".into(),
-            _ => format!("journal format {format} is not supported"),
-        };
-        return Ok(JournalContents::Foreign { reason });
-    }
-    if &header[16..32] != file_id {
-        return Ok(JournalContents::Foreign {
-            reason: "journal belongs to another store file (file id differs)".into(),
-        });
-    }
-    let schema_version = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
-
-    let mut records = Vec::new();
-    let mut pos = HEADER_LEN;
-    let mut expected = checkpoint_lsn + 1;
-    let mut stopped = None;
-    loop {
-        if pos + RECORD_HEADER_LEN as u64 > file_len {
-            break;
-        }
-        let mut rh = [0u8; RECORD_HEADER_LEN];
-        read_exact_at(&file, &mut rh, pos).map_err(|e| Error::io(path, e))?;
-        let len = u32::from_le_bytes(rh[0..4].try_into().expect("4 bytes"));
-        let lsn = u64::from_le_bytes(rh[4..12].try_into().expect("8 bytes"));
-        let sum = u64::from_le_bytes(rh[12..20].try_into().expect("8 bytes"));
-        if len == 0 && lsn == 0 && sum == 0 {
-            break; // the end marker (or preallocated zeros): a clean end
-        }
-        let end = pos + RECORD_HEADER_LEN as u64 + len as u64;
-        let payload = if end <= file_len {
-            let mut payload = vec![0u8; len as usize];
-            read_exact_at(&file, &mut payload, pos + RECORD_HEADER_LEN as u64)
-                .map_err(|e| Error::io(path, e))?;
-            Some(payload).filter(|p| record_checksum(file_id, lsn, len, p) == sum)
-        } else {
-            None
-        };
-        let Some(mut payload) = payload else {
-            stopped = Some(format!(
-                "the record at offset {pos} is torn or damaged (it fails its checksum)"
-            ));
-            break;
-        };
-        if let Some(cipher) = cipher {
-            let Some(plain) = cipher.open(&record_aad(file_id, lsn), &mut payload) else {
-                stopped = Some(format!(
-                    "the record at offset {pos} fails authentication (damaged, or not written \
-                     with this store's key)"
-                ));
-                break;
-            };
-            let n = plain.len();
-            payload.truncate(n);
-        }
-        if lsn < expected && records.is_empty() {
-            // A record from before the checkpoint, in the first slot: the
-            // journal was rewound and nothing was written since.
-            break;
-        }
-        if lsn != expected {
-            stopped = Some(format!(
-                "record {lsn} at offset {pos} does not follow record {}",
-                expected - 1
-            ));
-            break;
-        }
-        records.push((lsn, payload));
-        expected += 1;
-        pos = end;
-    }
-    Ok(JournalContents::Records {
-        schema_version,
-        records,
-        stopped,
-    })
 }
 
 /// Everything needed to create a store's journal, which happens at the
