@@ -19,6 +19,7 @@
 //! read of its slots anyway.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 
@@ -112,13 +113,27 @@ impl Segments {
     }
 
     /// Segment `s`, loaded by `load` if it is not in memory.
+    #[inline]
     pub fn get_or_load(
         &mut self,
         s: u64,
         load: impl FnOnce() -> io::Result<Segment>,
     ) -> io::Result<&mut Segment> {
-        // Two probes on a hit (contains, then get): returning the borrow of
-        // a first `get_mut` would keep the map borrowed on a miss.
+        // One probe while there is room. A full cache takes two on a hit
+        // (contains, then get): returning the entry's borrow would keep the
+        // map borrowed for the eviction a miss needs. By callgrind, a read
+        // of a cached 4 KiB block (7.8 k instructions from an in-memory
+        // file) costs 26 more than without eviction with room, 65 full.
+        if self.map.len() < self.max {
+            return match self.map.entry(s) {
+                Entry::Occupied(e) => {
+                    let seg = e.into_mut();
+                    seg.used = true;
+                    Ok(seg)
+                }
+                Entry::Vacant(v) => Ok(v.insert(load()?)),
+            };
+        }
         if self.map.contains_key(&s) {
             let seg = self.map.get_mut(&s).expect("present");
             seg.used = true;
