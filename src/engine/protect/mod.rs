@@ -32,6 +32,8 @@ mod open;
 mod segments;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cache;
 
 use std::fmt;
 use std::io;

@@ -5,18 +5,17 @@ use redb::{Database, ReadableDatabase, StorageBackend, TableDefinition};
 
 use super::layout::{self, BLOCK, DATA_BASE, ENCRYPTED, Geometry, VERIFIED};
 use super::open::OpenError;
-use super::segments::MIN_SEGMENTS;
 use super::{Damaged, NewKey, ProtectedStorage};
 use crate::config::EncryptionKey;
 use crate::engine::storage::IoStats;
 use crate::error::KeyProblem;
 
 /// Each test runs in both modes: verified (no key) and encrypted.
-fn modes() -> [Option<EncryptionKey>; 2] {
+pub(super) fn modes() -> [Option<EncryptionKey>; 2] {
     [None, Some(EncryptionKey::raw([0x5A; 32]))]
 }
 
-fn geometry(key: &Option<EncryptionKey>) -> Geometry {
+pub(super) fn geometry(key: &Option<EncryptionKey>) -> Geometry {
     if key.is_some() { ENCRYPTED } else { VERIFIED }
 }
 
@@ -25,7 +24,7 @@ const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
 /// Bytes in memory that outlive the database over them, so a test can
 /// reopen them, damage them, or keep only what was written before a point.
 #[derive(Debug, Clone, Default)]
-struct Mem(Arc<Mutex<Vec<u8>>>);
+pub(super) struct Mem(pub(super) Arc<Mutex<Vec<u8>>>);
 
 impl StorageBackend for Mem {
     fn len(&self) -> io::Result<u64> {
@@ -58,7 +57,10 @@ impl StorageBackend for Mem {
     }
 }
 
-fn storage<S: StorageBackend>(inner: S, key: &Option<EncryptionKey>) -> ProtectedStorage<S> {
+pub(super) fn storage<S: StorageBackend>(
+    inner: S,
+    key: &Option<EncryptionKey>,
+) -> ProtectedStorage<S> {
     let new_key = key.as_ref().map_or(NewKey::None, NewKey::Key);
     ProtectedStorage::create(inner, Arc::new(IoStats::default()), new_key).unwrap()
 }
@@ -420,109 +422,4 @@ fn checksums_are_the_format_s_xxh3() {
     h.write(&data[16..24]);
     h.write(&data[24..1000]);
     assert_eq!(h.finish(), 0xdc36a285e5259479);
-}
-
-/// A block's contents in the cache tests: its number, so a block read from
-/// the wrong place shows.
-fn numbered(j: u64) -> Vec<u8> {
-    let mut b = vec![(j % 251) as u8; BLOCK as usize];
-    b[..8].copy_from_slice(&j.to_le_bytes());
-    b
-}
-
-/// `segments` segments' worth of numbered blocks, written through
-/// `storage`, after a page 0 with redb's magic (so the file reopens).
-fn write_numbered<S: StorageBackend>(storage: &ProtectedStorage<S>, g: Geometry, segments: u64) {
-    let blocks = segments * g.per_segment;
-    storage.set_len((blocks + 1) * BLOCK).unwrap();
-    let mut page0 = vec![0u8; BLOCK as usize];
-    page0[..9].copy_from_slice(&layout::REDB_MAGIC);
-    storage.write(0, &page0).unwrap();
-    for j in 0..blocks {
-        storage.write((j + 1) * BLOCK, &numbered(j)).unwrap();
-    }
-}
-
-/// Reading a file three times the size the tag cache covers keeps the
-/// cache within its bound; blocks of segments dropped and read again
-/// still verify, and damage to one is still found.
-#[test]
-fn tags_of_a_file_read_stay_within_the_cache_bound() {
-    for key in &modes() {
-        let g = geometry(key);
-        let mem = Mem::default();
-        let segments = 3 * MIN_SEGMENTS as u64;
-        let written = storage(mem.clone(), key);
-        write_numbered(&written, g, segments);
-        written.sync_data().unwrap();
-        drop(written);
-
-        let storage = ProtectedStorage::open(mem.clone(), Arc::default(), key.as_ref()).unwrap();
-        // The least share: the bound is the floor.
-        storage.set_cache_share(0);
-        let max = storage.state().segments.max();
-        assert_eq!(max, MIN_SEGMENTS);
-        let mut out = vec![0u8; BLOCK as usize];
-        // Twice: the second pass reads every segment again after its drop.
-        for _ in 0..2 {
-            for j in 0..segments * g.per_segment {
-                storage.read((j + 1) * BLOCK, &mut out).unwrap();
-                assert!(out == numbered(j), "block {j}");
-                let held = storage.state().segments.len();
-                assert!(held <= max, "{held} segments held, bound {max}");
-            }
-        }
-        assert!(
-            storage.state().segments.get_mut(&0).is_none(),
-            "not dropped"
-        );
-        let (_, _, at) = g.locate(3);
-        mem.0.lock().unwrap()[at as usize + 100] ^= 0x40;
-        let err = storage.read(4 * BLOCK, &mut out).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.get_ref().is_some_and(|e| e.is::<Damaged>()), "{err}");
-        storage.read(5 * BLOCK, &mut out).unwrap();
-        assert!(out == numbered(4));
-    }
-}
-
-/// Tags not flushed yet are the only copy: however many segments hold
-/// them, none is dropped, and every block written reads back before and
-/// after the flush, and after a reopen.
-#[test]
-fn unflushed_tags_are_never_dropped() {
-    for key in &modes() {
-        let g = geometry(key);
-        let mem = Mem::default();
-        let segments = 3 * MIN_SEGMENTS as u64;
-        let storage = storage(mem.clone(), key);
-        storage.set_cache_share(0);
-        write_numbered(&storage, g, segments);
-        assert_eq!(storage.state().segments.len(), segments as usize);
-        let mut out = vec![0u8; BLOCK as usize];
-        let read_all = |storage: &ProtectedStorage<Mem>, out: &mut Vec<u8>| {
-            for j in 0..segments * g.per_segment {
-                storage.read((j + 1) * BLOCK, out).unwrap();
-                assert!(*out == numbered(j), "block {j}");
-            }
-        };
-        read_all(&storage, &mut out);
-        storage.sync_data().unwrap();
-        read_all(&storage, &mut out);
-        drop(storage);
-        let storage = ProtectedStorage::open(mem.clone(), Arc::default(), key.as_ref()).unwrap();
-        storage.set_cache_share(0);
-        read_all(&storage, &mut out);
-        assert!(storage.state().segments.len() <= MIN_SEGMENTS);
-    }
-}
-
-/// The bound is a fixed part of the file's cache share.
-#[test]
-fn the_tag_cache_grows_with_the_cache_share() {
-    let storage = storage(Mem::default(), &None);
-    storage.set_cache_share(6 << 20);
-    // An eighth of 6 MiB in segments of about 4 KiB of entries.
-    let max = storage.state().segments.max();
-    assert!((150..=192).contains(&max), "{max}");
 }
