@@ -9,7 +9,8 @@
 //! budget plus the floors, and a file's share returns to the budget when it
 //! closes. The floor is what an idle account in a file of its own costs in
 //! cache at most; its reads are then served from the operating system's
-//! page cache.
+//! page cache. A protected file also keeps the tag entries it reads within
+//! an eighth of its share, on top of it (`protect::segments`).
 
 use std::sync::Mutex;
 
