@@ -175,7 +175,13 @@ impl JournalReader<'_> {
             return Ok(None); // the end marker (or preallocated zeros): a clean end
         }
         let end = pos + RECORD_HEADER_LEN as u64 + u64::from(len);
-        if end > self.file_len || !self.read_payload(pos, len, lsn, sum)? {
+        if end > self.file_len {
+            return self.stop(format!(
+                "the record at offset {pos} is torn or damaged (its length, {len} bytes, \
+                 runs past the end of the journal)"
+            ));
+        }
+        if !self.read_payload(pos, len, lsn, sum)? {
             return self.stop(format!(
                 "the record at offset {pos} is torn or damaged (it fails its checksum)"
             ));
@@ -368,24 +374,25 @@ mod tests {
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let claim = u32::MAX;
         crate::engine::files::write_all_at(&file, &claim.to_le_bytes(), at[1]).unwrap();
-        file.set_len(at[1] + 20 + u64::from(claim)).unwrap();
-        drop(file);
-        let started = Instant::now();
-        let mut r = reader(&path, None);
-        assert_eq!(r.next_record().unwrap().unwrap().0, 1);
-        assert!(r.next_record().unwrap().is_none());
-        let why = r.stopped().unwrap();
-        assert!(
-            why.contains(&format!("offset {}", at[1])) && why.contains("torn"),
-            "{why}"
-        );
-        assert!(
-            r.buf.capacity() <= READ_WHOLE,
-            "{} allocated",
-            r.buf.capacity()
-        );
-        let took = started.elapsed();
-        eprintln!("4 GiB claimed: rejected in {took:?}");
-        assert!(took < Duration::from_secs(30), "{took:?}");
+        // Past the end of the file, then within it (a hole).
+        for (grown, why) in [(false, "runs past the end"), (true, "fails its checksum")] {
+            if grown {
+                file.set_len(at[1] + 20 + u64::from(claim)).unwrap();
+            }
+            let started = Instant::now();
+            let mut r = reader(&path, None);
+            assert_eq!(r.next_record().unwrap().unwrap().0, 1);
+            assert!(r.next_record().unwrap().is_none());
+            let stopped = r.stopped().unwrap();
+            let torn = format!("offset {} is torn", at[1]);
+            assert!(
+                stopped.contains(&torn) && stopped.contains(why),
+                "{stopped}"
+            );
+            assert!(r.buf.capacity() <= READ_WHOLE, "{}", r.buf.capacity());
+            let took = started.elapsed();
+            eprintln!("4 GiB claimed, grown {grown}: rejected in {took:?}");
+            assert!(took < Duration::from_secs(30), "{took:?}");
+        }
     }
 }
