@@ -417,6 +417,12 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
             let end = g.physical_len(len);
             state.segments.retain(|&s, _| g.slot_at(s, 0) < end);
             let first_gone = len.max(BLOCK) / BLOCK - 1;
+            // The segment cut in part may have been dropped from the cache:
+            // its slots on disk still hold the tags of the blocks cut off.
+            let (cut, k, _) = g.locate(first_gone);
+            if k > 0 {
+                self.segment(&mut state, cut)?;
+            }
             for (&seg_no, seg) in state.segments.iter_mut() {
                 for (k, entry) in seg.entries.chunks_mut(g.entry).enumerate() {
                     let gone = seg_no * g.per_segment + k as u64 >= first_gone;

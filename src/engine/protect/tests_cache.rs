@@ -188,3 +188,44 @@ fn a_read_during_a_flush_drops_no_segment_being_flushed() {
         }
     }
 }
+
+/// A file cut in the middle of a segment that was dropped from the cache:
+/// the tags of the blocks cut off are cleared all the same, so a block cut
+/// off and grown back reads as never written, not as damaged.
+#[test]
+fn a_cut_clears_the_tags_of_a_dropped_segment() {
+    for key in &modes() {
+        let g = geometry(key);
+        let mem = Mem::default();
+        let segments = 2 * MIN_SEGMENTS as u64;
+        let written = storage(mem.clone(), key);
+        write_numbered(&written, g, segments);
+        written.sync_data().unwrap();
+        drop(written);
+        let storage = ProtectedStorage::open(mem.clone(), Arc::default(), key.as_ref()).unwrap();
+        storage.set_cache_share(0);
+        let mut out = vec![0u8; BLOCK as usize];
+        for j in 0..segments * g.per_segment {
+            storage.read((j + 1) * BLOCK, &mut out).unwrap();
+        }
+        assert!(
+            storage.state().segments.get_mut(&1).is_none(),
+            "not dropped"
+        );
+        // Cut half-way through segment 1, sync, grow back.
+        let kept = g.per_segment + g.per_segment / 2;
+        storage.set_len((kept + 1) * BLOCK).unwrap();
+        storage.sync_data().unwrap();
+        storage
+            .set_len((segments * g.per_segment + 1) * BLOCK)
+            .unwrap();
+        let err = storage.read((kept + 1) * BLOCK, &mut out).unwrap_err();
+        let damaged = err.get_ref().and_then(|e| e.downcast_ref::<Damaged>());
+        assert!(
+            damaged.is_some_and(|d| d.why.contains("no valid tag")),
+            "{err}"
+        );
+        storage.read(kept * BLOCK, &mut out).unwrap();
+        assert!(out == numbered(kept - 1));
+    }
+}
