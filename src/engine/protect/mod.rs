@@ -155,11 +155,17 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The segment `s`, read from its slots if it is not in memory. A load
-    /// never races the flush of its slots: only segments in memory are
-    /// dirty, and none is dropped while a flush runs (see [`segments`]).
-    fn segment<'a>(&self, state: &'a mut State, s: u64) -> io::Result<&'a mut Segment> {
-        state.segments.get_or_load(s, || self.load_segment(s))
+    /// Runs `f` on segment `s`, read from its slots if it is not in
+    /// memory. A load never races the flush of its slots: only segments in
+    /// memory are dirty, and none is dropped while a flush runs (see
+    /// [`segments`]).
+    fn segment<R>(
+        &self,
+        state: &mut State,
+        s: u64,
+        f: impl FnOnce(&mut Segment) -> R,
+    ) -> io::Result<R> {
+        state.segments.with(s, || self.load_segment(s), f)
     }
 
     /// Bounds the tag entries kept in memory by a share of the file's
@@ -375,8 +381,9 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
             };
             {
                 let mut state = self.state();
-                let seg = self.segment(&mut state, s)?;
-                expected.copy_from_slice(&seg.entries[k * e..k * e + n]);
+                self.segment(&mut state, s, |seg| {
+                    expected.copy_from_slice(&seg.entries[k * e..k * e + n]);
+                })?;
             }
             // Verified (or decrypted) without the lock: readers of other
             // blocks do not wait.
@@ -421,7 +428,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
             // its slots on disk still hold the tags of the blocks cut off.
             let (cut, k, _) = g.locate(first_gone);
             if k > 0 {
-                self.segment(&mut state, cut)?;
+                self.segment(&mut state, cut, |_| ())?;
             }
             for (&seg_no, seg) in state.segments.iter_mut() {
                 for (k, entry) in seg.entries.chunks_mut(g.entry).enumerate() {
@@ -500,9 +507,10 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
             self.inner.write(physical, on_disk)?;
             let mut state = self.state();
             state.unsynced = true;
-            let seg = self.segment(&mut state, s)?;
-            seg.entries[k * e..k * e + entries.len()].copy_from_slice(&entries);
-            seg.dirty = true;
+            self.segment(&mut state, s, |seg| {
+                seg.entries[k * e..k * e + entries.len()].copy_from_slice(&entries);
+                seg.dirty = true;
+            })?;
             drop(state);
             at += run.len() as u64;
             rest = next;
