@@ -10,13 +10,15 @@
 //! while a flush writes slots without the lock (a segment loaded then could
 //! read a slot half written).
 //!
-//! Eviction is a clock without a hand: a hit marks its segment used; when
-//! a new segment finds the cache full, one sweep drops clean segments not
-//! used since the last sweep, down to three quarters of the bound, and
-//! clears the marks of the rest. A segment read once (a scan) goes before
-//! one read again (the B-tree's upper pages), and a sweep runs at most once
-//! per quarter of the bound of segments loaded, each of which costs a disk
-//! read of its slots anyway.
+//! Eviction is a clock without a hand (second chance, near enough least
+//! recently used): a hit marks its segment used; when a new segment finds
+//! the cache full, one sweep drops clean segments not used since the last
+//! sweep, down to three quarters of the bound, and clears the marks of the
+//! rest. A sweep walks the segments in memory once (twice if all were
+//! used), and runs at most once per quarter of the bound of segments
+//! loaded, each of which costs a disk read of its slots anyway — unless
+//! dirty segments alone fill the cache, when every load sweeps until the
+//! next flush.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
