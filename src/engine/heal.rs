@@ -161,7 +161,8 @@ impl Engine {
             };
             let io = self.io.clone();
             let faults = config.io_faults.clone();
-            match open_with(&builder, &self.path, false, io, faults, keying) {
+            let cache = self.cache_bytes;
+            match open_with(&builder, cache, &self.path, false, io, faults, keying) {
                 // A read that began on the old database still holds the
                 // file: reads take microseconds, a scan a little longer.
                 Err(Error::AlreadyOpen { .. }) if Instant::now() < deadline => {
