@@ -110,6 +110,14 @@ async fn a_reopen_while_the_cause_persists_fails_clearly_and_loses_nothing() {
             let e = s.reopen_if_halted().await.unwrap_err();
             let (_, text) = explain(&e);
             assert!(text.contains(&path.display().to_string()), "{text}");
+            // The failed reopen left the journal whole, where it was: not
+            // set aside as damaged (its records are acknowledged writes).
+            assert!(crate::layer::journal_of(&path).exists(), "{cause:?}");
+            let set_aside = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().contains("damaged"));
+            assert!(!set_aside, "{cause:?}: the journal was set aside");
             // The failed reopen set a backoff: this write does not try again,
             // and is refused with the failure that halted the store.
             let e = s.put_session("refused", b"x").await.unwrap_err();
