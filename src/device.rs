@@ -136,8 +136,10 @@ impl DeviceStore for RedbStore {
     }
 
     /// `memory_bytes`: the page cache this store may use (its share of the
-    /// process-wide budget), bounded by the file size (the cache is shared
-    /// by every account of the file);
+    /// process-wide budget — less than `cache_size_kib` when the budget was
+    /// spent by other files at open, which the open logs as a warning),
+    /// bounded by the file size (the cache is shared by every account of
+    /// the file);
     /// `pages`: 4 KiB pages in the file; I/O: bytes read and written by this
     /// process since the file was opened.
     async fn resource_report(&self) -> StorageResourceReport {

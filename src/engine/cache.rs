@@ -45,6 +45,30 @@ pub(crate) fn total_budget() -> usize {
     budget().total
 }
 
+/// Files opened with less cache than they asked for, since the process
+/// started.
+static SHRUNK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Says that a file got a smaller cache than asked for: at the 1st, 2nd,
+/// 4th, 8th… such file, so that a fleet of a thousand files logs ten
+/// lines, not a thousand. `resource_report`'s `memory_bytes` gives each
+/// file's actual share.
+fn shrunk(path: &std::path::Path, bytes: usize, wanted: usize, total: usize) {
+    let n = SHRUNK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        log::warn!(
+            "{}: page cache of {} KiB instead of the {} KiB asked for: the process-wide \
+             budget of {} KiB (`cache_budget_kib`) is spent by other open files, so this \
+             file's reads go to the operating system's page cache ({n} files so far); \
+             raise `cache_budget_kib` or lower `cache_size_kib`",
+            path.display(),
+            bytes >> 10,
+            wanted >> 10,
+            total >> 10
+        );
+    }
+}
+
 /// A file's share of the budget, returned when dropped.
 #[derive(Debug)]
 pub(crate) struct Share {
@@ -52,12 +76,18 @@ pub(crate) struct Share {
 }
 
 impl Share {
-    /// Takes up to `wanted` bytes from the budget (at least [`FLOOR`]).
-    pub fn take(wanted: usize) -> Share {
+    /// Takes up to `wanted` bytes from the budget (at least [`FLOOR`]) for
+    /// the file at `path`, and warns when it gets less than it asked for.
+    pub fn take(wanted: usize, path: &std::path::Path) -> Share {
         let mut b = budget();
         let left = b.total.saturating_sub(b.reserved);
         let bytes = wanted.min(left).max(FLOOR);
-        b.reserved += bytes;
+        b.reserved = b.reserved.saturating_add(bytes);
+        let total = b.total;
+        drop(b);
+        if bytes < wanted {
+            shrunk(path, bytes, wanted, total);
+        }
         Share { bytes }
     }
 
@@ -83,11 +113,21 @@ mod tests {
         // The budget is process-wide; this test only takes and returns
         // shares, so other tests opening stores see at worst smaller caches.
         let total = total_budget();
-        let shares: Vec<Share> = (0..8).map(|_| Share::take(total / 4)).collect();
+        let path = std::path::Path::new("test");
+        let shares: Vec<Share> = (0..8).map(|_| Share::take(total / 4, path)).collect();
         let sum: usize = shares.iter().map(Share::bytes).sum();
         assert!(sum <= total + 8 * FLOOR, "{sum} > {total} + floors");
         assert!(shares.iter().all(|s| s.bytes() >= FLOOR));
         drop(shares);
-        assert!(Share::take(total / 4).bytes() >= FLOOR);
+        assert!(Share::take(total / 4, path).bytes() >= FLOOR);
+    }
+
+    #[test]
+    fn a_share_smaller_than_asked_for_is_counted_and_warned_about() {
+        use std::sync::atomic::Ordering;
+        let before = SHRUNK.load(Ordering::Relaxed);
+        let share = Share::take(total_budget().saturating_mul(2), std::path::Path::new("t"));
+        assert!(share.bytes() <= total_budget().max(FLOOR));
+        assert!(SHRUNK.load(Ordering::Relaxed) > before);
     }
 }

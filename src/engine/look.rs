@@ -177,7 +177,7 @@ fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine
         encryption: key.cloned(),
         ..RedbStoreConfig::default().with_auto_compact(None)
     };
-    let share = cache::Share::take(LOOK_CACHE_BYTES);
+    let share = cache::Share::take(LOOK_CACHE_BYTES, path);
     Ok(Engine::assemble(
         path,
         db,

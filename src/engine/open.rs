@@ -178,7 +178,7 @@ impl Engine {
     fn open_inner(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
         let jpath = journal_path(path);
         let io = Arc::new(IoStats::default());
-        let share = cache::Share::take(config.cache_bytes());
+        let share = cache::Share::take(config.cache_bytes(), path);
         let created = match path.exists() {
             false => create_store_file(path, config, share.bytes(), &io)?,
             true => None,
