@@ -1,6 +1,6 @@
-//! The write path: callers commit their own writes (one leader at a time,
-//! the others riding along), blocking work runs on a bounded process-wide
-//! pool, and nothing a runtime thread does waits for the disk.
+//! The write path: callers commit their own writes (one batch per poll,
+//! the others riding along), blocking work runs on bounded process-wide
+//! pools, and nothing a runtime thread does waits for the disk.
 //!
 //! Deterministic: the single-threaded runtime fixes the interleaving, and a
 //! fault hook that parks an fsync until the test lets it go stands in for a
@@ -118,10 +118,10 @@ fn concurrent_writers_on_one_runtime_thread_share_one_transaction() {
         for t in tasks {
             t.await.unwrap();
         }
-        // The first writer leads, yields once, and finds the 31 others
-        // queued; each leader commits up to 8 jobs per turn on its thread
-        // and hands the lane to the next waiting writer: 4 batches, 4
-        // journal records, instead of 32.
+        // Every writer queues its job and yields once; the first polled
+        // again finds the 31 others queued and commits up to 8 jobs in one
+        // batch on its thread, the next whose job is left the next 8: 4
+        // batches, 4 journal records, instead of 32.
         let batches = s.info().await.unwrap().pending_journal_records - before;
         assert!(batches <= 4, "32 concurrent writes took {batches} batches");
         for i in 0..32u8 {
@@ -133,16 +133,16 @@ fn concurrent_writers_on_one_runtime_thread_share_one_transaction() {
 }
 
 #[test]
-fn a_write_whose_caller_gives_up_while_leading_still_happens_and_frees_the_lane() {
+fn a_write_whose_caller_gives_up_after_its_first_poll_still_happens() {
     let dir = tempfile::tempdir().unwrap();
     let rt = current_thread();
     rt.block_on(async {
         let s = RedbStore::new(dir.path().join("s.redb")).await.unwrap();
-        // Polled once: the write leads, yields, and is dropped at its yield.
+        // Polled once: the write queues its job, yields, and is dropped.
         let first = poll_once(s.store_sent_message("c@s.whatsapp.net", "m1", b"abandoned")).await;
         assert!(first.is_pending(), "the write finished without yielding");
-        // The lane went to a pool worker with the queued job: later writes
-        // complete, after it.
+        // Dropping it asked a pool worker to commit the queued job (or a
+        // later write committed it): later writes complete, after it.
         s.store_sent_message("c@s.whatsapp.net", "m2", b"later")
             .await
             .unwrap();
