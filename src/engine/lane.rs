@@ -97,6 +97,13 @@ struct State {
     waiters: Vec<Waker>,
     /// How many times `waiters` was emptied.
     round: u64,
+    /// The queue's first job since the last batch was taken is a small
+    /// one whose caller yields before committing it: others arriving now
+    /// yield once more before they commit, so that the batch gathers as
+    /// many jobs as it would if that caller held the lane across its yield
+    /// (it does not: a caller that is never polled again only costs the
+    /// others that one extra yield).
+    gathering: bool,
     /// A caller gave up waiting for its queued job (its future was
     /// dropped): the next let-go hands the queue to a pool worker rather
     /// than to callers that may never be polled again.
@@ -119,10 +126,6 @@ struct State {
 }
 
 impl State {
-    fn has_work(&self) -> bool {
-        !self.queue.is_empty() || self.wants_checkpoint() || self.room_due
-    }
-
     fn wants_checkpoint(&self) -> bool {
         self.checkpoint_due || !self.checkpoint_waiters.is_empty()
     }
@@ -146,8 +149,8 @@ pub(crate) struct Lane {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Committer {
     /// The caller may: after a yield, [`Lane::try_commit`] until the reply
-    /// comes.
-    Caller,
+    /// comes. `first`: its job opened the batch being gathered.
+    Caller { first: bool },
     /// A pool worker (or the job was answered already: the lane is
     /// closed); the caller only awaits the reply.
     Pool,
@@ -160,6 +163,8 @@ pub(crate) enum Attempt {
     Committed,
     /// The lane is taken: the waker is woken when it is let go.
     Busy,
+    /// Another caller is gathering a batch: yield once, then try again.
+    Defer,
     /// Nothing for this caller to commit: a pool worker has the queue, or
     /// it is empty. The reply comes on its own.
     Elsewhere,
@@ -252,9 +257,11 @@ impl Lane {
             return Committer::Pool;
         }
         let inline = self.inline.load(Ordering::Relaxed) && job.weight().inline_ok();
+        let first = inline && state.queue.is_empty() && !state.busy;
         state.queue.push_back(job);
         if inline {
-            return Committer::Caller;
+            state.gathering |= first;
+            return Committer::Caller { first };
         }
         self.dispatch(state);
         Committer::Pool
@@ -262,22 +269,29 @@ impl Lane {
 
     /// Commits the next batch of small jobs on this thread if the lane is
     /// free, and lets go of it before returning; otherwise registers
-    /// `waker` to be woken when the lane is let go.
-    pub fn try_commit(&self, waiting: &mut Waiting, waker: &Waker) -> Attempt {
+    /// `waker` to be woken when the lane is let go. A `patient` caller
+    /// leaves a batch being gathered to the caller gathering it.
+    pub fn try_commit(&self, waiting: &mut Waiting, waker: &Waker, patient: bool) -> Attempt {
         let mut state = self.state();
+        if state.queue.is_empty() {
+            return Attempt::Elsewhere;
+        }
+        if patient && state.gathering && !state.busy {
+            return Attempt::Defer;
+        }
         if state.busy || state.acquiring > 0 {
             Self::wait_turn(&mut state, waiting, waker);
             return Attempt::Busy;
         }
-        if state.queue.is_empty() {
-            return Attempt::Elsewhere;
-        }
-        if state.wants_checkpoint() || state.room_due || !self.front_inline(&state) {
-            // Pool work comes first; the drain commits the queue with it.
+        if state.wants_checkpoint() || !self.front_inline(&state) {
+            // Pool work comes first; the drain hands the lane back (and
+            // wakes this caller) once it is done.
+            Self::wait_turn(&mut state, waiting, waker);
             self.dispatch(state);
-            return Attempt::Elsewhere;
+            return Attempt::Busy;
         }
         state.busy = true;
+        state.gathering = false;
         let jobs = take_batch(&mut state.queue, INLINE_MAX_WEIGHT, true);
         drop(state);
         let _owner = Owner {
@@ -313,6 +327,7 @@ impl Lane {
             return;
         }
         state.orphaned = true;
+        state.gathering = false;
         self.dispatch(state);
     }
 
@@ -343,7 +358,6 @@ impl Lane {
     /// until it runs (or [`Lane::acquire`] takes the work over).
     fn spawn_drain(&self, mut state: MutexGuard<'_, State>) {
         state.drain_queued = true;
-        state.orphaned = false;
         drop(state);
         let lane = self.this.upgrade().expect("a lane in use is alive");
         pool::spawn(move || lane.drain_task());
@@ -418,10 +432,7 @@ impl Lane {
             self.freed.notify_all();
             return;
         }
-        let pool_work = state.wants_checkpoint()
-            || state.room_due
-            || (!state.queue.is_empty() && (state.orphaned || !self.front_inline(&state)));
-        if pool_work {
+        if self.pool_work(&state) {
             self.spawn_drain(state);
             return;
         }
@@ -437,9 +448,20 @@ impl Lane {
         }
     }
 
-    /// Commits queued batches and due checkpoints until there is nothing
-    /// left, then lets go; after `rounds` batches it queues itself again on
-    /// the pool instead, so that other files' work gets a worker too.
+    /// Whether the queue's state asks for a pool worker rather than the
+    /// callers: a checkpoint or journal room is due, the front job may not
+    /// run on a caller's thread, or its caller gave up waiting.
+    fn pool_work(&self, state: &State) -> bool {
+        state.wants_checkpoint()
+            || state.room_due
+            || (!state.queue.is_empty() && (state.orphaned || !self.front_inline(state)))
+    }
+
+    /// Commits queued batches and due checkpoints while the work is the
+    /// pool's (see [`Lane::pool_work`]), then lets go — to the callers, who
+    /// commit small jobs on their own threads, without a thread hop; after
+    /// `rounds` batches it queues itself again on the pool instead, so that
+    /// other files' work gets a worker too.
     fn drain(&self, rounds: usize) {
         let mut owner = Owner {
             lane: self,
@@ -448,10 +470,11 @@ impl Lane {
         for _ in 0..rounds {
             let (jobs, checkpoint, waiters, room) = {
                 let mut state = self.state();
-                if !state.has_work() || state.acquiring > 0 {
+                if !self.pool_work(&state) || state.acquiring > 0 {
                     return; // the owner lets go
                 }
                 state.orphaned = false;
+                state.gathering = false;
                 let room = std::mem::take(&mut state.room_due);
                 let jobs = take_batch(&mut state.queue, MAX_BATCH_WEIGHT, false);
                 // A checkpoint runs once the queue is empty: it then covers

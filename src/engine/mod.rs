@@ -160,32 +160,42 @@ impl Engine {
             lane: &self.lane,
             armed: true,
         };
+        let mut yielded = false;
         let reply = match committer {
-            Committer::Caller => {
-                // One yield first: tasks of this runtime about to write
-                // queue their jobs meanwhile and ride along in the same
-                // transaction (a lone writer is polled again at once). A
-                // loop of writes so never starves the runtime either.
+            Committer::Caller { first } => loop {
+                // A yield first: tasks of this runtime about to write queue
+                // their jobs meanwhile and ride along in the same
+                // transaction (a lone writer is polled again at once), and
+                // after each batch this caller committed without its own
+                // job in it, so that others run before the next. A loop of
+                // writes so never starves the runtime either.
                 tokio::task::yield_now().await;
+                // Once, a caller that joined a batch being gathered leaves
+                // it to the caller gathering it.
+                let patient = !std::mem::replace(&mut yielded, true) && !first;
                 let mut waiting = Waiting::default();
-                std::future::poll_fn(|cx| {
+                let next = std::future::poll_fn(|cx| {
                     if let Poll::Ready(reply) = Pin::new(&mut done).poll(cx) {
-                        return Poll::Ready(reply);
+                        return Poll::Ready(Some(reply));
                     }
                     // The lane is held only inside this call, never across
                     // a `Pending`.
-                    if self.lane.try_commit(&mut waiting, cx.waker()) == Attempt::Committed {
-                        if let Poll::Ready(reply) = Pin::new(&mut done).poll(cx) {
-                            return Poll::Ready(reply);
-                        }
-                        // Our job is further back: one batch per poll, so
-                        // let the runtime run others before the next.
-                        cx.waker().wake_by_ref();
+                    match self.lane.try_commit(&mut waiting, cx.waker(), patient) {
+                        Attempt::Committed => match Pin::new(&mut done).poll(cx) {
+                            Poll::Ready(reply) => Poll::Ready(Some(reply)),
+                            // Its own job is further back: one batch per
+                            // poll, then the yield above.
+                            Poll::Pending => Poll::Ready(None),
+                        },
+                        Attempt::Defer => Poll::Ready(None),
+                        Attempt::Busy | Attempt::Elsewhere => Poll::Pending,
                     }
-                    Poll::Pending
                 })
-                .await
-            }
+                .await;
+                if let Some(reply) = next {
+                    break reply;
+                }
+            },
             Committer::Pool => (&mut done).await,
         };
         abandon.armed = false;
