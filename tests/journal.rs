@@ -153,6 +153,18 @@ async fn present(s: &RedbStore, n: u32) -> Vec<u32> {
     found
 }
 
+/// Recovery stopped at a torn record, kept the damaged journal aside for
+/// inspection, and the store works.
+async fn torn_and_set_aside(s: RedbStore) {
+    let report = s.recovery_report().clone();
+    assert!(
+        report.stopped.as_deref().unwrap().contains("torn"),
+        "{report:?}"
+    );
+    assert!(report.set_aside.as_ref().unwrap().exists());
+    still_works(s).await;
+}
+
 /// After recovery the store takes writes and reopens cleanly.
 async fn still_works(s: RedbStore) {
     s.put_session("after", b"x").await.unwrap();
@@ -194,14 +206,7 @@ async fn a_torn_last_record_is_dropped_and_the_rest_kept() {
     );
     let s = RedbStore::new(&path).await.unwrap();
     assert_eq!(present(&s, 10).await, (0..9).collect::<Vec<_>>());
-    let report = s.recovery_report().clone();
-    assert!(
-        report.stopped.as_deref().unwrap().contains("torn"),
-        "{report:?}"
-    );
-    // The damaged journal is kept aside for inspection.
-    assert!(report.set_aside.as_ref().unwrap().exists());
-    still_works(s).await;
+    torn_and_set_aside(s).await;
 }
 
 /// A record header damaged to claim 4 GiB, the journal made that long by a
@@ -222,10 +227,7 @@ async fn a_record_claiming_4_gib_is_damage_not_an_allocation() {
     file.set_len(offset + 20 + u64::from(claim)).unwrap();
     drop(file);
     let peak_before = peak_rss_kib();
-    let started = std::time::Instant::now();
     let s = RedbStore::new(&path).await.unwrap();
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(30), "{took:?}");
     if let (Some(before), Some(after)) = (peak_before, peak_rss_kib()) {
         assert!(
             after - before < 256 << 10,
@@ -233,13 +235,7 @@ async fn a_record_claiming_4_gib_is_damage_not_an_allocation() {
         );
     }
     assert_eq!(present(&s, 10).await, (0..6).collect::<Vec<_>>());
-    let report = s.recovery_report().clone();
-    assert!(
-        report.stopped.as_deref().unwrap().contains("torn"),
-        "{report:?}"
-    );
-    assert!(report.set_aside.as_ref().unwrap().exists());
-    still_works(s).await;
+    torn_and_set_aside(s).await;
 }
 
 /// This process's peak resident memory (Linux), in KiB.

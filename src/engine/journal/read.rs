@@ -283,7 +283,7 @@ fn hole_at(_file: &File, _off: u64, _end: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::{JournalContents, JournalReader, READ_WHOLE, read_journal};
     use crate::catalog::TableId;
@@ -390,9 +390,10 @@ mod tests {
                 "{stopped}"
             );
             assert!(r.buf.capacity() <= READ_WHOLE, "{}", r.buf.capacity());
-            let took = started.elapsed();
-            eprintln!("4 GiB claimed, grown {grown}: rejected in {took:?}");
-            assert!(took < Duration::from_secs(30), "{took:?}");
+            eprintln!(
+                "4 GiB claimed, grown {grown}: rejected in {:?}",
+                started.elapsed()
+            );
         }
     }
 }

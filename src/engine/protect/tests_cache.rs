@@ -10,6 +10,7 @@ use super::layout::{self, BLOCK, Geometry};
 use super::segments::MIN_SEGMENTS;
 use super::tests::{Mem, geometry, modes, storage};
 use super::{Damaged, ProtectedStorage};
+use crate::config::EncryptionKey;
 
 /// A block's contents in the cache tests: its number, so a block read from
 /// the wrong place shows.
@@ -32,6 +33,23 @@ fn write_numbered<S: StorageBackend>(storage: &ProtectedStorage<S>, g: Geometry,
     }
 }
 
+/// A file of `segments` numbered segments, written, synced and opened
+/// again with the least cache share (so the tag cache holds its floor).
+fn reopened_at_the_least_share(
+    key: &Option<EncryptionKey>,
+    g: Geometry,
+    segments: u64,
+) -> (Mem, ProtectedStorage<Mem>) {
+    let mem = Mem::default();
+    let written = storage(mem.clone(), key);
+    write_numbered(&written, g, segments);
+    written.sync_data().unwrap();
+    drop(written);
+    let storage = ProtectedStorage::open(mem.clone(), Arc::default(), key.as_ref()).unwrap();
+    storage.set_cache_share(0);
+    (mem, storage)
+}
+
 /// Reading a file three times the size the tag cache covers keeps the
 /// cache within its bound; blocks of segments dropped and read again
 /// still verify, and damage to one is still found.
@@ -39,16 +57,8 @@ fn write_numbered<S: StorageBackend>(storage: &ProtectedStorage<S>, g: Geometry,
 fn tags_of_a_file_read_stay_within_the_cache_bound() {
     for key in &modes() {
         let g = geometry(key);
-        let mem = Mem::default();
         let segments = 3 * MIN_SEGMENTS as u64;
-        let written = storage(mem.clone(), key);
-        write_numbered(&written, g, segments);
-        written.sync_data().unwrap();
-        drop(written);
-
-        let storage = ProtectedStorage::open(mem.clone(), Arc::default(), key.as_ref()).unwrap();
-        // The least share: the bound is the floor.
-        storage.set_cache_share(0);
+        let (mem, storage) = reopened_at_the_least_share(key, g, segments);
         let max = storage.state().segments.max();
         assert_eq!(max, MIN_SEGMENTS);
         let mut out = vec![0u8; BLOCK as usize];
@@ -196,14 +206,8 @@ fn a_read_during_a_flush_drops_no_segment_being_flushed() {
 fn a_cut_clears_the_tags_of_a_dropped_segment() {
     for key in &modes() {
         let g = geometry(key);
-        let mem = Mem::default();
         let segments = 2 * MIN_SEGMENTS as u64;
-        let written = storage(mem.clone(), key);
-        write_numbered(&written, g, segments);
-        written.sync_data().unwrap();
-        drop(written);
-        let storage = ProtectedStorage::open(mem.clone(), Arc::default(), key.as_ref()).unwrap();
-        storage.set_cache_share(0);
+        let (_mem, storage) = reopened_at_the_least_share(key, g, segments);
         let mut out = vec![0u8; BLOCK as usize];
         for j in 0..segments * g.per_segment {
             storage.read((j + 1) * BLOCK, &mut out).unwrap();
