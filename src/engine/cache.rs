@@ -9,8 +9,8 @@
 //! budget plus the floors, and a file's share returns to the budget when it
 //! closes. The floor is what an idle account in a file of its own costs in
 //! cache at most; its reads are then served from the operating system's
-//! page cache. A protected file also keeps the tag entries it reads within
-//! an eighth of its share, on top of it (`protect::segments`).
+//! page cache. A protected file's share is split: an eighth for the tag
+//! entries it reads (`protect::segments`), the rest for redb's page cache.
 
 use std::sync::Mutex;
 

@@ -152,7 +152,8 @@ impl Engine {
     /// with the last sequence number it holds and the records replayed.
     fn reopen_file(&self) -> Result<(Database, u64, u64)> {
         let config = self.config();
-        let builder = engine_builder(&self.path, self.cache_bytes, false);
+        let protection = config.page_protection;
+        let builder = engine_builder(&self.path, self.cache_bytes, protection, false);
         let deadline = Instant::now() + RELEASE_WAIT;
         let opened = loop {
             let keying = match &self.cipher {

@@ -24,12 +24,23 @@ use crate::config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
 
-/// The builder the engine opens its redb file with.
-pub(super) fn engine_builder(path: &Path, cache_bytes: usize, verify: bool) -> Builder {
+/// The builder the engine opens its redb file with. `cache_bytes` is the
+/// file's share of the budget: a protected file's tag entries take part of
+/// it, redb's cache the rest.
+pub(super) fn engine_builder(
+    path: &Path,
+    cache_bytes: usize,
+    protection: PageProtection,
+    verify: bool,
+) -> Builder {
+    let pages = match protection {
+        PageProtection::Verified => protect::pages_share(cache_bytes),
+        PageProtection::Off => cache_bytes,
+    };
     let shown = path.display().to_string();
     let mut builder = Builder::new();
     builder
-        .set_cache_size(cache_bytes)
+        .set_cache_size(pages)
         .set_check_integrity_on_open(verify)
         .set_repair_callback(move |s| {
             log::warn!(
@@ -57,7 +68,7 @@ fn create_store_file(
 ) -> Result<Option<Opened>> {
     files::remove_stale_temps(path);
     let (tmp, file) = files::create_temp(path, files::TempKind::Creating)?;
-    let builder = engine_builder(path, cache_bytes, false);
+    let builder = engine_builder(path, cache_bytes, config.page_protection, false);
     let laid_out = open_file(
         &builder,
         cache_bytes,
@@ -207,7 +218,7 @@ impl Engine {
                     IntegrityCheck::AfterUncleanShutdown => unclean,
                     IntegrityCheck::Always => true,
                 };
-                let builder = engine_builder(path, share.bytes(), verify);
+                let builder = engine_builder(path, share.bytes(), protection, verify);
                 let faults = config.io_faults.clone();
                 let opened = open_with(
                     &builder,

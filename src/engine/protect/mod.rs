@@ -30,6 +30,7 @@ pub(crate) mod crypt;
 pub(crate) mod layout;
 mod open;
 mod segments;
+pub(crate) use segments::pages_share;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -29,6 +29,13 @@ use std::io;
 /// so this covers far more of the file than the same bytes of pages would.
 const SHARE_DIVISOR: usize = 8;
 
+/// What is left of a protected file's page-cache share for redb's own
+/// cache once its tag entries have theirs: the two together stay within
+/// the share, and so within the process-wide budget.
+pub(crate) fn pages_share(cache_bytes: usize) -> usize {
+    cache_bytes - cache_bytes / SHARE_DIVISOR
+}
+
 /// The least a file keeps, whatever its share: the segments of redb's
 /// upper B-tree pages, which every lookup reads.
 pub(crate) const MIN_SEGMENTS: usize = 8;
