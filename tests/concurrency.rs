@@ -217,14 +217,13 @@ async fn a_failing_operation_in_a_coalesced_batch_fails_alone() {
 }
 
 /// Hundreds of accounts of one file writing at once, as a bot fleet does:
-/// every write completes. Most writers wait as candidates for the lane and
-/// get their reply from another caller's batch just as a leader hands the
-/// lane to them; a handover lost in that moment (a turn sent after the
-/// candidate looked for one and before it was gone) left the lane owned by
-/// nobody, and every later write of the file waited forever (seen in the
-/// fleet benchmark, 1,000 accounts, about one run in three). The deadline
-/// only turns such a hang into a failure: a healthy run needs a few seconds
-/// of it.
+/// every write completes. Most writers get their reply from another
+/// caller's batch just as the lane is let go; with the earlier lane, which
+/// was handed from caller to caller, a handover lost in that moment left
+/// the lane owned by nobody and every later write of the file waited
+/// forever (seen in the fleet benchmark, 1,000 accounts, about one run in
+/// three). The deadline only turns such a hang into a failure: a healthy
+/// run needs a few seconds of it.
 #[test]
 fn a_fleet_of_writers_on_one_file_never_stalls() {
     let rounds: usize = std::env::var("WA_REDB_FLEET_ROUNDS")

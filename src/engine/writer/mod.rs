@@ -51,11 +51,11 @@ pub(crate) const MAX_BATCH_WEIGHT: usize = 16 << 20;
 /// at the median, 65-90 µs at p99; heavier jobs go to a pool worker so a
 /// runtime thread is never held for long by one caller's work.
 pub(crate) const INLINE_MAX_WEIGHT: usize = 64 << 10;
-/// A leader commits at most this many jobs per turn on its thread (its own
-/// and up to 7 it found queued), then hands the lane on: with 32 writers on
-/// 2 cores a turn holds the thread 60-90 µs at the median, and group commit
-/// keeps the old writer thread's throughput (4 jobs: 61k writes/s, 8: 76k,
-/// 16: 86k, the writer thread: 73k).
+/// A caller commits at most this many jobs per batch on its thread (the
+/// front of the queue: its own and those around it), then lets go of the
+/// lane: with 32 writers on 2 cores a batch holds the thread 60-90 µs at
+/// the median, and group commit keeps the old writer thread's throughput
+/// (4 jobs: 61k writes/s, 8: 76k, 16: 86k, the writer thread: 73k).
 pub(crate) const INLINE_MAX_JOBS: usize = 8;
 
 /// What a job costs the writer: about the bytes it carries, or a scan of
