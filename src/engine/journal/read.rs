@@ -181,9 +181,10 @@ impl JournalReader<'_> {
                  runs past the end of the journal)"
             ));
         }
-        // More than this platform can hold in memory (a 32-bit target: over
-        // 2 GiB), so no writer here or anywhere it ran could have written
-        // it; hashing it would also overflow the hasher's byte count.
+        // More than this platform can hold in memory (over 2 GiB on a
+        // 32-bit target): no writer here produced it, it could not be
+        // applied here even if intact, and hashing it would overflow the
+        // hasher's byte count.
         if u64::from(len) > isize::MAX as u64 - RECORD_HEADER_LEN as u64 {
             return self.stop(format!(
                 "the record at offset {pos} is torn or damaged (its length, {len} bytes, \
