@@ -430,6 +430,19 @@ impl Error {
     /// True for failures after which the writer must stop: the file or the
     /// journal may hold a state the process no longer knows, so continuing
     /// could acknowledge writes that are not durable.
+    /// Whether this is the disk's failure (I/O, a full disk), which may
+    /// pass, rather than damage or a fault in the data.
+    pub(crate) fn is_io(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::NoSpace { .. } => true,
+            Error::Storage { source, .. } => {
+                matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo)
+            }
+            Error::Halted { cause, .. } => cause.is_io(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn is_fatal(&self) -> bool {
         match self {
             Error::Io { .. } | Error::Corrupted { .. } | Error::Halted { .. } => true,

@@ -7,9 +7,11 @@
 //! engine reopens its file itself, keeping its identity — every handle of
 //! every account goes on working, none has to be dropped:
 //!
-//! - before the next write through any handle: at once after the halt,
-//!   then at most once per backoff period (1 s, doubling up to a minute)
-//!   while reopening keeps failing (the disk still full, the device gone);
+//! - after a failure of the disk (I/O, a full disk), before the next write
+//!   through any handle: at once after the halt, then at most once per
+//!   backoff period (1 s, doubling up to a minute) while reopening keeps
+//!   failing (the disk still full, the device gone) — never by itself
+//!   after damage, whose reopen would run redb's repair over it;
 //! - at the next open of the path in this process, which fails with the
 //!   reopen's error if the file still cannot be opened;
 //! - when asked ([`crate::RedbStore::reopen`]), which says how it went.
@@ -86,9 +88,16 @@ impl Engine {
     }
 
     /// Whether a write should start a reopen of the halted file before it
-    /// runs (see [`Engine::heal_for_write`]).
+    /// runs (see [`Engine::heal_for_write`]): only after a failure of the
+    /// disk, which may pass. After damage (`Corrupted`: a page redb could
+    /// not read or commit) the file stays as it is until someone asks —
+    /// the next open of the path, `reopen_if_halted` — or checks it: an
+    /// automatic reopen would run redb's repair over the damaged pages.
     pub fn heal_due(&self) -> bool {
-        self.stopped() && self.look.is_none() && self.heal.due()
+        self.stopped()
+            && self.look.is_none()
+            && self.heal.due()
+            && self.halted().is_some_and(|cause| cause.is_io())
     }
 
     /// [`Engine::heal`] for a write that found the store halted, unless

@@ -47,17 +47,6 @@ impl TableVisitor for ApplyEffect<'_, '_> {
     }
 }
 
-/// Whether `e` is the disk's failure rather than something about the data.
-fn is_io(e: &Error) -> bool {
-    match e {
-        Error::Io { .. } | Error::NoSpace { .. } => true,
-        Error::Storage { source, .. } => {
-            matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo)
-        }
-        _ => false,
-    }
-}
-
 fn table_of(effect: &Effect<'_>) -> crate::catalog::TableId {
     match effect {
         Effect::Put { table, .. }
@@ -161,7 +150,7 @@ fn apply_record(txn: &WriteTransaction, path: &Path, lsn: u64, payload: &[u8]) -
             // grows): the open fails and the journal stays whole for the
             // next one, rather than being set aside with acknowledged
             // writes in it.
-            e if is_io(&e) => e,
+            e if e.is_io() => e,
             e => Error::Corrupted {
                 path: path.to_path_buf(),
                 detail: format!("journal record {lsn}: {e}"),

@@ -175,8 +175,10 @@ impl IoFaults for PanicInCommit {
 }
 
 /// A panic inside the commit fails its batch with an error naming the file
-/// (never a hang, never a wedged lane); the next write reopens the file
-/// and succeeds, and everything acknowledged is there.
+/// (never a hang, never a wedged lane). It stands for damage, so writes are
+/// refused (`Halted`) rather than the file reopened by itself; asked to,
+/// the store reopens it, writes succeed, and everything acknowledged is
+/// there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_inside_the_commit_halts_then_heals() {
     bounded(async {
@@ -197,7 +199,18 @@ async fn a_panic_inside_the_commit_halts_then_heals() {
                 "{mode:?}: {text}"
             );
             assert!(text.contains(&path.display().to_string()), "{text}");
-            // Concurrent writers after the panic: none waits for ever.
+            // Concurrent writers after the panic: each refused at once.
+            let refused: Vec<_> = (0..16)
+                .map(|i| {
+                    let s = s.clone();
+                    tokio::spawn(async move { s.put_session(&format!("r{i}"), b"v").await })
+                })
+                .collect();
+            for w in refused {
+                let e = w.await.unwrap().unwrap_err();
+                assert_halted(&e, &path, &format!("{mode:?}: a write after the panic"));
+            }
+            assert!(s.reopen_if_halted().await.unwrap(), "{mode:?}: reopened");
             let writes: Vec<_> = (0..16)
                 .map(|i| {
                     let s = s.clone();
