@@ -146,7 +146,18 @@ fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>, mode: 
     };
     let mut problems: Vec<String> = Vec::new();
     match status {
-        None => problems.push(format!("HANG: killed after {:?}", child_timeout())),
+        None => problems.push(format!(
+            "HANG: killed after {:?}, its last steps: {}",
+            child_timeout(),
+            lines
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )),
         Some(s) if !s.success() => problems.push(format!("CRASH: child exited with {s}")),
         Some(_) if outcome == "none" => problems.push("child printed no outcome".into()),
         Some(_) => {}
