@@ -174,6 +174,19 @@ impl IoFaults for PanicInCommit {
     }
 }
 
+/// 16 writes of `prefix{i}` started at once, each on a task of its own.
+fn concurrent_writes(
+    s: &RedbStore,
+    prefix: &str,
+) -> Vec<tokio::task::JoinHandle<Result<(), wacore::store::error::StoreError>>> {
+    (0..16)
+        .map(|i| {
+            let (s, name) = (s.clone(), format!("{prefix}{i}"));
+            tokio::spawn(async move { s.put_session(&name, b"v").await })
+        })
+        .collect()
+}
+
 /// A panic inside the commit fails its batch with an error naming the file
 /// (never a hang, never a wedged lane). It stands for damage, so writes are
 /// refused (`Halted`) rather than the file reopened by itself; asked to,
@@ -200,24 +213,12 @@ async fn a_panic_inside_the_commit_halts_then_heals() {
             );
             assert!(text.contains(&path.display().to_string()), "{text}");
             // Concurrent writers after the panic: each refused at once.
-            let refused: Vec<_> = (0..16)
-                .map(|i| {
-                    let s = s.clone();
-                    tokio::spawn(async move { s.put_session(&format!("r{i}"), b"v").await })
-                })
-                .collect();
-            for w in refused {
+            for w in concurrent_writes(&s, "r") {
                 let e = w.await.unwrap().unwrap_err();
                 assert_halted(&e, &path, &format!("{mode:?}: a write after the panic"));
             }
             assert!(s.reopen_if_halted().await.unwrap(), "{mode:?}: reopened");
-            let writes: Vec<_> = (0..16)
-                .map(|i| {
-                    let s = s.clone();
-                    tokio::spawn(async move { s.put_session(&format!("w{i}"), b"v").await })
-                })
-                .collect();
-            for w in writes {
+            for w in concurrent_writes(&s, "w") {
                 w.await.unwrap().unwrap();
             }
             assert_eq!(
