@@ -25,6 +25,8 @@ pub struct MaintenanceReport {
     /// Base keys deleted by the retention of
     /// [`crate::RedbStoreConfig::base_key_retention`].
     pub base_keys_deleted: u32,
+    /// The file's size before and after, if it was compacted.
+    pub compaction: Option<crate::CompactReport>,
 }
 
 impl RedbStore {
@@ -90,18 +92,36 @@ impl RedbStore {
     /// [`crate::RedbStoreConfig::base_key_retention`]. Runs off the hot
     /// path: scans on a pool thread, deletes in short transactions.
     ///
-    /// Compaction is not done here: redb compacts only a file no
-    /// transaction is using, which an open store never is. Space freed by
-    /// deletions is reused by later writes at once, and a file with a
-    /// quarter or more of it free is compacted at its close
-    /// ([`crate::RedbStoreConfig::auto_compact`]) or by `wa-redb compact`.
+    /// Then, if a quarter or more of the file is free
+    /// ([`crate::RedbStoreConfig::auto_compact`]), it compacts the file,
+    /// which no close does: space freed by deletions is reused by later
+    /// writes at once, and compaction gives what stays free back to the
+    /// file system. While it runs (every page is verified, then moved:
+    /// about a second per 100 MB), writes and reads of the file (every
+    /// account in it) wait; a read or backup in progress makes it skip.
     pub async fn maintenance(&self) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
         if let Some(keep) = self.config().base_key_retention {
             let cutoff = now_secs().saturating_sub(secs(keep));
             report.base_keys_deleted = self.delete_expired_base_keys(cutoff).await?;
         }
+        report.compaction = self.compact_if_worth().await?;
         Ok(report)
+    }
+
+    /// Compacts the file now if a quarter or more of it is free
+    /// ([`crate::RedbStoreConfig::auto_compact`]; never if that is
+    /// `None`), as [`RedbStore::maintenance`] does; the sizes before and
+    /// after if it did. Writes and reads of the file wait meanwhile; a
+    /// read or backup in progress makes it skip (`None`).
+    pub async fn compact_if_worth(&self) -> Result<Option<crate::CompactReport>, StoreError> {
+        let engine = self.engine.clone();
+        Ok(crate::store::blocking(move || engine.compact_if_worth())
+            .await?
+            .map(|(bytes_before, bytes_after)| crate::CompactReport {
+                bytes_before,
+                bytes_after,
+            }))
     }
 }
 

@@ -17,9 +17,11 @@ use crate::error::{Error, Result};
 ///
 /// Each handle is bound to one device id (one account); handles of the same
 /// file share one engine, so any number of accounts can live in one file at
-/// the cost of one. Cloning a handle is cheap. The file is checkpointed and
-/// closed when the last handle of it is dropped — on a pool worker, so the
-/// drop returns at once — or when [`RedbStore::close`] is awaited on it.
+/// the cost of one. Cloning a handle is cheap. The file is closed when the
+/// last handle of it is dropped, before the drop returns (redb's close:
+/// three fsyncs, no compaction), so that another process can open it and a
+/// copy of it is the whole store at once; [`RedbStore::close`] does the
+/// same and reports a failure.
 #[derive(Clone)]
 pub struct RedbStore {
     pub(crate) engine: Arc<Engine>,
@@ -211,9 +213,9 @@ impl RedbStore {
     }
 
     /// Closes this handle. If it is the last handle of the file, this
-    /// checkpoints, closes the file and removes the journal, waits for it
-    /// and reports a failure to do so; otherwise the file stays open for the
-    /// others. Says which.
+    /// closes the file (every acknowledged write in it, durably) and removes
+    /// the journal, as dropping it would, and reports a failure to do so;
+    /// otherwise the file stays open for the others. Says which.
     pub async fn close(self) -> Result<CloseOutcome, StoreError> {
         match Arc::try_unwrap(self.engine) {
             Ok(engine) => {

@@ -1,7 +1,7 @@
 //! How a store file is opened, shared and closed: merged configurations
-//! (the strongest durability wins), closes off the caller's thread, opens
-//! of different files that never wait for each other, and what a process
-//! exit during a background close leaves.
+//! (the strongest durability wins), a drop that closes the file before it
+//! returns without stalling a runtime, opens of different files that never
+//! wait for each other, and what a process exit right after a drop leaves.
 //!
 //! Deterministic: fault hooks that park an I/O until the test lets it go
 //! stand in for slow disks; child processes for exits. No sleeps.
@@ -149,7 +149,7 @@ async fn close_says_whether_the_file_closed() {
 }
 
 /// Builds a store of about `mib` MiB with two accounts and deletes the
-/// second, so that closing it compacts half the file.
+/// second, so that half the file is free.
 async fn big_store_with_a_deleted_account(path: &Path, mib: usize) -> RedbStore {
     let s = RedbStore::new(path).await.unwrap();
     let value = Bytes::from(vec![0x5A; 64 << 10]);
@@ -194,9 +194,13 @@ fn dropping_the_last_handle_never_stalls_a_current_thread_runtime() {
             }
         });
         tokio::task::yield_now().await;
-        drop(s); // the last handle, inside the runtime
-        // A reopen waits for the close (checkpoint, compaction) on a pool
-        // worker; the runtime thread keeps running the ticker meanwhile.
+        // The last handle, inside the runtime: the close runs here, and is
+        // short (redb's close, no walk of the file, no compaction).
+        drop(s);
+        assert!(
+            !journal_of(&path).exists(),
+            "closed before the drop returned"
+        );
         let s = RedbStore::new(&path).await.unwrap();
         stop.store(true, Ordering::SeqCst);
         let worst = ticker.await.unwrap();
@@ -204,11 +208,16 @@ fn dropping_the_last_handle_never_stalls_a_current_thread_runtime() {
             worst < Duration::from_millis(50),
             "the runtime stalled for {worst:?}"
         );
-        let after = std::fs::metadata(&path).unwrap().len();
+        let closed = std::fs::metadata(&path).unwrap().len();
         assert!(
-            after < size * 3 / 4,
-            "compacted at close: {size} -> {after}"
+            closed > size * 3 / 4,
+            "no compaction at close: {size} -> {closed}"
         );
+        // Maintenance gives the space back.
+        let report = s.maintenance().await.unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(report.compaction.is_some(), "{report:?}");
+        assert!(after < size * 3 / 4, "compacted: {size} -> {after}");
         assert!(s.get_session("0:0@c.us.0").await.unwrap().is_some());
         s.close().await.unwrap();
     });
@@ -264,8 +273,12 @@ async fn an_open_in_progress_holds_up_no_open_of_another_file() {
     other.close().await.unwrap();
 }
 
+/// The journal's removal is not synced: the close costs redb's fsyncs and
+/// no more. A power cut that brings the journal back costs the next open a
+/// verification of the file; it replays nothing (see
+/// `a_journal_back_after_a_clean_close_replays_nothing`).
 #[tokio::test]
-async fn a_clean_close_fsyncs_the_directory_after_removing_the_journal() {
+async fn a_clean_close_does_not_sync_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let syncs = Arc::new(SyncCount::default());
@@ -280,12 +293,12 @@ async fn a_clean_close_fsyncs_the_directory_after_removing_the_journal() {
     let before = syncs.directory.load(Ordering::SeqCst);
     s.close().await.unwrap();
     assert!(!journal_of(&path).exists());
-    assert_eq!(syncs.directory.load(Ordering::SeqCst), before + 1);
+    assert_eq!(syncs.directory.load(Ordering::SeqCst), before);
 }
 
-/// In a child process: writes, drops the last handle (a background close
-/// starts), then ends the process either at once, skipping exit handlers
-/// (`_exit`), or normally.
+/// In a child process: writes, drops the last handle, then ends the
+/// process at once, either skipping exit handlers (`_exit`) or with
+/// `std::process::exit`.
 #[test]
 #[ignore = "child process of the exit tests"]
 fn exit_during_close_child() {
@@ -312,6 +325,7 @@ fn exit_during_close_child() {
         // handlers, no unwinding).
         unsafe { libc_exit(0) };
     }
+    std::process::exit(0);
 }
 
 unsafe extern "C" {
@@ -340,22 +354,21 @@ async fn assert_all_there(path: &Path) {
 
 #[tokio::test]
 #[cfg(unix)]
-async fn a_process_that_dies_during_a_background_close_loses_nothing() {
+async fn a_process_that_dies_right_after_a_drop_leaves_a_closed_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     run_exit_child(&path, true).await;
-    // Whether or not the close got to finish before the process died, every
-    // acknowledged write is there: in the file, or in the journal.
+    assert!(!journal_of(&path).exists(), "closed by the drop");
     assert_all_there(&path).await;
 }
 
 #[tokio::test]
 #[cfg(unix)]
-async fn a_normal_exit_waits_for_background_closes() {
+async fn process_exit_right_after_a_drop_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     run_exit_child(&path, false).await;
-    assert!(!journal_of(&path).exists(), "closed cleanly at exit");
+    assert!(!journal_of(&path).exists(), "closed by the drop");
     assert_all_there(&path).await;
 }
 
@@ -395,7 +408,7 @@ fn create_race_child() {
                     text = format!("{text}: {l}");
                     layer = l.source();
                 }
-                if text.contains("already open in another process") {
+                if text.contains("is open in another process") {
                     println!("RESULT busy")
                 } else {
                     println!("RESULT error {text}")

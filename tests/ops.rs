@@ -195,8 +195,8 @@ async fn a_backup_taken_under_writers_restores_to_a_consistent_state() {
 async fn compact_gives_space_back_after_most_rows_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.redb");
-    // Explicit compaction only: the store would otherwise compact itself at
-    // close (see `the_store_compacts_itself_at_close`).
+    // Explicit compaction only: `maintenance()` would otherwise compact
+    // (see `maintenance_compacts_a_mostly_free_file_and_a_close_never_does`).
     let manual = || RedbStoreConfig::default().with_auto_compact(None);
     {
         let s = RedbStore::with_config(&path, manual()).await.unwrap();
@@ -431,7 +431,7 @@ fn whole_file_operations_do_not_create_a_missing_store() {
 }
 
 #[tokio::test]
-async fn the_store_compacts_itself_at_close() {
+async fn maintenance_compacts_a_mostly_free_file_and_a_close_never_does() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("auto.redb");
     let s = RedbStore::new(&path).await.unwrap();
@@ -449,11 +449,19 @@ async fn the_store_compacts_itself_at_close() {
     }
     s.close().await.unwrap();
     let closed = std::fs::metadata(&path).unwrap().len();
-    assert!(
-        closed * 3 < full,
-        "no compaction at close: {full} -> {closed}"
-    );
+    assert!(closed * 2 > full, "compacted at close: {full} -> {closed}");
+    let s = RedbStore::new(&path).await.unwrap();
+    let report = s.maintenance().await.unwrap();
+    let compaction = report.compaction.expect("compacted");
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(compaction.bytes_after, after);
+    assert!(after * 3 < full, "compacted: {full} -> {after}");
+    // Nothing left to give back: the next maintenance does not compact.
+    assert_eq!(s.maintenance().await.unwrap().compaction, None);
+    s.put_session("new@c.us.0", b"after").await.unwrap();
+    drop(s);
     let s = RedbStore::new(&path).await.unwrap();
     assert!(s.has_session("0@c.us.0").await.unwrap());
     assert!(!s.has_session("1@c.us.0").await.unwrap());
+    assert!(s.has_session("new@c.us.0").await.unwrap());
 }

@@ -37,7 +37,7 @@ fn target_mb() -> u64 {
         .unwrap_or(16)
 }
 
-/// No compaction at close: the tests look at what a deletion itself does.
+/// No compaction (maintenance): the tests look at what a deletion itself does.
 fn manual() -> RedbStoreConfig {
     RedbStoreConfig::default().with_auto_compact(None)
 }
@@ -96,13 +96,14 @@ impl IoFaults for Peak {
 }
 
 /// Deletes `device` from `path` as `wa-redb delete-device` does (open with
-/// the default configuration, delete, close) and returns the rows deleted
-/// and the peak file length.
+/// the default configuration, delete, compact if worth it, close) and
+/// returns the rows deleted and the peak file length.
 async fn delete(path: &Path, device: i32) -> (u64, u64) {
     let peak = Arc::new(Peak::default());
     let config = RedbStoreConfig::default().with_io_faults(peak.clone());
     let s = RedbStore::with_config(path, config).await.unwrap();
     let rows = s.delete_device(device).await.unwrap();
+    s.compact_if_worth().await.unwrap();
     s.close().await.unwrap();
     (rows, peak.0.load(Ordering::Relaxed))
 }

@@ -1,13 +1,14 @@
-//! Compaction of a store file: when it is worth it (at open, at close),
-//! and how (every page verified first).
+//! Compaction of a store file: when it is worth it (at an open that
+//! verified every page, in `maintenance()`), and how (every page verified
+//! first). Never at close: a close does only what durability needs.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Builder, Database};
 
-use super::contain_panic;
 use super::format::{Keying, open_with};
+use super::{Engine, contain_panic};
 use crate::config::RedbStoreConfig;
 use crate::error::{Error, Result};
 
@@ -89,4 +90,96 @@ fn compact(db: &mut Database, path: &Path) -> Result<()> {
     db.check_integrity().map_err(|e| Error::storage(path, e))?;
     while db.compact().map_err(|e| Error::storage(path, e))? {}
     Ok(())
+}
+
+impl Engine {
+    /// Compacts the open file if a quarter (`auto_compact`) or
+    /// more of it is free: for `RedbStore::maintenance`. Writes of the file
+    /// wait meanwhile (the lane is held), and so do reads that start (the
+    /// database is taken out of its slot under its lock); a read already
+    /// running, or a backup holding the database, makes it skip, as redb
+    /// compacts only a file nothing else uses. Returns the file's size before
+    /// and after, or `None` if it did not compact. Blocking.
+    pub fn compact_if_worth(&self) -> Result<Option<(u64, u64)>> {
+        let config = self.config();
+        if config.auto_compact.is_none() || self.look.is_some() {
+            return Ok(None);
+        }
+        let path = self.path.clone();
+        self.lane.exclusive(|writer, _| {
+            if writer.halted.is_some() {
+                return Ok(None);
+            }
+            // Everything in the file, the journal rewound, and the pages
+            // that commits since the last checkpoint freed released (until
+            // a durable commit they count as used): then the free space
+            // measured is all there is, and the compacted file is the
+            // whole store.
+            writer.checkpoint()?;
+            let Some(db) = writer.db.clone() else {
+                return Ok(None);
+            };
+            // Pages freed before the last close are released by the first
+            // durable commit after it, which a checkpoint with nothing to
+            // do does not make.
+            contain_panic(&path, || {
+                super::schema::begin_durable(&db, &path)?
+                    .commit()
+                    .map_err(|e| Error::storage(&path, e))
+            })?;
+            if !contain_panic(&path, || should_compact(&db, &path, &config))? {
+                return Ok(None);
+            }
+            drop(db);
+            let before = file_len(&path)?;
+            let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+            let (Some(shared), Some(_)) = (slot.take(), writer.db.take()) else {
+                return Ok(None);
+            };
+            let mut db = match Arc::try_unwrap(shared) {
+                Ok(db) => db,
+                Err(shared) => {
+                    writer.db = Some(shared.clone());
+                    *slot = Some(shared);
+                    return Ok(None);
+                }
+            };
+            let outcome = contain_panic(&path, || compact_busy_aware(&mut db, &path));
+            let db = Arc::new(db);
+            writer.db = Some(db.clone());
+            *slot = Some(db);
+            drop(slot);
+            match outcome {
+                Ok(true) => Ok(Some((before, file_len(&path)?))),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len())
+}
+
+/// [`compact`], except that a read in progress makes it give up (`false`)
+/// rather than fail.
+fn compact_busy_aware(db: &mut Database, path: &Path) -> Result<bool> {
+    db.check_integrity().map_err(|e| Error::storage(path, e))?;
+    loop {
+        match db.compact() {
+            Ok(true) => {}
+            Ok(false) => return Ok(true),
+            Err(redb::CompactionError::TransactionInProgress) => {
+                log::info!(
+                    "{}: compaction skipped: a read is in progress",
+                    path.display()
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::storage(path, e)),
+        }
+    }
 }

@@ -303,8 +303,6 @@ impl Engine {
             path: self.path.clone(),
             db: self.db.get_mut().unwrap_or_else(|p| p.into_inner()).take(),
             lane: self.lane.clone(),
-            config: self.config(),
-            io: self.io.clone(),
             status: self.status.clone(),
             cache: self.cache.take()?,
         })
@@ -336,11 +334,12 @@ impl Drop for Abandon<'_> {
 }
 
 impl Drop for Engine {
-    /// The last handle is gone: the close runs on a pool worker, not on
-    /// the dropping thread (see [`closing`]).
+    /// The last handle is gone: the file is closed on this thread and
+    /// released before the drop returns (see [`closing`]); a failure is
+    /// logged, `RedbStore::close` reports it.
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown() {
-            closing::in_background(Closing::register(shutdown));
+            Closing::register(shutdown).finish();
         }
     }
 }

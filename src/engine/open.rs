@@ -303,7 +303,7 @@ impl Engine {
             dirty_since: None,
             halted: None,
             log: journal::EffectLog::new(),
-            rows_deleted: 0,
+            deleted_since_checkpoint: 0,
         };
         // An fsync per batch never runs on the caller's thread.
         let inline = config.synchronous != Synchronous::Full;

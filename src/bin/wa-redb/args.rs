@@ -134,8 +134,8 @@ pub enum Command {
     },
     /// Delete one account: every row of a device id.
     ///
-    /// Asks first on a terminal. The close compacts the file when much of
-    /// it is free afterwards. Run it again if it was interrupted: the account
+    /// Asks first on a terminal. Compacts the file when much of it is free
+    /// afterwards. Run it again if it was interrupted: the account
     /// is gone from the first moment (no device record), the rest of its
     /// rows with the second run.
     DeleteDevice {

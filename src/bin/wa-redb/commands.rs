@@ -601,9 +601,13 @@ fn delete_device(
         }
     }
     let bar = spinner(format!("deleting device {device} from {}", file.display()));
-    let result = rt.block_on(store.delete_device(device));
+    let result = rt.block_on(async {
+        let rows = store.delete_device(device).await?;
+        // Gives the space back if much of the file is free now.
+        store.compact_if_worth().await?;
+        Ok::<_, wacore::store::error::StoreError>(rows)
+    });
     bar.finish_and_clear();
-    // Closing compacts the file if much of it is free now.
     let closed = close(&rt, store);
     let rows = result?;
     closed?;

@@ -63,8 +63,7 @@ fn note_replayed(store: &RedbStore) {
 }
 
 /// Opens an existing store file for a command that changes it, with the
-/// default configuration (and the key in `config`): its close compacts the
-/// file when a large part of it is free.
+/// default configuration (and the key in `config`).
 pub fn open_to_change(path: &Path, config: &RedbStoreConfig) -> Result<RedbStore, Failure> {
     require_file(path)?;
     let store = RedbStore::open_blocking(path, 1, config.clone())?;

@@ -16,7 +16,8 @@
 //! `checkpoint_journal_bytes` and on request, a checkpoint commits
 //! `Durability::Immediate` with quick-repair, recording the last journal
 //! sequence number it covers, and rewinds the journal. At close the last
-//! sequence number is recorded by redb's own closing commit instead.
+//! sequence number is recorded without fsync, and redb's own closing
+//! commit makes it durable.
 //!
 //! A job that fails leaves its neighbours untouched: every job reads and
 //! checks what it needs before its first change (see [`crate::engine::tx`]),
@@ -167,8 +168,9 @@ pub(crate) struct Writer {
     pub dirty_since: Option<Instant>,
     pub halted: Option<Error>,
     pub log: EffectLog,
-    /// Rows deleted since open: what may have freed space worth compacting.
-    pub rows_deleted: u64,
+    /// Rows deleted since the last checkpoint: the close then commits
+    /// durably (see [`Writer::record_for_close`]).
+    pub deleted_since_checkpoint: u64,
 }
 
 impl Writer {
@@ -415,7 +417,7 @@ impl Writer {
             return Err(e.into());
         }
         self.commit_journaled(txn)?;
-        self.rows_deleted += self.log.deletes();
+        self.deleted_since_checkpoint += self.log.deletes();
         self.lsn = lsn;
         self.status.lsn.store(lsn, Ordering::Relaxed);
         self.dirty_since.get_or_insert_with(Instant::now);
@@ -470,34 +472,57 @@ impl Writer {
             .checked_add(self.config.checkpoint_interval)
     }
 
-    /// Commits durably everything acknowledged so far and rewinds the
-    /// journal.
-    pub fn checkpoint(&mut self) -> Result<()> {
-        self.durable_commit(true)
-    }
-
-    /// The last checkpoint, before redb's close: a plain one-fsync commit
-    /// (redb's closing commit records the allocator state right after, so
-    /// quick-repair would only add a second fsync). It also releases the
-    /// pages the in-memory commits freed, so that the close trims the file.
-    pub fn checkpoint_for_close(&mut self) -> Result<()> {
-        self.durable_commit(false)
-    }
-
-    fn durable_commit(&mut self, quick_repair: bool) -> Result<()> {
+    /// Records the last sequence number for redb's close to make durable:
+    /// a commit without fsync (`Durability::None`), which redb's closing
+    /// commit then includes, so that the close costs no checkpoint of its
+    /// own. After deletions it is a durable commit (one fsync): pages freed
+    /// by commits without fsync are released only by a durable one, and
+    /// redb's closing commit releases none, so without it the close could
+    /// not trim a file that a large deletion grew (a transaction cannot
+    /// reuse the pages it frees). Refused (and the journal kept) if the
+    /// writer halted.
+    pub fn record_for_close(&mut self) -> Result<()> {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
         if self.dirty_since.is_none() && self.lsn == self.checkpoint_lsn {
             return Ok(());
         }
+        let durable = self.deleted_since_checkpoint > 0;
         let result = crate::engine::contain_panic(&self.path.clone(), || {
-            self.durable_commit_of_lsn(quick_repair)
+            let mut txn = self
+                .database()?
+                .begin_write()
+                .map_err(|e| Error::storage(&self.path, e))?;
+            if !durable {
+                txn.set_durability(Durability::None)
+                    .map_err(|e| Error::storage(&self.path, e))?;
+            }
+            self.put_checkpoint_meta(&txn)?;
+            txn.commit().map_err(|e| Error::storage(&self.path, e))
         });
+        if let Err(e) = &result {
+            self.halt(e);
+        }
+        result
+    }
+
+    /// Commits durably everything acknowledged so far and rewinds the
+    /// journal.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
+        }
+        if self.dirty_since.is_none() && self.lsn == self.checkpoint_lsn {
+            return Ok(());
+        }
+        let result =
+            crate::engine::contain_panic(&self.path.clone(), || self.durable_commit_of_lsn());
         match &result {
             Ok(()) => {
                 self.checkpoint_lsn = self.lsn;
                 self.dirty_since = None;
+                self.deleted_since_checkpoint = 0;
                 self.status
                     .checkpoint_lsn
                     .store(self.lsn, Ordering::Relaxed);
@@ -514,19 +539,24 @@ impl Writer {
         result
     }
 
-    fn durable_commit_of_lsn(&self, quick_repair: bool) -> Result<()> {
+    fn durable_commit_of_lsn(&self) -> Result<()> {
         let mut txn = schema::begin_durable(self.database()?, &self.path)?;
         // Quick-repair: reopening after a crash is instant rather than a
         // full scan of the file.
-        txn.set_quick_repair(quick_repair);
+        txn.set_quick_repair(true);
+        self.put_checkpoint_meta(&txn)?;
+        txn.commit().map_err(|e| Error::storage(&self.path, e))
+    }
+
+    /// The last sequence number and the time, as the file's checkpoint.
+    fn put_checkpoint_meta(&self, txn: &redb::WriteTransaction) -> Result<()> {
         let lsn = self.lsn.to_le_bytes();
         let at = crate::clock::now_secs().to_le_bytes();
         schema::put_meta(
-            &txn,
+            txn,
             &self.path,
             &[(META_CHECKPOINT_LSN, &lsn), (META_CHECKPOINTED_AT, &at)],
-        )?;
-        txn.commit().map_err(|e| Error::storage(&self.path, e))
+        )
     }
 }
 
