@@ -187,11 +187,12 @@ pub struct RedbStoreConfig {
     /// Largest single value (session, payload, blob) accepted. Default 64 MiB;
     /// 1 byte to 1 GiB (256 MiB on 32-bit targets).
     pub max_value_size: usize,
-    /// Compact the file at close, and at an open that verified every page
-    /// (after an unclean shutdown, or [`IntegrityCheck::Always`]), when at
-    /// least this fraction of it is free space (and the file is larger than
-    /// 1 MiB), giving the space back to the file system. `None` disables it.
-    /// Default `Some(0.25)`.
+    /// Compact the file in [`crate::RedbStore::maintenance`], and at an
+    /// open that verified every page (after an unclean shutdown, or
+    /// [`IntegrityCheck::Always`]), when at least this fraction of it is
+    /// free space (and the file is larger than 1 MiB), giving the space
+    /// back to the file system. Never at close: a close does only what
+    /// durability needs. `None` disables it. Default `Some(0.25)`.
     pub auto_compact: Option<f64>,
     /// When to verify the whole file at open. Default
     /// [`IntegrityCheck::AfterUncleanShutdown`].
@@ -205,6 +206,13 @@ pub struct RedbStoreConfig {
     /// The format of a file this handle creates. Default
     /// [`PageProtection::Verified`].
     pub page_protection: PageProtection,
+    /// How long an open waits for a file that another process (or a
+    /// store of this process opened without this crate's registry, such
+    /// as `wa-redb`) has open, before it fails with "already open": the
+    /// time a process that just dropped its store needs to let go of it,
+    /// as SQLite's `busy_timeout`. Default 5 s; `Duration::ZERO` fails at
+    /// once; any length up to `Duration::MAX` (wait as long as it takes).
+    pub busy_timeout: Duration,
     /// The key of an encrypted store. A file this handle creates is
     /// encrypted with it (which needs [`PageProtection::Verified`]); an
     /// encrypted file needs it to open, and refuses another; a plain file
@@ -228,6 +236,7 @@ impl Default for RedbStoreConfig {
             integrity_check: IntegrityCheck::AfterUncleanShutdown,
             base_key_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             page_protection: PageProtection::Verified,
+            busy_timeout: Duration::from_secs(5),
             encryption: None,
             io_faults: None,
         }
@@ -247,6 +256,7 @@ impl fmt::Debug for RedbStoreConfig {
             .field("integrity_check", &self.integrity_check)
             .field("base_key_retention", &self.base_key_retention)
             .field("page_protection", &self.page_protection)
+            .field("busy_timeout", &self.busy_timeout)
             .field("encryption", &self.encryption)
             .field("io_faults", &self.io_faults.is_some())
             .finish()
@@ -295,6 +305,13 @@ impl RedbStoreConfig {
     /// [`RedbStoreConfig::auto_compact`]).
     pub fn with_auto_compact(mut self, free_fraction: Option<f64>) -> Self {
         self.auto_compact = free_fraction;
+        self
+    }
+
+    /// Sets how long an open waits for a file another process has open
+    /// (see [`RedbStoreConfig::busy_timeout`]).
+    pub fn with_busy_timeout(mut self, wait: Duration) -> Self {
+        self.busy_timeout = wait;
         self
     }
 

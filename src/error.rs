@@ -102,7 +102,7 @@ pub enum Error {
 
     /// Another process holds the file open.
     #[error(
-        "{}: the store file is already open in another process; a store file can be open in only one process at a time: stop that process first, or have it write a copy with `RedbStore::backup_to` and use the copy",
+        "{}: the store file is open in another process (this open waited the configured time for it to let go); a store file can be open in only one process at a time: stop that process first, or have it write a copy with `RedbStore::backup_to` and use the copy",
         .path.display()
     )]
     AlreadyOpen {

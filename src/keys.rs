@@ -86,23 +86,27 @@ impl RedbStore {
                 crate::engine::protect::rewrap(&path, old_key, &new)?;
             }
             Rekey::NewDataKey => {
-                let tmp = with_store_alone(&path, old, |engine| {
-                    copy_to_temp(
+                with_store_alone(&path, old, |engine| {
+                    let tmp = copy_to_temp(
                         &engine.snapshot()?,
                         &path,
                         files::TempKind::Rekeying,
                         Keying::of(&new_config),
                         None,
-                    )
+                    )?;
+                    // Renamed while the old file is still open here, its
+                    // lock held: a process that opens the path meanwhile is
+                    // refused (and, waiting, opens the new file), rather
+                    // than write into the file being replaced. Its journal
+                    // was replayed at this open and nothing wrote since:
+                    // the close that follows leaves none behind.
+                    let renamed = std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e));
+                    if renamed.is_err() {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    renamed?;
+                    files::sync_parent_dir(&path)
                 })?;
-                // The old file was closed cleanly (no journal): the rename
-                // swaps one complete store for another.
-                let renamed = std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e));
-                if renamed.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                renamed?;
-                files::sync_parent_dir(&path)?;
             }
         }
         Ok(())

@@ -278,7 +278,7 @@ pub(crate) fn open_bare(path: &Path, keying: Keying<'_>) -> Result<Database> {
 }
 
 /// Sizes of the file before and after a compaction.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CompactReport {
     /// The file's size before, as `stat` shows it.
     pub bytes_before: u64,
@@ -365,9 +365,10 @@ impl CompactReport {
 impl RedbStore {
     /// Deletes one account: every row of `device_id` in every table.
     /// Returns the number of rows deleted. The space is reused by later
-    /// writes; the close compacts the file when a large part of it is free
-    /// ([`RedbStoreConfig::auto_compact`]), and [`RedbStore::compact_file`]
-    /// gives it back on demand.
+    /// writes; [`RedbStore::maintenance`] compacts the file when a large
+    /// part of it is free ([`RedbStoreConfig::auto_compact`]), and
+    /// [`RedbStore::compact_if_worth`] or [`RedbStore::compact_file`] give
+    /// it back on demand.
     ///
     /// The rows go in slices of a few thousand, each its own transaction,
     /// with a durable checkpoint after each, so that each slice reuses the
@@ -376,8 +377,7 @@ impl RedbStore {
     /// redb grows a file below 4 GiB by doubling it, and the pages the
     /// transaction put in the grown part kept the file from shrinking back.
     /// (On a file without any free page, such as one just compacted, even
-    /// the first slice grows the file so; the compaction at close gives that
-    /// back.)
+    /// the first slice grows the file so; compaction gives that back.)
     ///
     /// The device record goes in the first slice: from then on the account
     /// no longer exists for any reader (`load`, `exists`), and its remaining
@@ -481,9 +481,13 @@ impl RedbStore {
         // Nobody may have the target open: we are about to replace it.
         not_open_here(&target)?;
         let replacing = target.exists();
-        if replacing {
-            drop(open_bare(&target, Keying::of(config))?);
-        }
+        // Held until the new file has the name: a process that opens the
+        // target meanwhile is refused (and, waiting, opens the new file),
+        // rather than write into the file being replaced.
+        let held = match replacing {
+            true => Some(open_bare(&target, Keying::of(config))?),
+            false => None,
+        };
         files::remove_stale_temps(&target);
         let (tmp, mut to) = files::create_temp(&target, files::TempKind::Restoring)?;
         let mut kept = None;
@@ -497,13 +501,16 @@ impl RedbStore {
             to.sync_all().map_err(|e| Error::io(&tmp, e))?;
             if replacing {
                 kept = Some(keep_replaced(&target)?);
+                std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
             } else {
                 // A journal without its store belongs to nothing.
                 files::remove_if_present(&journal_path(&target))?;
+                // Never over a store another process created meanwhile.
+                files::link_into_place(&tmp, &target).map_err(|e| Error::io(&target, e))?;
             }
-            std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
             files::sync_parent_dir(&target)
         })();
+        drop(held);
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
             if let Some(kept) = &kept {

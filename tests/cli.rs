@@ -352,7 +352,7 @@ async fn a_file_held_open_by_another_process_gives_a_clear_error() {
         assert!(started.elapsed().as_secs() < 10, "{args:?} waited");
         assert_eq!(r.code, 3, "{args:?}: {r:?}");
         assert!(
-            r.stderr.contains("already open in another process"),
+            r.stderr.contains("is open in another process"),
             "{args:?}: {r:?}"
         );
         assert!(r.stderr.contains("store.redb"), "{args:?}: {r:?}");

@@ -140,7 +140,7 @@ pub(crate) fn remove_stale_temps(target: &Path) {
         };
         // A live writer holds it locked (a process id seen as dead may be
         // one of another pid namespace); a crash released the lock.
-        if file.try_lock().is_ok() {
+        if !locked_by_someone(&file) {
             log::info!("removing {}, left by a process that died", path.display());
             let _ = std::fs::remove_file(with_suffix(&path, ".journal"));
             let _ = std::fs::remove_file(&path);
@@ -188,20 +188,125 @@ pub(crate) fn with_suffix(path: &Path, suffix: impl AsRef<std::ffi::OsStr>) -> P
 }
 
 /// Gives the finished file `tmp` the name `target` without ever replacing
-/// an existing file (a hard link, or a rename where links are not
-/// supported) and removes the name `tmp`. Fails with `AlreadyExists` if
-/// `target` exists. The file itself (its inode) is unchanged: a handle
+/// an existing file and removes the name `tmp`. Fails with `AlreadyExists`
+/// if `target` exists. The file itself (its inode) is unchanged: a handle
 /// open on `tmp`, and the locks it holds, now hold `target`.
+///
+/// A hard link where the file system has them; else (FAT, exFAT, some
+/// FUSE mounts) a rename that the kernel refuses if `target` exists
+/// (`RENAME_NOREPLACE`, Linux). Only where neither exists is it a check
+/// then a rename, which a file created by another process between the two
+/// could lose to.
 pub(crate) fn link_into_place(tmp: &Path, target: &Path) -> io::Result<()> {
-    let result = std::fs::hard_link(tmp, target).or_else(|e| {
-        if e.kind() != io::ErrorKind::AlreadyExists && !target.exists() {
-            std::fs::rename(tmp, target)
-        } else {
-            Err(e)
-        }
-    });
+    let result = match std::fs::hard_link(tmp, target) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => match rename_noreplace(tmp, target) {
+            Err(e) if is_unsupported(&e) && !target.exists() => std::fs::rename(tmp, target),
+            other => other,
+        },
+        other => other,
+    };
     let _ = std::fs::remove_file(tmp);
     result
+}
+
+fn is_unsupported(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(e.raw_os_error(), Some(code) if is_unsupported_code(code))
+}
+
+#[cfg(target_os = "linux")]
+fn is_unsupported_code(code: i32) -> bool {
+    code == libc::EINVAL || code == libc::ENOSYS || code == libc::EOPNOTSUPP
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_unsupported_code(_: i32) -> bool {
+    false
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` rather than replace
+/// `to` (Linux `renameat2(RENAME_NOREPLACE)`); `Unsupported` elsewhere.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)
+        };
+        let (from, to) = (c(from)?, c(to)?);
+        // SAFETY: two NUL-terminated paths relative to the working
+        // directory; the raw syscall, as older C libraries lack a wrapper.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (from, to);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Whether some open file description holds a lock on `file`: redb's own
+/// (byte-range OFD locks on Linux; it also takes `flock` up to redb 4.x,
+/// but not every version does) or a plain copy's `flock`
+/// ([`File::try_lock`]). The same kinds redb checks, so that a file redb
+/// would refuse to open is never taken for abandoned.
+pub(crate) fn locked_by_someone(file: &File) -> bool {
+    if file.try_lock().is_err() {
+        return true;
+    }
+    let _ = file.unlock();
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // A write lock over the whole range conflicts with any lock held
+        // through another open file description, this process's too.
+        // SAFETY: an all-zero `flock` is a valid value of the C struct.
+        let mut probe: libc::flock = unsafe { std::mem::zeroed() };
+        probe.l_type = libc::F_WRLCK as libc::c_short;
+        probe.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: F_OFD_GETLK only reads and fills in `probe`.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut probe) };
+        // A file system without OFD locks: `flock` alone decides.
+        if rc == 0 && probe.l_type != libc::F_UNLCK as libc::c_short {
+            return true;
+        }
+    }
+    false
+}
+
+/// What tells one file from another on its file system (device and
+/// inode), where there is such a thing.
+pub(crate) fn id_of(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// [`id_of`] an open file.
+pub(crate) fn file_id(file: &File) -> Option<(u64, u64)> {
+    file.metadata().ok().and_then(|m| id_of(&m))
 }
 
 /// Removes `path`; a file that is not there is not an error.

@@ -117,8 +117,31 @@ pub(crate) fn open_with(
     faults: Option<Arc<dyn IoFaults>>,
     keying: Keying<'_>,
 ) -> Result<Opened> {
-    let file = files::create_private(path, truncate)?;
-    open_file(builder, cache_bytes, file, path, io, faults, keying)
+    // A whole-file replacement (restore, rekey) renames another file over
+    // `path` while it holds this one's lock: a handle that opened the old
+    // file and got its lock once the replacement let go would write into
+    // a file nobody will read again. So the file locked must still be the
+    // one `path` names; if not, open again (the replacement is done).
+    let mut tries = 0;
+    loop {
+        let file = files::create_private(path, truncate)?;
+        let opened_id = files::file_id(&file);
+        let opened = open_file(
+            builder,
+            cache_bytes,
+            file,
+            path,
+            io.clone(),
+            faults.clone(),
+            keying,
+        )?;
+        tries += 1;
+        let named_id = std::fs::metadata(path).ok().and_then(|m| files::id_of(&m));
+        if opened_id == named_id || tries == 3 {
+            return Ok(opened);
+        }
+        drop(opened);
+    }
 }
 
 /// [`open_with`] on a file already open (`path` names it in errors): a

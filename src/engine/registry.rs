@@ -7,9 +7,9 @@
 //! The registry is locked only to look a path up or change its slot, never
 //! while a file is opened or closed: opening, recovering, verifying or
 //! compacting one file holds up no open or close of another. Opens of the
-//! same path wait for each other; an open of a path whose last handle was
-//! just dropped waits for that close, or does it itself if no worker has
-//! started it yet.
+//! same path wait for each other; an open of a path whose last handle is
+//! being dropped waits for that close. An open that finds the file open in
+//! another process waits up to `busy_timeout` for it to let go.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -148,7 +148,7 @@ pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<E
         path: &key,
         armed: true,
     };
-    let engine = Arc::new(Engine::open(&key, config)?);
+    let engine = Arc::new(open_waiting(&key, config)?);
     guard.armed = false;
     drop(guard);
     lock(r).insert(key, Slot::Open(Arc::downgrade(&engine)));
@@ -156,8 +156,28 @@ pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<E
     Ok(engine)
 }
 
-/// Called by a dropped engine: its close is `closing`, which runs on a
-/// pool worker (or in the next open of the path, whichever comes first).
+/// [`Engine::open`], waiting up to `config.busy_timeout` while another
+/// process has the file open: one that just dropped its store lets go of
+/// it within its close (milliseconds), and one that is still running keeps
+/// it, so the wait ends in "already open". Polls with a backoff from 1 ms
+/// to 50 ms: redb's locks cannot be waited on.
+fn open_waiting(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match Engine::open(path, config) {
+            Err(Error::AlreadyOpen { .. }) if started.elapsed() < config.busy_timeout => {
+                let left = config.busy_timeout.saturating_sub(started.elapsed());
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Called by a dropped engine: its close is `closing`, which the dropping
+/// thread runs at once (unless an open of the path got there first).
 pub(crate) fn closing(path: &Path, closing: Arc<Closing>) {
     let r = registry();
     lock(r).insert(path.to_path_buf(), Slot::Closing(closing));

@@ -20,7 +20,7 @@
 //!   median over rounds.
 //! - `WA_BENCH_ONLY`: comma-separated workload names to run (`put_session`,
 //!   `sent_pair`, `flush`, `appstate`, `usync`, `msg_secrets`, `reads`,
-//!   `cached_reads`, `concurrent`, `cold_start`, `signal`).
+//!   `cached_reads`, `concurrent`, `cold_start`, `reopen`, `signal`).
 //! - `WA_BENCH_SECTIONS`: comma-separated subset of `cpus` (every CPU),
 //!   `one-cpu`, `fleet`, `rss` (default: all).
 //! - `WA_BENCH_STORES`: comma-separated subset of `redb`, `redb-full`,

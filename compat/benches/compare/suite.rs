@@ -182,15 +182,27 @@ fn workloads(pass: Pass) -> Vec<Workload> {
             None,
         ),
         wl(
+            "reopen",
+            vec![(
+                "8b. reopen: 20 writes, drop, open again, first read",
+                "ms (median)",
+                true,
+                Some(2.0),
+                full,
+            )],
+            None,
+        ),
+        wl(
             "signal",
             vec![
                 (
-                    "9. real Signal traffic (SignalStoreCache, flush per message)",
-                    "µs/msg",
+                    "9. real Signal traffic with reopens (SignalStoreCache, flush per message)",
+                    "µs/msg (reopens included)",
                     true,
-                    Some(if one { 1.5 } else { 2.0 }),
+                    Some(if one { 2.0 } else { 2.5 }),
                     full,
                 ),
+                ("9. same, messages only", "µs/msg", true, None, None),
                 (
                     "9. same, reopen of both stores (median)",
                     "ms",
@@ -222,6 +234,7 @@ async fn run_one(
             return o;
         }
         "signal" => return w_signal(kind, dir, sc).await,
+        "reopen" => return w_reopen(kind, dir, blobs, sc).await,
         _ => {}
     }
     let store = Store::open_fresh(kind, dir).await;

@@ -463,3 +463,49 @@ pub(crate) async fn w_cold_start(
         listing,
     )
 }
+
+/// Workload 8b: a store holding an account (200 sessions, 1,000 LID
+/// mappings); each repetition writes 20 sessions, then times the drop of
+/// the store, an open of the file and the first read (median).
+pub(crate) async fn w_reopen(kind: Kind, dir: &Path, blobs: &Blobs, sc: Scale) -> Outcome {
+    let mut store = Store::open_fresh(kind, dir).await;
+    let now = now_secs();
+    let chunk: Vec<LidPnMappingEntry> = (0..1000).map(|i| lid_entry(i, now)).collect();
+    store.b().put_lid_mappings(&chunk).await.unwrap();
+    for i in 0..200usize {
+        let addr = format!("5511{i:09}:0@c.us.0");
+        store
+            .b()
+            .put_session(&addr, blobs.session(i))
+            .await
+            .unwrap();
+    }
+    let reps = sc.n(40).max(5);
+    let mut times = Vec::with_capacity(reps);
+    for rep in 0..reps {
+        for i in 0..20usize {
+            let addr = format!("5511{:09}:0@c.us.0", (rep * 20 + i) % 200);
+            store
+                .b()
+                .put_session(&addr, blobs.session(rep + i))
+                .await
+                .unwrap();
+        }
+        let t = Instant::now();
+        store.close().await;
+        store = Store::open(kind, dir).await;
+        let first = store
+            .b()
+            .get_session("5511000000007:0@c.us.0")
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+        assert!(first.is_some());
+    }
+    store.close().await;
+    times.sort_unstable();
+    Outcome {
+        values: vec![millis(times[times.len() / 2])],
+        latency: None,
+    }
+}
