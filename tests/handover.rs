@@ -325,7 +325,11 @@ async fn a_rekey_racing_another_process_loses_no_acknowledged_write() {
         .await
         .unwrap();
     let rekeyed = |round: usize| {
-        let (from, to) = if round.is_multiple_of(2) { (1, 2) } else { (2, 1) };
+        let (from, to) = if round.is_multiple_of(2) {
+            (1, 2)
+        } else {
+            (2, 1)
+        };
         // Refused while the child has the file open past the wait: the
         // round is then simply skipped.
         let _ = RedbStore::rekey_file(&path, &config(from), key(to), Rekey::NewDataKey);
