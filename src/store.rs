@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 /// file share one engine, so any number of accounts can live in one file at
 /// the cost of one. Cloning a handle is cheap. The file is closed when the
 /// last handle of it is dropped, before the drop returns (redb's close:
-/// three fsyncs, no compaction), so that another process can open it and a
+/// a few fsyncs, no compaction), so that another process can open it and a
 /// copy of it is the whole store at once; [`RedbStore::close`] does the
 /// same and reports a failure.
 #[derive(Clone)]

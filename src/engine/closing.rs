@@ -37,7 +37,7 @@ pub(crate) struct Shutdown {
 impl Shutdown {
     /// Stops writes, closes the database durably and removes the journal:
     /// redb's close (its allocator state in a two-phase commit, then its
-    /// clean-shutdown header: three fsyncs), and the unlink. The directory
+    /// clean-shutdown header: three to five fsyncs), and the unlink. The directory
     /// is not synced: if a power cut brings the journal back, every record
     /// in it is at or below the sequence number the file recorded, so the
     /// next open replays nothing (it only verifies the file, as after any
