@@ -137,10 +137,17 @@ pub(crate) fn open_with(
         )?;
         tries += 1;
         let named_id = std::fs::metadata(path).ok().and_then(|m| files::id_of(&m));
-        if opened_id == named_id || tries == 3 {
+        if opened_id == named_id {
             return Ok(opened);
         }
         drop(opened);
+        if tries == 3 {
+            // Replaced three times in a row while opening: another process
+            // is busy with it; an open that waits tries again.
+            return Err(Error::AlreadyOpen {
+                path: path.to_path_buf(),
+            });
+        }
     }
 }
 
