@@ -208,16 +208,8 @@ fn dropping_the_last_handle_never_stalls_a_current_thread_runtime() {
             worst < Duration::from_millis(50),
             "the runtime stalled for {worst:?}"
         );
-        let closed = std::fs::metadata(&path).unwrap().len();
-        assert!(
-            closed > size * 3 / 4,
-            "no compaction at close: {size} -> {closed}"
-        );
-        // Maintenance gives the space back.
-        let report = s.maintenance().await.unwrap();
-        let after = std::fs::metadata(&path).unwrap().len();
-        assert!(report.compaction.is_some(), "{report:?}");
-        assert!(after < size * 3 / 4, "compacted: {size} -> {after}");
+        // (The close may trim the free tail of the file; compaction is
+        // `maintenance()`'s, see tests/ops.rs.)
         assert!(s.get_session("0:0@c.us.0").await.unwrap().is_some());
         s.close().await.unwrap();
     });
