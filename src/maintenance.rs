@@ -485,7 +485,9 @@ impl RedbStore {
         // target meanwhile is refused (and, waiting, opens the new file),
         // rather than write into the file being replaced.
         let held = match replacing {
-            true => Some(open_bare(&target, Keying::of(config))?),
+            true => Some(registry::while_open_elsewhere(config.busy_timeout, || {
+                open_bare(&target, Keying::of(config))
+            })?),
             false => None,
         };
         files::remove_stale_temps(&target);

@@ -34,7 +34,7 @@ use super::open::engine_builder;
 use super::recovery::{self, JournalFile};
 use super::writer::Writer;
 use super::{Engine, contain_panic, schema};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The wait before the second attempt to reopen; it doubles after each
 /// failed one, up to [`MAX_BACKOFF`].
@@ -163,8 +163,7 @@ impl Engine {
         let config = self.config();
         let protection = config.page_protection;
         let builder = engine_builder(&self.path, self.cache_bytes, protection, false);
-        let deadline = Instant::now() + RELEASE_WAIT;
-        let opened = loop {
+        let opened = super::registry::while_open_elsewhere(RELEASE_WAIT, || {
             let keying = match &self.cipher {
                 Some(cipher) => Keying::Cipher(cipher),
                 None => Keying::of(&config),
@@ -172,15 +171,8 @@ impl Engine {
             let io = self.io.clone();
             let faults = config.io_faults.clone();
             let cache = self.cache_bytes;
-            match open_with(&builder, cache, &self.path, false, io, faults, keying) {
-                // A read that began on the old database still holds the
-                // file: reads take microseconds, a scan a little longer.
-                Err(Error::AlreadyOpen { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                other => break other?,
-            }
-        };
+            open_with(&builder, cache, &self.path, false, io, faults, keying)
+        })?;
         let Opened { db, .. } = opened;
         let mut meta = schema::read_meta(&db, &self.path)?;
         let report = recovery::recover(

@@ -157,17 +157,26 @@ pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<E
 }
 
 /// [`Engine::open`], waiting up to `config.busy_timeout` while another
-/// process has the file open: one that just dropped its store lets go of
-/// it within its close (milliseconds), and one that is still running keeps
-/// it, so the wait ends in "already open". Polls with a backoff from 1 ms
-/// to 50 ms: redb's locks cannot be waited on.
+/// process has the file open (see [`while_open_elsewhere`]).
 fn open_waiting(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
+    while_open_elsewhere(config.busy_timeout, || Engine::open(path, config))
+}
+
+/// Runs `open` again while it fails with [`Error::AlreadyOpen`], for up to
+/// `wait`: a process that just dropped its store lets go of the file
+/// within its close (milliseconds), one that is still running keeps it, so
+/// the wait ends in "open in another process". Polls with a backoff from
+/// 1 ms to 50 ms: redb's locks cannot be waited on.
+pub(crate) fn while_open_elsewhere<T>(
+    wait: std::time::Duration,
+    mut open: impl FnMut() -> Result<T>,
+) -> Result<T> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(1);
     loop {
-        match Engine::open(path, config) {
-            Err(Error::AlreadyOpen { .. }) if started.elapsed() < config.busy_timeout => {
-                let left = config.busy_timeout.saturating_sub(started.elapsed());
+        match open() {
+            Err(Error::AlreadyOpen { .. }) if started.elapsed() < wait => {
+                let left = wait.saturating_sub(started.elapsed());
                 std::thread::sleep(pause.min(left));
                 pause = (pause * 2).min(std::time::Duration::from_millis(50));
             }
