@@ -4,6 +4,7 @@
 mod api;
 mod appstate;
 mod device;
+mod formats;
 mod msg_secret;
 mod persistence;
 #[path = "../util/process.rs"]
