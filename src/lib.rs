@@ -85,7 +85,7 @@ pub use export::{ExportOptions, ExportReport, Progress, ProgressFn};
 pub use inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
 pub use keys::Rekey;
 pub use legacy::SkdmTracking;
-pub use maintenance::{CompactReport, RestoreReport};
+pub use maintenance::{CompactReport, Packing, RestoreReport};
 pub use retention::MaintenanceReport;
 pub use salvage::{SalvageReport, TableSalvage};
 #[cfg(feature = "sqlite")]

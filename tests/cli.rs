@@ -275,6 +275,12 @@ async fn compact_backup_restore_and_delete_device() {
         r.stdout.contains("nothing to free"),
         "a second compact: {r:?}"
     );
+    // Packed full: never larger.
+    let r = wa(["compact", f, "--maximum", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = json(&r.stdout);
+    assert!(v["bytes_after"].as_u64().unwrap() <= v["bytes_before"].as_u64().unwrap());
+    assert_eq!(wa(["check", f]).code, 0, "sound after --maximum");
 
     // Restore brings account 2 back.
     let r = wa(["restore", b, f, "--yes"]);

@@ -476,7 +476,8 @@ async fn processes_racing_to_create_a_store_all_see_one_sound_store() {
 }
 
 /// A temporary left by a process that died is removed by the next creation
-/// beside it; one a live process is writing (locked) is not.
+/// beside it; one a live process is writing (locked: `flock`, or redb's
+/// byte-range locks) is not.
 #[tokio::test]
 #[cfg(unix)]
 async fn creation_removes_the_temporaries_of_dead_processes_only() {
@@ -492,6 +493,10 @@ async fn creation_removes_the_temporaries_of_dead_processes_only() {
     let live = dir.path().join(format!("s.redb.partial-{dead}-1.tmp"));
     let held = std::fs::File::create(&live).unwrap();
     held.try_lock().unwrap();
+    // One redb has open: redb 5 holds byte-range (OFD) locks only, no
+    // `flock`, and it is just as live.
+    let in_redb = dir.path().join(format!("s.redb.importing-{dead}-2.tmp"));
+    let db = redb::Database::create(&in_redb).unwrap();
     let unrelated = dir.path().join("s.redb.notes.tmp");
     std::fs::write(&unrelated, b"mine").unwrap();
 
@@ -506,9 +511,10 @@ async fn creation_removes_the_temporaries_of_dead_processes_only() {
         left,
         [
             "s.redb",
+            &format!("s.redb.importing-{dead}-2.tmp"),
             "s.redb.notes.tmp",
             &format!("s.redb.partial-{dead}-1.tmp")
         ]
     );
-    drop(held);
+    drop((held, db));
 }

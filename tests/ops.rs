@@ -465,3 +465,44 @@ async fn maintenance_compacts_a_mostly_free_file_and_a_close_never_does() {
     assert!(!s.has_session("1@c.us.0").await.unwrap());
     assert!(s.has_session("new@c.us.0").await.unwrap());
 }
+
+/// Offline compaction packing the B-tree pages full leaves a smaller file
+/// than the balanced one, with every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maximum_packing_leaves_the_smallest_file_with_every_row() {
+    use whatsapp_rust_redb_storage::Packing;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let s = RedbStore::new(&path).await.unwrap();
+    let value = Bytes::from(vec![0x5A_u8; 300]);
+    let items: Vec<(Arc<str>, Bytes)> = (0..6000u32)
+        .map(|i| (Arc::from(format!("{i:05}@c.us.0")), value.clone()))
+        .collect();
+    s.put_sessions_batch(&items).await.unwrap();
+    // Two thirds deleted one by one: half-empty leaves all over the tree.
+    for (i, (key, _)) in items.iter().enumerate() {
+        if i % 3 != 0 {
+            s.delete_session(key).await.unwrap();
+        }
+    }
+    s.close().await.unwrap();
+    let mut sizes = Vec::new();
+    for packing in [Packing::Balanced, Packing::Maximum] {
+        let copy = dir.path().join(format!("{packing:?}.redb"));
+        std::fs::copy(&path, &copy).unwrap();
+        let config = RedbStoreConfig::default();
+        let report = RedbStore::compact_file_packing(&copy, &config, packing).unwrap();
+        sizes.push(report.bytes_after);
+        let c = RedbStore::new(&copy).await.unwrap();
+        for (i, (key, _)) in items.iter().enumerate() {
+            assert_eq!(c.has_session(key).await.unwrap(), i % 3 == 0, "{key}");
+        }
+        c.close().await.unwrap();
+    }
+    assert!(
+        sizes[1] < sizes[0],
+        "balanced {} maximum {}",
+        sizes[0],
+        sizes[1]
+    );
+}

@@ -216,7 +216,7 @@ async fn a_long_sweep_does_not_grow_the_file() {
         }
         txn.commit().unwrap();
         let mut db = db;
-        db.compact().unwrap();
+        db.compact(redb::CompactionMode::Balanced).unwrap();
     }
     let before = std::fs::metadata(&path).unwrap().len();
     let s = RedbStore::with_config(&path, RedbStoreConfig::default().with_auto_compact(None))

@@ -48,7 +48,7 @@ pub(super) fn maybe_compact(
     verified: bool,
 ) -> Result<()> {
     if verified && should_compact(db, path, config)? {
-        compact(db, path)?;
+        compact(db, path, redb::CompactionMode::Balanced)?;
     }
     Ok(())
 }
@@ -56,7 +56,11 @@ pub(super) fn maybe_compact(
 /// Compacts a closed store through a handle with a small page cache:
 /// compaction touches every page, and a store-sized cache (at close, or
 /// redb's default in `wa-redb compact`) would grow to hold them all.
-pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> {
+pub(crate) fn compact_lean(
+    path: &Path,
+    config: &RedbStoreConfig,
+    packing: crate::Packing,
+) -> Result<()> {
     let cache = 1 << 20;
     let mut db = open_with(
         Builder::new().set_cache_size(cache),
@@ -68,7 +72,11 @@ pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig) -> Result<()> 
         Keying::of(config),
     )?
     .db;
-    contain_panic(path, || compact(&mut db, path))?;
+    let mode = match packing {
+        crate::Packing::Balanced => redb::CompactionMode::Balanced,
+        crate::Packing::Maximum => redb::CompactionMode::Maximum,
+    };
+    contain_panic(path, || compact(&mut db, path, mode))?;
     db.close().map_err(|e| Error::storage(path, e))
 }
 
@@ -86,9 +94,9 @@ pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u6
 /// them, so a damaged reference (bit rot in a cleanly closed file, which the
 /// open trusts) would send it to read, and allocate, up to 4 GiB for one
 /// page, or to copy garbage into the rewritten file.
-fn compact(db: &mut Database, path: &Path) -> Result<()> {
+fn compact(db: &mut Database, path: &Path, mode: redb::CompactionMode) -> Result<()> {
     db.check_integrity().map_err(|e| Error::storage(path, e))?;
-    while db.compact().map_err(|e| Error::storage(path, e))? {}
+    while db.compact(mode).map_err(|e| Error::storage(path, e))? {}
     Ok(())
 }
 
@@ -169,7 +177,7 @@ fn file_len(path: &Path) -> Result<u64> {
 fn compact_busy_aware(db: &mut Database, path: &Path) -> Result<bool> {
     db.check_integrity().map_err(|e| Error::storage(path, e))?;
     loop {
-        match db.compact() {
+        match db.compact(redb::CompactionMode::Balanced) {
             Ok(true) => {}
             Ok(false) => return Ok(true),
             Err(redb::CompactionError::TransactionInProgress) => {

@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
-use redb::StorageBackend;
+use redb::{BackendError, StorageBackend};
 
 /// The unit the overlay copies on first write (redb's page size).
 const PAGE: u64 = 4096;
@@ -95,15 +95,15 @@ fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (u64, usize, usize, u
 }
 
 impl StorageBackend for OverlayStorage {
-    fn len(&self) -> Result<u64, io::Error> {
+    fn len(&self) -> Result<u64, BackendError> {
         Ok(self.state().len)
     }
 
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
         let state = self.state();
         if offset.saturating_add(out.len() as u64) > state.len {
             // As a file read past its end fails.
-            return Err(io::ErrorKind::UnexpectedEof.into());
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         }
         for (page, in_page, at, n) in pieces(offset, out.len()) {
             let dest = &mut out[at..at + n];
@@ -115,7 +115,7 @@ impl StorageBackend for OverlayStorage {
         Ok(())
     }
 
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
         let mut state = self.state();
         if len < state.len {
             state.base_visible = state.base_visible.min(len);
@@ -132,11 +132,11 @@ impl StorageBackend for OverlayStorage {
         Ok(())
     }
 
-    fn sync_data(&self) -> Result<(), io::Error> {
+    fn sync_data(&self) -> Result<(), BackendError> {
         Ok(())
     }
 
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
         let mut state = self.state();
         let visible = state.base_visible;
         for (page, in_page, at, n) in pieces(offset, data.len()) {

@@ -333,7 +333,7 @@ mod tests {
     use std::cell::Cell;
     use std::sync::Arc;
 
-    use redb::{ReadableDatabase, ReadableTableMetadata, Value};
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Value};
 
     use super::recover;
     use crate::catalog::{SCHEMA_VERSION, SESSIONS, TableId};

@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, TableError, Value, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableError, Value, WriteTransaction,
+};
 
 use crate::catalog::{
     self, META, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_FILE_ID,
@@ -74,7 +76,7 @@ fn base_keys_with_saved_at(txn: &WriteTransaction) -> std::result::Result<(), re
                 None => std::ops::Bound::Unbounded,
             };
             let range = (lower, std::ops::Bound::<(i32, &str, &str)>::Unbounded);
-            for entry in table.range::<(i32, &str, &str)>(range)?.take(1024) {
+            for entry in table.range(range)?.take(1024) {
                 let (k, v) = entry?;
                 slice.push((
                     <K as Value>::as_bytes(&k.value()),

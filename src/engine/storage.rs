@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redb::backends::FileBackend;
-use redb::{DatabaseError, StorageBackend};
+use redb::{BackendError, DatabaseError, StorageBackend};
 
 use crate::fault::{IoFaults, IoTarget};
 
@@ -115,7 +115,7 @@ impl FileStorage {
         faults: Option<Arc<dyn IoFaults>>,
     ) -> Result<Self, DatabaseError> {
         Ok(Self {
-            inner: FileBackend::new(file)?,
+            inner: FileBackend::new(file),
             stats,
             faults,
         })
@@ -130,22 +130,22 @@ impl FileStorage {
 }
 
 impl StorageBackend for FileStorage {
-    fn len(&self) -> Result<u64, io::Error> {
+    fn len(&self) -> Result<u64, BackendError> {
         self.inner.len()
     }
 
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
         self.inner.read(offset, out)?;
         self.stats.add_read(out.len());
         Ok(())
     }
 
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
         self.hook(|f| f.on_set_len(IoTarget::Database, len))?;
         self.inner.set_len(len)
     }
 
-    fn sync_data(&self) -> Result<(), io::Error> {
+    fn sync_data(&self) -> Result<(), BackendError> {
         if self.stats.in_memory_commit.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -153,14 +153,14 @@ impl StorageBackend for FileStorage {
         self.inner.sync_data()
     }
 
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
         self.hook(|f| f.on_write(IoTarget::Database, offset, data))?;
         self.inner.write(offset, data)?;
         self.stats.add_write(data.len());
         Ok(())
     }
 
-    fn close(&self) -> Result<(), io::Error> {
+    fn close(&self) -> Result<(), BackendError> {
         self.inner.close()
     }
 

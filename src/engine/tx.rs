@@ -81,9 +81,7 @@ fn visit_in<'k, K: Key + 'static, V: Value + 'static>(
     f: &mut Visit<'_, K, V>,
     path: &Path,
 ) -> Result<()> {
-    let range = table
-        .range::<K::SelfType<'k>>(bounds)
-        .map_err(|e| Error::storage(path, e))?;
+    let range = table.range(bounds).map_err(|e| Error::storage(path, e))?;
     let mut step = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
         let (k, v): (redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) =
             item.map_err(|e| Error::storage(path, e))?;
@@ -319,7 +317,7 @@ impl<'a> Tx<'a> {
         let encoded = encode_bounds::<K>(&bounds);
         let mut removed = 0u64;
         self.open(t)?
-            .retain_in::<K::SelfType<'k>, _>(bounds, |_, _| {
+            .retain_in(bounds, |_, _| {
                 removed += 1;
                 false
             })
@@ -378,9 +376,7 @@ impl<'a> Tx<'a> {
             }
             Effect::DeleteRange { lower, upper, .. } => {
                 let bounds: Bounds<'_, K> = (decode_bound::<K>(lower), decode_bound::<K>(upper));
-                table
-                    .retain_in::<K::SelfType<'_>, _>(bounds, |_, _| false)
-                    .map_err(err)?;
+                table.retain_in(bounds, |_, _| false).map_err(err)?;
             }
         }
         Ok(())

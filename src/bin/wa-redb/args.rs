@@ -72,6 +72,11 @@ pub enum Command {
     Compact {
         /// The store file (no process may have it open).
         file: PathBuf,
+        /// Pack the B-tree pages full too: the smallest file, for one that
+        /// will mostly be read or archived (later inserts split full pages
+        /// until they settle). The store's own compaction never does this.
+        #[arg(long)]
+        maximum: bool,
     },
     /// Write a consistent, compact copy of a store file to DEST.
     Backup {

@@ -44,7 +44,7 @@ fn dispatch(out: &mut Out, cli: &Cli, key: Option<&Key>) -> Outcome {
             reveal,
         } => dump(out, file, c, *device, table.clone(), *reveal),
         Command::Check { file } => check(out, file, c, json),
-        Command::Compact { file } => compact(out, file, c, json),
+        Command::Compact { file, maximum } => compact(out, file, *maximum, c, json),
         Command::Backup { file, dest } => backup(out, file, dest, c, json),
         Command::Restore { backup, file, yes } => restore(out, backup, file, *yes, c, json),
         Command::ImportSqlite {
@@ -282,10 +282,20 @@ fn check(out: &mut Out, file: &Path, config: &RedbStoreConfig, as_json: bool) ->
     })
 }
 
-fn compact(out: &mut Out, file: &Path, config: &RedbStoreConfig, as_json: bool) -> Outcome {
+fn compact(
+    out: &mut Out,
+    file: &Path,
+    maximum: bool,
+    config: &RedbStoreConfig,
+    as_json: bool,
+) -> Outcome {
     require_file(file)?;
     let bar = spinner(format!("compacting {}", file.display()));
-    let result = RedbStore::compact_file_with(file, config);
+    let packing = match maximum {
+        true => whatsapp_rust_redb_storage::Packing::Maximum,
+        false => whatsapp_rust_redb_storage::Packing::Balanced,
+    };
+    let result = RedbStore::compact_file_packing(file, config, packing);
     bar.finish_and_clear();
     let report = result?;
     let freed = report.bytes_freed();

@@ -40,7 +40,7 @@ use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redb::StorageBackend;
+use redb::{BackendError, StorageBackend};
 
 use crate::engine::storage::{IoStats, forward_locks};
 pub(crate) use crate::error::Damaged;
@@ -67,7 +67,7 @@ const HEADER_DAMAGED: &str = "(redb's header) is damaged: the file holds data bu
 const SUPERBLOCK_DAMAGED: &str = "and the one after it: both copies of the protection \
     superblock are damaged (`wa-redb salvage` may copy out what still verifies)";
 
-/// The start of page 0 that holds redb's header (320 bytes in redb 4.6,
+/// The start of page 0 that holds redb's header (320 bytes in redb 4.6 and 5.0,
 /// which writes it in place): held in memory and written after the pages
 /// it points to. The rest of page 0 passes through.
 const HEADER_HELD: usize = 512;
@@ -346,11 +346,11 @@ impl<S: StorageBackend> ProtectedStorage<S> {
 }
 
 impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
-    fn len(&self) -> Result<u64, io::Error> {
+    fn len(&self) -> Result<u64, BackendError> {
         Ok(self.state().len)
     }
 
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
         let (in_page0, rest_at) = Self::split(offset, out.len())?;
         let (head, rest) = out.split_at_mut(in_page0);
         if in_page0 > 0 {
@@ -405,7 +405,8 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
                         Some(at + i as u64 * BLOCK),
                         physical + i as u64 * BLOCK,
                         why,
-                    ));
+                    )
+                    .into());
                 }
             }
             at += run.len() as u64;
@@ -414,7 +415,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         Ok(())
     }
 
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
         let mut state = self.state();
         let g = self.geometry;
         self.inner.set_len(g.physical_len(len))?;
@@ -446,7 +447,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         Ok(())
     }
 
-    fn sync_data(&self) -> Result<(), io::Error> {
+    fn sync_data(&self) -> Result<(), BackendError> {
         if self
             .stats
             .in_memory_commit
@@ -454,10 +455,10 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         {
             return Ok(());
         }
-        self.flush()
+        Ok(self.flush()?)
     }
 
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
         let (in_page0, rest_at) = Self::split(offset, data.len())?;
         let (head, rest) = data.split_at(in_page0);
         if in_page0 > 0 {
@@ -519,7 +520,7 @@ impl<S: StorageBackend> StorageBackend for ProtectedStorage<S> {
         Ok(())
     }
 
-    fn close(&self) -> Result<(), io::Error> {
+    fn close(&self) -> Result<(), BackendError> {
         self.flush()?;
         self.inner.close()
     }

@@ -71,6 +71,14 @@ impl From<io::Error> for OpenError {
     }
 }
 
+/// The backend's errors carry an `io::Error` (ours: damage and key
+/// problems travel inside one), which is what is kept.
+impl From<redb::BackendError> for OpenError {
+    fn from(e: redb::BackendError) -> Self {
+        OpenError::Io(e.into())
+    }
+}
+
 impl OpenError {
     /// In the crate's vocabulary, about the file `path`.
     pub fn into_error(self, path: &Path) -> Error {
@@ -144,7 +152,7 @@ pub(crate) fn open_read_only(
     let file = File::open(path)?;
     match format_of(&file)? {
         Format::Protected => {
-            let storage = ProtectedStorage::open(FileBackend::new(file)?, Arc::default(), key)
+            let storage = ProtectedStorage::open(FileBackend::new(file), Arc::default(), key)
                 .map_err(OpenError::into_database_error)?;
             let cipher = storage.cipher();
             Ok((Builder::new().open_read_only_with_backend(storage)?, cipher))
@@ -325,7 +333,7 @@ pub(crate) fn rewrap(path: &Path, old: &EncryptionKey, new: &EncryptionKey) -> R
         });
     }
     // Takes redb's lock: a store open in another process is refused.
-    let backend = FileBackend::new(file).map_err(|e| Error::storage(path, e))?;
+    let backend = FileBackend::new(file);
     let sbs = read_superblocks(&backend).map_err(|e| e.into_error(path))?;
     let (sb, cipher) = unlock(&sbs, Some(old)).map_err(|e| e.into_error(path))?;
     let cipher = cipher.expect("a key unlocked it: encrypted");
@@ -339,7 +347,7 @@ pub(crate) fn rewrap(path: &Path, old: &EncryptionKey, new: &EncryptionKey) -> R
         envelope: Some(envelope),
     }
     .encode();
-    let io = |e| Error::io(path, e);
+    let io = |e: redb::BackendError| Error::io(path, e.into());
     for at in SUPERBLOCK_AT {
         backend.write(at, &block).map_err(io)?;
         backend.sync_data().map_err(io)?;

@@ -1,7 +1,9 @@
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, StorageBackend, TableDefinition};
+use redb::{
+    BackendError, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
+};
 
 use super::layout::{self, BLOCK, DATA_BASE, ENCRYPTED, Geometry, VERIFIED};
 use super::open::OpenError;
@@ -27,26 +29,26 @@ const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
 pub(super) struct Mem(pub(super) Arc<Mutex<Vec<u8>>>);
 
 impl StorageBackend for Mem {
-    fn len(&self) -> io::Result<u64> {
+    fn len(&self) -> Result<u64, BackendError> {
         Ok(self.0.lock().unwrap().len() as u64)
     }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
         let b = self.0.lock().unwrap();
         let end = offset as usize + out.len();
         if end > b.len() {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         }
         out.copy_from_slice(&b[offset as usize..end]);
         Ok(())
     }
-    fn set_len(&self, len: u64) -> io::Result<()> {
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
         self.0.lock().unwrap().resize(len as usize, 0);
         Ok(())
     }
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data(&self) -> Result<(), BackendError> {
         Ok(())
     }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
         let mut b = self.0.lock().unwrap();
         let end = offset as usize + data.len();
         if end > b.len() {
@@ -225,23 +227,23 @@ fn a_crash_during_the_tag_flush_keeps_the_last_commit() {
         #[derive(Debug)]
         struct Logging(Mem, Writes);
         impl StorageBackend for Logging {
-            fn len(&self) -> io::Result<u64> {
+            fn len(&self) -> Result<u64, BackendError> {
                 self.0.len()
             }
-            fn read(&self, o: u64, out: &mut [u8]) -> io::Result<()> {
+            fn read(&self, o: u64, out: &mut [u8]) -> Result<(), BackendError> {
                 self.0.read(o, out)
             }
-            fn set_len(&self, l: u64) -> io::Result<()> {
+            fn set_len(&self, l: u64) -> Result<(), BackendError> {
                 self.1
                     .lock()
                     .unwrap()
                     .push((u64::MAX, l.to_le_bytes().to_vec()));
                 self.0.set_len(l)
             }
-            fn sync_data(&self) -> io::Result<()> {
+            fn sync_data(&self) -> Result<(), BackendError> {
                 Ok(())
             }
-            fn write(&self, o: u64, d: &[u8]) -> io::Result<()> {
+            fn write(&self, o: u64, d: &[u8]) -> Result<(), BackendError> {
                 self.1.lock().unwrap().push((o, d.to_vec()));
                 self.0.write(o, d)
             }
@@ -334,7 +336,7 @@ fn a_shrunk_file_is_not_grown_back_by_its_tags() {
         let err = storage
             .read((g.per_segment - 1) * BLOCK, &mut out)
             .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidData);
     }
 }
 

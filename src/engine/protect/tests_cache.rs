@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use redb::StorageBackend;
+use redb::{BackendError, StorageBackend};
 
 use super::layout::{self, BLOCK, Geometry};
 use super::segments::MIN_SEGMENTS;
@@ -77,7 +77,7 @@ fn tags_of_a_file_read_stay_within_the_cache_bound() {
         );
         let (_, _, at) = g.locate(3);
         mem.0.lock().unwrap()[at as usize + 100] ^= 0x40;
-        let err = storage.read(4 * BLOCK, &mut out).unwrap_err();
+        let err = io::Error::from(storage.read(4 * BLOCK, &mut out).unwrap_err());
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.get_ref().is_some_and(|e| e.is::<Damaged>()), "{err}");
         storage.read(5 * BLOCK, &mut out).unwrap();
@@ -144,19 +144,19 @@ impl std::fmt::Debug for Hooked {
 }
 
 impl StorageBackend for Hooked {
-    fn len(&self) -> io::Result<u64> {
+    fn len(&self) -> Result<u64, BackendError> {
         self.mem.len()
     }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
         self.mem.read(offset, out)
     }
-    fn set_len(&self, len: u64) -> io::Result<()> {
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
         self.mem.set_len(len)
     }
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data(&self) -> Result<(), BackendError> {
         Ok(())
     }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
         let hook = self.hook.lock().unwrap().take();
         if let Some(hook) = hook {
             hook();
@@ -223,7 +223,7 @@ fn a_cut_clears_the_tags_of_a_dropped_segment() {
         storage
             .set_len((segments * g.per_segment + 1) * BLOCK)
             .unwrap();
-        let err = storage.read((kept + 1) * BLOCK, &mut out).unwrap_err();
+        let err = io::Error::from(storage.read((kept + 1) * BLOCK, &mut out).unwrap_err());
         let damaged = err.get_ref().and_then(|e| e.downcast_ref::<Damaged>());
         assert!(
             damaged.is_some_and(|d| d.why.contains("no valid tag")),
