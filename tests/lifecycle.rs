@@ -204,10 +204,11 @@ fn dropping_the_last_handle_never_stalls_a_current_thread_runtime() {
         let s = RedbStore::new(&path).await.unwrap();
         stop.store(true, Ordering::SeqCst);
         let worst = ticker.await.unwrap();
-        assert!(
-            worst < Duration::from_millis(50),
-            "the runtime stalled for {worst:?}"
-        );
+        // Tens of milliseconds natively (the drop's close is redb's: a few
+        // fsyncs and the pages of the last deletion slice); an emulator
+        // runs it 10-30 times slower.
+        let bound = Duration::from_millis(if process::emulated() { 500 } else { 50 });
+        assert!(worst < bound, "the runtime stalled for {worst:?}");
         // (The close may trim the free tail of the file; compaction is
         // `maintenance()`'s, see tests/ops.rs.)
         assert!(s.get_session("0:0@c.us.0").await.unwrap().is_some());

@@ -271,22 +271,59 @@ pub(crate) fn locked_by_someone(file: &File) -> bool {
     }
     let _ = file.unlock();
     #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // A write lock over the whole range conflicts with any lock held
-        // through another open file description, this process's too.
-        // SAFETY: an all-zero `flock` is a valid value of the C struct.
-        let mut probe: libc::flock = unsafe { std::mem::zeroed() };
-        probe.l_type = libc::F_WRLCK as libc::c_short;
-        probe.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: F_OFD_GETLK only reads and fills in `probe`.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut probe) };
-        // A file system without OFD locks: `flock` alone decides.
-        if rc == 0 && probe.l_type != libc::F_UNLCK as libc::c_short {
-            return true;
-        }
+    if ofd_lock_held(file) {
+        return true;
     }
     false
+}
+
+/// Whether an open file description other than `file`'s holds a byte-range
+/// (OFD) lock on it, as redb takes them: a write lock over the whole range
+/// conflicts with any, this process's too, and `F_OFD_GETLK` reports it.
+/// Through the kernel's large-file ABI, as redb calls it: on 32-bit glibc
+/// `struct flock` has 32-bit offsets, which glibc's `fcntl` translates
+/// through.
+#[cfg(target_os = "linux")]
+fn ofd_lock_held(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    #[cfg(target_env = "gnu")]
+    type Flock = libc::flock64;
+    #[cfg(not(target_env = "gnu"))]
+    type Flock = libc::flock;
+    #[cfg(all(
+        target_env = "gnu",
+        not(any(
+            target_pointer_width = "64",
+            target_arch = "x86_64",
+            target_arch = "riscv32"
+        ))
+    ))]
+    let call = libc::SYS_fcntl64;
+    #[cfg(not(all(
+        target_env = "gnu",
+        not(any(
+            target_pointer_width = "64",
+            target_arch = "x86_64",
+            target_arch = "riscv32"
+        ))
+    )))]
+    let call = libc::SYS_fcntl;
+    // SAFETY: an all-zero `flock` is a valid value of the C struct.
+    let mut probe: Flock = unsafe { std::mem::zeroed() };
+    probe.l_type = libc::F_WRLCK as libc::c_short;
+    probe.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_OFD_GETLK only reads and fills in `probe`, a struct of the
+    // layout this syscall takes.
+    let rc = unsafe {
+        libc::syscall(
+            call,
+            file.as_raw_fd(),
+            libc::F_OFD_GETLK,
+            &mut probe as *mut Flock,
+        )
+    };
+    // A file system without OFD locks: `flock` alone decides.
+    rc == 0 && probe.l_type != libc::F_UNLCK as libc::c_short
 }
 
 /// What tells one file from another on its file system (device and
