@@ -497,7 +497,9 @@ impl RedbStore {
             ))
             .into());
         }
-        // The backup must be a store this build can open.
+        // The backup must be a store this build can open: a file that is
+        // none at all says so (not a redb error about magic numbers).
+        crate::engine::format::sniff(&backup)?;
         {
             let (db, _) =
                 crate::engine::protect::open_read_only(&backup, config.encryption.as_ref())

@@ -180,9 +180,10 @@ async fn dump_prints_json_lines_with_secrets_redacted_unless_revealed() {
     let (_, sessions) = dump(&file, &["--device", "2", "--table", "sessions"]);
     assert_eq!(sessions.len(), 30);
     assert!(sessions.iter().all(|r| r["table"] == "sessions"));
+    // An account the store does not have is an error, not an empty dump.
     let (r, rows) = dump(&file, &["--device", "9"]);
-    assert_eq!((r.code, rows.len()), (0, 0), "{r:?}");
-    assert!(r.stderr.contains("no rows"), "{r:?}");
+    assert_eq!((r.code, rows.len()), (1, 0), "{r:?}");
+    assert!(r.stderr.contains("no account with device id 9"), "{r:?}");
     let (r, _) = dump(&file, &["--table", "nope"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("unknown table \"nope\""), "{r:?}");
@@ -221,11 +222,21 @@ async fn check_says_by_its_exit_status_whether_a_file_is_sound() {
         std::fs::write(&path, data).unwrap();
         let r = wa([OsStr::new("check"), path.as_os_str()]);
         assert_eq!(r.code, 1, "{name}: {r:?}");
-        assert!(r.stdout.starts_with("DAMAGED"), "{name}: {r:?}");
         assert!(!r.stderr.contains("panicked"), "{name}: {r:?}");
-        let r = wa([OsStr::new("check"), path.as_os_str(), OsStr::new("--json")]);
-        assert_eq!(r.code, 1, "{name}: {r:?}");
-        assert_eq!(json(&r.stdout)["ok"], false, "{name}");
+        let r_json = wa([OsStr::new("check"), path.as_os_str(), OsStr::new("--json")]);
+        assert_eq!(r_json.code, 1, "{name}: {r_json:?}");
+        if name == "text.redb" || name == "empty.redb" {
+            // No store at all: an error, as `info` says, not damage.
+            assert!(r.stdout.is_empty(), "{name}: {r:?}");
+            assert!(
+                r.stderr.contains("not a whatsapp-rust-redb-storage store"),
+                "{name}: {r:?}"
+            );
+            assert!(json(&r_json.stdout)["error"].is_string(), "{name}");
+        } else {
+            assert!(r.stdout.starts_with("DAMAGED"), "{name}: {r:?}");
+            assert_eq!(json(&r_json.stdout)["ok"], false, "{name}");
+        }
         // Other commands refuse it clearly, too.
         let r = wa([OsStr::new("info"), path.as_os_str()]);
         assert_eq!(r.code, 1, "{name}: {r:?}");
@@ -243,9 +254,16 @@ async fn compact_backup_restore_and_delete_device() {
     // Backup, and the backup is a sound store with the same accounts.
     let backup = dir.path().join("backup.redb");
     let b = backup.to_str().unwrap();
+    // The source is only read: byte for byte the same afterwards.
+    assert_eq!(wa(["compact", f]).code, 0);
+    let source = std::fs::read(&file).unwrap();
     let r = wa(["backup", f, b]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("backup of"), "{r:?}");
+    assert!(
+        std::fs::read(&file).unwrap() == source,
+        "backup changed its source"
+    );
     assert_eq!(wa(["check", b]).code, 0);
     let r = wa(["backup", f, b]);
     assert_eq!(r.code, 1, "an existing destination is refused: {r:?}");
@@ -298,7 +316,16 @@ async fn compact_backup_restore_and_delete_device() {
         OsStr::new("--yes"),
     ]);
     assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("not a whatsapp-rust-redb-storage store"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("magic number"), "{r:?}");
     assert_eq!(wa(["check", f]).code, 0, "the target is untouched");
+    // A dump of an account the store does not have is an error.
+    let r = wa(["dump", f, "--device", "99"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("no account with device id 99"), "{r:?}");
 }
 
 /// Child half of `a_file_held_open_by_another_process_gives_a_clear_error`.
@@ -335,7 +362,6 @@ async fn a_file_held_open_by_another_process_gives_a_clear_error() {
     // Commands that change the store (looking works: tests/looking.rs).
     let mut commands: Vec<Vec<String>> = [
         &["compact", f][..],
-        &["backup", f, "unused.redb"],
         &["restore", o, f, "--yes"],
         &["delete-device", f, "--device", "1", "--yes"],
     ]
@@ -362,7 +388,10 @@ async fn a_file_held_open_by_another_process_gives_a_clear_error() {
             "{args:?}: {r:?}"
         );
         assert!(r.stderr.contains("store.redb"), "{args:?}: {r:?}");
-        assert!(r.stderr.contains("RedbStore::backup_to"), "{args:?}: {r:?}");
+        // Once, in the command line's terms.
+        assert_eq!(r.stderr.matches("stop the application").count(), 1, "{r:?}");
+        assert!(r.stderr.contains("wa-redb backup"), "{args:?}: {r:?}");
+        assert!(!r.stderr.contains("RedbStore"), "{args:?}: {r:?}");
         assert!(r.stdout.is_empty(), "{args:?}: {r:?}");
     }
     // With --json, the same as a JSON object on stdout.
@@ -371,9 +400,20 @@ async fn a_file_held_open_by_another_process_gives_a_clear_error() {
     let v = json(&r.stdout);
     assert_eq!(v["exit_code"], 3, "{v}");
     assert!(
-        v["hint"].as_str().unwrap().contains("RedbStore::backup_to"),
+        v["hint"].as_str().unwrap().contains("wa-redb backup"),
         "{v}"
     );
+    // A backup of the store in use works, and holds what the other process
+    // wrote (as of its last checkpoint plus its complete journal records).
+    let copy = dir.path().join("copy.redb");
+    let r = wa([OsStr::new("backup"), file.as_os_str(), copy.as_os_str()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("open in another process"),
+        "a note says so: {r:?}"
+    );
+    let (_, rows) = dump(&copy, &["--table", "sessions", "--device", "1"]);
+    assert!(rows.iter().any(|r| r["key"][0] == "held@c.us.0"));
     drop(child.stdin.take());
     std::io::Read::read_to_end(&mut child_out, &mut Vec::new()).unwrap();
     assert!(child.wait().unwrap().success());

@@ -17,7 +17,7 @@ use crate::look_note::look_note;
 use crate::output::{Out, file_len, human_bytes, note, outln, print_json};
 use crate::progress::spinner;
 use crate::support::{
-    ask, close, fresh_destination, look, must_ask, open, open_to_change, require_file, runtime,
+    ask, close, fresh_destination, look, must_ask, open_to_change, require_file, runtime,
 };
 
 pub type Outcome = Result<ExitCode, Failure>;
@@ -176,6 +176,14 @@ fn dump(
     reveal: bool,
 ) -> Outcome {
     let store = look(file, config)?;
+    let rt = runtime()?;
+    if let Some(device) = device {
+        let accounts = rt.block_on(store.accounts())?;
+        if !accounts.iter().any(|a| a.device_id == device) {
+            close(&rt, store)?;
+            return Err(no_such_account(file, device, &accounts));
+        }
+    }
     if reveal {
         note(
             "warning: --reveal prints private keys, session records and message contents; keep the output secret",
@@ -200,7 +208,6 @@ fn dump(
     })?;
     let flushed = lines.flush();
     drop(lines);
-    let rt = runtime()?;
     close(&rt, store)?;
     // The reader went away (`| head`): a quiet success.
     write_error.map_or(flushed, Err).map_err(Failure::output)?;
@@ -224,10 +231,12 @@ fn check(out: &mut Out, file: &Path, config: &RedbStoreConfig, as_json: bool) ->
         }
         Err(e) => {
             // Only a file that could be read and is not a sound store is
-            // damaged; one that cannot be read (permissions, I/O) is an error.
+            // damaged; one that cannot be read (permissions, I/O), or that
+            // is no store at all (a text file, a SQLite database), is an
+            // error, as `info` says.
             let unreadable = matches!(
                 store_error(&e),
-                Some(Error::Io { .. } | Error::InvalidPath { .. }) | None
+                Some(Error::Io { .. } | Error::InvalidPath { .. } | Error::NotAStore { .. }) | None
             );
             let failure = Failure::from(e);
             // Nor is one its key does not open (or no key was given for).
@@ -339,7 +348,10 @@ fn backup(
     // Refused before the store is opened, naming what is wrong.
     fresh_destination(dest, "backup")?;
     let rt = runtime()?;
-    let store = open(file, config)?;
+    // A look: the source stays byte for byte as it was, and a store an
+    // application has open is copied as of its last checkpoint plus the
+    // journal records complete at that moment (the note says so).
+    let store = look(file, config)?;
     let bar = spinner(format!("backing up {}", file.display()));
     let result = rt.block_on(store.backup_to(dest));
     bar.finish_and_clear();
@@ -579,20 +591,7 @@ fn delete_device(
     let accounts = rt.block_on(store.accounts())?;
     let Some(account) = accounts.iter().find(|a| a.device_id == device) else {
         close(&rt, store)?;
-        let ids: Vec<String> = accounts.iter().map(|a| a.device_id.to_string()).collect();
-        return Err(Failure::new(format!(
-            "{} has no account with device id {device} (accounts: {})",
-            file.display(),
-            if ids.is_empty() {
-                "none".to_string()
-            } else {
-                ids.join(", ")
-            }
-        ))
-        .with_hint(format!(
-            "`wa-redb info {}` lists the accounts",
-            file.display()
-        )));
+        return Err(no_such_account(file, device, &accounts));
     };
     if asking {
         let who = account
@@ -649,4 +648,27 @@ fn delete_device(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The failure of a command given a device id the store has no account
+/// for: the accounts it has, and where to see them.
+fn no_such_account(
+    file: &Path,
+    device: i32,
+    accounts: &[whatsapp_rust_redb_storage::AccountInfo],
+) -> Failure {
+    let ids: Vec<String> = accounts.iter().map(|a| a.device_id.to_string()).collect();
+    Failure::new(format!(
+        "{} has no account with device id {device} (accounts: {})",
+        file.display(),
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    ))
+    .with_hint(format!(
+        "`wa-redb info {}` lists the accounts",
+        file.display()
+    ))
 }

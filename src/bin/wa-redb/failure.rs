@@ -132,9 +132,9 @@ pub fn wrap(first: &str, text: &str, width: usize) -> String {
     out
 }
 
-pub const IN_USE_HINT: &str = "only `info`, `dump`, `check` and `export-sqlite` work on a store an \
-application has open. Stop the application first, or have it write a consistent copy with \
-`RedbStore::backup_to(path)` (or `DeviceStore::snapshot_db`) and run wa-redb on the copy.";
+pub const IN_USE_HINT: &str = "stop the application first. `info`, `dump`, `check`, `backup` and \
+`export-sqlite` work while it runs (`wa-redb backup FILE COPY` copies it as of its last \
+checkpoint); run the other commands on such a copy.";
 
 /// The library's own error in a `StoreError`'s chain, if any.
 pub fn store_error(e: &StoreError) -> Option<&Error> {
@@ -144,10 +144,13 @@ pub fn store_error(e: &StoreError) -> Option<&Error> {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match store_error(&e) {
-            Some(ours @ Error::AlreadyOpen { .. }) => {
+            Some(Error::AlreadyOpen { path }) => {
                 return Failure {
                     code: EXIT_IN_USE,
-                    ..Failure::new(ours.to_string())
+                    ..Failure::new(format!(
+                        "{}: the store file is open in another process (waited 5 s for it to let go)",
+                        path.display()
+                    ))
                 }
                 .with_hint(IN_USE_HINT);
             }

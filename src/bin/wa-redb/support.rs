@@ -42,17 +42,6 @@ pub fn look(path: &Path, config: &RedbStoreConfig) -> Result<RedbStore, Failure>
     Ok(store)
 }
 
-/// Opens an existing store file as its owner, without compaction at
-/// close: for `backup`, which needs every acknowledged write and the file
-/// to itself.
-pub fn open(path: &Path, config: &RedbStoreConfig) -> Result<RedbStore, Failure> {
-    require_file(path)?;
-    let config = config.clone().with_auto_compact(None);
-    let store = RedbStore::open_blocking(path, 1, config)?;
-    note_replayed(&store);
-    Ok(store)
-}
-
 fn note_replayed(store: &RedbStore) {
     let replayed = store.recovery_report().records_replayed;
     if replayed > 0 {
