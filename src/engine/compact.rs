@@ -54,8 +54,8 @@ pub(super) fn maybe_compact(
 }
 
 /// Compacts a closed store through a handle with a small page cache:
-/// compaction touches every page, and a store-sized cache (at close, or
-/// redb's default in `wa-redb compact`) would grow to hold them all.
+/// compaction touches every page, and a store-sized cache (redb's default
+/// in `wa-redb compact`) would grow to hold them all.
 pub(crate) fn compact_lean(
     path: &Path,
     config: &RedbStoreConfig,
@@ -141,9 +141,12 @@ impl Engine {
             drop(db);
             let before = file_len(&path)?;
             let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
-            let (Some(shared), Some(_)) = (slot.take(), writer.db.take()) else {
+            // The writer's reference goes; the slot's is the one to unwrap
+            // (the lane is held, so no heal has taken it).
+            let Some(shared) = slot.take() else {
                 return Ok(None);
             };
+            writer.db = None;
             let mut db = match Arc::try_unwrap(shared) {
                 Ok(db) => db,
                 Err(shared) => {
