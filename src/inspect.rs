@@ -10,6 +10,7 @@ use wacore::store::error::StoreError;
 
 use crate::catalog::{self, DEVICES, META, StoreKey, Table, TableId, TableVisitor, every_row};
 use crate::codec;
+use crate::engine::files::file_len;
 use crate::engine::journal::journal_path;
 use crate::engine::tx::Snapshot;
 use crate::error::{Error, Result};
@@ -289,10 +290,4 @@ impl RedbStore {
             problems: v.problems,
         })
     }
-}
-
-pub(crate) fn file_len(path: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len())
 }

@@ -460,7 +460,7 @@ impl RedbStore {
         crate::engine::compact::compact_lean(&path, config, packing)?;
         Ok(CompactReport {
             bytes_before,
-            bytes_after: crate::inspect::file_len(&path)?,
+            bytes_after: files::file_len(&path)?,
         })
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use redb::{Builder, Database};
 
+use super::files::file_len;
 use super::format::{Keying, open_with};
 use super::{Engine, contain_panic};
 use crate::config::RedbStoreConfig;
@@ -93,11 +94,26 @@ pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u6
 /// verified first: compaction follows page references without checking
 /// them, so a damaged reference (bit rot in a cleanly closed file, which the
 /// open trusts) would send it to read, and allocate, up to 4 GiB for one
-/// page, or to copy garbage into the rewritten file.
-fn compact(db: &mut Database, path: &Path, mode: redb::CompactionMode) -> Result<()> {
+/// page, or to copy garbage into the rewritten file. `false` if a read in
+/// progress stopped it, which only a live store can have.
+fn compact(db: &mut Database, path: &Path, mode: redb::CompactionMode) -> Result<bool> {
     db.check_integrity().map_err(|e| Error::storage(path, e))?;
-    while db.compact(mode).map_err(|e| Error::storage(path, e))? {}
-    Ok(())
+    loop {
+        match db.compact(mode) {
+            Ok(true) => {}
+            Ok(false) => return Ok(true),
+            // Only a live store has readers; compaction waits for a later
+            // call rather than fail.
+            Err(redb::CompactionError::TransactionInProgress) => {
+                log::info!(
+                    "{}: compaction skipped: a read is in progress",
+                    path.display()
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::storage(path, e)),
+        }
+    }
 }
 
 impl Engine {
@@ -155,7 +171,9 @@ impl Engine {
                     return Ok(None);
                 }
             };
-            let outcome = contain_panic(&path, || compact_busy_aware(&mut db, &path));
+            let outcome = contain_panic(&path, || {
+                compact(&mut db, &path, redb::CompactionMode::Balanced)
+            });
             let db = Arc::new(db);
             writer.db = Some(db.clone());
             *slot = Some(db);
@@ -166,31 +184,5 @@ impl Engine {
                 Err(e) => Err(e),
             }
         })
-    }
-}
-
-fn file_len(path: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len())
-}
-
-/// [`compact`], except that a read in progress makes it give up (`false`)
-/// rather than fail.
-fn compact_busy_aware(db: &mut Database, path: &Path) -> Result<bool> {
-    db.check_integrity().map_err(|e| Error::storage(path, e))?;
-    loop {
-        match db.compact(redb::CompactionMode::Balanced) {
-            Ok(true) => {}
-            Ok(false) => return Ok(true),
-            Err(redb::CompactionError::TransactionInProgress) => {
-                log::info!(
-                    "{}: compaction skipped: a read is in progress",
-                    path.display()
-                );
-                return Ok(false);
-            }
-            Err(e) => return Err(Error::storage(path, e)),
-        }
     }
 }

@@ -346,6 +346,13 @@ pub(crate) fn file_id(file: &File) -> Option<(u64, u64)> {
     file.metadata().ok().and_then(|m| id_of(&m))
 }
 
+/// The length of the file `path`, as `stat` shows it.
+pub(crate) fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len())
+}
+
 /// Removes `path`; a file that is not there is not an error.
 pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
