@@ -482,25 +482,14 @@ impl Writer {
     /// reuse the pages it frees). Refused (and the journal kept) if the
     /// writer halted.
     pub fn record_for_close(&mut self) -> Result<()> {
-        if let Some(refusal) = self.refusal() {
-            return Err(refusal);
-        }
-        if self.dirty_since.is_none() && self.lsn == self.checkpoint_lsn {
+        if !self.must_record()? {
             return Ok(());
         }
-        let durable = self.deleted_since_checkpoint > 0;
-        let result = crate::engine::contain_panic(&self.path.clone(), || {
-            let mut txn = self
-                .database()?
-                .begin_write()
-                .map_err(|e| Error::storage(&self.path, e))?;
-            if !durable {
-                txn.set_durability(Durability::None)
-                    .map_err(|e| Error::storage(&self.path, e))?;
-            }
-            self.put_checkpoint_meta(&txn)?;
-            txn.commit().map_err(|e| Error::storage(&self.path, e))
-        });
+        let how = match self.deleted_since_checkpoint {
+            0 => Record::InMemory,
+            _ => Record::Durable,
+        };
+        let result = self.record_lsn(how);
         if let Err(e) = &result {
             self.halt(e);
         }
@@ -510,14 +499,10 @@ impl Writer {
     /// Commits durably everything acknowledged so far and rewinds the
     /// journal.
     pub fn checkpoint(&mut self) -> Result<()> {
-        if let Some(refusal) = self.refusal() {
-            return Err(refusal);
-        }
-        if self.dirty_since.is_none() && self.lsn == self.checkpoint_lsn {
+        if !self.must_record()? {
             return Ok(());
         }
-        let result =
-            crate::engine::contain_panic(&self.path.clone(), || self.durable_commit_of_lsn());
+        let result = self.record_lsn(Record::Checkpoint);
         match &result {
             Ok(()) => {
                 self.checkpoint_lsn = self.lsn;
@@ -539,13 +524,38 @@ impl Writer {
         result
     }
 
-    fn durable_commit_of_lsn(&self) -> Result<()> {
-        let mut txn = schema::begin_durable(self.database()?, &self.path)?;
-        // Quick-repair: reopening after a crash is instant rather than a
-        // full scan of the file.
-        txn.set_quick_repair(true);
-        self.put_checkpoint_meta(&txn)?;
-        txn.commit().map_err(|e| Error::storage(&self.path, e))
+    /// Whether there is a sequence number to record; refused if the
+    /// writer halted.
+    fn must_record(&self) -> Result<bool> {
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
+        }
+        Ok(self.dirty_since.is_some() || self.lsn != self.checkpoint_lsn)
+    }
+
+    /// Commits the last sequence number as the file's checkpoint, `how`
+    /// says how durably. Redb's panics on damage are contained.
+    fn record_lsn(&self, how: Record) -> Result<()> {
+        crate::engine::contain_panic(&self.path.clone(), || {
+            let db = self.database()?;
+            let mut txn = match how {
+                Record::InMemory => {
+                    let mut txn = db
+                        .begin_write()
+                        .map_err(|e| Error::storage(&self.path, e))?;
+                    txn.set_durability(Durability::None)
+                        .map_err(|e| Error::storage(&self.path, e))?;
+                    txn
+                }
+                Record::Durable | Record::Checkpoint => schema::begin_durable(db, &self.path)?,
+            };
+            // Quick-repair: reopening after a crash is instant rather than
+            // a full scan of the file. Not before a close, whose own commit
+            // records the allocator state right after.
+            txn.set_quick_repair(how == Record::Checkpoint);
+            self.put_checkpoint_meta(&txn)?;
+            txn.commit().map_err(|e| Error::storage(&self.path, e))
+        })
     }
 
     /// The last sequence number and the time, as the file's checkpoint.
@@ -558,6 +568,18 @@ impl Writer {
             &[(META_CHECKPOINT_LSN, &lsn), (META_CHECKPOINTED_AT, &at)],
         )
     }
+}
+
+/// How [`Writer::record_lsn`] commits the last sequence number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Record {
+    /// A checkpoint: durable, with quick-repair.
+    Checkpoint,
+    /// Before a close after deletions: durable (it releases the pages
+    /// freed since the last checkpoint), no quick-repair.
+    Durable,
+    /// Before a close: in memory; redb's closing commit makes it durable.
+    InMemory,
 }
 
 /// Why a batch was not committed, which decides what its jobs are told.
