@@ -41,16 +41,22 @@ fn value_mac(bytes: &[u8]) -> crate::error::Result<Vec<u8>> {
 #[async_trait]
 impl AppSyncStore for RedbStore {
     async fn get_sync_key(&self, key_id: &[u8]) -> Result<Option<AppStateSyncKey>> {
-        self.read(|s| {
-            Ok(s.get(SYNC_KEYS, (self.device_id, key_id), usable_sync_key)?
-                .flatten())
+        self.timed("get_sync_key", async move {
+            self.read(|s| {
+                Ok(s.get(SYNC_KEYS, (self.device_id, key_id), usable_sync_key)?
+                    .flatten())
+            })
         })
+        .await
     }
 
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
-        let (d, key_id, value) = (self.device_id, key_id.to_vec(), encode_named(&key)?);
-        self.write(key_id.len() + value.len(), move |tx| {
-            tx.put(SYNC_KEYS, (d, key_id.as_slice()), value.as_slice())
+        self.timed("set_sync_key", async move {
+            let (d, key_id, value) = (self.device_id, key_id.to_vec(), encode_named(&key)?);
+            self.write(key_id.len() + value.len(), move |tx| {
+                tx.put(SYNC_KEYS, (d, key_id.as_slice()), value.as_slice())
+            })
+            .await
         })
         .await
     }
@@ -58,25 +64,31 @@ impl AppSyncStore for RedbStore {
     /// A missing or undecodable state reads as the default (version 0),
     /// which makes the client re-sync the collection, as with SqliteStore.
     async fn get_version(&self, name: &str) -> Result<HashState> {
-        let state = self.read(|s| {
-            s.get(APP_STATE_VERSIONS, (self.device_id, name), |v| {
-                decode::<HashState>("app state version", v)
+        self.timed("get_version", async move {
+            let state = self.read(|s| {
+                s.get(APP_STATE_VERSIONS, (self.device_id, name), |v| {
+                    decode::<HashState>("app state version", v)
+                })
+            })?;
+            Ok(match state {
+                Some(Ok(state)) => state,
+                Some(Err(e)) => {
+                    log::warn!("app state version {name:?} unreadable, starting over: {e}");
+                    HashState::default()
+                }
+                None => HashState::default(),
             })
-        })?;
-        Ok(match state {
-            Some(Ok(state)) => state,
-            Some(Err(e)) => {
-                log::warn!("app state version {name:?} unreadable, starting over: {e}");
-                HashState::default()
-            }
-            None => HashState::default(),
         })
+        .await
     }
 
     async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
-        let (d, name, value) = (self.device_id, name.to_owned(), encode_named(&state)?);
-        self.write(name.len() + value.len(), move |tx| {
-            tx.put(APP_STATE_VERSIONS, (d, name.as_str()), value.as_slice())
+        self.timed("set_version", async move {
+            let (d, name, value) = (self.device_id, name.to_owned(), encode_named(&state)?);
+            self.write(name.len() + value.len(), move |tx| {
+                tx.put(APP_STATE_VERSIONS, (d, name.as_str()), value.as_slice())
+            })
+            .await
         })
         .await
     }
@@ -87,36 +99,42 @@ impl AppSyncStore for RedbStore {
         version: u64,
         mutations: &[AppStateMutationMAC],
     ) -> Result<()> {
-        if mutations.is_empty() {
-            return Ok(());
-        }
-        let d = self.device_id;
-        let name = name.to_owned();
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = mutations
-            .iter()
-            .map(|m| {
-                let row = MutationMacRow {
-                    version,
-                    value_mac: m.value_mac.clone(),
-                };
-                (m.index_mac.clone(), encode_row(&row))
+        self.timed("put_mutation_macs", async move {
+            if mutations.is_empty() {
+                return Ok(());
+            }
+            let d = self.device_id;
+            let name = name.to_owned();
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = mutations
+                .iter()
+                .map(|m| {
+                    let row = MutationMacRow {
+                        version,
+                        value_mac: m.value_mac.clone(),
+                    };
+                    (m.index_mac.clone(), encode_row(&row))
+                })
+                .collect();
+            let weight = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
+            self.write(weight, move |tx| {
+                tx.table(MUTATION_MACS)?.put_all(
+                    rows.iter()
+                        .map(|(mac, row)| ((d, name.as_str(), mac.as_slice()), row.as_slice())),
+                )
             })
-            .collect();
-        let weight = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
-        self.write(weight, move |tx| {
-            tx.table(MUTATION_MACS)?.put_all(
-                rows.iter()
-                    .map(|(mac, row)| ((d, name.as_str(), mac.as_slice()), row.as_slice())),
-            )
+            .await
         })
         .await
     }
 
     async fn get_mutation_mac(&self, name: &str, index_mac: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read(|s| {
-            s.get(MUTATION_MACS, (self.device_id, name, index_mac), value_mac)?
-                .transpose()
+        self.timed("get_mutation_mac", async move {
+            self.read(|s| {
+                s.get(MUTATION_MACS, (self.device_id, name, index_mac), value_mac)?
+                    .transpose()
+            })
         })
+        .await
     }
 
     async fn get_mutation_macs(
@@ -124,43 +142,52 @@ impl AppSyncStore for RedbStore {
         name: &str,
         index_macs: &[[u8; 32]],
     ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        let (d, name, macs) = (self.device_id, name.to_owned(), index_macs.to_vec());
-        self.read_batch(macs.len(), move |s| {
-            let mut out = HashMap::with_capacity(macs.len());
-            let t = s.table(MUTATION_MACS)?;
-            for mac in &macs {
-                if let Some(v) = t.get((d, name.as_str(), &mac[..]), value_mac)? {
-                    out.insert(*mac, v?);
+        self.timed("get_mutation_macs", async move {
+            let (d, name, macs) = (self.device_id, name.to_owned(), index_macs.to_vec());
+            self.read_batch(macs.len(), move |s| {
+                let mut out = HashMap::with_capacity(macs.len());
+                let t = s.table(MUTATION_MACS)?;
+                for mac in &macs {
+                    if let Some(v) = t.get((d, name.as_str(), &mac[..]), value_mac)? {
+                        out.insert(*mac, v?);
+                    }
                 }
-            }
-            Ok(out)
+                Ok(out)
+            })
+            .await
         })
         .await
     }
 
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
-        if index_macs.is_empty() {
-            return Ok(());
-        }
-        let (d, name, macs) = (self.device_id, name.to_owned(), index_macs.to_vec());
-        let weight = macs.iter().map(Vec::len).sum();
-        self.write(weight, move |tx| {
-            let mut t = tx.table(MUTATION_MACS)?;
-            for mac in &macs {
-                t.remove((d, name.as_str(), mac.as_slice()))?;
+        self.timed("delete_mutation_macs", async move {
+            if index_macs.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            let (d, name, macs) = (self.device_id, name.to_owned(), index_macs.to_vec());
+            let weight = macs.iter().map(Vec::len).sum();
+            self.write(weight, move |tx| {
+                let mut t = tx.table(MUTATION_MACS)?;
+                for mac in &macs {
+                    t.remove((d, name.as_str(), mac.as_slice()))?;
+                }
+                Ok(())
+            })
+            .await
         })
         .await
     }
 
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
-        let d = self.device_id;
-        // (d, name, *) lies between (d, name, []) and (d, name + "\0", []).
-        let collection = NameRange::new(d, name);
-        self.write_scan(move |tx| {
-            tx.delete_range(MUTATION_MACS, collection.byte_keys())
-                .map(drop)
+        self.timed("clear_mutation_macs", async move {
+            let d = self.device_id;
+            // (d, name, *) lies between (d, name, []) and (d, name + "\0", []).
+            let collection = NameRange::new(d, name);
+            self.write_scan(move |tx| {
+                tx.delete_range(MUTATION_MACS, collection.byte_keys())
+                    .map(drop)
+            })
+            .await
         })
         .await
     }
@@ -168,16 +195,19 @@ impl AppSyncStore for RedbStore {
     /// The greatest key id (byte order) among usable keys, like
     /// SqliteStore; not the most recently stored one.
     async fn get_latest_sync_key_id(&self) -> Result<Option<Vec<u8>>> {
-        let mut latest = None;
-        self.read(|s| {
-            s.visit_rev(SYNC_KEYS, SYNC_KEYS.device(self.device_id), |(_, id), v| {
-                if usable_sync_key(v).is_some() {
-                    latest = Some(id.to_vec());
-                    return Ok(false);
-                }
-                Ok(true)
-            })
-        })?;
-        Ok(latest)
+        self.timed("get_latest_sync_key_id", async move {
+            let mut latest = None;
+            self.read(|s| {
+                s.visit_rev(SYNC_KEYS, SYNC_KEYS.device(self.device_id), |(_, id), v| {
+                    if usable_sync_key(v).is_some() {
+                        latest = Some(id.to_vec());
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })?;
+            Ok(latest)
+        })
+        .await
     }
 }

@@ -79,9 +79,12 @@ impl RedbStore {
 impl DeviceStore for RedbStore {
     /// Upserts the record; works without a prior `create()`.
     async fn save(&self, device: &Device) -> Result<()> {
-        let (d, record) = (self.device_id, encode_device(device)?);
-        self.write(record.len(), move |tx| {
-            tx.put(DEVICES, d, record.as_slice())
+        self.timed("save", async move {
+            let (d, record) = (self.device_id, encode_device(device)?);
+            self.write(record.len(), move |tx| {
+                tx.put(DEVICES, d, record.as_slice())
+            })
+            .await
         })
         .await
     }
@@ -90,23 +93,32 @@ impl DeviceStore for RedbStore {
     /// (`device_props`, `client_profile`, `nct_salt_sync_seen`) at the values
     /// SqliteStore returns.
     async fn load(&self) -> Result<Option<Device>> {
-        self.read(|s| s.get(DEVICES, self.device_id, decode_device)?.transpose())
+        self.timed("load", async move {
+            self.read(|s| s.get(DEVICES, self.device_id, decode_device)?.transpose())
+        })
+        .await
     }
 
     async fn exists(&self) -> Result<bool> {
-        self.read(|s| Ok(s.get(DEVICES, self.device_id, |_| ())?.is_some()))
+        self.timed("exists", async move {
+            self.read(|s| Ok(s.get(DEVICES, self.device_id, |_| ())?.is_some()))
+        })
+        .await
     }
 
     /// Writes a fresh `Device::new()` for this device id and returns the id;
     /// fails if a record exists (also one written by `save()`).
     async fn create(&self) -> Result<i32> {
-        let (d, record) = (self.device_id, encode_device(&Device::new())?);
-        self.write(record.len(), move |tx| {
-            if tx.get(DEVICES, d, |_| ())?.is_some() {
-                return Err(Error::DeviceExists { device_id: d });
-            }
-            tx.put(DEVICES, d, record.as_slice())?;
-            Ok(d)
+        self.timed("create", async move {
+            let (d, record) = (self.device_id, encode_device(&Device::new())?);
+            self.write(record.len(), move |tx| {
+                if tx.get(DEVICES, d, |_| ())?.is_some() {
+                    return Err(Error::DeviceExists { device_id: d });
+                }
+                tx.put(DEVICES, d, record.as_slice())?;
+                Ok(d)
+            })
+            .await
         })
         .await
     }
@@ -115,24 +127,29 @@ impl DeviceStore for RedbStore {
     /// `<store>.snapshot-<unix secs>-<name>` (a store `wa-redb` opens), and
     /// `extra_content` beside it as `<that>.json`.
     async fn snapshot_db(&self, name: &str, extra_content: Option<&[u8]>) -> Result<()> {
-        let name = sanitize_snapshot_name(name)?;
-        let target = crate::engine::files::with_suffix(
-            self.path(),
-            format!(".snapshot-{}-{name}", now_secs()),
-        );
-        self.backup_to(&target).await?;
-        if let Some(extra) = extra_content {
-            let json = crate::engine::files::with_suffix(&target, ".json");
-            // An encrypted store's sidecar is sealed too (it opens with the
-            // store's key: `RedbStore::read_snapshot_sidecar`).
-            let extra = match &self.engine.cipher {
-                Some(cipher) => cipher.seal_file(extra).map_err(|e| Error::io(&json, e))?,
-                None => extra.to_vec(),
-            };
-            crate::store::blocking(move || crate::maintenance::write_private_file(&json, &extra))
+        self.timed("snapshot_db", async move {
+            let name = sanitize_snapshot_name(name)?;
+            let target = crate::engine::files::with_suffix(
+                self.path(),
+                format!(".snapshot-{}-{name}", now_secs()),
+            );
+            self.backup_to(&target).await?;
+            if let Some(extra) = extra_content {
+                let json = crate::engine::files::with_suffix(&target, ".json");
+                // An encrypted store's sidecar is sealed too (it opens with the
+                // store's key: `RedbStore::read_snapshot_sidecar`).
+                let extra = match &self.engine.cipher {
+                    Some(cipher) => cipher.seal_file(extra).map_err(|e| Error::io(&json, e))?,
+                    None => extra.to_vec(),
+                };
+                crate::store::blocking(move || {
+                    crate::maintenance::write_private_file(&json, &extra)
+                })
                 .await?;
-        }
-        Ok(())
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// `memory_bytes`: the page cache this store may use (its share of the

@@ -63,6 +63,7 @@ impl RedbStore {
         how: Rekey,
     ) -> Result<(), StoreError> {
         let path = registry::canonical(path.as_ref())?;
+        crate::telemetry::file_span!("wa_redb.rekey", path);
         let Some(old_key) = &old.encryption else {
             // Without a key: either the store is encrypted (its key is
             // needed) or it is not (there is nothing to rekey).

@@ -74,6 +74,7 @@ mod signal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+pub mod telemetry;
 
 pub use config::{EncryptionKey, IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
 #[cfg(feature = "cli")]

@@ -168,8 +168,11 @@ impl RedbStore {
         // The copy's writes pass the store's fault hooks: tests hold a
         // backup inside its copy with them.
         let faults = self.engine.config().io_faults;
-        self.read_blocking(move |s| write_copy(s, &target, Keying::like(cipher.as_ref()), faults))
-            .await
+        self.read_blocking(move |s| {
+            crate::telemetry::file_span!("wa_redb.backup", target);
+            write_copy(s, &target, Keying::like(cipher.as_ref()), faults)
+        })
+        .await
     }
 }
 
@@ -490,6 +493,7 @@ impl RedbStore {
     ) -> Result<RestoreReport, StoreError> {
         let backup = registry::canonical(backup.as_ref())?;
         let target = registry::canonical(target.as_ref())?;
+        crate::telemetry::file_span!("wa_redb.restore", target);
         if backup == target {
             return Err(Error::Invalid(format!(
                 "{}: the backup and the target are the same file; restore into another path",

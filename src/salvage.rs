@@ -87,6 +87,7 @@ impl RedbStore {
     ) -> std::result::Result<SalvageReport, StoreError> {
         let source = registry::canonical(damaged.as_ref())?;
         let target = out.as_ref().to_path_buf();
+        crate::telemetry::file_span!("wa_redb.salvage", source);
         out_config.validate()?;
         refuse_existing(&target)?;
         let key = config.encryption.as_ref();

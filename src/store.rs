@@ -255,6 +255,20 @@ impl RedbStore {
         }
     }
 
+    /// Runs the store operation `op` (a trait method's name). With the
+    /// `metrics` feature, records its latency and outcome and refreshes the
+    /// file's sampled metrics; without it, this is `fut` itself.
+    pub(crate) fn timed<T, E, F>(
+        &self,
+        op: &'static str,
+        fut: F,
+    ) -> impl Future<Output = Result<T, E>> + Send
+    where
+        F: Future<Output = Result<T, E>> + Send,
+    {
+        crate::telemetry::timed(op, fut, || self.engine.sample_metrics())
+    }
+
     /// Reads from a snapshot on the calling thread. For point lookups and
     /// small bounded scans: no thread hop, no lock.
     pub(crate) fn read<R>(

@@ -23,11 +23,21 @@ pub(crate) const DEFAULT_BUDGET: usize = 32 << 20;
 struct Budget {
     total: usize,
     reserved: usize,
+    /// Shares held: files open in this process.
+    shares: usize,
+}
+
+impl Budget {
+    /// Reports the budget and the files open to the metrics, if any.
+    fn changed(&self) {
+        crate::telemetry::files_changed(self.shares, self.total, self.reserved);
+    }
 }
 
 static BUDGET: Mutex<Budget> = Mutex::new(Budget {
     total: DEFAULT_BUDGET,
     reserved: 0,
+    shares: 0,
 });
 
 fn budget() -> std::sync::MutexGuard<'static, Budget> {
@@ -36,7 +46,9 @@ fn budget() -> std::sync::MutexGuard<'static, Budget> {
 
 /// Sets the process-wide budget, for files opened from now on.
 pub(crate) fn set_budget(bytes: usize) {
-    budget().total = bytes;
+    let mut b = budget();
+    b.total = bytes;
+    b.changed();
 }
 
 /// The process-wide budget now.
@@ -83,6 +95,8 @@ impl Share {
         let left = b.total.saturating_sub(b.reserved);
         let bytes = wanted.min(left).max(FLOOR);
         b.reserved = b.reserved.saturating_add(bytes);
+        b.shares += 1;
+        b.changed();
         let total = b.total;
         drop(b);
         if bytes < wanted {
@@ -101,6 +115,8 @@ impl Drop for Share {
     fn drop(&mut self) {
         let mut b = budget();
         b.reserved = b.reserved.saturating_sub(self.bytes);
+        b.shares = b.shares.saturating_sub(1);
+        b.changed();
     }
 }
 

@@ -97,6 +97,7 @@ pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u6
 /// page, or to copy garbage into the rewritten file. `false` if a read in
 /// progress stopped it, which only a live store can have.
 fn compact(db: &mut Database, path: &Path, mode: redb::CompactionMode) -> Result<bool> {
+    crate::telemetry::file_span!("wa_redb.compaction", path);
     db.check_integrity().map_err(|e| Error::storage(path, e))?;
     loop {
         match db.compact(mode) {

@@ -118,6 +118,7 @@ impl Engine {
         if self.look.is_some() || !self.stopped() {
             return Ok(false);
         }
+        crate::telemetry::file_span!("wa_redb.heal", self.path);
         let outcome = self
             .lane
             .exclusive(|writer, _| self.reopen_in_place(writer));

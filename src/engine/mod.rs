@@ -47,6 +47,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{RedbStoreConfig, Synchronous};
 use crate::error::{Error, KeyProblem, Result};
+use crate::telemetry::FileMetrics;
 use closing::{Closing, Shutdown};
 pub(crate) use format::{Keying, open_with};
 use lane::{Attempt, Committer, Lane, Waiting};
@@ -87,6 +88,8 @@ pub(crate) struct Engine {
     adopting: Mutex<()>,
     pub io: Arc<IoStats>,
     pub status: Arc<WriterStatus>,
+    /// This file's metrics handles (nothing without the `metrics` feature).
+    pub metrics: Arc<FileMetrics>,
     pub file_id: [u8; 16],
     /// The cipher of an encrypted file: its journal and copies of it are
     /// encrypted with it.
@@ -114,6 +117,35 @@ impl Engine {
     /// The database, for whole-file reads outside a snapshot.
     pub fn database(&self) -> Result<Arc<Database>> {
         self.db_slot().clone().ok_or_else(|| self.no_db())
+    }
+
+    /// Refreshes this file's sampled metrics (I/O, file size, free space,
+    /// accounts, cache hits and misses), at most once a second: called as
+    /// operations finish. Nothing without the `metrics` feature.
+    pub fn sample_metrics(&self) {
+        if !self.metrics.sample_due() {
+            return;
+        }
+        let db = self.db_slot().clone();
+        let cache = db.as_ref().map(|db| db.cache_stats());
+        let accounts = self
+            .snapshot()
+            .and_then(|s| s.table(crate::catalog::DEVICES)?.len());
+        self.metrics.publish(crate::telemetry::Sample {
+            read_bytes: self
+                .io
+                .read_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            written_bytes: self
+                .io
+                .write_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).ok(),
+            disk_free_bytes: files::disk_free(&self.path),
+            accounts: accounts.ok(),
+            cache_hits: cache.as_ref().map_or(0, |c| c.read_hits()),
+            cache_misses: cache.as_ref().map_or(0, |c| c.read_misses()),
+        });
     }
 
     /// A read snapshot of everything acknowledged so far.

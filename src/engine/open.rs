@@ -23,6 +23,7 @@ use crate::catalog::SCHEMA_VERSION;
 use crate::config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
+use crate::telemetry::FileMetrics;
 
 /// The builder the engine opens its redb file with. `cache_bytes` is the
 /// file's share of the budget: a protected file's tag entries take part of
@@ -179,6 +180,7 @@ impl Engine {
     /// Opens (creating, recovering, migrating as needed) the store at the
     /// canonical `path`. Blocking.
     pub fn open(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
+        crate::telemetry::file_span!("wa_redb.open", path);
         config.validate()?;
         if let Some(kib) = config.cache_budget_kib {
             cache::set_budget((kib as usize).saturating_mul(1024));
@@ -286,6 +288,7 @@ impl Engine {
         };
         let db = Arc::new(db);
         let status = Arc::new(WriterStatus::default());
+        let metrics = FileMetrics::new(path, share.bytes());
         status.lsn.store(meta.checkpoint_lsn, Ordering::Relaxed);
         status
             .checkpoint_lsn
@@ -304,6 +307,7 @@ impl Engine {
             halted: None,
             log: journal::EffectLog::new(),
             deleted_since_checkpoint: 0,
+            metrics: metrics.clone(),
         };
         // An fsync per batch never runs on the caller's thread.
         let inline = config.synchronous != Synchronous::Full;
@@ -318,6 +322,7 @@ impl Engine {
             adopting: Mutex::new(()),
             io,
             status,
+            metrics,
             file_id: meta.file_id,
             cipher,
             recovery,

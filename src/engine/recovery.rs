@@ -251,6 +251,7 @@ pub(crate) fn recover(
     file: JournalFile,
     cipher: Option<&Cipher>,
 ) -> Result<RecoveryReport> {
+    crate::telemetry::file_span!("wa_redb.recovery", path);
     let tidy = file == JournalFile::Tidy;
     let set_aside = |journal: &Path, why: &str| match tidy {
         true => set_aside(journal, why).map(Some),

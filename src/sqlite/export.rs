@@ -26,6 +26,16 @@ pub async fn export_sqlite(
     options: &ExportOptions,
 ) -> Result<Vec<ExportReport>, StoreError> {
     let (redb_path, sqlite_path) = (redb_path.as_ref(), sqlite_path.as_ref());
+    let export = export_into(redb_path, sqlite_path, device, options);
+    crate::telemetry::in_file_span!("wa_redb.export", redb_path, export).await
+}
+
+async fn export_into(
+    redb_path: &Path,
+    sqlite_path: &Path,
+    device: Option<i32>,
+    options: &ExportOptions,
+) -> Result<Vec<ExportReport>, StoreError> {
     if matches!(file_kind(redb_path)?, FileKind::Missing) {
         return Err(invalid(redb_path, "no such file").into());
     }

@@ -77,6 +77,15 @@ pub async fn import_sqlite(
     options: &ImportOptions,
 ) -> Result<ImportReport, StoreError> {
     let (sqlite_path, redb_path) = (sqlite_path.as_ref(), redb_path.as_ref());
+    let import = import_into(sqlite_path, redb_path, options);
+    crate::telemetry::in_file_span!("wa_redb.import", redb_path, import).await
+}
+
+async fn import_into(
+    sqlite_path: &Path,
+    redb_path: &Path,
+    options: &ImportOptions,
+) -> Result<ImportReport, StoreError> {
     match file_kind(sqlite_path)? {
         FileKind::Sqlite => {}
         FileKind::Missing => return Err(invalid(sqlite_path, "no such file").into()),

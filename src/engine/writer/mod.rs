@@ -42,6 +42,7 @@ use crate::engine::journal::{EffectLog, Journal, JournalSpec};
 use crate::engine::schema;
 use crate::engine::tx::Tx;
 use crate::error::{Error, Result};
+use crate::telemetry::FileMetrics;
 
 /// Most jobs coalesced into one batch.
 pub(crate) const MAX_BATCH_JOBS: usize = 1024;
@@ -171,6 +172,7 @@ pub(crate) struct Writer {
     /// Rows deleted since the last checkpoint: the close then commits
     /// durably (see [`Writer::record_for_close`]).
     pub deleted_since_checkpoint: u64,
+    pub metrics: Arc<FileMetrics>,
 }
 
 impl Writer {
@@ -238,6 +240,7 @@ impl Writer {
                 "{}: halting writes after a failure: {err}",
                 self.path.display()
             );
+            self.metrics.halted(err);
             *self.status.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
             self.status.stopped.store(true, Ordering::Release);
             self.halted = Some(err.clone());
@@ -294,6 +297,7 @@ impl Writer {
             }
             return;
         }
+        let started = self.metrics.start();
         let mut failures: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
         self.journal_spec
             .stats
@@ -314,6 +318,14 @@ impl Writer {
             .store(false, Ordering::Release);
         match outcome {
             Ok(()) => {
+                if !self.log.is_empty() {
+                    let writes = failures.iter().filter(|f| f.is_none()).count();
+                    self.metrics.committed(
+                        started,
+                        writes,
+                        self.journal.as_ref().map(Journal::used),
+                    );
+                }
                 for (job, failure) in jobs.into_iter().zip(failures) {
                     job.finish(failure.map_or(Ok(()), Err));
                 }
@@ -502,6 +514,8 @@ impl Writer {
         if !self.must_record()? {
             return Ok(());
         }
+        crate::telemetry::file_span!("wa_redb.checkpoint", self.path);
+        let started = self.metrics.start();
         let result = self.record_lsn(Record::Checkpoint);
         match &result {
             Ok(()) => {
@@ -518,6 +532,8 @@ impl Writer {
                 {
                     log::warn!("{}: {e}", self.path.display());
                 }
+                self.metrics
+                    .checkpointed(started, self.journal.as_ref().map(Journal::used));
             }
             Err(e) => self.halt(e),
         }
