@@ -6,6 +6,9 @@
 
 #[path = "../examples/metrics/recorder.rs"]
 mod recorder;
+#[cfg(feature = "tracing")]
+#[path = "../examples/metrics/spans.rs"]
+mod spans;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -174,4 +177,34 @@ async fn a_halt_is_counted_with_its_cause() {
     assert_eq!(r.counter(&series), Some(1), "{}", r.render());
     faults.0.store(false, Ordering::SeqCst);
     let _ = store.close().await;
+}
+
+#[cfg(feature = "tracing")]
+#[tokio::test]
+async fn whole_file_operations_open_spans_named_with_their_file() {
+    static PRINTER: OnceLock<std::sync::Arc<spans::Printer>> = OnceLock::new();
+    let printer = PRINTER.get_or_init(|| {
+        let p = std::sync::Arc::new(spans::Printer::default());
+        tracing::subscriber::set_global_default(p.clone()).unwrap();
+        p
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::new(dir.path().join("t.redb")).await.unwrap();
+    let path = store.path().to_path_buf();
+    store.put_session("a@c.us.0", b"s").await.unwrap();
+    store.checkpoint().await.unwrap();
+    let copy = dir.path().join("copy.redb");
+    store.backup_to(&copy).await.unwrap();
+    store.close().await.unwrap();
+    RedbStore::compact_file(&path).unwrap();
+    let closed = printer.closed();
+    let of = |name: &str, file: &Path| {
+        let head = format!("span {name} file={}", file.display());
+        closed.iter().any(|l| l.starts_with(&head))
+    };
+    for name in ["wa_redb.open", "wa_redb.recovery", "wa_redb.checkpoint"] {
+        assert!(of(name, &path), "{name} in {closed:#?}");
+    }
+    assert!(of("wa_redb.backup", &copy), "{closed:#?}");
+    assert!(of("wa_redb.compaction", &path), "{closed:#?}");
 }

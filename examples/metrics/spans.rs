@@ -1,5 +1,6 @@
 //! A tracing subscriber that prints each span of the store as it closes,
-//! with its `file` field and how long it was entered.
+//! with its `file` field and how long it was entered, and keeps what it
+//! printed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +15,14 @@ use tracing::{Event, Metadata, Subscriber};
 pub struct Printer {
     next: AtomicU64,
     spans: Mutex<HashMap<u64, Span>>,
+    closed: Mutex<Vec<String>>,
+}
+
+impl Printer {
+    /// Every span closed so far, as printed.
+    pub fn closed(&self) -> Vec<String> {
+        self.closed.lock().unwrap().clone()
+    }
 }
 
 struct Span {
@@ -68,7 +77,9 @@ impl Subscriber for Printer {
 
     fn try_close(&self, id: Id) -> bool {
         if let Some(s) = self.spans.lock().unwrap().remove(&id.into_u64()) {
-            println!("span {}{} took {:?}", s.name, s.fields, s.busy);
+            let line = format!("span {}{} took {:?}", s.name, s.fields, s.busy);
+            println!("{line}");
+            self.closed.lock().unwrap().push(line);
         }
         true
     }
