@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use wacore::store::traits::{DeviceStore, LidPnMappingEntry, ProtocolStore, SignalStore};
+use whatsapp_rust_redb_storage::RedbStore;
 use whatsapp_rust_redb_storage::telemetry::*;
-use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig};
 
 fn recorder() -> &'static recorder::Recorder {
     static RECORDER: OnceLock<recorder::Recorder> = OnceLock::new();
@@ -110,7 +110,9 @@ async fn a_failed_operation_is_counted_under_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::new(dir.path().join("e.redb")).await.unwrap();
     // `put_lid_mapping` is `put_lid_mappings` of one entry, and counted as it.
-    let before = r.counter(&of_op(OP_ERRORS, "put_lid_mappings")).unwrap_or(0);
+    let before = r
+        .counter(&of_op(OP_ERRORS, "put_lid_mappings"))
+        .unwrap_or(0);
     let mapping = LidPnMappingEntry {
         lid: "100000012345678".into(),
         phone_number: "559980000001".into(),
@@ -148,6 +150,7 @@ async fn accounts_are_counted_in_the_file() {
 async fn a_halt_is_counted_with_its_cause() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use whatsapp_rust_redb_storage::RedbStoreConfig;
     use whatsapp_rust_redb_storage::fault::{IoFaults, IoTarget};
 
     /// Fails every fsync of the database file once armed.

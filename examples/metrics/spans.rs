@@ -2,6 +2,9 @@
 //! with its `file` field and how long it was entered, and keeps what it
 //! printed.
 
+// The example prints; the metrics test also reads what was printed.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -26,7 +26,6 @@
 //! readable by this user only and gone when the look ends.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,7 +37,7 @@ use super::journal::journal_path;
 use super::overlay::OverlayStorage;
 use super::protect::{self, Format, ProtectedStorage};
 use super::recovery::{self, JournalFile};
-use super::{Engine, cache, contain_panic, schema};
+use super::{Engine, cache, contain_panic, files, schema};
 use crate::catalog::SCHEMA_VERSION;
 use crate::config::{EncryptionKey, RedbStoreConfig};
 use crate::error::{Error, KeyProblem, Result};
@@ -200,8 +199,7 @@ fn invalid_path(path: &Path, reason: &str) -> Error {
 
 fn header(file: &File, path: &Path) -> Result<[u8; HEADER_BYTES]> {
     let mut bytes = [0; HEADER_BYTES];
-    file.read_exact_at(&mut bytes, 0)
-        .map_err(|e| Error::io(path, e))?;
+    files::read_exact_at(file, &mut bytes, 0).map_err(|e| Error::io(path, e))?;
     Ok(bytes)
 }
 
@@ -216,14 +214,11 @@ fn private_copy(path: &Path) -> Result<File> {
         let copy = tempfile::tempfile_in(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut at = 0u64;
         loop {
-            let n = source
-                .read_at(&mut buf, at)
-                .map_err(|e| Error::io(path, e))?;
+            let n = files::read_at(&source, &mut buf, at).map_err(|e| Error::io(path, e))?;
             if n == 0 {
                 break;
             }
-            copy.write_all_at(&buf[..n], at)
-                .map_err(|e| Error::io(&tmp, e))?;
+            files::write_all_at(&copy, &buf[..n], at).map_err(|e| Error::io(&tmp, e))?;
             at += n as u64;
         }
         if header(&source, path)? == before {

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 use redb::{BackendError, StorageBackend};
@@ -70,7 +69,7 @@ impl OverlayStorage {
     fn read_base(&self, visible: u64, offset: u64, out: &mut [u8]) -> io::Result<()> {
         let from_file = visible.saturating_sub(offset).min(out.len() as u64) as usize;
         let (head, tail) = out.split_at_mut(from_file);
-        self.base.read_exact_at(head, offset)?;
+        crate::engine::files::read_exact_at(&self.base, head, offset)?;
         tail.fill(0);
         Ok(())
     }

@@ -16,7 +16,6 @@ use whatsapp_rust_redb_storage::{EncryptionKey, KeyProblem, RedbStoreConfig};
 use zeroize::Zeroizing;
 
 use crate::failure::Failure;
-use crate::output::note;
 
 /// Where one key is looked for, in order.
 pub struct Source {
@@ -158,7 +157,7 @@ fn warn_if_readable_by_others(path: &Path, meta: &std::fs::Metadata) {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        note(&format!(
+        crate::output::note(&format!(
             "warning: key file {0} can be read or changed by others than its owner \
              (mode {mode:03o}); `chmod 600 {0}`",
             path.display()

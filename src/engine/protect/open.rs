@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -136,7 +135,7 @@ pub(crate) fn format_of(file: &File) -> io::Result<Format> {
     let len = file.metadata()?.len();
     let mut head = [0u8; 16];
     let n = (len.min(16)) as usize;
-    file.read_exact_at(&mut head[..n], 0)?;
+    crate::engine::files::read_exact_at(file, &mut head[..n], 0)?;
     Ok(detect(&head[..n], len))
 }
 
