@@ -87,7 +87,7 @@ impl RedbStore {
                 crate::engine::protect::rewrap(&path, old_key, &new)?;
             }
             Rekey::NewDataKey => {
-                with_store_alone(&path, old, |engine| {
+                let pending = with_store_alone(&path, old, |engine| {
                     let tmp = copy_to_temp(
                         &engine.snapshot()?,
                         &path,
@@ -101,13 +101,24 @@ impl RedbStore {
                     // than write into the file being replaced. Its journal
                     // was replayed at this open and nothing wrote since:
                     // the close that follows leaves none behind.
+                    match std::fs::rename(&tmp, &path) {
+                        Ok(()) => files::sync_parent_dir(&path).map(|()| None),
+                        // Renamed once the store is closed, below.
+                        Err(e) if files::refused_while_held(&e) => Ok(Some(tmp)),
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&tmp);
+                            Err(Error::io(&path, e))
+                        }
+                    }
+                })?;
+                if let Some(tmp) = pending {
                     let renamed = std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e));
                     if renamed.is_err() {
                         let _ = std::fs::remove_file(&tmp);
                     }
                     renamed?;
-                    files::sync_parent_dir(&path)
-                })?;
+                    files::sync_parent_dir(&path)?;
+                }
             }
         }
         Ok(())

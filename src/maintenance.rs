@@ -516,7 +516,7 @@ impl RedbStore {
         // Held until the new file has the name: a process that opens the
         // target meanwhile is refused (and, waiting, opens the new file),
         // rather than write into the file being replaced.
-        let held = match replacing {
+        let mut held = match replacing {
             true => Some(registry::while_open_elsewhere(config.busy_timeout, || {
                 open_bare(&target, Keying::of(config))
             })?),
@@ -535,7 +535,14 @@ impl RedbStore {
             to.sync_all().map_err(|e| Error::io(&tmp, e))?;
             if replacing {
                 kept = Some(keep_replaced(&target)?);
-                std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+                let renamed = match std::fs::rename(&tmp, &target) {
+                    Err(e) if files::refused_while_held(&e) => {
+                        held = None;
+                        std::fs::rename(&tmp, &target)
+                    }
+                    renamed => renamed,
+                };
+                renamed.map_err(|e| Error::io(&target, e))?;
             } else {
                 // A journal without its store belongs to nothing.
                 files::remove_if_present(&journal_path(&target))?;

@@ -76,7 +76,7 @@ fn a_missing_file_is_an_error_and_is_not_created() {
         let r = wa(&args);
         assert_eq!(r.code, 1, "{args:?}: {r:?}");
         assert!(r.stderr.contains("missing.redb"), "{args:?}: {r:?}");
-        assert!(r.stderr.contains("No such file"), "{args:?}: {r:?}");
+        assert!(r.stderr.contains("no such file"), "{args:?}: {r:?}");
         assert!(!missing.exists(), "{args:?} created the file");
         assert!(!dest.exists(), "{args:?} created the destination");
     }

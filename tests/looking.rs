@@ -4,6 +4,9 @@
 //! show a crashed process's journal applied (in memory), and work while
 //! another process has the store open, showing its last checkpoint and the
 //! journal records complete at the time.
+//!
+//! Unix only: it runs commands as another user on files of mode 0644.
+#![cfg(unix)]
 
 #[path = "util/process.rs"]
 mod process;

@@ -224,6 +224,16 @@ fn is_unsupported_code(_: i32) -> bool {
     false
 }
 
+/// Whether renaming over a file failed only because this process holds it
+/// open. Windows without POSIX rename semantics (releases before 10 1709,
+/// file systems other than NTFS, wine) refuses to replace an open file;
+/// the caller then lets go of it and renames once more (a process that
+/// opened it in between makes that rename fail too, rather than write into
+/// a replaced file). Never on Unix, where an open file is replaced.
+pub(crate) fn refused_while_held(e: &io::Error) -> bool {
+    cfg!(windows) && e.kind() == io::ErrorKind::PermissionDenied
+}
+
 /// `rename(from, to)` that fails with `AlreadyExists` rather than replace
 /// `to` (Linux `renameat2(RENAME_NOREPLACE)`); `Unsupported` elsewhere.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {

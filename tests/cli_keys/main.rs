@@ -3,6 +3,9 @@
 //! a 64-hex-digit key file as a raw key, refusals that say what to do and
 //! change nothing (exit status 4); `rekey`, `encrypt` and `decrypt` in
 //! `conversions.rs`.
+//!
+//! Unix only: key files are judged by their mode bits.
+#![cfg(unix)]
 
 #[path = "../util/cli.rs"]
 mod cli;

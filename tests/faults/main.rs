@@ -36,8 +36,17 @@ use wacore::store::error::StoreError;
 use wacore::store::traits::SignalStore;
 use whatsapp_rust_redb_storage::{Error, RedbStore, Synchronous};
 
+// The operating system's own codes for a full disk and a failing one, so
+// that the store sees them as the real thing (Windows: ERROR_DISK_FULL and
+// ERROR_IO_DEVICE).
+#[cfg(unix)]
 const ENOSPC: i32 = 28;
+#[cfg(unix)]
 const EIO: i32 = 5;
+#[cfg(windows)]
+const ENOSPC: i32 = 112;
+#[cfg(windows)]
+const EIO: i32 = 1117;
 const ROWS: u32 = 20;
 
 /// Runs a test body, failing it if it does not finish in time (a hang).

@@ -25,6 +25,12 @@ pub fn require_file(path: &Path) -> Result<(), Failure> {
             "{}: not a file (a directory?); name the store file itself",
             path.display()
         ))),
+        // In the same words on every system (Windows says "File not found").
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(format!(
+            "{}: no such file",
+            path.display()
+        ))
+        .with_hint("check the path; wa-redb never creates a store file it was asked to read")),
         Err(e) => Err(Failure::new(format!("{}: {e}", path.display()))
             .with_hint("check the path; wa-redb never creates a store file it was asked to read")),
     }
