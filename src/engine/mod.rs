@@ -123,6 +123,7 @@ impl Engine {
     /// accounts, cache hits and misses), at most once a second: called as
     /// operations finish. Nothing without the `metrics` feature.
     pub fn sample_metrics(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
         if !self.metrics.sample_due() {
             return;
         }
@@ -132,14 +133,8 @@ impl Engine {
             .snapshot()
             .and_then(|s| s.table(crate::catalog::DEVICES)?.len());
         self.metrics.publish(crate::telemetry::Sample {
-            read_bytes: self
-                .io
-                .read_bytes
-                .load(std::sync::atomic::Ordering::Relaxed),
-            written_bytes: self
-                .io
-                .write_bytes
-                .load(std::sync::atomic::Ordering::Relaxed),
+            read_bytes: self.io.read_bytes.load(Relaxed),
+            written_bytes: self.io.write_bytes.load(Relaxed),
             file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).ok(),
             disk_free_bytes: files::disk_free(&self.path),
             accounts: accounts.ok(),
