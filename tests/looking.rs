@@ -1,5 +1,5 @@
-//! Looking at a store never changes it: `wa-redb info`, `dump`, `check`
-//! (and `export`, with feature `sqlite`) leave every file of the store's
+//! Looking at a store never changes it: `wa-redb info`, `dump`, `check`,
+//! `backup` (and `export`, with feature `sqlite`) leave every file of the store's
 //! directory byte-identical, work for a user who may only read the file,
 //! show a crashed process's journal applied (in memory), and work while
 //! another process has the store open, showing its last checkpoint and the
@@ -123,6 +123,13 @@ fn look_everywhere(file: &Path) -> Value {
     let r = wa_as_reader([OsStr::new("check"), f]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.starts_with("ok: "), "{r:?}");
+    // A backup only looks at its source too.
+    let out = world_dir();
+    chmod(out.path(), 0o777);
+    let copy = out.path().join("backup.redb");
+    let r = wa_as_reader([OsStr::new("backup"), f, copy.as_os_str()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(copy.exists(), "{r:?}");
     #[cfg(feature = "sqlite")]
     {
         // Into a directory the reader may write.
