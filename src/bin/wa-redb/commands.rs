@@ -11,7 +11,7 @@ use whatsapp_rust_redb_storage::{
 };
 
 use crate::args::{Cli, Command, ExportArgs};
-use crate::failure::{EXIT_FAILED, EXIT_IN_USE, EXIT_KEY, Failure, store_error};
+use crate::failure::{EXIT_FAILED, EXIT_IN_USE, EXIT_KEY, Failure, Outcome, store_error};
 use crate::keys::{self, Key};
 use crate::look_note::look_note;
 use crate::output::{Out, file_len, human_bytes, note, outln, print_json};
@@ -19,8 +19,6 @@ use crate::progress::spinner;
 use crate::support::{
     ask, close, fresh_destination, look, must_ask, open_to_change, require_file, runtime,
 };
-
-pub type Outcome = Result<ExitCode, Failure>;
 
 /// Runs the command with the store's key (see `keys`), if one is given.
 pub fn run(cli: &Cli) -> Outcome {

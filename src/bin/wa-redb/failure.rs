@@ -22,6 +22,9 @@ pub const EXIT_IN_USE: u8 = 3;
 /// empty). Nothing was changed.
 pub const EXIT_KEY: u8 = 4;
 
+/// What a command returns: its exit status, or the failure to report.
+pub type Outcome = Result<ExitCode, Failure>;
+
 pub struct Failure {
     pub message: String,
     /// What to do about it.

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use serde_json::json;
 use whatsapp_rust_redb_storage::{KeyProblem, RedbStore, RedbStoreConfig, Rekey};
 
-use crate::commands::Outcome;
 use crate::failure::Failure;
+use crate::failure::Outcome;
 use crate::keys::{self, HOW_TO_GIVE, Key, NEW_HOW_TO_GIVE};
 use crate::output::{Out, file_len, human_bytes, outln, print_json};
 use crate::progress::spinner;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig};
 
-use crate::commands::Outcome;
+use crate::failure::Outcome;
 use crate::output::{Out, file_len, human_bytes, outln, print_json};
 use crate::progress::spinner;
 use crate::support::copy_paths;
