@@ -11,15 +11,15 @@
 //! whole store at once. An open of the same path in this process
 //! meanwhile waits for that close.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use redb::Database;
 
 use crate::engine::cache::Share;
+use crate::engine::contain_panic;
 use crate::engine::lane::Lane;
 use crate::engine::writer::WriterStatus;
-use crate::engine::{contain_panic, registry};
 use crate::error::{Error, Result};
 
 /// What closing a file needs of its engine.
@@ -108,18 +108,25 @@ pub(crate) struct Closing {
     path: PathBuf,
     state: Mutex<State>,
     done: Condvar,
+    /// Told once the close has run and the file is released (the
+    /// registry's; passed in, so that this module knows nothing of it).
+    released: fn(&Path),
 }
 
 impl Closing {
-    /// Registers the close of `shutdown`'s file with the registry.
-    pub fn register(shutdown: Shutdown) -> Arc<Closing> {
-        let closing = Arc::new(Closing {
+    /// The close of `shutdown`'s file, not yet run; `released` is called
+    /// once it has.
+    pub fn new(shutdown: Shutdown, released: fn(&Path)) -> Arc<Closing> {
+        Arc::new(Closing {
             path: shutdown.path.clone(),
             state: Mutex::new(State::Queued(Box::new(shutdown))),
             done: Condvar::new(),
-        });
-        registry::closing(&closing.path, closing.clone());
-        closing
+            released,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -141,7 +148,7 @@ impl Closing {
                     }
                     *self.state() = State::Done;
                     self.done.notify_all();
-                    registry::released(&self.path);
+                    (self.released)(&self.path);
                     return Some(result);
                 }
                 State::Running => {

@@ -48,7 +48,7 @@ use tokio::sync::oneshot;
 use crate::config::{RedbStoreConfig, Synchronous};
 use crate::error::{Error, KeyProblem, Result};
 use crate::telemetry::FileMetrics;
-use closing::{Closing, Shutdown};
+use closing::Shutdown;
 pub(crate) use format::{Keying, open_with};
 use lane::{Attempt, Committer, Lane, Waiting};
 use protect::crypt::Cipher;
@@ -338,7 +338,7 @@ impl Engine {
     /// Closes the file now, on this thread, and reports how it went.
     pub fn close(mut self) -> Result<()> {
         match self.shutdown() {
-            Some(shutdown) => Closing::register(shutdown).finish().unwrap_or(Ok(())),
+            Some(shutdown) => registry::close(shutdown).unwrap_or(Ok(())),
             None => Ok(()),
         }
     }
@@ -366,7 +366,7 @@ impl Drop for Engine {
     /// logged, `RedbStore::close` reports it.
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown() {
-            Closing::register(shutdown).finish();
+            registry::close(shutdown);
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 use crate::config::RedbStoreConfig;
 use crate::engine::Engine;
-use crate::engine::closing::Closing;
+use crate::engine::closing::{Closing, Shutdown};
 use crate::error::{Error, Result};
 
 enum Slot {
@@ -185,16 +185,19 @@ pub(crate) fn while_open_elsewhere<T>(
     }
 }
 
-/// Called by a dropped engine: its close is `closing`, which the dropping
-/// thread runs at once (unless an open of the path got there first).
-pub(crate) fn closing(path: &Path, closing: Arc<Closing>) {
+/// Closes the file of an engine whose last handle went, on this thread. An
+/// open of the same path meanwhile waits for the close, or runs it if it
+/// gets there first: then `None` (the outcome was logged).
+pub(crate) fn close(shutdown: Shutdown) -> Option<Result<()>> {
+    let closing = Closing::new(shutdown, released);
     let r = registry();
-    lock(r).insert(path.to_path_buf(), Slot::Closing(closing));
+    lock(r).insert(closing.path().to_path_buf(), Slot::Closing(closing.clone()));
     r.changed.notify_all();
+    closing.finish()
 }
 
 /// Called once a file is closed and released.
-pub(crate) fn released(path: &Path) {
+fn released(path: &Path) {
     let r = registry();
     let mut slots = lock(r);
     if matches!(slots.get(path), Some(Slot::Closing(_))) {
