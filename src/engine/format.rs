@@ -203,3 +203,30 @@ pub(crate) fn open_file(
         Ok(Opened { db, cipher })
     })
 }
+
+/// The builder the engine opens its redb file with. `cache_bytes` is the
+/// file's share of the budget: a protected file's tag entries take part of
+/// it, redb's cache the rest.
+pub(crate) fn engine_builder(
+    path: &Path,
+    cache_bytes: usize,
+    protection: PageProtection,
+    verify: bool,
+) -> Builder {
+    let pages = match protection {
+        PageProtection::Verified => protect::pages_share(cache_bytes),
+        PageProtection::Off => cache_bytes,
+    };
+    let shown = path.display().to_string();
+    let mut builder = Builder::new();
+    builder
+        .set_cache_size(pages)
+        .set_check_integrity_on_open(verify)
+        .set_repair_callback(move |s| {
+            log::warn!(
+                "{shown}: repairing after an unclean shutdown ({:.0}%)",
+                s.progress() * 100.0
+            )
+        });
+    builder
+}

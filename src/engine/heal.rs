@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 
 use redb::Database;
 
-use super::format::{Keying, Opened, open_with};
+use super::format::{Keying, Opened, engine_builder, open_with};
 use super::journal::journal_path;
-use super::open::engine_builder;
 use super::recovery::{self, JournalFile};
 use super::writer::Writer;
 use super::{Engine, contain_panic, schema};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Builder, Database};
 
 use super::compact::maybe_compact;
-use super::format::{Keying, Opened, open_file, open_with, sniff};
+use super::format::{Keying, Opened, engine_builder, open_file, open_with, sniff};
 use super::journal::{self, JournalSpec, journal_path};
 use super::lane::Lane;
 use super::protect::{self, crypt::Cipher};
@@ -24,33 +24,6 @@ use crate::config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
 use crate::telemetry::FileMetrics;
-
-/// The builder the engine opens its redb file with. `cache_bytes` is the
-/// file's share of the budget: a protected file's tag entries take part of
-/// it, redb's cache the rest.
-pub(super) fn engine_builder(
-    path: &Path,
-    cache_bytes: usize,
-    protection: PageProtection,
-    verify: bool,
-) -> Builder {
-    let pages = match protection {
-        PageProtection::Verified => protect::pages_share(cache_bytes),
-        PageProtection::Off => cache_bytes,
-    };
-    let shown = path.display().to_string();
-    let mut builder = Builder::new();
-    builder
-        .set_cache_size(pages)
-        .set_check_integrity_on_open(verify)
-        .set_repair_callback(move |s| {
-            log::warn!(
-                "{shown}: repairing after an unclean shutdown ({:.0}%)",
-                s.progress() * 100.0
-            )
-        });
-    builder
-}
 
 /// Creates a new, empty store at `path`, atomically, and returns it open
 /// for the engine: it is laid out in a temporary file of its own (unique to
