@@ -319,20 +319,11 @@ impl ProtocolStore for RedbStore {
     /// [`RedbStore::delete_expired_base_keys`] goes by.
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
         self.timed("save_base_key", async move {
-            let d = self.device_id;
-            let (address, id) = (address.to_owned(), message_id.to_owned());
             let row = encode_row(&BaseKeyRow {
                 saved_at: now_secs(),
                 key: base_key.to_vec(),
             });
-            self.write(address.len() + id.len() + row.len(), move |tx| {
-                tx.put(
-                    BASE_KEYS,
-                    (d, address.as_str(), id.as_str()),
-                    row.as_slice(),
-                )
-            })
-            .await
+            self.put_paired(BASE_KEYS, (address, message_id), row).await
         })
         .await
     }
@@ -592,20 +583,12 @@ impl ProtocolStore for RedbStore {
         payload: &[u8],
     ) -> Result<()> {
         self.timed("store_sent_message", async move {
-            let d = self.device_id;
-            let (chat, id) = (chat_jid.to_owned(), message_id.to_owned());
             let row = encode_row(&SentMessageRow {
                 created_at: now_secs(),
                 payload: payload.to_vec(),
             });
-            self.write(chat.len() + id.len() + row.len(), move |tx| {
-                tx.put(
-                    SENT_MESSAGES,
-                    (d, chat.as_str(), id.as_str()),
-                    row.as_slice(),
-                )
-            })
-            .await
+            self.put_paired(SENT_MESSAGES, (chat_jid, message_id), row)
+                .await
         })
         .await
     }

@@ -347,7 +347,26 @@ impl RedbStore {
 /// sessions, sender keys, group metadata...
 pub(crate) type BytesByName = crate::catalog::Table<(i32, &'static str), &'static [u8]>;
 
+/// A table of opaque values keyed by `(device, name, name)`: base keys by
+/// address and message, sent messages by chat and message.
+pub(crate) type BytesByPair =
+    crate::catalog::Table<(i32, &'static str, &'static str), &'static [u8]>;
+
 impl RedbStore {
+    /// Upserts one value under `(first, second)` for this account.
+    pub(crate) async fn put_paired(
+        &self,
+        t: BytesByPair,
+        (first, second): (&str, &str),
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (d, first, second) = (self.device_id, first.to_owned(), second.to_owned());
+        self.write(first.len() + second.len() + value.len(), move |tx| {
+            tx.put(t, (d, first.as_str(), second.as_str()), value.as_slice())
+        })
+        .await
+    }
+
     /// Upserts one value under `name` for this account.
     pub(crate) async fn put_named(
         &self,

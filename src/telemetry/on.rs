@@ -73,6 +73,11 @@ impl FileMetrics {
     pub fn new(path: &Path, cache_bytes: usize) -> Arc<FileMetrics> {
         let file = SharedString::from(path.display().to_string());
         let l = || [("file", file.clone())];
+        // Without redb's counters there is nothing to report.
+        let cache = |name| match cfg!(feature = "cache-metrics") {
+            true => counter!(name, &l()),
+            false => Counter::noop(),
+        };
         gauge!(CACHE_BYTES, &l()).set(cache_bytes as f64);
         Arc::new(FileMetrics {
             commits: counter!(COMMITS, &l()),
@@ -86,15 +91,8 @@ impl FileMetrics {
             file_bytes: gauge!(FILE_BYTES, &l()),
             disk_free_bytes: gauge!(DISK_FREE_BYTES, &l()),
             accounts: gauge!(ACCOUNTS, &l()),
-            // Without redb's counters there is nothing to report.
-            cache_hits: match cfg!(feature = "cache-metrics") {
-                true => counter!(CACHE_HITS, &l()),
-                false => Counter::noop(),
-            },
-            cache_misses: match cfg!(feature = "cache-metrics") {
-                true => counter!(CACHE_MISSES, &l()),
-                false => Counter::noop(),
-            },
+            cache_hits: cache(CACHE_HITS),
+            cache_misses: cache(CACHE_MISSES),
             next_sample: AtomicU64::new(0),
             file,
         })
