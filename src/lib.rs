@@ -43,17 +43,14 @@
 
 #![warn(missing_docs)]
 
-mod appstate;
-mod catalog;
+// Layers, each using only those listed before it (ARCHITECTURE.md):
+// the shared vocabulary (errors, configuration, clock, telemetry, fault
+// hooks); the engine (one open file, knowing no WhatsApp table); the tables
+// (the catalog the engine is given); the handle (`RedbStore`); the trait
+// domains; whole-file operations.
 mod clock;
-mod codec;
 mod config;
-mod device;
-#[cfg(feature = "cli")]
-mod dump;
-mod engine;
 mod error;
-mod export;
 // The fault-injection hooks are public only for tests (feature
 // `fault-injection`, which `cargo test --workspace` turns on).
 #[cfg(feature = "fault-injection")]
@@ -61,34 +58,27 @@ pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 #[allow(dead_code, unreachable_pub)]
 pub(crate) mod fault;
-mod inspect;
-mod keys;
-mod legacy;
-mod maintenance;
-mod msg_secret;
-mod protocol;
-mod retention;
-mod salvage;
-mod shape;
-mod signal;
-#[cfg(feature = "sqlite")]
-mod sqlite;
-mod store;
 pub mod telemetry;
 
+mod domain;
+mod engine;
+mod handle;
+mod ops;
+mod tables;
+
 pub use config::{EncryptionKey, IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
-#[cfg(feature = "cli")]
-pub use dump::{DumpOptions, DumpRow};
-pub use engine::look::LookReport;
-pub use engine::recovery::RecoveryReport;
+pub use domain::legacy::SkdmTracking;
+pub use engine::LookReport;
+pub use engine::RecoveryReport;
 pub use error::{Error, KeyProblem};
-pub use export::{ExportOptions, ExportReport, Progress, ProgressFn};
-pub use inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
-pub use keys::Rekey;
-pub use legacy::SkdmTracking;
-pub use maintenance::{CompactReport, Packing, RestoreReport};
-pub use retention::MaintenanceReport;
-pub use salvage::{SalvageReport, TableSalvage};
+pub use handle::{CloseOutcome, RedbStore};
+#[cfg(feature = "cli")]
+pub use ops::dump::{DumpOptions, DumpRow};
+pub use ops::export::{ExportOptions, ExportReport, Progress, ProgressFn};
+pub use ops::inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
+pub use ops::maintenance::{CompactReport, Packing, RestoreReport};
+pub use ops::rekey::Rekey;
+pub use ops::retention::MaintenanceReport;
+pub use ops::salvage::{SalvageReport, TableSalvage};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};
-pub use store::{CloseOutcome, RedbStore};
+pub use ops::sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};

@@ -1,39 +1,35 @@
 //! The storage engine: one per store file per process, shared by every
-//! handle and every account of that file.
+//! handle and every account of that file. It knows no WhatsApp table: the
+//! layers above give it a catalog of tables.
 //!
-//! - `storage`: redb's file backend with I/O counters and test fault hooks.
-//! - `journal`, `recovery`: the write-ahead journal and its replay.
-//! - `schema`: file identity, schema version, migrations.
-//! - `writer`: batching, durability, checkpoints; `lane`: who runs the
-//!   writer now (the caller inline, or a pool worker); `pool`: the
-//!   process-wide worker threads; `cache`: the process-wide cache budget.
-//! - `tx`: typed table access for the writer ([`tx::Tx`]) and readers
-//!   ([`tx::Snapshot`]).
-//! - `open`: creating, opening, recovering and migrating a file, and the
-//!   engine assembled around it; `compact`: when and how a file is
-//!   compacted; `closing`: the last handle's close.
-//! - `registry`: one engine per file per process; `heal`: a halted engine
-//!   reopening its file in place.
+//! - `commit/`: the lane (who runs the writer now), the writer (batches,
+//!   durability, checkpoints), the worker pool.
+//! - `wal/`: the write-ahead journal and its replay at open.
+//! - `file/`: opening a file, its format, schema and identity, redb's file
+//!   backend, the cache budget, compaction, file-system helpers.
+//! - `lifecycle/`: one engine per file per process, closing, healing.
+//! - `protect/`: format v2's tagged (and encrypted) pages.
+//! - `look/`: opening a store only to look at it.
+//! - `tx`: typed table access for the writer (`Tx`) and readers
+//!   (`Snapshot`).
+//!
+//! The rest of the crate uses only `Engine`'s methods and the facade
+//! re-exported below; the groups are private.
 
-pub(crate) mod cache;
-pub(crate) mod closing;
-pub(crate) mod compact;
-pub(crate) mod files;
-pub(crate) mod format;
-pub(crate) mod heal;
-pub(crate) mod journal;
-pub(crate) mod lane;
-pub(crate) mod look;
-pub(crate) mod open;
-pub(crate) mod overlay;
-pub(crate) mod pool;
-pub(crate) mod protect;
-pub(crate) mod recovery;
-pub(crate) mod registry;
-pub(crate) mod schema;
-pub(crate) mod storage;
-pub(crate) mod tx;
-pub(crate) mod writer;
+mod commit;
+mod file;
+mod lifecycle;
+mod look;
+mod protect;
+mod tx;
+mod wal;
+
+// The groups' modules under their short names, for the engine's own use
+// (a child module sees its parent's private imports).
+use commit::{lane, pool, writer};
+use file::{cache, compact, format, schema, storage};
+use lifecycle::{closing, heal, registry};
+use wal::{journal, recovery};
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -49,13 +45,29 @@ use crate::config::{RedbStoreConfig, Synchronous};
 use crate::error::{Error, KeyProblem, Result};
 use crate::telemetry::FileMetrics;
 use closing::Shutdown;
-pub(crate) use format::{Keying, open_with};
 use lane::{Attempt, Committer, Lane, Waiting};
 use protect::crypt::Cipher;
-use recovery::RecoveryReport;
 use storage::IoStats;
-use tx::{Snapshot, Tx};
-use writer::{FnJob, Weight, WriterStatus};
+use writer::{FnJob, WriterStatus};
+
+// The facade: everything the layers above use of the engine, besides
+// `Engine`'s own methods. Anything not listed here is the engine's own.
+pub(crate) use commit::pool::run as run_blocking;
+pub(crate) use commit::writer::Weight;
+pub(crate) use file::compact::compact_lean;
+/// File-system helpers: temporaries, renames that never overwrite,
+/// positional I/O, free space.
+pub(crate) use file::files;
+pub(crate) use file::format::{Keying, open_with, sniff};
+pub(crate) use file::open::create_bare_temp;
+pub(crate) use file::schema::{begin_durable, read_meta};
+pub(crate) use lifecycle::registry::{canonical, is_open_here, open_shared, while_open_elsewhere};
+pub use look::LookReport;
+pub(crate) use protect::crypt::{is_sealed_file, open_sealed_file};
+pub(crate) use protect::{open_read_only, rewrap};
+pub(crate) use tx::{NameRange, Snapshot, Tx};
+pub(crate) use wal::journal::journal_path;
+pub use wal::recovery::RecoveryReport;
 
 /// Runs `f`, turning a panic into [`Error::Corrupted`]. redb trusts the
 /// file it reads and may panic on damage it finds later than at open; no
@@ -131,7 +143,7 @@ impl Engine {
         let cache = db.as_ref().map(|db| db.cache_stats());
         let accounts = self
             .snapshot()
-            .and_then(|s| s.table(crate::catalog::DEVICES)?.len());
+            .and_then(|s| s.table(crate::tables::DEVICES)?.len());
         self.metrics.publish(crate::telemetry::Sample {
             read_bytes: self.io.read_bytes.load(Relaxed),
             written_bytes: self.io.write_bytes.load(Relaxed),

@@ -14,9 +14,9 @@ use std::path::Path;
 
 use redb::{Key, ReadTransaction, ReadableTable, Value, WriteTransaction};
 
-use crate::catalog::{Bounds, Table, TableId};
 use crate::engine::journal::EffectLog;
 use crate::error::{Error, Result};
+use crate::tables::{Bounds, Table, TableId};
 
 /// Longest key accepted (addresses, JIDs, ids). Real keys are < 200 bytes;
 /// the cap keeps a hostile multi-megabyte key out of every B-tree branch

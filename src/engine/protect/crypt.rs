@@ -446,7 +446,7 @@ pub(crate) fn is_sealed_file(bytes: &[u8]) -> bool {
 }
 
 /// The contents of a file made by [`Cipher::seal_file`], opened with `key`.
-pub(crate) fn open_file(key: &EncryptionKey, bytes: &[u8]) -> Result<Vec<u8>, UnlockError> {
+pub(crate) fn open_sealed_file(key: &EncryptionKey, bytes: &[u8]) -> Result<Vec<u8>, UnlockError> {
     let head_len = 16 + KDF_LEN;
     if !is_sealed_file(bytes) || bytes.len() < head_len + SEAL_OVERHEAD {
         return Err(UnlockError::BadParameters("not a sealed file".into()));
@@ -557,9 +557,9 @@ mod tests {
             None
         );
         let sealed = c.seal_file(b"sidecar json").unwrap();
-        assert_eq!(open_file(&pass, &sealed).unwrap(), b"sidecar json");
+        assert_eq!(open_sealed_file(&pass, &sealed).unwrap(), b"sidecar json");
         assert!(matches!(
-            open_file(&EncryptionKey::passphrase("nope"), &sealed),
+            open_sealed_file(&EncryptionKey::passphrase("nope"), &sealed),
             Err(UnlockError::WrongKey)
         ));
         assert_eq!(

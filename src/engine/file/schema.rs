@@ -1,0 +1,327 @@
+//! File identity, schema version and migrations.
+//!
+//! A store file records its schema version in the meta table. Opening a
+//! file written by a newer schema fails; opening an older one runs the
+//! forward migrations, all in one durable write transaction, so a crash
+//! mid-migration leaves the file at its old version.
+
+use std::path::Path;
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableError, Value, WriteTransaction,
+};
+
+use crate::error::{Error, Result};
+use crate::tables::codec::{decode_u32, decode_u64};
+use crate::tables::{
+    self, META, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_FILE_ID,
+    META_LID_SEQ, META_SCHEMA_VERSION, SCHEMA_VERSION, StoreKey, Table, TableVisitor,
+};
+
+/// What the meta table says about a file.
+#[derive(Debug, Clone)]
+pub(crate) struct FileMeta {
+    pub schema_version: u32,
+    pub file_id: [u8; 16],
+    pub checkpoint_lsn: u64,
+    /// When the last checkpoint was committed (unix seconds), if recorded.
+    pub checkpointed_at: Option<i64>,
+}
+
+impl FileMeta {
+    /// Refuses a file written by a schema version newer than `supported`.
+    pub fn refuse_newer(&self, path: &Path, supported: u32) -> Result<()> {
+        if self.schema_version > supported {
+            return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found: self.schema_version,
+                supported,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One forward migration: turns a file of version `to - 1` into version `to`.
+pub(crate) struct Migration {
+    pub to: u32,
+    pub run: fn(&WriteTransaction) -> std::result::Result<(), redb::Error>,
+}
+
+/// The migrations of this build. Version 1 is the baseline. A change of a
+/// table's key or value type or of a value's encoding adds a step here and
+/// bumps [`SCHEMA_VERSION`].
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    to: 2,
+    run: base_keys_with_saved_at,
+}];
+
+/// 1 → 2: every `base_keys` value (the bare key) becomes a `BaseKeyRow`
+/// saved now: version 1 never recorded when a key was saved, and the
+/// migration time keeps old keys for a full retention period rather than
+/// dropping them at the first sweep.
+fn base_keys_with_saved_at(txn: &WriteTransaction) -> std::result::Result<(), redb::Error> {
+    use redb::ReadableTable;
+    let saved_at = crate::clock::now_secs();
+    let mut table = txn.open_table(tables::BASE_KEYS.def)?;
+    // Rewritten in slices of keys, so that a large table is never copied
+    // into memory whole.
+    let mut from: Option<Vec<u8>> = None;
+    loop {
+        let mut slice: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(1024);
+        {
+            type K = (i32, &'static str, &'static str);
+            let lower = match &from {
+                Some(k) => std::ops::Bound::Excluded(<K as Value>::from_bytes(k)),
+                None => std::ops::Bound::Unbounded,
+            };
+            let range = (lower, std::ops::Bound::<(i32, &str, &str)>::Unbounded);
+            for entry in table.range(range)?.take(1024) {
+                let (k, v) = entry?;
+                slice.push((
+                    <K as Value>::as_bytes(&k.value()),
+                    crate::tables::codec::encode_row(&crate::tables::codec::BaseKeyRow {
+                        saved_at,
+                        key: v.value().to_vec(),
+                    }),
+                ));
+            }
+        }
+        let Some((last, _)) = slice.last() else {
+            return Ok(());
+        };
+        from = Some(last.clone());
+        for (k, v) in &slice {
+            type K = (i32, &'static str, &'static str);
+            table.insert(<K as Value>::from_bytes(k), v.as_slice())?;
+        }
+    }
+}
+
+/// Begins a write transaction that commits durably (`Durability::Immediate`).
+pub(crate) fn begin_durable(db: &Database, path: &Path) -> Result<WriteTransaction> {
+    let mut txn = db.begin_write().map_err(|e| Error::storage(path, e))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| Error::storage(path, e))?;
+    Ok(txn)
+}
+
+/// Sets meta `entries` in `txn`.
+pub(crate) fn put_meta(
+    txn: &WriteTransaction,
+    path: &Path,
+    entries: &[(&str, &[u8])],
+) -> Result<()> {
+    let mut meta = txn
+        .open_table(META.def)
+        .map_err(|e| Error::storage(path, e))?;
+    for (key, value) in entries {
+        meta.insert(*key, *value)
+            .map_err(|e| Error::storage(path, e))?;
+    }
+    Ok(())
+}
+
+/// Creates every table of the catalog in `txn` (redb creates a table the
+/// first time a write transaction opens it).
+struct CreateTables<'a>(&'a WriteTransaction);
+
+impl TableVisitor for CreateTables<'_> {
+    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
+        self.0
+            .open_table(table.def)
+            .map(drop)
+            .map_err(|e| Error::Invalid(format!("cannot create table {}: {e}", table.id.name())))
+    }
+}
+
+/// A fresh random identity for a file.
+pub(crate) fn random_file_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, RandomState};
+    let now = std::time::SystemTime::now();
+    let a = RandomState::new().hash_one((std::process::id(), now));
+    let b = RandomState::new().hash_one((a, std::time::Instant::now()));
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&a.to_le_bytes());
+    id[8..].copy_from_slice(&b.to_le_bytes());
+    id
+}
+
+/// Lays out a new, empty store in `db`: every table, the meta entries.
+pub(crate) fn initialize(db: &Database, path: &Path) -> Result<()> {
+    let txn = begin_durable(db, path)?;
+    tables::visit_all(&mut CreateTables(&txn))?;
+    put_meta(
+        &txn,
+        path,
+        &[
+            (META_SCHEMA_VERSION, &SCHEMA_VERSION.to_le_bytes()),
+            (META_FILE_ID, &random_file_id()),
+            (META_CHECKPOINT_LSN, &0u64.to_le_bytes()),
+            (META_LID_SEQ, &0u64.to_le_bytes()),
+            (
+                META_CREATED_BY,
+                concat!("whatsapp-rust-redb-storage ", env!("CARGO_PKG_VERSION")).as_bytes(),
+            ),
+        ],
+    )?;
+    txn.commit().map_err(|e| Error::storage(path, e))
+}
+
+/// Reads the meta entries, checking that the file is a store this build can
+/// open.
+pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileMeta> {
+    let err = |e: redb::Error| Error::storage(path, e);
+    let not_a_store = |reason: &str| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let txn = db.begin_read().map_err(|e| err(e.into()))?;
+    let meta = match txn.open_table(META.def) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => {
+            return Err(not_a_store(
+                "it is a redb database without this crate's meta table (written by another program?)",
+            ));
+        }
+        Err(TableError::TableTypeMismatch { .. }) => {
+            return Err(not_a_store("its meta table has an unexpected type"));
+        }
+        Err(e) => return Err(err(e.into())),
+    };
+    let get = |key: &str| -> Result<Vec<u8>> {
+        meta.get(key)
+            .map_err(|e| err(e.into()))?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| not_a_store(&format!("meta entry {key:?} is missing")))
+    };
+    let corrupted = |e: Error| Error::Corrupted {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let schema_version =
+        decode_u32("schema version", &get(META_SCHEMA_VERSION)?).map_err(corrupted)?;
+    let file_id: [u8; 16] = get(META_FILE_ID)?
+        .try_into()
+        .map_err(|_| corrupted(Error::decode("file id", "expected 16 bytes")))?;
+    let checkpoint_lsn =
+        decode_u64("checkpoint lsn", &get(META_CHECKPOINT_LSN)?).map_err(corrupted)?;
+    // Recorded since this key was added; absent (or unreadable) means
+    // unknown, which only a look at a store in use reports.
+    let checkpointed_at = match meta.get(META_CHECKPOINTED_AT) {
+        Ok(Some(v)) => decode_u64("checkpoint time", v.value())
+            .ok()
+            .map(|t| t as i64),
+        _ => None,
+    };
+    Ok(FileMeta {
+        schema_version,
+        file_id,
+        checkpoint_lsn,
+        checkpointed_at,
+    })
+}
+
+/// Brings the file to `target` with `migrations`, in one durable
+/// transaction. Fails if the file is newer than `target`, or if no chain of
+/// steps leads from its version to `target`.
+pub(crate) fn migrate(
+    db: &Database,
+    path: &Path,
+    meta: &mut FileMeta,
+    migrations: &[Migration],
+    target: u32,
+) -> Result<()> {
+    meta.refuse_newer(path, target)?;
+    if meta.schema_version == target {
+        return Ok(());
+    }
+    let err = |e: redb::Error| Error::storage(path, e);
+    let txn = begin_durable(db, path)?;
+    let mut version = meta.schema_version;
+    while version < target {
+        let step = migrations
+            .iter()
+            .find(|m| m.to == version + 1)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: no migration from schema version {version} to {}",
+                    path.display(),
+                    version + 1
+                ))
+            })?;
+        log::info!(
+            "{}: migrating schema {version} -> {}",
+            path.display(),
+            step.to
+        );
+        (step.run)(&txn).map_err(err)?;
+        version = step.to;
+    }
+    tables::visit_all(&mut CreateTables(&txn))?;
+    put_meta(&txn, path, &[(META_SCHEMA_VERSION, &version.to_le_bytes())])?;
+    txn.commit().map_err(|e| err(e.into()))?;
+    meta.schema_version = version;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::TableDefinition;
+
+    const EXTRA: TableDefinition<&str, u64> = TableDefinition::new("extra_for_test");
+
+    fn step_two(txn: &WriteTransaction) -> std::result::Result<(), redb::Error> {
+        let mut t = txn.open_table(EXTRA)?;
+        t.insert("migrated", 2)?;
+        Ok(())
+    }
+
+    fn new_db(dir: &tempfile::TempDir) -> (Database, std::path::PathBuf) {
+        let path = dir.path().join("s.redb");
+        let db = Database::create(&path).unwrap();
+        initialize(&db, &path).unwrap();
+        (db, path)
+    }
+
+    #[test]
+    fn a_migration_step_runs_and_records_the_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, path) = new_db(&dir);
+        let mut meta = read_meta(&db, &path).unwrap();
+        assert_eq!(meta.schema_version, SCHEMA_VERSION);
+        let steps = [Migration {
+            to: SCHEMA_VERSION + 1,
+            run: step_two,
+        }];
+        migrate(&db, &path, &mut meta, &steps, SCHEMA_VERSION + 1).unwrap();
+        assert_eq!(meta.schema_version, SCHEMA_VERSION + 1);
+        let reread = read_meta(&db, &path).unwrap();
+        assert_eq!(reread.schema_version, SCHEMA_VERSION + 1);
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(EXTRA).unwrap();
+        assert_eq!(t.get("migrated").unwrap().unwrap().value(), 2);
+    }
+
+    #[test]
+    fn a_newer_file_is_refused_and_a_gap_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, path) = new_db(&dir);
+        let mut meta = read_meta(&db, &path).unwrap();
+        let err = migrate(&db, &path, &mut meta, MIGRATIONS, SCHEMA_VERSION - 1).unwrap_err();
+        assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == SCHEMA_VERSION));
+        let err = migrate(&db, &path, &mut meta, &[], SCHEMA_VERSION + 1).unwrap_err();
+        assert!(err.to_string().contains("no migration"), "{err}");
+        // The failed migration changed nothing.
+        assert_eq!(
+            read_meta(&db, &path).unwrap().schema_version,
+            SCHEMA_VERSION
+        );
+    }
+
+    #[test]
+    fn file_ids_differ() {
+        assert_ne!(random_file_id(), random_file_id());
+    }
+}

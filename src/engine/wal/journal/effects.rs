@@ -1,0 +1,206 @@
+//! The effects of a write batch as a journal record holds them, and their
+//! decoding at replay.
+
+use std::ops::Bound;
+
+use super::RECORD_HEADER_LEN;
+use crate::error::{Error, Result};
+use crate::tables::TableId;
+
+const EFFECT_PUT: u8 = 1;
+const EFFECT_DELETE: u8 = 2;
+const EFFECT_DELETE_RANGE: u8 = 3;
+
+/// Encoded effects of one batch, with room for the record header in front
+/// so a record is written with one syscall.
+pub(crate) struct EffectLog {
+    /// Record header room, then the encoded effects (sealed in place by
+    /// the journal, which owns the record format).
+    pub(super) buf: Vec<u8>,
+    /// Rows the recorded effects delete.
+    deleted: u64,
+}
+
+/// A batch buffer that grew past this is freed after use rather than kept
+/// (an idle store should hold no megabytes of buffer).
+const KEEP_BUFFER: usize = 64 << 10;
+
+impl EffectLog {
+    pub fn new() -> Self {
+        Self {
+            buf: vec![0; RECORD_HEADER_LEN],
+            deleted: 0,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.truncate(RECORD_HEADER_LEN);
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.shrink_to(KEEP_BUFFER);
+        }
+        self.deleted = 0;
+    }
+
+    /// Rows deleted by the effects recorded since the last `clear`.
+    pub fn deletes(&self) -> u64 {
+        self.deleted
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == RECORD_HEADER_LEN
+    }
+
+    /// Bytes of effects recorded so far; a cheap "did anything change" mark.
+    pub fn len(&self) -> usize {
+        self.buf.len() - RECORD_HEADER_LEN
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) {
+        self.buf.extend_from_slice(&[EFFECT_PUT, table as u8]);
+        self.put_bytes(key);
+        self.put_bytes(value);
+    }
+
+    pub fn delete(&mut self, table: TableId, key: &[u8]) {
+        self.deleted += 1;
+        self.buf.extend_from_slice(&[EFFECT_DELETE, table as u8]);
+        self.put_bytes(key);
+    }
+
+    /// Records the deletion of the `rows` rows within the bounds.
+    pub fn delete_range(
+        &mut self,
+        table: TableId,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        rows: u64,
+    ) {
+        self.deleted += rows;
+        self.buf
+            .extend_from_slice(&[EFFECT_DELETE_RANGE, table as u8]);
+        for bound in [lower, upper] {
+            match bound {
+                Bound::Unbounded => self.buf.push(0),
+                Bound::Included(b) => {
+                    self.buf.push(1);
+                    self.put_bytes(b);
+                }
+                Bound::Excluded(b) => {
+                    self.buf.push(2);
+                    self.put_bytes(b);
+                }
+            }
+        }
+    }
+}
+
+/// One decoded effect, borrowing from the record payload.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Effect<'a> {
+    Put {
+        table: TableId,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        table: TableId,
+        key: &'a [u8],
+    },
+    DeleteRange {
+        table: TableId,
+        lower: Bound<&'a [u8]>,
+        upper: Bound<&'a [u8]>,
+    },
+}
+
+/// Iterates the effects of a payload; a malformed payload yields an error.
+pub(crate) struct Effects<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Effects<'a> {
+    pub fn new(payload: &'a [u8]) -> Self {
+        Self { rest: payload }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.rest.len() < n {
+            return Err(Error::decode(
+                "journal record",
+                "effect runs past the record end",
+            ));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        self.take(len)
+    }
+
+    fn bound(&mut self) -> Result<Bound<&'a [u8]>> {
+        Ok(match self.take(1)?[0] {
+            0 => Bound::Unbounded,
+            1 => Bound::Included(self.bytes()?),
+            2 => Bound::Excluded(self.bytes()?),
+            other => {
+                return Err(Error::decode(
+                    "journal record",
+                    format!("unknown range bound tag {other}"),
+                ));
+            }
+        })
+    }
+
+    fn next_effect(&mut self) -> Result<Effect<'a>> {
+        let head = self.take(2)?;
+        let table = TableId::from_u8(head[1]).ok_or_else(|| {
+            Error::decode("journal record", format!("unknown table id {}", head[1]))
+        })?;
+        Ok(match head[0] {
+            EFFECT_PUT => Effect::Put {
+                table,
+                key: self.bytes()?,
+                value: self.bytes()?,
+            },
+            EFFECT_DELETE => Effect::Delete {
+                table,
+                key: self.bytes()?,
+            },
+            EFFECT_DELETE_RANGE => Effect::DeleteRange {
+                table,
+                lower: self.bound()?,
+                upper: self.bound()?,
+            },
+            other => {
+                return Err(Error::decode(
+                    "journal record",
+                    format!("unknown effect kind {other}"),
+                ));
+            }
+        })
+    }
+}
+
+impl<'a> Iterator for Effects<'a> {
+    type Item = Result<Effect<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let item = self.next_effect();
+        if item.is_err() {
+            self.rest = &[];
+        }
+        Some(item)
+    }
+}
