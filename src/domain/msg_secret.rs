@@ -72,7 +72,7 @@ impl MsgSecretStore for RedbStore {
                         let shown = format_args!("device {d} {} {} {}", e.chat, e.sender, e.msg_id);
                         // A row that does not decode is replaced (`replaceable`
                         // fails on nothing else, and decoding gives nothing else).
-                        match replaceable(MSG_SECRETS.id.name(), shown, Some(secret_row(old))) {
+                        match replaceable(MSG_SECRETS.name, shown, Some(secret_row(old))) {
                             Ok(Some(old)) => encode_row(&MsgSecretRow {
                                 secret: e.secret.into(),
                                 expires_at: merge_msg_secret_expiry(old.expires_at, e.expires_at),

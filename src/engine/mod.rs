@@ -16,6 +16,7 @@
 //! The rest of the crate uses only `Engine`'s methods and the facade
 //! re-exported below; the groups are private.
 
+mod catalog;
 mod commit;
 mod file;
 mod lifecycle;
@@ -52,6 +53,13 @@ use writer::{FnJob, WriterStatus};
 
 // The facade: everything the layers above use of the engine, besides
 // `Engine`'s own methods. Anything not listed here is the engine's own.
+// The catalog's META entry must be this one (checked by its tests).
+#[cfg(test)]
+pub(crate) use catalog::META;
+pub(crate) use catalog::{
+    Bounds, Catalog, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY,
+    META_SCHEMA_VERSION, Migration, Table, TableTag, every_row,
+};
 pub(crate) use commit::pool::run as run_blocking;
 pub(crate) use commit::writer::Weight;
 pub(crate) use file::compact::compact_lean;
@@ -65,8 +73,8 @@ pub(crate) use lifecycle::registry::{canonical, is_open_here, open_shared, while
 pub use look::LookReport;
 pub(crate) use protect::crypt::{is_sealed_file, open_sealed_file};
 pub(crate) use protect::{open_read_only, rewrap};
-pub(crate) use tx::{NameRange, Snapshot, Tx};
-pub(crate) use wal::journal::journal_path;
+pub(crate) use tx::{NameRange, Snapshot, Tx, apply_effect};
+pub(crate) use wal::journal::{Effect, journal_path};
 pub use wal::recovery::RecoveryReport;
 
 /// Runs `f`, turning a panic into [`Error::Corrupted`]. redb trusts the
@@ -83,6 +91,8 @@ pub(crate) fn contain_panic<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Re
 
 pub(crate) struct Engine {
     pub path: PathBuf,
+    /// The tables this file holds, as the layer above defines them.
+    pub catalog: &'static dyn Catalog,
     /// Taken when the engine is closed (the close needs it), and while a
     /// halted engine reopens its file ([`heal`]): then `None`, and reads
     /// fail with [`Error::Halted`].
@@ -141,9 +151,7 @@ impl Engine {
         }
         let db = self.db_slot().clone();
         let cache = db.as_ref().map(|db| db.cache_stats());
-        let accounts = self
-            .snapshot()
-            .and_then(|s| s.table(crate::tables::DEVICES)?.len());
+        let accounts = self.snapshot().and_then(|s| self.catalog.accounts(&s));
         self.metrics.publish(crate::telemetry::Sample {
             read_bytes: self.io.read_bytes.load(Relaxed),
             written_bytes: self.io.write_bytes.load(Relaxed),

@@ -14,9 +14,9 @@ use std::path::Path;
 
 use redb::{Key, ReadTransaction, ReadableTable, Value, WriteTransaction};
 
+use crate::engine::catalog::{Bounds, Table, TableTag};
 use crate::engine::journal::EffectLog;
 use crate::error::{Error, Result};
-use crate::tables::{Bounds, Table, TableId};
 
 /// Longest key accepted (addresses, JIDs, ids). Real keys are < 200 bytes;
 /// the cap keeps a hostile multi-megabyte key out of every B-tree branch
@@ -256,7 +256,7 @@ impl<'a> Tx<'a> {
         Ok(TxTable {
             table: self.open(t)?,
             log: self.log,
-            id: t.id,
+            tag: t.tag,
             path: self.path,
             max_value: self.max_value,
         })
@@ -329,7 +329,7 @@ impl<'a> Tx<'a> {
             .map_err(|e| self.err(e))?;
         if removed > 0 {
             self.log
-                .delete_range(t.id, as_ref(&encoded.0), as_ref(&encoded.1), removed);
+                .delete_range(t.tag, as_ref(&encoded.0), as_ref(&encoded.1), removed);
         }
         Ok(removed)
     }
@@ -361,7 +361,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Applies one journal effect (recovery), recording nothing.
-    pub fn apply_raw<K: Key + 'static, V: Value + 'static>(
+    fn apply_raw<K: Key + 'static, V: Value + 'static>(
         txn: &WriteTransaction,
         t: Table<K, V>,
         effect: &crate::engine::journal::Effect<'_>,
@@ -388,12 +388,23 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// Applies one journal effect to `table` (recovery, through the catalog
+/// that knows the table's types), recording nothing.
+pub(crate) fn apply_effect<K: Key + 'static, V: Value + 'static>(
+    txn: &WriteTransaction,
+    table: Table<K, V>,
+    effect: &crate::engine::journal::Effect<'_>,
+    path: &Path,
+) -> Result<()> {
+    Tx::apply_raw(txn, table, effect, path)
+}
+
 /// One table open in the writer's transaction. Every change is recorded
 /// in the effect log the journal persists.
 pub(crate) struct TxTable<'t, 'a, K: Key + 'static, V: Value + 'static> {
     table: redb::Table<'a, K, V>,
     log: &'t mut EffectLog,
-    id: TableId,
+    tag: TableTag,
     path: &'a Path,
     max_value: usize,
 }
@@ -445,7 +456,7 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         self.table
             .insert(key, value)
             .map_err(|e| Error::storage(path, e))?;
-        self.log.put(self.id, kb, vb);
+        self.log.put(self.tag, kb, vb);
         Ok(())
     }
 
@@ -475,7 +486,7 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
             .map_err(|e| Error::storage(self.path, e))?
             .is_some();
         if found {
-            self.log.delete(self.id, K::as_bytes(key).as_ref());
+            self.log.delete(self.tag, K::as_bytes(key).as_ref());
         }
         Ok(found)
     }
@@ -508,17 +519,17 @@ impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
                     // A merge beyond its caller's bound: the insert above
                     // changed the table, so it is recorded, and the writer
                     // drops the batch (see `writer`).
-                    self.log.put(self.id, kb.as_ref(), value);
+                    self.log.put(self.tag, kb.as_ref(), value);
                     return Err(e);
                 }
                 self.table
                     .insert(key, v.as_slice())
                     .map_err(|e| Error::storage(path, e))?;
-                self.log.put(self.id, kb.as_ref(), &v);
+                self.log.put(self.tag, kb.as_ref(), &v);
                 Ok(())
             }
             None => {
-                self.log.put(self.id, kb.as_ref(), value);
+                self.log.put(self.tag, kb.as_ref(), value);
                 Ok(())
             }
         }

@@ -109,7 +109,9 @@ impl RedbStore {
     ) -> Result<Self, StoreError> {
         let path = parse_location(path.as_ref())?;
         let max_value = config.max_value_size;
-        let engine = blocking(move || crate::engine::open_shared(&path, &config)).await?;
+        let engine =
+            blocking(move || crate::engine::open_shared(crate::tables::CATALOG, &path, &config))
+                .await?;
         Ok(Self {
             engine,
             device_id,
@@ -125,7 +127,7 @@ impl RedbStore {
         config: RedbStoreConfig,
     ) -> Result<Self, StoreError> {
         let path = parse_location(path.as_ref())?;
-        let engine = crate::engine::open_shared(&path, &config)?;
+        let engine = crate::engine::open_shared(crate::tables::CATALOG, &path, &config)?;
         Ok(Self {
             engine,
             device_id,
@@ -154,7 +156,12 @@ impl RedbStore {
         config: &RedbStoreConfig,
     ) -> Result<Self, StoreError> {
         let path = crate::engine::canonical(&parse_location(path.as_ref())?)?;
-        let engine = Engine::open_to_look(&path, false, config.encryption.as_ref())?;
+        let engine = Engine::open_to_look(
+            crate::tables::CATALOG,
+            &path,
+            false,
+            config.encryption.as_ref(),
+        )?;
         Ok(Self {
             engine: Arc::new(engine),
             device_id: 1,

@@ -144,7 +144,11 @@ struct Dump<'a, 'b> {
 }
 
 impl TableVisitor for Dump<'_, '_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
+    fn visit<K: StoreKey, V: Value + 'static>(
+        &mut self,
+        id: TableId,
+        table: Table<K, V>,
+    ) -> Result<()> {
         if self.stopped {
             return Ok(());
         }
@@ -159,10 +163,10 @@ impl TableVisitor for Dump<'_, '_> {
         self.snapshot.visit(table, bounds, |k, v| {
             let device = K::device_of(&k);
             let key = key_json::<K>(K::as_bytes(&k).as_ref());
-            let value = value_json::<V>(table.id, &key, V::as_bytes(&v).as_ref(), reveal);
+            let value = value_json::<V>(id, &key, V::as_bytes(&v).as_ref(), reveal);
             self.rows += 1;
             let row = DumpRow {
-                table: table.id.name(),
+                table: id.name(),
                 device,
                 key,
                 value,
@@ -431,7 +435,11 @@ mod tests {
     fn every_key_type_is_rendered() {
         struct Probe(Vec<&'static str>);
         impl TableVisitor for Probe {
-            fn visit<K: StoreKey, V: Value + 'static>(&mut self, t: Table<K, V>) -> Result<()> {
+            fn visit<K: StoreKey, V: Value + 'static>(
+                &mut self,
+                id: TableId,
+                _: Table<K, V>,
+            ) -> Result<()> {
                 let known = [
                     TypeId::of::<&'static str>(),
                     TypeId::of::<i32>(),
@@ -443,7 +451,7 @@ mod tests {
                     TypeId::of::<(i32, &'static str, &'static str, &'static str)>(),
                 ];
                 if !known.contains(&TypeId::of::<K>()) {
-                    self.0.push(t.id.name());
+                    self.0.push(id.name());
                 }
                 Ok(())
             }

@@ -14,7 +14,7 @@ use crate::engine::journal_path;
 use crate::error::{Error, Result};
 use crate::handle::RedbStore;
 use crate::tables::codec;
-use crate::tables::{self, DEVICES, META, StoreKey, Table, TableId, TableVisitor, every_row};
+use crate::tables::{self, DEVICES, StoreKey, Table, TableId, TableVisitor, every_row};
 
 /// The names of every table of a store file, in catalog order.
 pub fn table_names() -> Vec<&'static str> {
@@ -89,7 +89,11 @@ struct Census<'a, 'b> {
 }
 
 impl TableVisitor for Census<'_, '_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
+    fn visit<K: StoreKey, V: Value + 'static>(
+        &mut self,
+        id: TableId,
+        table: Table<K, V>,
+    ) -> Result<()> {
         let path = self.snapshot.path();
         let t = self
             .snapshot
@@ -99,12 +103,12 @@ impl TableVisitor for Census<'_, '_> {
         let stats = t.stats().map_err(|e| Error::storage(path, e))?;
         let rows = t.len().map_err(|e| Error::storage(path, e))?;
         self.tables.push(TableInfo {
-            name: table.id.name(),
+            name: id.name(),
             rows,
             stored_bytes: stats.stored_bytes(),
             metadata_bytes: stats.metadata_bytes(),
         });
-        if table.id == META.id {
+        if id == TableId::META {
             return Ok(());
         }
         let per_device = &mut self.rows_per_device;
@@ -179,14 +183,18 @@ pub(crate) fn validate_value(table: TableId, bytes: &[u8]) -> Result<()> {
 }
 
 impl TableVisitor for Validate<'_, '_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
+    fn visit<K: StoreKey, V: Value + 'static>(
+        &mut self,
+        id: TableId,
+        table: Table<K, V>,
+    ) -> Result<()> {
         let (rows, problems) = (&mut self.rows, &mut self.problems);
         self.snapshot.visit(table, every_row::<K>(), |_, v| {
             *rows += 1;
-            if let Err(e) = validate_value(table.id, V::as_bytes(&v).as_ref())
+            if let Err(e) = validate_value(id, V::as_bytes(&v).as_ref())
                 && problems.len() < 100
             {
-                problems.push(format!("{}: {e}", table.id.name()));
+                problems.push(format!("{}: {e}", id.name()));
             }
             Ok(true)
         })
@@ -268,7 +276,12 @@ impl RedbStore {
         config: &crate::RedbStoreConfig,
     ) -> Result<CheckReport, StoreError> {
         let path = crate::engine::canonical(path.as_ref())?;
-        let engine = crate::engine::Engine::open_to_look(&path, true, config.encryption.as_ref())?;
+        let engine = crate::engine::Engine::open_to_look(
+            crate::tables::CATALOG,
+            &path,
+            true,
+            config.encryption.as_ref(),
+        )?;
         let look = engine
             .look
             .as_ref()

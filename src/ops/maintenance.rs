@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 use crate::fault::IoFaults;
 use crate::handle::RedbStore;
 use crate::tables::every_row;
-use crate::tables::{self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableVisitor};
+use crate::tables::{
+    self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableId, TableVisitor,
+};
 
 /// Writes `data` to a new owner-only file at `path`.
 pub(crate) fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
@@ -34,8 +36,12 @@ struct CopyTables<'a, 'b> {
 }
 
 impl TableVisitor for CopyTables<'_, '_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
-        if table.id == META.id {
+    fn visit<K: StoreKey, V: Value + 'static>(
+        &mut self,
+        id: TableId,
+        table: Table<K, V>,
+    ) -> Result<()> {
+        if id == TableId::META {
             return Ok(());
         }
         let mut dst = self
@@ -119,8 +125,8 @@ pub(crate) fn copy_to_temp(
     keying: Keying<'_>,
     faults: Option<Arc<dyn IoFaults>>,
 ) -> Result<PathBuf> {
-    let (tmp, db) =
-        create_bare_temp(target, kind, faults, keying).map_err(|e| e.with_path(target))?;
+    let (tmp, db) = create_bare_temp(crate::tables::CATALOG, target, kind, faults, keying)
+        .map_err(|e| e.with_path(target))?;
     let result = (|| {
         let err = |e: redb::Error| Error::storage(&tmp, e);
         let txn = crate::engine::begin_durable(&db, &tmp)?;
@@ -192,7 +198,11 @@ struct DeleteSlice<'a, 'b> {
 }
 
 impl TableVisitor for DeleteSlice<'_, '_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
+    fn visit<K: StoreKey, V: Value + 'static>(
+        &mut self,
+        _: TableId,
+        table: Table<K, V>,
+    ) -> Result<()> {
         let left = self.budget - self.rows;
         let Some(device) = K::device_range(self.device_id).filter(|_| left > 0) else {
             return Ok(());
@@ -252,7 +262,7 @@ pub(crate) fn with_store_alone<T>(
         });
     }
     let config = config.clone().with_auto_compact(None);
-    let engine = crate::engine::open_shared(path, &config)?;
+    let engine = crate::engine::open_shared(crate::tables::CATALOG, path, &config)?;
     let result = f(&engine);
     match std::sync::Arc::try_unwrap(engine) {
         Ok(engine) => engine.close().and(result),

@@ -43,7 +43,12 @@ impl RedbStore {
         let src = crate::engine::canonical(src.as_ref())?;
         let dst = dst.as_ref();
         dst_config.validate()?;
-        let engine = Engine::open_to_look(&src, false, src_config.encryption.as_ref())?;
+        let engine = Engine::open_to_look(
+            crate::tables::CATALOG,
+            &src,
+            false,
+            src_config.encryption.as_ref(),
+        )?;
         write_copy(&engine.snapshot()?, dst, Keying::of(dst_config), None)?;
         Ok(())
     }
@@ -67,7 +72,7 @@ impl RedbStore {
         let Some(old_key) = &old.encryption else {
             // Without a key: either the store is encrypted (its key is
             // needed) or it is not (there is nothing to rekey).
-            let problem = match Engine::open_to_look(&path, false, None) {
+            let problem = match Engine::open_to_look(crate::tables::CATALOG, &path, false, None) {
                 Ok(_) => KeyProblem::NotEncrypted,
                 Err(Error::Key { problem, .. }) => problem,
                 Err(e) => return Err(e.into()),

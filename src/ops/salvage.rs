@@ -24,7 +24,7 @@ use crate::handle::RedbStore;
 use crate::ops::inspect::validate_value;
 use crate::ops::maintenance::{copy_counters, publish, refuse_existing};
 use crate::tables::every_row;
-use crate::tables::{self, DEVICES, META, StoreKey, Table, TableVisitor};
+use crate::tables::{self, StoreKey, Table, TableId, TableVisitor};
 
 /// What salvage recovered of one table.
 #[derive(Debug, Clone, Serialize)]
@@ -91,9 +91,10 @@ impl RedbStore {
         out_config.validate()?;
         refuse_existing(&target)?;
         let key = config.encryption.as_ref();
-        let engine = Engine::open_to_look(&source, false, key)?;
+        let engine = Engine::open_to_look(crate::tables::CATALOG, &source, false, key)?;
         let journal_stopped = engine.recovery.stopped.clone();
         let (tmp, db) = create_bare_temp(
+            crate::tables::CATALOG,
             &target,
             files::TempKind::Partial,
             None,
@@ -153,15 +154,24 @@ impl Salvage<'_> {
     /// The damaged store, opened again if the last read failed.
     fn current(&mut self) -> Result<&Engine> {
         if self.engine.is_none() {
-            self.engine = Some(Engine::open_to_look(self.source, false, self.key)?);
+            self.engine = Some(Engine::open_to_look(
+                crate::tables::CATALOG,
+                self.source,
+                false,
+                self.key,
+            )?);
         }
         Ok(self.engine.as_ref().expect("just opened"))
     }
 }
 
 impl TableVisitor for Salvage<'_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
-        if table.id == META.id {
+    fn visit<K: StoreKey, V: Value + 'static>(
+        &mut self,
+        id: TableId,
+        table: Table<K, V>,
+    ) -> Result<()> {
+        if id == TableId::META {
             return Ok(());
         }
         let target = self.target;
@@ -170,7 +180,7 @@ impl TableVisitor for Salvage<'_> {
             .open_table(table.def)
             .map_err(|e| Error::storage(target, e))?;
         let mut report = TableSalvage {
-            table: table.id.name(),
+            table: id.name(),
             recovered: 0,
             undecodable: 0,
             unreadable: None,
@@ -180,11 +190,11 @@ impl TableVisitor for Salvage<'_> {
         // salvage (kept here, the visit stopped).
         let mut failed = None;
         let mut copy = |k: K::SelfType<'_>, v: V::SelfType<'_>, report: &mut TableSalvage| {
-            if validate_value(table.id, V::as_bytes(&v).as_ref()).is_err() {
+            if validate_value(id, V::as_bytes(&v).as_ref()).is_err() {
                 report.undecodable += 1;
                 return true;
             }
-            if table.id == DEVICES.id
+            if id == TableId::DEVICES
                 && let Some(d) = K::device_of(&k)
             {
                 accounts.push(d);

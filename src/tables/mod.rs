@@ -12,27 +12,23 @@
 //! reuse or renumber one.
 
 pub(crate) mod codec;
+mod for_engine;
+mod migrations;
 pub(crate) mod shape;
+
+pub(crate) use for_engine::CATALOG;
 
 use std::ops::Bound;
 
-use redb::{Key, TableDefinition, Value};
+use redb::{Key, Value};
 
+use crate::engine::TableTag;
 use crate::error::Result;
 use crate::tables::shape::Shape;
 
-/// Bounds of a key range, as redb takes them.
-pub(crate) type Bounds<'k, K> = (
-    Bound<<K as Value>::SelfType<'k>>,
-    Bound<<K as Value>::SelfType<'k>>,
-);
+pub(crate) use crate::engine::{Bounds, Table, every_row};
 
-/// Bounds covering a whole table.
-pub(crate) fn every_row<'k, K: Key>() -> Bounds<'k, K> {
-    (Bound::Unbounded, Bound::Unbounded)
-}
-
-/// The schema version this build writes. See `schema.rs` for migrations.
+/// The schema version this build writes. See `migrations.rs`.
 /// 1: the baseline. 2: `base_keys` values are `BaseKeyRow`s (the key and
 /// when it was saved) instead of the bare key.
 pub(crate) const SCHEMA_VERSION: u32 = 2;
@@ -43,19 +39,6 @@ pub(crate) const SCHEMA_VERSION: u32 = 2;
 /// 1, which the migration then converts like the rest. A migration that
 /// changes a table's types raises this.
 pub(crate) const JOURNAL_REPLAYABLE_FROM: u32 = 1;
-
-/// A table definition plus its journal id.
-pub(crate) struct Table<K: Key + 'static, V: Value + 'static> {
-    pub id: TableId,
-    pub def: TableDefinition<'static, K, V>,
-}
-
-impl<K: Key + 'static, V: Value + 'static> Clone for Table<K, V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<K: Key + 'static, V: Value + 'static> Copy for Table<K, V> {}
 
 impl<K: StoreKey, V: Value + 'static> Table<K, V> {
     /// Bounds covering every key of device `d` in this table.
@@ -128,7 +111,11 @@ device_tuple_key! {
 
 /// Something done once per table, with the table's types known.
 pub(crate) trait TableVisitor {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()>;
+    fn visit<K: StoreKey, V: Value + 'static>(
+        &mut self,
+        id: TableId,
+        table: Table<K, V>,
+    ) -> Result<()>;
 }
 
 type Bytes = &'static [u8];
@@ -137,10 +124,7 @@ type Str = &'static str;
 macro_rules! catalog {
     ($( $id:literal $konst:ident $name:literal : $k:ty => $v:ty; )*) => {
         $(
-            pub(crate) const $konst: Table<$k, $v> = Table {
-                id: TableId::$konst,
-                def: TableDefinition::new($name),
-            };
+            pub(crate) const $konst: Table<$k, $v> = Table::new($id, $name);
         )*
 
         /// Journal id of a table.
@@ -162,8 +146,9 @@ macro_rules! catalog {
                 }
             }
 
-            pub fn from_u8(id: u8) -> Option<TableId> {
-                match id {
+            /// The table of a journal tag.
+            pub fn from_tag(tag: TableTag) -> Option<TableId> {
+                match tag.0 {
                     $( $id => Some(TableId::$konst), )*
                     _ => None,
                 }
@@ -193,14 +178,14 @@ macro_rules! catalog {
             /// Calls `visitor` with this table's typed definition.
             pub fn visit(self, visitor: &mut impl TableVisitor) -> Result<()> {
                 match self {
-                    $( TableId::$konst => visitor.visit($konst), )*
+                    $( TableId::$konst => visitor.visit(TableId::$konst, $konst), )*
                 }
             }
         }
 
         /// Calls `visitor` once for every table.
         pub(crate) fn visit_all(visitor: &mut impl TableVisitor) -> Result<()> {
-            $( visitor.visit($konst)?; )*
+            $( visitor.visit(TableId::$konst, $konst)?; )*
             Ok(())
         }
     };
@@ -251,17 +236,9 @@ catalog! {
     19 MSG_SECRETS "msg_secrets": (i32, Str, Str, Str) => Bytes;
 }
 
-/// `META` key: schema version, u32 little-endian.
-pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
-/// `META` key: random 16-byte identity of this file, pairs it with its journal.
-pub(crate) const META_FILE_ID: &str = "file_id";
-/// `META` key: journal sequence number the last checkpoint covers, u64 LE.
-pub(crate) const META_CHECKPOINT_LSN: &str = "checkpoint_lsn";
-/// `META` key: when the last checkpoint (or clean close) was committed,
-/// unix seconds, i64 LE. Absent in files no checkpoint of version 0.7.x+
-/// touched yet. Tells a look at a store in use how old its view is.
-pub(crate) const META_CHECKPOINTED_AT: &str = "checkpointed_at";
-/// `META` key: next insertion sequence number for LID mappings, u64 LE.
+pub(crate) use crate::engine::{
+    META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_SCHEMA_VERSION,
+};
+
+/// `META` key (the catalog's own): next insertion sequence number for LID mappings, u64 LE.
 pub(crate) const META_LID_SEQ: &str = "lid_seq";
-/// `META` key: the crate version that created the file, UTF-8.
-pub(crate) const META_CREATED_BY: &str = "created_by";

@@ -74,7 +74,7 @@ fn put_lid_rows(
         let existing = match at.get(lid) {
             Some(&i) => Some(rows[i].1.clone()),
             None => replaceable(
-                LID_MAPPINGS.id.name(),
+                LID_MAPPINGS.name,
                 format_args!("device {d} lid {lid}"),
                 tx.get(LID_MAPPINGS, (d, lid), lid_row)?,
             )?,
@@ -515,24 +515,21 @@ impl ProtocolStore for RedbStore {
             self.write(jid.len(), move |tx| {
                 let key = (d, jid.as_str());
                 let old = tx.get(TC_TOKENS, key, tc_row)?;
-                let row = match replaceable(
-                    TC_TOKENS.id.name(),
-                    format_args!("device {d} jid {jid}"),
-                    old,
-                )? {
-                    Some(mut row) => {
-                        row.sender_timestamp = Some(
-                            row.sender_timestamp
-                                .map_or(sender_timestamp, |s| s.max(sender_timestamp)),
-                        );
-                        row
-                    }
-                    None => TcTokenRow {
-                        token: Vec::new(),
-                        token_timestamp: sender_timestamp,
-                        sender_timestamp: Some(sender_timestamp),
-                    },
-                };
+                let row =
+                    match replaceable(TC_TOKENS.name, format_args!("device {d} jid {jid}"), old)? {
+                        Some(mut row) => {
+                            row.sender_timestamp = Some(
+                                row.sender_timestamp
+                                    .map_or(sender_timestamp, |s| s.max(sender_timestamp)),
+                            );
+                            row
+                        }
+                        None => TcTokenRow {
+                            token: Vec::new(),
+                            token_timestamp: sender_timestamp,
+                            sender_timestamp: Some(sender_timestamp),
+                        },
+                    };
                 tx.put(TC_TOKENS, key, encode_row(&row).as_slice())
             })
             .await
@@ -553,11 +550,8 @@ impl ProtocolStore for RedbStore {
             self.write(jid.len() + token.len(), move |tx| {
                 let key = (d, jid.as_str());
                 let old = tx.get(TC_TOKENS, key, tc_row)?;
-                let existing = replaceable(
-                    TC_TOKENS.id.name(),
-                    format_args!("device {d} jid {jid}"),
-                    old,
-                )?;
+                let existing =
+                    replaceable(TC_TOKENS.name, format_args!("device {d} jid {jid}"), old)?;
                 if let Some(old) = &existing
                     && !old.token.is_empty()
                     && token_timestamp < old.token_timestamp

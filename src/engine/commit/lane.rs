@@ -596,7 +596,8 @@ mod tests {
     fn close_does_the_queued_work_itself_when_no_pool_worker_is_free() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let engine = Engine::open(&path, &RedbStoreConfig::default()).unwrap();
+        let engine =
+            Engine::open(crate::tables::CATALOG, &path, &RedbStoreConfig::default()).unwrap();
         // Park every pool worker.
         let (parked_tx, parked_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -630,7 +631,8 @@ mod tests {
         for _ in 0..pool::max_threads() {
             release_tx.send(()).unwrap();
         }
-        let engine = Engine::open(&path, &RedbStoreConfig::default()).unwrap();
+        let engine =
+            Engine::open(crate::tables::CATALOG, &path, &RedbStoreConfig::default()).unwrap();
         let got = engine
             .snapshot()
             .unwrap()

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Builder, Database};
 
 use crate::config::{IntegrityCheck, PageProtection, RedbStoreConfig, Synchronous};
+use crate::engine::catalog::Catalog;
 use crate::engine::compact::maybe_compact;
 use crate::engine::format::{Keying, Opened, engine_builder, open_file, open_with, sniff};
 use crate::engine::journal::{self, JournalSpec, journal_path};
@@ -22,7 +23,6 @@ use crate::engine::writer::{Writer, WriterStatus};
 use crate::engine::{Engine, cache, contain_panic, files, look};
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
-use crate::tables::SCHEMA_VERSION;
 use crate::telemetry::FileMetrics;
 
 /// Creates a new, empty store at `path`, atomically, and returns it open
@@ -35,6 +35,7 @@ use crate::telemetry::FileMetrics;
 /// open across the link, so its locks cover the store from the moment it
 /// has a name: no other opener can slip in between.
 fn create_store_file(
+    catalog: &'static dyn Catalog,
     path: &Path,
     config: &RedbStoreConfig,
     cache_bytes: usize,
@@ -52,7 +53,7 @@ fn create_store_file(
         config.io_faults.clone(),
         Keying::of(config),
     )
-    .and_then(|opened| schema::initialize(&opened.db, &tmp).map(|()| opened));
+    .and_then(|opened| schema::initialize(catalog, &opened.db, &tmp).map(|()| opened));
     let db = match laid_out {
         Ok(db) => db,
         Err(e) => {
@@ -84,6 +85,7 @@ fn create_store_file(
 /// journal or writer: for creation and for bulk loading. The caller moves
 /// it into place, or removes it.
 pub(crate) fn create_bare_temp(
+    catalog: &'static dyn Catalog,
     target: &Path,
     kind: files::TempKind,
     faults: Option<Arc<dyn IoFaults>>,
@@ -91,7 +93,7 @@ pub(crate) fn create_bare_temp(
 ) -> Result<(std::path::PathBuf, Database)> {
     files::remove_stale_temps(target);
     let (tmp, file) = files::create_temp(target, kind)?;
-    match create_bare_in(file, &tmp, faults, keying) {
+    match create_bare_in(catalog, file, &tmp, faults, keying) {
         Ok(db) => Ok((tmp, db)),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -101,6 +103,7 @@ pub(crate) fn create_bare_temp(
 }
 
 fn create_bare_in(
+    catalog: &'static dyn Catalog,
     file: std::fs::File,
     path: &Path,
     faults: Option<Arc<dyn IoFaults>>,
@@ -119,7 +122,7 @@ fn create_bare_in(
         keying,
     )?
     .db;
-    schema::initialize(&db, path)?;
+    schema::initialize(catalog, &db, path)?;
     Ok(db)
 }
 
@@ -129,6 +132,7 @@ fn create_bare_in(
 /// repair what a read-only open cannot. Returns the cipher of an encrypted
 /// file, for the writable open to take.
 fn refuse_foreign_file(
+    catalog: &'static dyn Catalog,
     path: &Path,
     key: Option<&crate::config::EncryptionKey>,
 ) -> Result<Option<Arc<Cipher>>> {
@@ -144,7 +148,9 @@ fn refuse_foreign_file(
     };
     match schema::read_meta(&db, path) {
         Err(e @ Error::NotAStore { .. }) => Err(e),
-        Ok(meta) => meta.refuse_newer(path, SCHEMA_VERSION).map(|()| cipher),
+        Ok(meta) => meta
+            .refuse_newer(path, catalog.schema_version())
+            .map(|()| cipher),
         Err(_) => Ok(cipher),
     }
 }
@@ -152,21 +158,29 @@ fn refuse_foreign_file(
 impl Engine {
     /// Opens (creating, recovering, migrating as needed) the store at the
     /// canonical `path`. Blocking.
-    pub fn open(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
+    pub fn open(
+        catalog: &'static dyn Catalog,
+        path: &Path,
+        config: &RedbStoreConfig,
+    ) -> Result<Engine> {
         crate::telemetry::file_span!("wa_redb.open", path);
         config.validate()?;
         if let Some(kib) = config.cache_budget_kib {
             cache::set_budget((kib as usize).saturating_mul(1024));
         }
-        contain_panic(path, || Self::open_inner(path, config))
+        contain_panic(path, || Self::open_inner(catalog, path, config))
     }
 
-    fn open_inner(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
+    fn open_inner(
+        catalog: &'static dyn Catalog,
+        path: &Path,
+        config: &RedbStoreConfig,
+    ) -> Result<Engine> {
         let jpath = journal_path(path);
         let io = Arc::new(IoStats::default());
         let share = cache::Share::take(config.cache_bytes(), path);
         let created = match path.exists() {
-            false => create_store_file(path, config, share.bytes(), &io)?,
+            false => create_store_file(catalog, path, config, share.bytes(), &io)?,
             true => None,
         };
         let (opened, verify, protection) = match created {
@@ -184,7 +198,7 @@ impl Engine {
                     false => {
                         let key = config.encryption.as_ref();
                         let key = key.filter(|_| protection == PageProtection::Verified);
-                        refuse_foreign_file(path, key)?
+                        refuse_foreign_file(catalog, path, key)?
                     }
                     true => None,
                 };
@@ -210,8 +224,9 @@ impl Engine {
         let Opened { mut db, cipher } = opened;
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
         // Before recovery, which would write to a file we cannot read.
-        meta.refuse_newer(path, SCHEMA_VERSION)?;
+        meta.refuse_newer(path, catalog.schema_version())?;
         let recovery = recovery::recover(
+            catalog,
             &db,
             path,
             &jpath,
@@ -219,7 +234,8 @@ impl Engine {
             JournalFile::Tidy,
             cipher.as_deref(),
         )?;
-        schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
+        let (migrations, version) = (catalog.migrations(), catalog.schema_version());
+        schema::migrate(catalog, &db, path, &mut meta, migrations, version)?;
         maybe_compact(&mut db, path, config, verify)?;
         // The file's format, not the one asked for (which only a new file
         // takes).
@@ -228,13 +244,14 @@ impl Engine {
             ..config.clone()
         };
         Ok(Self::assemble(
-            path, db, cipher, &meta, recovery, &config, io, share, None,
+            catalog, path, db, cipher, &meta, recovery, &config, io, share, None,
         ))
     }
 
     /// The engine around a database that is open, recovered and migrated.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::engine) fn assemble(
+        catalog: &'static dyn Catalog,
         path: &Path,
         db: Database,
         cipher: Option<Arc<Cipher>>,
@@ -248,7 +265,7 @@ impl Engine {
         let jpath = journal_path(path);
         let journal_spec = JournalSpec {
             path: jpath,
-            schema_version: SCHEMA_VERSION,
+            schema_version: catalog.schema_version(),
             file_id: meta.file_id,
             sync_each: config.synchronous == Synchronous::Full,
             // Room for a journal at its checkpoint size plus one growth step.
@@ -286,6 +303,7 @@ impl Engine {
         let inline = config.synchronous != Synchronous::Full;
         Engine {
             path: path.to_path_buf(),
+            catalog,
             db: std::sync::RwLock::new(Some(db)),
             heal: crate::engine::heal::Backoff::default(),
             cache_bytes: share.bytes(),

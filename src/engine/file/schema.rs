@@ -7,16 +7,13 @@
 
 use std::path::Path;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableError, Value, WriteTransaction,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableError, WriteTransaction};
 
-use crate::error::{Error, Result};
-use crate::tables::codec::{decode_u32, decode_u64};
-use crate::tables::{
-    self, META, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_FILE_ID,
-    META_LID_SEQ, META_SCHEMA_VERSION, SCHEMA_VERSION, StoreKey, Table, TableVisitor,
+use crate::engine::catalog::{
+    Catalog, META, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_FILE_ID,
+    META_SCHEMA_VERSION, Migration,
 };
+use crate::error::{Error, Result};
 
 /// What the meta table says about a file.
 #[derive(Debug, Clone)]
@@ -39,62 +36,6 @@ impl FileMeta {
             });
         }
         Ok(())
-    }
-}
-
-/// One forward migration: turns a file of version `to - 1` into version `to`.
-pub(crate) struct Migration {
-    pub to: u32,
-    pub run: fn(&WriteTransaction) -> std::result::Result<(), redb::Error>,
-}
-
-/// The migrations of this build. Version 1 is the baseline. A change of a
-/// table's key or value type or of a value's encoding adds a step here and
-/// bumps [`SCHEMA_VERSION`].
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    to: 2,
-    run: base_keys_with_saved_at,
-}];
-
-/// 1 → 2: every `base_keys` value (the bare key) becomes a `BaseKeyRow`
-/// saved now: version 1 never recorded when a key was saved, and the
-/// migration time keeps old keys for a full retention period rather than
-/// dropping them at the first sweep.
-fn base_keys_with_saved_at(txn: &WriteTransaction) -> std::result::Result<(), redb::Error> {
-    use redb::ReadableTable;
-    let saved_at = crate::clock::now_secs();
-    let mut table = txn.open_table(tables::BASE_KEYS.def)?;
-    // Rewritten in slices of keys, so that a large table is never copied
-    // into memory whole.
-    let mut from: Option<Vec<u8>> = None;
-    loop {
-        let mut slice: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(1024);
-        {
-            type K = (i32, &'static str, &'static str);
-            let lower = match &from {
-                Some(k) => std::ops::Bound::Excluded(<K as Value>::from_bytes(k)),
-                None => std::ops::Bound::Unbounded,
-            };
-            let range = (lower, std::ops::Bound::<(i32, &str, &str)>::Unbounded);
-            for entry in table.range(range)?.take(1024) {
-                let (k, v) = entry?;
-                slice.push((
-                    <K as Value>::as_bytes(&k.value()),
-                    crate::tables::codec::encode_row(&crate::tables::codec::BaseKeyRow {
-                        saved_at,
-                        key: v.value().to_vec(),
-                    }),
-                ));
-            }
-        }
-        let Some((last, _)) = slice.last() else {
-            return Ok(());
-        };
-        from = Some(last.clone());
-        for (k, v) in &slice {
-            type K = (i32, &'static str, &'static str);
-            table.insert(<K as Value>::from_bytes(k), v.as_slice())?;
-        }
     }
 }
 
@@ -122,19 +63,6 @@ pub(crate) fn put_meta(
     Ok(())
 }
 
-/// Creates every table of the catalog in `txn` (redb creates a table the
-/// first time a write transaction opens it).
-struct CreateTables<'a>(&'a WriteTransaction);
-
-impl TableVisitor for CreateTables<'_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
-        self.0
-            .open_table(table.def)
-            .map(drop)
-            .map_err(|e| Error::Invalid(format!("cannot create table {}: {e}", table.id.name())))
-    }
-}
-
 /// A fresh random identity for a file.
 pub(crate) fn random_file_id() -> [u8; 16] {
     use std::hash::{BuildHasher, RandomState};
@@ -148,17 +76,17 @@ pub(crate) fn random_file_id() -> [u8; 16] {
 }
 
 /// Lays out a new, empty store in `db`: every table, the meta entries.
-pub(crate) fn initialize(db: &Database, path: &Path) -> Result<()> {
+pub(crate) fn initialize(catalog: &dyn Catalog, db: &Database, path: &Path) -> Result<()> {
     let txn = begin_durable(db, path)?;
-    tables::visit_all(&mut CreateTables(&txn))?;
+    catalog.create_tables(&txn, path)?;
+    put_meta(&txn, path, catalog.initial_meta())?;
     put_meta(
         &txn,
         path,
         &[
-            (META_SCHEMA_VERSION, &SCHEMA_VERSION.to_le_bytes()),
+            (META_SCHEMA_VERSION, &catalog.schema_version().to_le_bytes()),
             (META_FILE_ID, &random_file_id()),
             (META_CHECKPOINT_LSN, &0u64.to_le_bytes()),
-            (META_LID_SEQ, &0u64.to_le_bytes()),
             (
                 META_CREATED_BY,
                 concat!("whatsapp-rust-redb-storage ", env!("CARGO_PKG_VERSION")).as_bytes(),
@@ -195,23 +123,25 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileM
             .map(|v| v.value().to_vec())
             .ok_or_else(|| not_a_store(&format!("meta entry {key:?} is missing")))
     };
-    let corrupted = |e: Error| Error::Corrupted {
+    let corrupted = |what: &str, len: usize| Error::Corrupted {
         path: path.to_path_buf(),
-        detail: e.to_string(),
+        detail: format!("meta entry {what:?}: expected {len} bytes"),
     };
-    let schema_version =
-        decode_u32("schema version", &get(META_SCHEMA_VERSION)?).map_err(corrupted)?;
+    let schema_version = get(META_SCHEMA_VERSION)?
+        .try_into()
+        .map(u32::from_le_bytes)
+        .map_err(|_| corrupted(META_SCHEMA_VERSION, 4))?;
     let file_id: [u8; 16] = get(META_FILE_ID)?
         .try_into()
-        .map_err(|_| corrupted(Error::decode("file id", "expected 16 bytes")))?;
-    let checkpoint_lsn =
-        decode_u64("checkpoint lsn", &get(META_CHECKPOINT_LSN)?).map_err(corrupted)?;
+        .map_err(|_| corrupted(META_FILE_ID, 16))?;
+    let checkpoint_lsn = get(META_CHECKPOINT_LSN)?
+        .try_into()
+        .map(u64::from_le_bytes)
+        .map_err(|_| corrupted(META_CHECKPOINT_LSN, 8))?;
     // Recorded since this key was added; absent (or unreadable) means
     // unknown, which only a look at a store in use reports.
     let checkpointed_at = match meta.get(META_CHECKPOINTED_AT) {
-        Ok(Some(v)) => decode_u64("checkpoint time", v.value())
-            .ok()
-            .map(|t| t as i64),
+        Ok(Some(v)) => v.value().try_into().ok().map(i64::from_le_bytes),
         _ => None,
     };
     Ok(FileMeta {
@@ -226,6 +156,7 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileM
 /// transaction. Fails if the file is newer than `target`, or if no chain of
 /// steps leads from its version to `target`.
 pub(crate) fn migrate(
+    catalog: &dyn Catalog,
     db: &Database,
     path: &Path,
     meta: &mut FileMeta,
@@ -258,7 +189,7 @@ pub(crate) fn migrate(
         (step.run)(&txn).map_err(err)?;
         version = step.to;
     }
-    tables::visit_all(&mut CreateTables(&txn))?;
+    catalog.create_tables(&txn, path)?;
     put_meta(&txn, path, &[(META_SCHEMA_VERSION, &version.to_le_bytes())])?;
     txn.commit().map_err(|e| err(e.into()))?;
     meta.schema_version = version;
@@ -268,6 +199,7 @@ pub(crate) fn migrate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::{CATALOG, SCHEMA_VERSION};
     use redb::TableDefinition;
 
     const EXTRA: TableDefinition<&str, u64> = TableDefinition::new("extra_for_test");
@@ -281,7 +213,7 @@ mod tests {
     fn new_db(dir: &tempfile::TempDir) -> (Database, std::path::PathBuf) {
         let path = dir.path().join("s.redb");
         let db = Database::create(&path).unwrap();
-        initialize(&db, &path).unwrap();
+        initialize(CATALOG, &db, &path).unwrap();
         (db, path)
     }
 
@@ -295,7 +227,7 @@ mod tests {
             to: SCHEMA_VERSION + 1,
             run: step_two,
         }];
-        migrate(&db, &path, &mut meta, &steps, SCHEMA_VERSION + 1).unwrap();
+        migrate(CATALOG, &db, &path, &mut meta, &steps, SCHEMA_VERSION + 1).unwrap();
         assert_eq!(meta.schema_version, SCHEMA_VERSION + 1);
         let reread = read_meta(&db, &path).unwrap();
         assert_eq!(reread.schema_version, SCHEMA_VERSION + 1);
@@ -309,9 +241,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (db, path) = new_db(&dir);
         let mut meta = read_meta(&db, &path).unwrap();
-        let err = migrate(&db, &path, &mut meta, MIGRATIONS, SCHEMA_VERSION - 1).unwrap_err();
+        let err = migrate(
+            CATALOG,
+            &db,
+            &path,
+            &mut meta,
+            CATALOG.migrations(),
+            SCHEMA_VERSION - 1,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == SCHEMA_VERSION));
-        let err = migrate(&db, &path, &mut meta, &[], SCHEMA_VERSION + 1).unwrap_err();
+        let err = migrate(CATALOG, &db, &path, &mut meta, &[], SCHEMA_VERSION + 1).unwrap_err();
         assert!(err.to_string().contains("no migration"), "{err}");
         // The failed migration changed nothing.
         assert_eq!(

@@ -176,6 +176,7 @@ impl Engine {
         let Opened { db, .. } = opened;
         let mut meta = schema::read_meta(&db, &self.path)?;
         let report = recovery::recover(
+            self.catalog,
             &db,
             &self.path,
             &journal_path(&self.path),

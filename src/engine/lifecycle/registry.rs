@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 use crate::config::RedbStoreConfig;
 use crate::engine::Engine;
+use crate::engine::catalog::Catalog;
 use crate::engine::closing::{Closing, Shutdown};
 use crate::error::{Error, Result};
 
@@ -110,7 +111,11 @@ impl Drop for OpeningGuard<'_> {
 /// Returns the engine of `path`, opening it if no handle of this process
 /// has it open, and adapting it to `config` (see [`Engine::adopt`]).
 /// Blocking: call from a blocking context.
-pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<Engine>> {
+pub(crate) fn open_shared(
+    catalog: &'static dyn Catalog,
+    path: &Path,
+    config: &RedbStoreConfig,
+) -> Result<Arc<Engine>> {
     let key = canonical(path)?;
     let r = registry();
     let mut slots = lock(r);
@@ -148,7 +153,7 @@ pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<E
         path: &key,
         armed: true,
     };
-    let engine = Arc::new(open_waiting(&key, config)?);
+    let engine = Arc::new(open_waiting(catalog, &key, config)?);
     guard.armed = false;
     drop(guard);
     lock(r).insert(key, Slot::Open(Arc::downgrade(&engine)));
@@ -158,8 +163,12 @@ pub(crate) fn open_shared(path: &Path, config: &RedbStoreConfig) -> Result<Arc<E
 
 /// [`Engine::open`], waiting up to `config.busy_timeout` while another
 /// process has the file open (see [`while_open_elsewhere`]).
-fn open_waiting(path: &Path, config: &RedbStoreConfig) -> Result<Engine> {
-    while_open_elsewhere(config.busy_timeout, || Engine::open(path, config))
+fn open_waiting(
+    catalog: &'static dyn Catalog,
+    path: &Path,
+    config: &RedbStoreConfig,
+) -> Result<Engine> {
+    while_open_elsewhere(config.busy_timeout, || Engine::open(catalog, path, config))
 }
 
 /// Runs `open` again while it fails with [`Error::AlreadyOpen`], for up to

@@ -36,13 +36,13 @@ use serde::Serialize;
 
 use self::overlay::OverlayStorage;
 use crate::config::{EncryptionKey, RedbStoreConfig};
+use crate::engine::catalog::Catalog;
 use crate::engine::format::sniff;
 use crate::engine::journal::journal_path;
 use crate::engine::protect::{self, Format, ProtectedStorage};
 use crate::engine::recovery::{self, JournalFile};
 use crate::engine::{Engine, cache, contain_panic, files, schema};
 use crate::error::{Error, KeyProblem, Result};
-use crate::tables::SCHEMA_VERSION;
 
 /// redb's database header: magic number, god byte, both commit slots.
 const HEADER_BYTES: usize = 320;
@@ -86,12 +86,22 @@ pub(crate) struct Look {
 impl Engine {
     /// Opens the existing store at the canonical `path` to look at it,
     /// verifying every page checksum first if `verify`. Blocking.
-    pub fn open_to_look(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine> {
-        contain_panic(path, || open(path, verify, key))
+    pub fn open_to_look(
+        catalog: &'static dyn Catalog,
+        path: &Path,
+        verify: bool,
+        key: Option<&EncryptionKey>,
+    ) -> Result<Engine> {
+        contain_panic(path, || open(catalog, path, verify, key))
     }
 }
 
-fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine> {
+fn open(
+    catalog: &'static dyn Catalog,
+    path: &Path,
+    verify: bool,
+    key: Option<&EncryptionKey>,
+) -> Result<Engine> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => {}
         Ok(_) => return Err(invalid_path(path, "not a file")),
@@ -152,9 +162,10 @@ fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine
         false => None,
     };
     let mut meta = schema::read_meta(&db, path)?;
-    meta.refuse_newer(path, SCHEMA_VERSION)?;
+    meta.refuse_newer(path, catalog.schema_version())?;
     let checkpointed_at = meta.checkpointed_at;
     let recovery = recovery::recover(
+        catalog,
         &db,
         path,
         &jpath,
@@ -162,7 +173,8 @@ fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine
         JournalFile::Leave,
         cipher.as_deref(),
     )?;
-    schema::migrate(&db, path, &mut meta, schema::MIGRATIONS, SCHEMA_VERSION)?;
+    let (migrations, version) = (catalog.migrations(), catalog.schema_version());
+    schema::migrate(catalog, &db, path, &mut meta, migrations, version)?;
     let look = Look {
         report: LookReport {
             in_use,
@@ -180,6 +192,7 @@ fn open(path: &Path, verify: bool, key: Option<&EncryptionKey>) -> Result<Engine
     };
     let share = cache::Share::take(LOOK_CACHE_BYTES, path);
     Ok(Engine::assemble(
+        catalog,
         path,
         db,
         cipher,

@@ -12,17 +12,14 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Value, WriteTransaction};
+use redb::{Database, WriteTransaction};
 
+use crate::engine::catalog::{Catalog, META_CHECKPOINT_LSN};
 use crate::engine::files::{remove_if_present, with_suffix};
-use crate::engine::journal::{Effect, Effects, JournalContents, JournalReader, read_journal};
+use crate::engine::journal::{Effects, JournalContents, JournalReader, read_journal};
 use crate::engine::protect::crypt::Cipher;
 use crate::engine::schema::{self, FileMeta};
-use crate::engine::tx::Tx;
 use crate::error::{Error, Result};
-use crate::tables::{
-    JOURNAL_REPLAYABLE_FROM, META_CHECKPOINT_LSN, SCHEMA_VERSION, StoreKey, Table, TableVisitor,
-};
 
 /// What recovery did, for logs and `info`.
 #[derive(Debug, Default, Clone)]
@@ -33,46 +30,6 @@ pub struct RecoveryReport {
     pub stopped: Option<String>,
     /// Where an unusable journal was moved, if one was.
     pub set_aside: Option<PathBuf>,
-}
-
-struct ApplyEffect<'a, 'e> {
-    txn: &'a WriteTransaction,
-    effect: &'a Effect<'e>,
-    path: &'a Path,
-}
-
-impl TableVisitor for ApplyEffect<'_, '_> {
-    fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
-        Tx::apply_raw(self.txn, table, self.effect, self.path)
-    }
-}
-
-fn table_of(effect: &Effect<'_>) -> crate::tables::TableId {
-    match effect {
-        Effect::Put { table, .. }
-        | Effect::Delete { table, .. }
-        | Effect::DeleteRange { table, .. } => *table,
-    }
-}
-
-/// Whether the effect's keys and value are encodings redb can decode
-/// without panicking (a record that passed its checksum was still written
-/// by someone: a bug, or deliberate damage).
-fn well_formed(effect: &Effect<'_>) -> bool {
-    use std::ops::Bound;
-    let bound_ok = |table: crate::tables::TableId, b: &Bound<&[u8]>| match b {
-        Bound::Included(k) | Bound::Excluded(k) => table.well_formed(k, None),
-        Bound::Unbounded => true,
-    };
-    match effect {
-        Effect::Put { table, key, value } => table.well_formed(key, Some(value)),
-        Effect::Delete { table, key } => table.well_formed(key, None),
-        Effect::DeleteRange {
-            table,
-            lower,
-            upper,
-        } => bound_ok(*table, lower) && bound_ok(*table, upper),
-    }
 }
 
 /// Where a pass over the records is, followed as it goes so that the
@@ -100,6 +57,7 @@ enum PassError {
 /// one at a time as they are read, and records the last lsn as the
 /// checkpoint, durably.
 fn apply_records(
+    catalog: &dyn Catalog,
     db: &Database,
     path: &Path,
     reader: &mut JournalReader<'_>,
@@ -114,7 +72,7 @@ fn apply_records(
             break;
         };
         progress.at = Some(lsn);
-        apply_record(&txn, path, lsn, payload).map_err(PassError::Apply)?;
+        apply_record(catalog, &txn, path, lsn, payload).map_err(PassError::Apply)?;
         progress.at = None;
         progress.applied += 1;
         progress.last = Some(lsn);
@@ -128,24 +86,30 @@ fn apply_records(
 }
 
 /// Applies the effects of record `lsn`.
-fn apply_record(txn: &WriteTransaction, path: &Path, lsn: u64, payload: &[u8]) -> Result<()> {
+fn apply_record(
+    catalog: &dyn Catalog,
+    txn: &WriteTransaction,
+    path: &Path,
+    lsn: u64,
+    payload: &[u8],
+) -> Result<()> {
     for effect in Effects::new(payload) {
         let effect = effect?;
-        if !well_formed(&effect) {
+        let name = catalog.table_name(effect.tag()).ok_or_else(|| {
+            Error::decode(
+                "journal record",
+                format!("unknown table id {}", effect.tag().0),
+            )
+        })?;
+        if !effect.well_formed(catalog) {
             return Err(Error::Corrupted {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "journal record {lsn}: a key or value is not a valid encoding for table {}",
-                    table_of(&effect).name()
+                    "journal record {lsn}: a key or value is not a valid encoding for table {name}"
                 ),
             });
         }
-        let mut apply = ApplyEffect {
-            txn,
-            effect: &effect,
-            path,
-        };
-        table_of(&effect).visit(&mut apply).map_err(|e| match e {
+        catalog.apply(txn, &effect, path).map_err(|e| match e {
             // The disk failed, not the record (a full disk while the file
             // grows): the open fails and the journal stays whole for the
             // next one, rather than being set aside with acknowledged
@@ -166,6 +130,7 @@ fn apply_record(txn: &WriteTransaction, path: &Path, lsn: u64, payload: &[u8]) -
 /// record in memory at a time. Returns how far the replay got, and why it
 /// stopped early if a record could not apply.
 fn apply_prefix(
+    catalog: &dyn Catalog,
     db: &Database,
     path: &Path,
     reader: &mut JournalReader<'_>,
@@ -177,7 +142,7 @@ fn apply_prefix(
         tests::PASSES.with(|p| p.set(p.get() + 1));
         let mut progress = Progress::default();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            apply_records(db, path, reader, limit, &mut progress)
+            apply_records(catalog, db, path, reader, limit, &mut progress)
         }));
         let failure = match outcome {
             Ok(Ok(())) => return Ok((progress, stopped)),
@@ -244,6 +209,7 @@ pub(crate) enum JournalFile {
 /// Replays `journal` into `db`. On return the redb file holds every record
 /// that could be recovered and `meta.checkpoint_lsn` is the last of them.
 pub(crate) fn recover(
+    catalog: &dyn Catalog,
     db: &Database,
     path: &Path,
     journal: &Path,
@@ -290,7 +256,7 @@ pub(crate) fn recover(
     // Records are raw rows of the file's own version, replayed before the
     // file is migrated.
     let schema_version = reader.schema_version;
-    let replayable = JOURNAL_REPLAYABLE_FROM..=SCHEMA_VERSION;
+    let replayable = catalog.journal_replayable_from()..=catalog.schema_version();
     if schema_version != meta.schema_version || !replayable.contains(&schema_version) {
         return Err(Error::Invalid(format!(
             "{}: journal {} holds unapplied writes of schema version {schema_version}; \
@@ -299,7 +265,7 @@ pub(crate) fn recover(
             journal.display()
         )));
     }
-    let (progress, unapplied) = apply_prefix(db, path, &mut reader)?;
+    let (progress, unapplied) = apply_prefix(catalog, db, path, &mut reader)?;
     // A record that could not apply ends the replay there; otherwise the
     // reading ended it (at the end marker, or early at a torn record).
     report.stopped = unapplied.or_else(|| reader.stopped().map(str::to_string));
@@ -341,7 +307,7 @@ mod tests {
     use crate::engine::files::TempKind;
     use crate::engine::journal::{EffectLog, Journal, JournalSpec, journal_path};
     use crate::engine::schema;
-    use crate::tables::{SCHEMA_VERSION, SESSIONS, TableId};
+    use crate::tables::{SCHEMA_VERSION, SESSIONS};
 
     thread_local! {
         /// Replay passes over the records, on this thread.
@@ -360,6 +326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("s.redb");
         let (path, db) = create_bare_temp(
+            crate::tables::CATALOG,
             &target,
             TempKind::Creating,
             None,
@@ -387,13 +354,14 @@ mod tests {
                 600 => vec![0, 0, 1],
                 _ => key(&format!("a{lsn}")),
             };
-            log.put(TableId::SESSIONS, &k, b"session");
+            log.put(SESSIONS.tag, &k, b"session");
             journal.append(lsn, &mut log).unwrap();
         }
         drop(journal);
 
         PASSES.with(|p| p.set(0));
         let report = recover(
+            crate::tables::CATALOG,
             &db,
             &path,
             &jpath,

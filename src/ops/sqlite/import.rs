@@ -251,7 +251,7 @@ pub(crate) async fn import_account(
     // The device record first: LID mappings require it, as in SqliteStore.
     if let Some(device) = src.load().await? {
         store.save(&device).await?;
-        tally.add(TableId::DEVICES, 1);
+        tally.add(TableId::DEVICES.name(), 1);
     }
     let text_blob = |rows: Vec<TextBlob>| rows.into_iter().map(|r| (r.k, r.v)).collect::<Vec<_>>();
     let rows = select(
@@ -387,7 +387,7 @@ pub(crate) async fn import_account(
                 )
             })
             .await?;
-        tally.add(TableId::SENDER_KEY_DEVICES, n);
+        tally.add(SENDER_KEY_DEVICES.name, n);
     }
 
     // LID mappings in rowid order: the store numbers them in the order
@@ -412,7 +412,7 @@ pub(crate) async fn import_account(
         .collect();
     for chunk in chunks(entries, |e| e.lid.len() + e.phone_number.len() + 32) {
         store.put_lid_mappings(&chunk).await?;
-        tally.add(TableId::LID_MAPPINGS, chunk.len());
+        tally.add(TableId::LID_MAPPINGS.name(), chunk.len());
     }
 
     // SqliteStore's `created_at` (when the key was last saved) becomes

@@ -87,14 +87,14 @@ impl Tally {
         self.done += 1;
     }
 
-    pub(crate) fn add(&mut self, table: TableId, n: usize) {
+    pub(crate) fn add(&mut self, table: &'static str, n: usize) {
         if n == 0 {
             return;
         }
-        *self.rows.entry(table.name()).or_default() += n as u64;
+        *self.rows.entry(table).or_default() += n as u64;
         self.done += n as u64;
         if let Some(p) = &self.progress {
-            let stage = format!("device {}: {}", self.device, table.name());
+            let stage = format!("device {}: {}", self.device, table);
             p(&Progress {
                 stage: &stage,
                 done: self.done,
@@ -123,7 +123,7 @@ pub(crate) async fn put_rows<R: RowKey>(
                     .put_all(chunk.iter().map(|(k, v)| (k.key(d), v.as_slice())))
             })
             .await?;
-        tally.add(table.id, n);
+        tally.add(table.name, n);
     }
     Ok(())
 }
@@ -136,7 +136,11 @@ pub(crate) fn device_row_counts(s: &Snapshot<'_>, d: i32) -> Result<HashMap<Tabl
         out: HashMap<TableId, u64>,
     }
     impl TableVisitor for Count<'_, '_> {
-        fn visit<K: StoreKey, V: Value + 'static>(&mut self, table: Table<K, V>) -> Result<()> {
+        fn visit<K: StoreKey, V: Value + 'static>(
+            &mut self,
+            id: TableId,
+            table: Table<K, V>,
+        ) -> Result<()> {
             let Some(bounds) = K::device_range(self.d) else {
                 return Ok(());
             };
@@ -146,7 +150,7 @@ pub(crate) fn device_row_counts(s: &Snapshot<'_>, d: i32) -> Result<HashMap<Tabl
                 Ok(true)
             })?;
             if n > 0 {
-                self.out.insert(table.id, n);
+                self.out.insert(id, n);
             }
             Ok(())
         }

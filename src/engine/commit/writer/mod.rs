@@ -37,11 +37,11 @@ use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
 use crate::config::{RedbStoreConfig, Synchronous};
+use crate::engine::catalog::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT};
 use crate::engine::journal::{EffectLog, Journal, JournalSpec};
 use crate::engine::schema;
 use crate::engine::tx::Tx;
 use crate::error::{Error, Result};
-use crate::tables::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT};
 use crate::telemetry::FileMetrics;
 
 /// Most jobs coalesced into one batch.

@@ -53,7 +53,12 @@ fn outcome(mut done: Reply) -> Result<()> {
 }
 
 fn open(dir: &tempfile::TempDir) -> Engine {
-    Engine::open(&dir.path().join("s.redb"), &RedbStoreConfig::default()).unwrap()
+    Engine::open(
+        crate::tables::CATALOG,
+        &dir.path().join("s.redb"),
+        &RedbStoreConfig::default(),
+    )
+    .unwrap()
 }
 
 /// Commits `middle` between puts of "a" and "b", the three as one

@@ -4,8 +4,8 @@
 use std::ops::Bound;
 
 use super::RECORD_HEADER_LEN;
+use crate::engine::catalog::{Catalog, TableTag};
 use crate::error::{Error, Result};
-use crate::tables::TableId;
 
 const EFFECT_PUT: u8 = 1;
 const EFFECT_DELETE: u8 = 2;
@@ -61,29 +61,28 @@ impl EffectLog {
         self.buf.extend_from_slice(bytes);
     }
 
-    pub fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) {
-        self.buf.extend_from_slice(&[EFFECT_PUT, table as u8]);
+    pub fn put(&mut self, table: TableTag, key: &[u8], value: &[u8]) {
+        self.buf.extend_from_slice(&[EFFECT_PUT, table.0]);
         self.put_bytes(key);
         self.put_bytes(value);
     }
 
-    pub fn delete(&mut self, table: TableId, key: &[u8]) {
+    pub fn delete(&mut self, table: TableTag, key: &[u8]) {
         self.deleted += 1;
-        self.buf.extend_from_slice(&[EFFECT_DELETE, table as u8]);
+        self.buf.extend_from_slice(&[EFFECT_DELETE, table.0]);
         self.put_bytes(key);
     }
 
     /// Records the deletion of the `rows` rows within the bounds.
     pub fn delete_range(
         &mut self,
-        table: TableId,
+        table: TableTag,
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         rows: u64,
     ) {
         self.deleted += rows;
-        self.buf
-            .extend_from_slice(&[EFFECT_DELETE_RANGE, table as u8]);
+        self.buf.extend_from_slice(&[EFFECT_DELETE_RANGE, table.0]);
         for bound in [lower, upper] {
             match bound {
                 Bound::Unbounded => self.buf.push(0),
@@ -104,19 +103,50 @@ impl EffectLog {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Effect<'a> {
     Put {
-        table: TableId,
+        table: TableTag,
         key: &'a [u8],
         value: &'a [u8],
     },
     Delete {
-        table: TableId,
+        table: TableTag,
         key: &'a [u8],
     },
     DeleteRange {
-        table: TableId,
+        table: TableTag,
         lower: Bound<&'a [u8]>,
         upper: Bound<&'a [u8]>,
     },
+}
+
+impl Effect<'_> {
+    /// The table the effect changes.
+    pub fn tag(&self) -> TableTag {
+        match self {
+            Effect::Put { table, .. }
+            | Effect::Delete { table, .. }
+            | Effect::DeleteRange { table, .. } => *table,
+        }
+    }
+
+    /// Whether the effect's keys and value are encodings redb can decode
+    /// without panicking, as `catalog` knows its tables (a record that
+    /// passed its checksum was still written by someone: a bug, or
+    /// deliberate damage).
+    pub fn well_formed(&self, catalog: &dyn Catalog) -> bool {
+        let bound_ok = |table: TableTag, b: &Bound<&[u8]>| match b {
+            Bound::Included(k) | Bound::Excluded(k) => catalog.well_formed(table, k, None),
+            Bound::Unbounded => true,
+        };
+        match self {
+            Effect::Put { table, key, value } => catalog.well_formed(*table, key, Some(value)),
+            Effect::Delete { table, key } => catalog.well_formed(*table, key, None),
+            Effect::DeleteRange {
+                table,
+                lower,
+                upper,
+            } => bound_ok(*table, lower) && bound_ok(*table, upper),
+        }
+    }
 }
 
 /// Iterates the effects of a payload; a malformed payload yields an error.
@@ -162,9 +192,7 @@ impl<'a> Effects<'a> {
 
     fn next_effect(&mut self) -> Result<Effect<'a>> {
         let head = self.take(2)?;
-        let table = TableId::from_u8(head[1]).ok_or_else(|| {
-            Error::decode("journal record", format!("unknown table id {}", head[1]))
-        })?;
+        let table = TableTag(head[1]);
         Ok(match head[0] {
             EFFECT_PUT => Effect::Put {
                 table,
