@@ -299,11 +299,132 @@ pub enum Error {
         device_id: i32,
     },
 
-    /// An operation refused as asked (a device id no operation may use, an
-    /// account that is not there, a clash): the message says why, naming
-    /// the file.
-    #[error("{0}")]
-    Invalid(String),
+    /// The file is open in this process (another handle, or another thread
+    /// opened it meanwhile), and the operation needs it closed.
+    #[error("{}: open in this process; close every handle of it first", .path.display())]
+    OpenHere {
+        /// The file the error is about.
+        path: PathBuf,
+    },
+
+    /// A restore whose backup is the target itself.
+    #[error(
+        "{}: the backup and the target are the same file; restore into another path",
+        .path.display()
+    )]
+    SameFile {
+        /// The file the error is about.
+        path: PathBuf,
+    },
+
+    /// An operation named an account the file does not hold.
+    #[error("{}: no account with device id {device_id}", .path.display())]
+    NoSuchAccount {
+        /// The file the error is about.
+        path: PathBuf,
+        /// The device id asked for.
+        device_id: i32,
+    },
+
+    /// An import or export whose target already holds accounts of the same
+    /// device ids; nothing was written.
+    #[error(
+        "{} already holds device id(s) {}; nothing was written; import or export into another file, or set `overwrite` to replace them (wa-redb: --overwrite)",
+        .path.display(),
+        .device_ids.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    AccountsExist {
+        /// The target file.
+        path: PathBuf,
+        /// The device ids it already holds.
+        device_ids: Vec<i32>,
+    },
+
+    /// `export_to_backend` into a target that already has this account's
+    /// device record.
+    #[error(
+        "the target already has a device record for device id {device_id}; export into an empty target (or set merge_into_existing)"
+    )]
+    TargetHasAccount {
+        /// The device id.
+        device_id: i32,
+    },
+
+    /// The row counts read back after an import or export differ from
+    /// those of the source.
+    #[error("{operation} check failed, the row counts differ: {}", .problems.join("; "))]
+    CountsDiffer {
+        /// "import" or "export".
+        operation: &'static str,
+        /// Each difference, naming its table and account.
+        problems: Vec<String>,
+    },
+
+    /// `dump` asked for a table that does not exist.
+    #[error("unknown table {name:?}; the tables are: {}", .known.join(", "))]
+    UnknownTable {
+        /// The name asked for.
+        name: String,
+        /// The table names there are.
+        known: Vec<&'static str>,
+    },
+
+    /// No chain of migrations leads from the file's schema version to this
+    /// build's (a build that lacks a step: a bug).
+    #[error(
+        "{}: no migration from schema version {from} to {to}; open it with the version of whatsapp-rust-redb-storage that wrote it",
+        .path.display()
+    )]
+    NoMigration {
+        /// The file the error is about.
+        path: PathBuf,
+        /// The version a step is missing from.
+        from: u32,
+        /// The version it should lead to.
+        to: u32,
+    },
+
+    /// The journal holds unapplied writes of a schema version this build
+    /// cannot replay.
+    #[error(
+        "{}: journal {} holds unapplied writes of schema version {found}; open the store once with the version of whatsapp-rust-redb-storage that wrote it",
+        .path.display(),
+        .journal.display()
+    )]
+    JournalSchema {
+        /// The store file.
+        path: PathBuf,
+        /// Its journal.
+        journal: PathBuf,
+        /// The journal's schema version.
+        found: u32,
+    },
+
+    /// A journal record could not be encrypted (the cipher refused the
+    /// buffer: a bug). Nothing of the write was applied.
+    #[error(
+        "{}: cannot encrypt a journal record ({detail}); nothing was written (a bug of whatsapp-rust-redb-storage, please report it)",
+        .path.display()
+    )]
+    Encryption {
+        /// The file the error is about.
+        path: PathBuf,
+        /// The cipher's error.
+        detail: String,
+    },
+
+    /// A look at a store in use could not get a steady copy of it: the
+    /// store was checkpointed during every attempt.
+    #[error(
+        "{}: the store was checkpointed during each of {attempts} attempts to copy it for a look; try again, or have the application write a copy with `RedbStore::backup_to`",
+        .path.display()
+    )]
+    Unsteady {
+        /// The file the error is about.
+        path: PathBuf,
+        /// How many copies were tried.
+        attempts: u32,
+    },
 }
 
 impl Error {
@@ -469,8 +590,16 @@ impl From<Error> for StoreError {
             Error::SchemaTooNew { .. } | Error::SqliteSchemaTooNew { .. } => {
                 StoreError::Migration(Box::new(err))
             }
-            Error::ValueTooLarge { .. } | Error::Invalid(_) | Error::OpenedToLook { .. } => {
-                StoreError::Validation(err.to_string())
+            Error::ValueTooLarge { .. }
+            | Error::OpenedToLook { .. }
+            | Error::OpenHere { .. }
+            | Error::SameFile { .. }
+            | Error::NoSuchAccount { .. }
+            | Error::AccountsExist { .. }
+            | Error::TargetHasAccount { .. }
+            | Error::UnknownTable { .. } => StoreError::Validation(err.to_string()),
+            Error::NoMigration { .. } | Error::JournalSchema { .. } => {
+                StoreError::Migration(Box::new(err))
             }
             Error::Decode { .. } => StoreError::Serialization(Box::new(err)),
             _ => StoreError::Database(Box::new(err)),

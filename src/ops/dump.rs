@@ -109,11 +109,9 @@ impl RedbStore {
     ) -> Result<u64, StoreError> {
         let table = match &options.table {
             None => None,
-            Some(name) => Some(TableId::from_name(name).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown table {name:?}; the tables are: {}",
-                    crate::table_names().join(", ")
-                ))
+            Some(name) => Some(TableId::from_name(name).ok_or_else(|| Error::UnknownTable {
+                name: name.clone(),
+                known: crate::table_names(),
             })?),
         };
         self.read(|s| {

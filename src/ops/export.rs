@@ -343,12 +343,7 @@ impl RedbStore {
     ) -> Result<ExportReport, StoreError> {
         let d = self.device_id;
         if !options.merge_into_existing && target.exists().await? {
-            return Err(Error::Invalid(
-                "the target already has a device record for its device id; \
-                 export into an empty target (or set merge_into_existing)"
-                    .into(),
-            )
-            .into());
+            return Err(Error::TargetHasAccount { device_id: d }.into());
         }
         let account = self.read_blocking(move |s| read_account(s, d)).await?;
         let mut t = Tally {

@@ -231,10 +231,9 @@ impl TableVisitor for DeleteSlice<'_, '_> {
 /// Refuses to work on a file this process has open.
 fn not_open_here(path: &Path) -> Result<()> {
     if crate::engine::is_open_here(path) {
-        return Err(Error::Invalid(format!(
-            "{} is open in this process; close every handle first",
-            path.display()
-        )));
+        return Err(Error::OpenHere {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -266,10 +265,10 @@ pub(crate) fn with_store_alone<T>(
     let result = f(&engine);
     match std::sync::Arc::try_unwrap(engine) {
         Ok(engine) => engine.close().and(result),
-        Err(_) => Err(Error::Invalid(format!(
-            "{} was opened by another thread meanwhile",
-            path.display()
-        ))),
+        // Another thread opened it meanwhile.
+        Err(_) => Err(Error::OpenHere {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
@@ -505,11 +504,7 @@ impl RedbStore {
         let target = crate::engine::canonical(target.as_ref())?;
         crate::telemetry::file_span!("wa_redb.restore", target);
         if backup == target {
-            return Err(Error::Invalid(format!(
-                "{}: the backup and the target are the same file; restore into another path",
-                target.display()
-            ))
-            .into());
+            return Err(Error::SameFile { path: target }.into());
         }
         // The backup must be a store this build can open: a file that is
         // none at all says so (not a redb error about magic numbers).

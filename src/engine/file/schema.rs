@@ -174,12 +174,10 @@ pub(crate) fn migrate(
         let step = migrations
             .iter()
             .find(|m| m.to == version + 1)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}: no migration from schema version {version} to {}",
-                    path.display(),
-                    version + 1
-                ))
+            .ok_or_else(|| Error::NoMigration {
+                path: path.to_path_buf(),
+                from: version,
+                to: version + 1,
             })?;
         log::info!(
             "{}: migrating schema {version} -> {}",

@@ -240,9 +240,8 @@ fn private_copy(path: &Path) -> Result<File> {
             return Ok(copy);
         }
     }
-    Err(Error::Invalid(format!(
-        "{}: the store was checkpointed during each of {COPY_ATTEMPTS} attempts to copy it for a \
-         look; try again, or have the application write a copy with `RedbStore::backup_to`",
-        path.display()
-    )))
+    Err(Error::Unsteady {
+        path: path.to_path_buf(),
+        attempts: COPY_ATTEMPTS,
+    })
 }

@@ -258,12 +258,11 @@ pub(crate) fn recover(
     let schema_version = reader.schema_version;
     let replayable = catalog.journal_replayable_from()..=catalog.schema_version();
     if schema_version != meta.schema_version || !replayable.contains(&schema_version) {
-        return Err(Error::Invalid(format!(
-            "{}: journal {} holds unapplied writes of schema version {schema_version}; \
-             open the store once with the version of whatsapp-rust-redb-storage that wrote it",
-            path.display(),
-            journal.display()
-        )));
+        return Err(Error::JournalSchema {
+            path: path.to_path_buf(),
+            journal: journal.to_path_buf(),
+            found: schema_version,
+        });
     }
     let (progress, unapplied) = apply_prefix(catalog, db, path, &mut reader)?;
     // A record that could not apply ends the replay there; otherwise the

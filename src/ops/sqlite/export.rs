@@ -60,10 +60,10 @@ async fn export_into(
         Some(d) => match accounts.iter().find(|a| a.device_id == d) {
             Some(a) => vec![(d, a.rows)],
             None => {
-                return Err(Error::Invalid(format!(
-                    "{} has no account with device id {d}",
-                    redb_path.display()
-                ))
+                return Err(Error::NoSuchAccount {
+                    path: redb_path.to_path_buf(),
+                    device_id: d,
+                }
                 .into());
             }
         },
@@ -73,18 +73,16 @@ async fn export_into(
         let probe = SqliteStore::new(&url).await?;
         sql_counts(&probe).await?
     };
-    let clash: Vec<String> = selected
+    let clash: Vec<i32> = selected
         .iter()
         .filter(|(d, _)| existing.contains_key(d))
-        .map(|(d, _)| d.to_string())
+        .map(|(d, _)| *d)
         .collect();
     if !clash.is_empty() && !options.overwrite {
-        return Err(Error::Invalid(format!(
-            "{} already holds rows of device id(s) {}; export into another file, or set \
-             `overwrite` to replace them (wa-redb: --overwrite)",
-            sqlite_path.display(),
-            clash.join(", ")
-        ))
+        return Err(Error::AccountsExist {
+            path: sqlite_path.to_path_buf(),
+            device_ids: clash,
+        }
         .into());
     }
     // Progress counts the rows written through the trait: not the phone
@@ -135,10 +133,10 @@ async fn export_into(
             let mut problems = Vec::new();
             compare_counts(d, &sql, &HashMap::new(), &got, &mut problems);
             if !problems.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "export check failed, the row counts differ: {}",
-                    problems.join("; ")
-                ))
+                return Err(Error::CountsDiffer {
+                    operation: "export",
+                    problems,
+                }
                 .into());
             }
             Ok::<_, StoreError>(report)

@@ -174,17 +174,16 @@ pub(crate) async fn import_accounts(
         .iter()
         .map(|a| a.device_id)
         .collect();
-    let clash: Vec<String> = counts
+    let clash: Vec<i32> = counts
         .keys()
         .filter(|d| existing.contains(d))
-        .map(|d| d.to_string())
+        .copied()
         .collect();
     if !clash.is_empty() && !options.overwrite {
-        return Err(Error::Invalid(format!(
-            "{} already holds device id(s) {}; set `overwrite` to replace them (wa-redb: --overwrite)",
-            store.path().display(),
-            clash.join(", ")
-        ))
+        return Err(Error::AccountsExist {
+            path: store.path().to_path_buf(),
+            device_ids: clash,
+        }
         .into());
     }
     // Progress counts SQLite rows (a LID mapping once, not its index row).
@@ -220,10 +219,10 @@ pub(crate) async fn import_accounts(
         let mut problems = Vec::new();
         compare_counts(d, sql, &skipped_per_table, &got, &mut problems);
         if !problems.is_empty() {
-            return Err(Error::Invalid(format!(
-                "import check failed, the row counts differ: {}",
-                problems.join("; ")
-            ))
+            return Err(Error::CountsDiffer {
+                operation: "import",
+                problems,
+            }
             .into());
         }
         accounts.push(AccountImport {

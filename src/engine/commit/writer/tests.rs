@@ -99,9 +99,12 @@ fn a_job_that_fails_half_way_drops_its_batch_unwritten() {
     let engine = open(&dir);
     let [a, broken, b] = around(&engine, |tx| {
         tx.put(SESSIONS, (1, "half"), &b"v"[..])?;
-        Err(Error::Invalid("fails after writing".into()))
+        Err(Error::DeviceMissing { device_id: 77 })
     });
-    assert!(matches!(outcome(broken), Err(Error::Invalid(m)) if m == "fails after writing"));
+    assert!(matches!(
+        outcome(broken),
+        Err(Error::DeviceMissing { device_id: 77 })
+    ));
     for neighbour in [a, b] {
         assert!(matches!(
             outcome(neighbour),

@@ -82,11 +82,20 @@ impl EffectLog {
     /// an all-zero record header: written together, it marks the end of the
     /// journal, so what follows (records of an older generation, or nothing)
     /// is never mistaken for a torn record. The next record overwrites it.
-    fn seal(&mut self, file_id: &[u8; 16], lsn: u64, cipher: Option<&Cipher>) -> Result<&[u8]> {
+    fn seal(
+        &mut self,
+        file_id: &[u8; 16],
+        lsn: u64,
+        cipher: Option<&Cipher>,
+        path: &Path,
+    ) -> Result<&[u8]> {
         if let Some(cipher) = cipher {
             cipher
                 .seal(&record_aad(file_id, lsn), &mut self.buf, RECORD_HEADER_LEN)
-                .map_err(|e| Error::Invalid(format!("cannot encrypt a journal record: {e}")))?;
+                .map_err(|e| Error::Encryption {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                })?;
         }
         // `append` refuses payloads that do not fit a u32.
         let len = (self.buf.len() - RECORD_HEADER_LEN) as u32;
@@ -368,7 +377,7 @@ impl Journal {
         // Room for the record and the end marker `seal` puts after it.
         self.grow(self.write_pos + sealed + RECORD_HEADER_LEN as u64)?;
         let pos = self.write_pos;
-        let record = effects.seal(&self.file_id, lsn, self.cipher.as_deref())?;
+        let record = effects.seal(&self.file_id, lsn, self.cipher.as_deref(), &self.path)?;
         let record_len = record.len() as u64 - RECORD_HEADER_LEN as u64;
         self.write_at(pos, record)?;
         if self.sync_each {
