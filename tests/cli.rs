@@ -508,10 +508,7 @@ async fn import_sqlite_and_export_to_sqlite() {
     );
     let r = wa(["export-sqlite", f, o, "--device", "2"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("already holds device id(s) 2"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("already holds device id(s) 2"), "{r:?}");
     assert!(r.stderr.contains("--overwrite"), "{r:?}");
     // The old spelling still works.
     let r = wa(["export", f, "--to-sqlite", o, "--device", "1", "--json"]);

@@ -102,7 +102,7 @@ fn has_address_of_user(
 impl SignalStore for RedbStore {
     async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
         self.timed("put_identity", async move {
-            self.put_named(IDENTITIES, address, key.to_vec()).await
+            self.put_named(IDENTITIES, address, &key).await
         })
         .await
     }
@@ -144,7 +144,7 @@ impl SignalStore for RedbStore {
 
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
         self.timed("put_session", async move {
-            self.put_named(SESSIONS, address, session.to_vec()).await
+            self.put_named(SESSIONS, address, session).await
         })
         .await
     }
@@ -373,7 +373,7 @@ impl SignalStore for RedbStore {
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
         self.timed("put_sender_key", async move {
-            self.put_named(SENDER_KEYS, address, record.to_vec()).await
+            self.put_named(SENDER_KEYS, address, record).await
         })
         .await
     }

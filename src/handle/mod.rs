@@ -379,11 +379,14 @@ impl RedbStore {
         &self,
         t: BytesByName,
         name: &str,
-        value: Vec<u8>,
+        value: &[u8],
     ) -> Result<(), StoreError> {
-        let (d, name) = (self.device_id, name.to_owned());
-        self.write(name.len() + value.len(), move |tx| {
-            tx.put(t, (d, name.as_str()), value.as_slice())
+        // The job owns its copy (it is committed even if this future is
+        // dropped): name and value in one allocation.
+        let d = self.device_id;
+        let owned = NameAndValue::new(name, value);
+        self.write(owned.weight(), move |tx| {
+            tx.put(t, (d, owned.name()?), owned.value())
         })
         .await
     }
@@ -414,6 +417,39 @@ impl RedbStore {
             tx.remove(t, (d, name.as_str())).map(drop)
         })
         .await
+    }
+}
+
+/// A name and a value in one buffer, for a write job to own.
+struct NameAndValue {
+    buf: Box<[u8]>,
+    /// Where the name ends; always a `char` boundary (it was a `str`).
+    split: usize,
+}
+
+impl NameAndValue {
+    fn new(name: &str, value: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(name.len() + value.len());
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(value);
+        NameAndValue {
+            buf: buf.into_boxed_slice(),
+            split: name.len(),
+        }
+    }
+
+    /// The name: the bytes of a `str`, unchanged since, so the check
+    /// (a few dozen bytes) never fails.
+    fn name(&self) -> Result<&str> {
+        std::str::from_utf8(&self.buf[..self.split]).map_err(|e| Error::decode("a key name", e))
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.buf[self.split..]
+    }
+
+    fn weight(&self) -> usize {
+        self.buf.len()
     }
 }
 

@@ -415,8 +415,7 @@ impl ProtocolStore for RedbStore {
 
     async fn put_group_metadata(&self, group_jid: &str, blob: &[u8]) -> Result<()> {
         self.timed("put_group_metadata", async move {
-            self.put_named(GROUP_METADATA, group_jid, blob.to_vec())
-                .await
+            self.put_named(GROUP_METADATA, group_jid, blob).await
         })
         .await
     }

@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::pool;
 use crate::engine::writer::{
-    INLINE_MAX_JOBS, INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Writer,
+    INLINE_MAX_JOBS, INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Pending, Writer,
     clone_outcome,
 };
 use crate::error::{Error, Result};
@@ -53,15 +53,16 @@ use crate::error::{Error, Result};
 /// of the pool run.
 const DRAIN_ROUNDS: usize = 8;
 
-/// Takes the next batch from the front of `queue`: up to [`MAX_BATCH_JOBS`]
-/// jobs and about `max_weight` of weight; with `inline_only`, at most
-/// [`INLINE_MAX_JOBS`] jobs that may run on a caller's thread.
+/// Moves the next batch from the front of `queue` into `jobs` (empty): up
+/// to [`MAX_BATCH_JOBS`] jobs and about `max_weight` of weight; with
+/// `inline_only`, at most [`INLINE_MAX_JOBS`] jobs that may run on a
+/// caller's thread.
 fn take_batch(
     queue: &mut VecDeque<Box<dyn Job>>,
+    jobs: &mut Vec<Box<dyn Job>>,
     max_weight: usize,
     inline_only: bool,
-) -> Vec<Box<dyn Job>> {
-    let mut jobs = Vec::new();
+) {
     let mut weight = 0usize;
     let max_jobs = if inline_only {
         INLINE_MAX_JOBS
@@ -81,7 +82,6 @@ fn take_batch(
         weight = weight.saturating_add(job.weight().get());
         jobs.push(job);
     }
-    jobs
 }
 
 #[derive(Default)]
@@ -91,6 +91,9 @@ struct State {
     /// pool (`drain_queued`).
     busy: bool,
     queue: VecDeque<Box<dyn Job>>,
+    /// An empty batch vector kept between batches (one allocation less
+    /// per batch).
+    spare: Vec<Box<dyn Job>>,
     /// Callers with a queued job that found the lane taken: woken when it
     /// is let go with jobs left. Emptied at every let-go, so it holds at
     /// most one entry per caller polled since (see [`Waiting`]).
@@ -112,8 +115,6 @@ struct State {
     checkpoint_waiters: Vec<oneshot::Sender<Result<()>>>,
     /// A checkpoint should run (timer fired, journal full).
     checkpoint_due: bool,
-    /// A checkpoint timer is pending in the pool.
-    timer_armed: bool,
     /// The journal's preallocated room runs low: a pool worker grows it.
     room_due: bool,
     /// The lane is owned by a drain queued on the pool that has not started.
@@ -142,6 +143,9 @@ pub(crate) struct Lane {
     /// Small jobs may commit on the caller's thread (not in `Full` mode);
     /// cleared when a handle raises the file's durability to `Full`.
     inline: AtomicBool,
+    /// A checkpoint timer is pending in the pool. An atomic, not part of
+    /// `state`: every batch of a dirty writer checks it.
+    timer_armed: AtomicBool,
     this: Weak<Lane>,
 }
 
@@ -183,12 +187,24 @@ pub(crate) struct Waiting {
 struct Owner<'a> {
     lane: &'a Lane,
     armed: bool,
+    /// The batch vector, empty, handed back to the lane for the next batch.
+    spare: Vec<Box<dyn Job>>,
+}
+
+impl<'a> Owner<'a> {
+    fn new(lane: &'a Lane) -> Self {
+        Owner {
+            lane,
+            armed: true,
+            spare: Vec::new(),
+        }
+    }
 }
 
 impl Drop for Owner<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.lane.release();
+            self.lane.release(std::mem::take(&mut self.spare));
         }
     }
 }
@@ -221,6 +237,7 @@ impl Lane {
             writer: Mutex::new(Some(writer)),
             path,
             inline: AtomicBool::new(inline),
+            timer_armed: AtomicBool::new(false),
             this: this.clone(),
         })
     }
@@ -292,15 +309,15 @@ impl Lane {
         }
         state.busy = true;
         state.gathering = false;
-        let jobs = take_batch(&mut state.queue, INLINE_MAX_WEIGHT, true);
+        let mut jobs = std::mem::take(&mut state.spare);
+        take_batch(&mut state.queue, &mut jobs, INLINE_MAX_WEIGHT, true);
         drop(state);
-        let _owner = Owner {
-            lane: self,
-            armed: true,
-        };
+        let mut owner = Owner::new(self);
         let mut writer = self.writer();
-        writer.commit_batch(jobs);
-        self.after_commit(&writer);
+        writer.commit_batch(&mut jobs);
+        self.after_commit(writer.pending());
+        drop(writer);
+        owner.spare = jobs;
         Attempt::Committed
     }
 
@@ -375,30 +392,27 @@ impl Lane {
         self.drain(DRAIN_ROUNDS);
     }
 
-    /// After a batch: arms the checkpoint timer when the writer just became
-    /// dirty, asks for a checkpoint when the journal is full and for more
-    /// journal room when it runs low.
-    fn after_commit(&self, writer: &Writer) {
-        let deadline = writer.checkpoint_deadline();
-        let full = writer.journal_full();
-        let room = writer.journal_room_low();
-        if deadline.is_none() && !full && !room {
+    /// After a batch: arms the checkpoint timer when the writer is dirty
+    /// and none is armed, asks for a checkpoint when the journal is full and
+    /// for more journal room when it runs low. Most batches need none of
+    /// it, and take no lock here.
+    fn after_commit(&self, pending: Pending) {
+        let Pending {
+            deadline,
+            full,
+            room,
+        } = pending;
+        if let Some(at) = deadline
+            && !self.timer_armed.swap(true, Ordering::AcqRel)
+        {
+            self.arm_timer(at);
+        }
+        if !full && !room {
             return;
         }
         let mut state = self.state();
-        if full {
-            state.checkpoint_due = true;
-        }
-        if room {
-            state.room_due = true;
-        }
-        if let Some(at) = deadline
-            && !state.timer_armed
-        {
-            state.timer_armed = true;
-            drop(state);
-            self.arm_timer(at);
-        }
+        state.checkpoint_due |= full;
+        state.room_due |= room;
     }
 
     fn arm_timer(&self, at: Instant) {
@@ -411,8 +425,10 @@ impl Lane {
     }
 
     fn timer_fired(&self) {
+        // Cleared first: a batch committed from here on arms a new timer
+        // (at worst one checkpoint more), never none.
+        self.timer_armed.store(false, Ordering::Release);
         let mut state = self.state();
-        state.timer_armed = false;
         if state.closed {
             return;
         }
@@ -423,8 +439,11 @@ impl Lane {
     /// The owner lets go: to a thread waiting in [`Lane::acquire`], to a
     /// pool worker for work that is the pool's (or jobs nobody may be
     /// waiting for), else to nobody — waking the callers that wait for it.
-    fn release(&self) {
+    fn release(&self, spare: Vec<Box<dyn Job>>) {
         let mut state = self.state();
+        if state.spare.capacity() == 0 {
+            state.spare = spare;
+        }
         if state.acquiring > 0 {
             // The acquirer goes first; its own let-go wakes the waiters.
             state.busy = false;
@@ -463,12 +482,10 @@ impl Lane {
     /// `rounds` batches it queues itself again on the pool instead, so that
     /// other files' work gets a worker too.
     fn drain(&self, rounds: usize) {
-        let mut owner = Owner {
-            lane: self,
-            armed: true,
-        };
+        let mut owner = Owner::new(self);
         for _ in 0..rounds {
-            let (jobs, checkpoint, waiters, room) = {
+            let mut jobs = std::mem::take(&mut owner.spare);
+            let (checkpoint, waiters, room) = {
                 let mut state = self.state();
                 if !self.pool_work(&state) || state.acquiring > 0 {
                     return; // the owner lets go
@@ -476,7 +493,7 @@ impl Lane {
                 state.orphaned = false;
                 state.gathering = false;
                 let room = std::mem::take(&mut state.room_due);
-                let jobs = take_batch(&mut state.queue, MAX_BATCH_WEIGHT, false);
+                take_batch(&mut state.queue, &mut jobs, MAX_BATCH_WEIGHT, false);
                 // A checkpoint runs once the queue is empty: it then covers
                 // every write acknowledged before it was asked for.
                 let checkpoint = state.queue.is_empty() && state.wants_checkpoint();
@@ -486,15 +503,16 @@ impl Lane {
                 } else {
                     Vec::new()
                 };
-                (jobs, checkpoint, waiters, room)
+                (checkpoint, waiters, room)
             };
             let mut writer = self.writer();
             if room {
                 writer.grow_journal();
             }
             if !jobs.is_empty() {
-                writer.commit_batch(jobs);
+                writer.commit_batch(&mut jobs);
             }
+            owner.spare = jobs;
             if checkpoint {
                 let outcome = if waiters.is_empty() && !writer.checkpoint_due() {
                     // A timer that fired for writes a checkpoint covered
@@ -512,7 +530,7 @@ impl Lane {
                     let _ = reply.send(clone_outcome(&outcome, &writer.path));
                 }
             }
-            self.after_commit(&writer);
+            self.after_commit(writer.pending());
         }
         owner.armed = false;
         self.spawn_drain(self.state());
@@ -543,10 +561,7 @@ impl Lane {
     /// has finished, none after it starts), then lets go. Blocking.
     pub fn exclusive<R>(&self, f: impl FnOnce(&mut Writer, &AtomicBool) -> R) -> R {
         drop(self.acquire());
-        let _owner = Owner {
-            lane: self,
-            armed: true,
-        };
+        let _owner = Owner::new(self);
         f(&mut self.writer(), &self.inline)
     }
 
@@ -571,8 +586,10 @@ impl Lane {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .expect("a lane is closed once");
+        let mut jobs = Vec::new();
         while !queue.is_empty() {
-            writer.commit_batch(take_batch(&mut queue, MAX_BATCH_WEIGHT, false));
+            take_batch(&mut queue, &mut jobs, MAX_BATCH_WEIGHT, false);
+            writer.commit_batch(&mut jobs);
         }
         writer
     }

@@ -298,6 +298,7 @@ impl Engine {
             log: journal::EffectLog::new(),
             deleted_since_checkpoint: 0,
             metrics: metrics.clone(),
+            failures: Vec::new(),
         };
         // An fsync per batch never runs on the caller's thread.
         let inline = config.synchronous != Synchronous::Full;

@@ -173,6 +173,17 @@ pub(crate) struct Writer {
     /// durably (see [`Writer::record_for_close`]).
     pub deleted_since_checkpoint: u64,
     pub metrics: Arc<FileMetrics>,
+    /// Each job's own failure, per batch (kept between batches: one
+    /// allocation less per batch).
+    pub failures: Vec<Option<Error>>,
+}
+
+/// What the lane does after a batch: arm the checkpoint timer (the writer is
+/// dirty until then), ask for a checkpoint, grow the journal.
+pub(crate) struct Pending {
+    pub deadline: Option<Instant>,
+    pub full: bool,
+    pub room: bool,
 }
 
 impl Writer {
@@ -290,28 +301,28 @@ impl Writer {
     }
 
     /// Runs one batch; see the module docs.
-    pub fn commit_batch(&mut self, mut jobs: Vec<Box<dyn Job>>) {
+    pub fn commit_batch(&mut self, jobs: &mut Vec<Box<dyn Job>>) {
         if let Some(refusal) = self.refusal() {
-            for job in jobs {
+            for job in jobs.drain(..) {
                 job.finish(Err(refusal.clone()));
             }
             return;
         }
         let started = self.metrics.start();
-        let mut failures: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
+        let mut failures = std::mem::take(&mut self.failures);
+        failures.clear();
+        failures.resize_with(jobs.len(), || None);
         self.journal_spec
             .stats
             .in_memory_commit
             .store(true, Ordering::Release);
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.try_batch(&mut jobs, &mut failures)
-        }))
-        .unwrap_or_else(|_| {
-            Err(BatchFailure::Halt(Error::Corrupted {
-                path: self.path.clone(),
-                detail: "redb failed while committing (run `wa-redb check`)".into(),
-            }))
-        });
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.try_batch(jobs, &mut failures)))
+            .unwrap_or_else(|_| {
+                Err(BatchFailure::Halt(Error::Corrupted {
+                    path: self.path.clone(),
+                    detail: "redb failed while committing (run `wa-redb check`)".into(),
+                }))
+            });
         self.journal_spec
             .stats
             .in_memory_commit
@@ -326,12 +337,12 @@ impl Writer {
                         self.journal.as_ref().map(Journal::used),
                     );
                 }
-                for (job, failure) in jobs.into_iter().zip(failures) {
+                for (job, failure) in jobs.drain(..).zip(failures.drain(..)) {
                     job.finish(failure.map_or(Ok(()), Err));
                 }
             }
             Err(BatchFailure::Unwritten(err)) => {
-                for (job, failure) in jobs.into_iter().zip(failures) {
+                for (job, failure) in jobs.drain(..).zip(failures.drain(..)) {
                     job.finish(Err(failure.unwrap_or_else(|| err.clone())));
                 }
             }
@@ -341,7 +352,7 @@ impl Writer {
                 // failure itself, the others the halt it caused.
                 let refusal = Error::halted(&self.path, &err);
                 let mut first = Some(err);
-                for (job, failure) in jobs.into_iter().zip(failures) {
+                for (job, failure) in jobs.drain(..).zip(failures.drain(..)) {
                     let err = failure
                         .or_else(|| first.take())
                         .unwrap_or_else(|| refusal.clone());
@@ -349,6 +360,7 @@ impl Writer {
                 }
             }
         }
+        self.failures = failures;
     }
 
     /// Journals the batch recorded in the effect log as record `lsn`,
@@ -479,6 +491,15 @@ impl Writer {
     /// too long to add to an instant (`Duration::MAX`, the natural way to
     /// say "never") sets no timer: only the journal's size and explicit
     /// requests then checkpoint.
+    /// What the lane should arrange after a batch or checkpoint.
+    pub fn pending(&self) -> Pending {
+        Pending {
+            deadline: self.checkpoint_deadline(),
+            full: self.journal_full(),
+            room: self.journal_room_low(),
+        }
+    }
+
     pub fn checkpoint_deadline(&self) -> Option<Instant> {
         self.dirty_since?
             .checked_add(self.config.checkpoint_interval)

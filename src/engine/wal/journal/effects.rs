@@ -3,7 +3,7 @@
 
 use std::ops::Bound;
 
-use super::RECORD_HEADER_LEN;
+use super::LOG_ROOM;
 use crate::engine::catalog::{Catalog, TableTag};
 use crate::error::{Error, Result};
 
@@ -11,11 +11,13 @@ const EFFECT_PUT: u8 = 1;
 const EFFECT_DELETE: u8 = 2;
 const EFFECT_DELETE_RANGE: u8 = 3;
 
-/// Encoded effects of one batch, with room for the record header in front
-/// so a record is written with one syscall.
+/// Encoded effects of one batch, with room in front for the record header
+/// (so that a record is written with one syscall) and for what its checksum
+/// covers besides the effects (so that it is computed in one pass, with no
+/// hasher state to allocate).
 pub(crate) struct EffectLog {
-    /// Record header room, then the encoded effects (sealed in place by
-    /// the journal, which owns the record format).
+    /// [`LOG_ROOM`] bytes of room, then the encoded effects (sealed in
+    /// place by the journal, which owns the record format).
     pub(super) buf: Vec<u8>,
     /// Rows the recorded effects delete.
     deleted: u64,
@@ -28,13 +30,13 @@ const KEEP_BUFFER: usize = 64 << 10;
 impl EffectLog {
     pub fn new() -> Self {
         Self {
-            buf: vec![0; RECORD_HEADER_LEN],
+            buf: vec![0; LOG_ROOM],
             deleted: 0,
         }
     }
 
     pub fn clear(&mut self) {
-        self.buf.truncate(RECORD_HEADER_LEN);
+        self.buf.truncate(LOG_ROOM);
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf.shrink_to(KEEP_BUFFER);
         }
@@ -47,12 +49,12 @@ impl EffectLog {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.len() == RECORD_HEADER_LEN
+        self.buf.len() == LOG_ROOM
     }
 
     /// Bytes of effects recorded so far; a cheap "did anything change" mark.
     pub fn len(&self) -> usize {
-        self.buf.len() - RECORD_HEADER_LEN
+        self.buf.len() - LOG_ROOM
     }
 
     fn put_bytes(&mut self, bytes: &[u8]) {

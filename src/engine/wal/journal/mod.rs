@@ -59,6 +59,12 @@ const FORMAT_PLAIN: u32 = 1;
 const FORMAT_ENCRYPTED: u32 = 2;
 pub(crate) const HEADER_LEN: u64 = 64;
 const RECORD_HEADER_LEN: usize = 20;
+/// What a record's checksum covers before its payload: file id, lsn,
+/// payload length.
+const CHECKSUM_PREFIX: usize = 16 + 8 + 4;
+/// The room an [`EffectLog`] keeps in front of its effects: the checksum's
+/// prefix, which the record header then overwrites (it is shorter).
+const LOG_ROOM: usize = CHECKSUM_PREFIX;
 /// Preallocation grows in steps of at least this much (the first step is
 /// written at the first write after open: kept small, because every open
 /// file pays it).
@@ -91,20 +97,28 @@ impl EffectLog {
     ) -> Result<&[u8]> {
         if let Some(cipher) = cipher {
             cipher
-                .seal(&record_aad(file_id, lsn), &mut self.buf, RECORD_HEADER_LEN)
+                .seal(&record_aad(file_id, lsn), &mut self.buf, LOG_ROOM)
                 .map_err(|e| Error::Encryption {
                     path: path.to_path_buf(),
                     detail: e.to_string(),
                 })?;
         }
         // `append` refuses payloads that do not fit a u32.
-        let len = (self.buf.len() - RECORD_HEADER_LEN) as u32;
-        let sum = record_checksum(file_id, lsn, len, &self.buf[RECORD_HEADER_LEN..]);
-        self.buf[0..4].copy_from_slice(&len.to_le_bytes());
-        self.buf[4..12].copy_from_slice(&lsn.to_le_bytes());
-        self.buf[12..20].copy_from_slice(&sum.to_le_bytes());
+        let len = (self.buf.len() - LOG_ROOM) as u32;
+        // The checksum of `file id, lsn, len, payload` (see
+        // `record_checksum`), over the buffer in one pass.
+        self.buf[0..16].copy_from_slice(file_id);
+        self.buf[16..24].copy_from_slice(&lsn.to_le_bytes());
+        self.buf[24..28].copy_from_slice(&len.to_le_bytes());
+        let sum = XxHash3_64::oneshot(&self.buf);
+        // The header just in front of the payload.
+        let start = LOG_ROOM - RECORD_HEADER_LEN;
+        let header = &mut self.buf[start..LOG_ROOM];
+        header[0..4].copy_from_slice(&len.to_le_bytes());
+        header[4..12].copy_from_slice(&lsn.to_le_bytes());
+        header[12..20].copy_from_slice(&sum.to_le_bytes());
         self.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-        Ok(&self.buf)
+        Ok(&self.buf[start..])
     }
 }
 
@@ -369,7 +383,7 @@ impl Journal {
                 limit: u32::MAX as usize,
             });
         }
-        let sealed = effects.buf.len() as u64
+        let sealed = (effects.len() + RECORD_HEADER_LEN) as u64
             + match self.cipher {
                 Some(_) => crate::engine::protect::crypt::SEAL_OVERHEAD as u64,
                 None => 0,
