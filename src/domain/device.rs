@@ -54,7 +54,7 @@ impl RedbStore {
     /// decrypted with `config`'s key for an encrypted one.
     pub fn read_snapshot_sidecar(
         path: impl AsRef<std::path::Path>,
-        config: &crate::RedbStoreConfig,
+        config: &crate::config::RedbStoreConfig,
     ) -> Result<Vec<u8>> {
         use crate::error::KeyProblem;
         let path = path.as_ref();
@@ -143,7 +143,7 @@ impl DeviceStore for RedbStore {
                     None => extra.to_vec(),
                 };
                 crate::handle::blocking(move || {
-                    crate::ops::maintenance::write_private_file(&json, &extra)
+                    crate::engine::files::write_private_file(&json, &extra)
                 })
                 .await?;
             }

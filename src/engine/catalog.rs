@@ -11,10 +11,9 @@
 use std::ops::Bound;
 use std::path::Path;
 
-use redb::{Key, TableDefinition, Value, WriteTransaction};
+use redb::{Key, ReadTransaction, TableDefinition, Value, WriteTransaction};
 
 use crate::engine::journal::Effect;
-use crate::engine::tx::Snapshot;
 use crate::error::Result;
 
 /// A table's tag in journal records. Part of the on-disk journal format:
@@ -111,6 +110,7 @@ pub(crate) trait Catalog: Sync {
     /// Applies one journal effect in `txn`, to its table with its types.
     fn apply(&self, txn: &WriteTransaction, effect: &Effect<'_>, path: &Path) -> Result<()>;
 
-    /// How many accounts the file holds (a gauge of the metrics).
-    fn accounts(&self, snapshot: &Snapshot) -> Result<u64>;
+    /// How many accounts the file holds (a gauge of the metrics), as of
+    /// the read transaction `txn`.
+    fn accounts(&self, txn: &ReadTransaction, path: &Path) -> Result<u64>;
 }

@@ -56,12 +56,13 @@ use writer::{FnJob, WriterStatus};
 // The catalog's META entry must be this one (checked by its tests).
 #[cfg(test)]
 pub(crate) use catalog::META;
-pub(crate) use catalog::{
-    Bounds, Catalog, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY,
-    META_SCHEMA_VERSION, Migration, Table, TableTag, every_row,
-};
+pub(crate) use catalog::{Bounds, Catalog, META_CREATED_BY, Migration, Table, TableTag, every_row};
+/// For `dump`, which shows the meta entries by name.
+#[cfg(feature = "cli")]
+pub(crate) use catalog::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_SCHEMA_VERSION};
 pub(crate) use commit::pool::run as run_blocking;
 pub(crate) use commit::writer::Weight;
+pub use file::compact::Packing;
 pub(crate) use file::compact::compact_lean;
 /// File-system helpers: temporaries, renames that never overwrite,
 /// positional I/O, free space.
@@ -151,7 +152,9 @@ impl Engine {
         }
         let db = self.db_slot().clone();
         let cache = db.as_ref().map(|db| db.cache_stats());
-        let accounts = self.snapshot().and_then(|s| self.catalog.accounts(&s));
+        let accounts = self
+            .snapshot()
+            .and_then(|s| self.catalog.accounts(s.txn(), &self.path));
         self.metrics.publish(crate::telemetry::Sample {
             read_bytes: self.io.read_bytes.load(Relaxed),
             written_bytes: self.io.write_bytes.load(Relaxed),

@@ -203,11 +203,6 @@ impl<K: Key + 'static, V: Value + 'static> SnapshotTable<'_, K, V> {
     ) -> Result<Option<R>> {
         get_in(&self.table, key.borrow(), f, self.path)
     }
-
-    /// How many rows the table has (redb keeps the count: no walk).
-    pub fn len(&self) -> Result<u64> {
-        redb::ReadableTableMetadata::len(&self.table).map_err(|e| Error::storage(self.path, e))
-    }
 }
 
 /// The writer's view of its transaction. Every mutation goes through here

@@ -171,7 +171,7 @@ impl RedbStore {
 
     /// How a store opened with [`RedbStore::open_to_look`] was seen;
     /// `None` for a store opened to use.
-    pub fn look_report(&self) -> Option<&crate::LookReport> {
+    pub fn look_report(&self) -> Option<&crate::engine::LookReport> {
         self.engine.look.as_ref().map(|look| &look.report)
     }
 
@@ -208,7 +208,7 @@ impl RedbStore {
     /// What recovery did when this process opened the file: journal records
     /// replayed after an unclean shutdown, and why the journal ended early
     /// if it did (a torn or damaged tail).
-    pub fn recovery_report(&self) -> &crate::RecoveryReport {
+    pub fn recovery_report(&self) -> &crate::engine::RecoveryReport {
         &self.engine.recovery
     }
 

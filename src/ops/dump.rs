@@ -14,6 +14,7 @@ use wacore::store::error::StoreError;
 use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};
 
 use crate::engine::Snapshot;
+use crate::engine::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use crate::handle::RedbStore;
 use crate::ops::export::hex;
@@ -22,16 +23,14 @@ use crate::tables::codec::{
     TcTokenRow, decode, decode_device, decode_u32, decode_u64,
 };
 use crate::tables::every_row;
-use crate::tables::{
-    self, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_LID_SEQ, META_SCHEMA_VERSION, StoreKey,
-};
+use crate::tables::{self, META_LID_SEQ, StoreKey};
 use crate::tables::{Table, TableId, TableVisitor};
 
 /// What [`RedbStore::dump`] emits.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct DumpOptions {
-    /// Only this table (a name from [`crate::table_names`]); all if `None`.
+    /// Only this table (a name from [`crate::ops::inspect::table_names`]); all if `None`.
     pub table: Option<String>,
     /// Only this account; every account (and the `meta` table) if `None`.
     pub device: Option<i32>,
@@ -40,7 +39,7 @@ pub struct DumpOptions {
 }
 
 impl DumpOptions {
-    /// Only the table named `table` (see [`crate::table_names`]).
+    /// Only the table named `table` (see [`crate::ops::inspect::table_names`]).
     pub fn with_table(mut self, table: impl Into<String>) -> Self {
         self.table = Some(table.into());
         self
@@ -111,7 +110,7 @@ impl RedbStore {
             None => None,
             Some(name) => Some(TableId::from_name(name).ok_or_else(|| Error::UnknownTable {
                 name: name.clone(),
-                known: crate::table_names(),
+                known: crate::ops::inspect::table_names(),
             })?),
         };
         self.read(|s| {

@@ -60,12 +60,12 @@ pub struct ExportOptions {
     /// Called as rows are written.
     pub progress: Option<ProgressFn>,
     /// The key of an encrypted source store.
-    pub key: Option<crate::EncryptionKey>,
+    pub key: Option<crate::config::EncryptionKey>,
 }
 
 impl ExportOptions {
     /// Sets [`ExportOptions::key`]: the source store is encrypted.
-    pub fn with_key(mut self, key: crate::EncryptionKey) -> Self {
+    pub fn with_key(mut self, key: crate::config::EncryptionKey) -> Self {
         self.key = Some(key);
         self
     }

@@ -74,7 +74,7 @@ pub struct StoreInfo {
     /// Why writes are refused, if they are.
     pub halted: Option<String>,
     /// How the file was seen, if it was opened to look at it.
-    pub look: Option<crate::LookReport>,
+    pub look: Option<crate::engine::LookReport>,
     /// Every account in the file.
     pub accounts: Vec<AccountInfo>,
     /// Every table, in catalog order.
@@ -207,7 +207,7 @@ pub struct CheckReport {
     /// The file checked.
     pub path: PathBuf,
     /// How the file was seen (in use by another process, crashed...).
-    pub look: crate::LookReport,
+    pub look: crate::engine::LookReport,
     /// redb's page checksums verified (and the allocator state rebuilt).
     pub pages_ok: bool,
     /// Records decoded.
@@ -266,14 +266,14 @@ impl RedbStore {
     /// applies the journal in memory if the last process crashed, and
     /// decodes every record.
     pub fn check_file(path: impl AsRef<Path>) -> Result<CheckReport, StoreError> {
-        Self::check_file_with(path, &crate::RedbStoreConfig::default())
+        Self::check_file_with(path, &crate::config::RedbStoreConfig::default())
     }
 
     /// [`RedbStore::check_file`] with the key of an encrypted store
-    /// ([`crate::RedbStoreConfig::encryption`]).
+    /// ([`crate::config::RedbStoreConfig::encryption`]).
     pub fn check_file_with(
         path: impl AsRef<Path>,
-        config: &crate::RedbStoreConfig,
+        config: &crate::config::RedbStoreConfig,
     ) -> Result<CheckReport, StoreError> {
         let path = crate::engine::canonical(path.as_ref())?;
         let engine = crate::engine::Engine::open_to_look(

@@ -10,7 +10,7 @@ use wacore::store::error::StoreError;
 use crate::config::RedbStoreConfig;
 use crate::engine::create_bare_temp;
 use crate::engine::journal_path;
-use crate::engine::{Keying, files, open_with};
+use crate::engine::{Keying, Packing, files, open_with};
 use crate::engine::{Snapshot, Tx};
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
@@ -19,13 +19,6 @@ use crate::tables::every_row;
 use crate::tables::{
     self, META, META_CREATED_BY, META_LID_SEQ, StoreKey, Table, TableId, TableVisitor,
 };
-
-/// Writes `data` to a new owner-only file at `path`.
-pub(crate) fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
-    let file = files::create_private(path, true)?;
-    files::write_all_at(&file, data, 0).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))
-}
 
 /// Copies every row of every table but the meta table from a snapshot into
 /// a write transaction.
@@ -287,21 +280,6 @@ pub(crate) fn open_bare(path: &Path, keying: Keying<'_>) -> Result<Database> {
         keying,
     )?
     .db)
-}
-
-/// How tightly an offline compaction packs a file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Packing {
-    /// Moves pages to the front of the file and gives the end back, keeping
-    /// the B-tree pages as they are: later inserts find room in them. What
-    /// the store itself does (`maintenance()`).
-    #[default]
-    Balanced,
-    /// Also packs the B-tree pages full (redb 5's `CompactionMode::Maximum`):
-    /// the smallest file (a 68 MiB file with two thirds of its rows deleted:
-    /// 11.2 MiB against 17.6 MiB), but the next inserts split full pages
-    /// until they settle. For a file that will mostly be read or archived.
-    Maximum,
 }
 
 /// Sizes of the file before and after a compaction.

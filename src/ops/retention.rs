@@ -23,10 +23,10 @@ const SLICES_PER_CHECKPOINT: usize = 16;
 #[non_exhaustive]
 pub struct MaintenanceReport {
     /// Base keys deleted by the retention of
-    /// [`crate::RedbStoreConfig::base_key_retention`].
+    /// [`crate::config::RedbStoreConfig::base_key_retention`].
     pub base_keys_deleted: u32,
     /// The file's size before and after, if it was compacted.
-    pub compaction: Option<crate::CompactReport>,
+    pub compaction: Option<crate::ops::maintenance::CompactReport>,
 }
 
 impl RedbStore {
@@ -89,11 +89,11 @@ impl RedbStore {
 
     /// The periodic upkeep of this account, for the client's maintenance
     /// hook (about hourly): deletes the base keys older than
-    /// [`crate::RedbStoreConfig::base_key_retention`]. Runs off the hot
+    /// [`crate::config::RedbStoreConfig::base_key_retention`]. Runs off the hot
     /// path: scans on a pool thread, deletes in short transactions.
     ///
     /// Then, if a quarter or more of the file is free
-    /// ([`crate::RedbStoreConfig::auto_compact`]), it compacts the file,
+    /// ([`crate::config::RedbStoreConfig::auto_compact`]), it compacts the file,
     /// which no close does: space freed by deletions is reused by later
     /// writes at once, and compaction gives what stays free back to the
     /// file system. While it runs (every page is verified, then moved:
@@ -110,18 +110,22 @@ impl RedbStore {
     }
 
     /// Compacts the file now if a quarter or more of it is free
-    /// ([`crate::RedbStoreConfig::auto_compact`]; never if that is
+    /// ([`crate::config::RedbStoreConfig::auto_compact`]; never if that is
     /// `None`), as [`RedbStore::maintenance`] does; the sizes before and
     /// after if it did. Writes and reads of the file wait meanwhile; a
     /// read or backup in progress makes it skip (`None`).
-    pub async fn compact_if_worth(&self) -> Result<Option<crate::CompactReport>, StoreError> {
+    pub async fn compact_if_worth(
+        &self,
+    ) -> Result<Option<crate::ops::maintenance::CompactReport>, StoreError> {
         let engine = self.engine.clone();
         Ok(crate::handle::blocking(move || engine.compact_if_worth())
             .await?
-            .map(|(bytes_before, bytes_after)| crate::CompactReport {
-                bytes_before,
-                bytes_after,
-            }))
+            .map(
+                |(bytes_before, bytes_after)| crate::ops::maintenance::CompactReport {
+                    bytes_before,
+                    bytes_after,
+                },
+            ))
     }
 }
 

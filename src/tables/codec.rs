@@ -168,6 +168,7 @@ pub(crate) fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64> {
 }
 
 /// Little-endian u32 stored in the meta table.
+#[cfg(feature = "cli")]
 pub(crate) fn decode_u32(what: &'static str, bytes: &[u8]) -> Result<u32> {
     let arr: [u8; 4] = bytes
         .try_into()

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use redb::{Value, WriteTransaction};
+use redb::{ReadTransaction, Value, WriteTransaction};
 
 use super::{DEVICES, META_LID_SEQ, StoreKey, Table, TableId, TableVisitor};
-use crate::engine::{self, Catalog, Effect, Migration, Snapshot, TableTag};
+use crate::engine::{self, Catalog, Effect, Migration, TableTag};
 use crate::error::{Error, Result};
 
 /// The store's catalog, for the engine.
@@ -51,8 +51,11 @@ impl Catalog for StoreTables {
         id.visit(&mut Apply { txn, effect, path })
     }
 
-    fn accounts(&self, snapshot: &Snapshot) -> Result<u64> {
-        snapshot.table(DEVICES)?.len()
+    fn accounts(&self, txn: &ReadTransaction, path: &Path) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        let err = |e: redb::Error| Error::storage(path, e);
+        let table = txn.open_table(DEVICES.def).map_err(|e| err(e.into()))?;
+        table.len().map_err(|e| err(e.into()))
     }
 }
 

@@ -236,9 +236,7 @@ catalog! {
     19 MSG_SECRETS "msg_secrets": (i32, Str, Str, Str) => Bytes;
 }
 
-pub(crate) use crate::engine::{
-    META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_SCHEMA_VERSION,
-};
+pub(crate) use crate::engine::META_CREATED_BY;
 
 /// `META` key (the catalog's own): next insertion sequence number for LID mappings, u64 LE.
 pub(crate) const META_LID_SEQ: &str = "lid_seq";

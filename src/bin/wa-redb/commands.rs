@@ -10,7 +10,7 @@ use whatsapp_rust_redb_storage::{
     CheckReport, DumpOptions, Error, RedbStore, RedbStoreConfig, StoreInfo,
 };
 
-use crate::args::{Cli, Command, ExportArgs};
+use crate::args::{Cli, Command};
 use crate::failure::{EXIT_FAILED, EXIT_IN_USE, EXIT_KEY, Failure, Outcome, store_error};
 use crate::keys::{self, Key};
 use crate::look_note::look_note;
@@ -19,6 +19,7 @@ use crate::progress::spinner;
 use crate::support::{
     ask, close, fresh_destination, look, must_ask, open_to_change, require_file, runtime,
 };
+use crate::transfer;
 
 /// Runs the command with the store's key (see `keys`), if one is given.
 pub fn run(cli: &Cli) -> Outcome {
@@ -50,17 +51,17 @@ fn dispatch(out: &mut Out, cli: &Cli, key: Option<&Key>) -> Outcome {
             dst,
             overwrite,
             yes,
-        } => import(out, src, dst, *overwrite, *yes, c, json),
+        } => transfer::import(out, src, dst, *overwrite, *yes, c, json),
         Command::ExportSqlite {
             src,
             dst,
             export: e,
-        } => export(out, src, dst, e, c, json),
+        } => transfer::export(out, src, dst, e, c, json),
         Command::Export {
             file,
             to_sqlite,
             export: e,
-        } => export(out, file, to_sqlite, e, c, json),
+        } => transfer::export(out, file, to_sqlite, e, c, json),
         Command::DeleteDevice { file, device, yes } => {
             delete_device(out, file, *device, *yes, c, json)
         }
@@ -414,161 +415,6 @@ fn restore(
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(feature = "sqlite")]
-fn import(
-    out: &mut Out,
-    src: &Path,
-    dst: &Path,
-    overwrite: bool,
-    yes: bool,
-    config: &RedbStoreConfig,
-    as_json: bool,
-) -> Outcome {
-    use whatsapp_rust_redb_storage::{ImportOptions, import_sqlite};
-    if overwrite && dst.exists() {
-        let what = format!(
-            "replace the accounts of {} with those of {}",
-            dst.display(),
-            src.display()
-        );
-        if must_ask(yes, &what)? {
-            ask(&format!("{what} (any device id both hold)?"))?;
-        }
-    }
-    let rt = runtime()?;
-    let (bar, progress) = crate::progress::progress_bar();
-    let mut options = ImportOptions::default()
-        .with_overwrite(overwrite)
-        .with_progress(progress);
-    // A new store is created encrypted with it; an existing one opens with it.
-    options.key = config.encryption.clone();
-    let result = rt.block_on(import_sqlite(src, dst, &options));
-    bar.finish_and_clear();
-    let report = result?;
-    if as_json {
-        print_json(out, &report)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!(
-        out,
-        "imported {} account(s), {} rows, from {} into {}{}",
-        report.accounts.len(),
-        report.total_rows,
-        src.display(),
-        dst.display(),
-        match (report.created_file, config.encryption.is_some()) {
-            (true, true) => " (new file, encrypted)",
-            (true, false) => " (new file)",
-            _ => "",
-        }
-    );
-    for a in &report.accounts {
-        let rows: u64 = a.rows.values().sum();
-        outln!(
-            out,
-            "  device {}: {rows} rows{}",
-            a.device_id,
-            if a.replaced {
-                " (replaced the account the file held)"
-            } else {
-                ""
-            }
-        );
-        for s in &a.skipped {
-            outln!(out, "    skipped {s}");
-        }
-    }
-    outln!(out, "row counts verified against the SQLite file");
-    Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(feature = "sqlite")]
-fn export(
-    out: &mut Out,
-    file: &Path,
-    to_sqlite: &Path,
-    args: &ExportArgs,
-    config: &RedbStoreConfig,
-    as_json: bool,
-) -> Outcome {
-    use whatsapp_rust_redb_storage::{ExportOptions, export_sqlite};
-    if args.overwrite && to_sqlite.exists() {
-        let what = format!(
-            "replace the accounts of {} with those of {}",
-            to_sqlite.display(),
-            file.display()
-        );
-        if must_ask(args.yes, &what)? {
-            ask(&format!("{what} (any device id both hold)?"))?;
-        }
-    }
-    let rt = runtime()?;
-    let (bar, progress) = crate::progress::progress_bar();
-    let mut options = ExportOptions::default()
-        .with_overwrite(args.overwrite)
-        .with_progress(progress);
-    options.key = config.encryption.clone();
-    let result = rt.block_on(export_sqlite(file, to_sqlite, args.device, &options));
-    bar.finish_and_clear();
-    let reports = result?;
-    if as_json {
-        print_json(out, &reports)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for r in &reports {
-        outln!(
-            out,
-            "exported device {} ({} rows) to {}{}",
-            r.device_id,
-            r.total_rows,
-            to_sqlite.display(),
-            if r.replaced {
-                " (replaced the account it held)"
-            } else {
-                ""
-            }
-        );
-    }
-    outln!(
-        out,
-        "row counts verified; sent-message and pending-inbound times are the export time \
-         (the storage trait cannot set them)"
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(not(feature = "sqlite"))]
-fn no_sqlite() -> Outcome {
-    Err(Failure::new(
-        "this wa-redb was built without SQLite support; build it with `--features cli,sqlite`",
-    ))
-}
-
-#[cfg(not(feature = "sqlite"))]
-fn import(
-    _: &mut Out,
-    _: &Path,
-    _: &Path,
-    _: bool,
-    _: bool,
-    _: &RedbStoreConfig,
-    _: bool,
-) -> Outcome {
-    no_sqlite()
-}
-
-#[cfg(not(feature = "sqlite"))]
-fn export(
-    _: &mut Out,
-    _: &Path,
-    _: &Path,
-    _: &ExportArgs,
-    _: &RedbStoreConfig,
-    _: bool,
-) -> Outcome {
-    no_sqlite()
 }
 
 fn delete_device(

@@ -22,6 +22,7 @@ mod progress;
 mod rekey;
 mod salvage;
 mod support;
+mod transfer;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -25,6 +25,13 @@ pub(crate) fn create_private(path: &Path, truncate: bool) -> Result<File> {
     options.open(path).map_err(|e| Error::io(path, e))
 }
 
+/// Writes `data` to a new owner-only file at `path`, durably.
+pub(crate) fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
+    let file = create_private(path, true)?;
+    write_all_at(&file, data, 0).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
 /// The kinds of temporary file the store makes beside a store file: each
 /// is moved into place once complete, or removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -89,12 +89,12 @@ pub struct ImportOptions {
     pub progress: Option<ProgressFn>,
     /// The key of the store written: a new store is created encrypted with
     /// it, an existing encrypted one opens with it.
-    pub key: Option<crate::EncryptionKey>,
+    pub key: Option<crate::config::EncryptionKey>,
 }
 
 impl ImportOptions {
     /// Sets [`ImportOptions::key`].
-    pub fn with_key(mut self, key: crate::EncryptionKey) -> Self {
+    pub fn with_key(mut self, key: crate::config::EncryptionKey) -> Self {
         self.key = Some(key);
         self
     }
