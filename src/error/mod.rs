@@ -489,9 +489,6 @@ impl Error {
         }
     }
 
-    /// True for failures after which the writer must stop: the file or the
-    /// journal may hold a state the process no longer knows, so continuing
-    /// could acknowledge writes that are not durable.
     /// Whether this is the disk's failure (I/O, a full disk), which may
     /// pass, rather than damage or a fault in the data.
     pub(crate) fn is_io(&self) -> bool {
@@ -505,6 +502,9 @@ impl Error {
         }
     }
 
+    /// True for failures after which the writer must stop: the file or the
+    /// journal may hold a state the process no longer knows, so continuing
+    /// could acknowledge writes that are not durable.
     pub(crate) fn is_fatal(&self) -> bool {
         match self {
             Error::Io { .. } | Error::Corrupted { .. } | Error::Halted { .. } => true,

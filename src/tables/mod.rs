@@ -193,7 +193,8 @@ macro_rules! catalog {
 
 catalog! {
     // Store metadata: schema version, file id, checkpoint position,
-    // counters. Keys are fixed names, see `META_*` below.
+    // counters. Keys are fixed names: the engine's own (`engine/catalog.rs`)
+    // and `META_LID_SEQ` below.
     0 META "meta": Str => Bytes;
     // The account (device) record: versioned msgpack of wacore's `Device`.
     1 DEVICES "devices": i32 => Bytes;
@@ -238,5 +239,6 @@ catalog! {
 
 pub(crate) use crate::engine::META_CREATED_BY;
 
-/// `META` key (the catalog's own): next insertion sequence number for LID mappings, u64 LE.
+/// `META` key (the catalog's own): the last insertion sequence number given
+/// to a LID mapping, u64 LE.
 pub(crate) const META_LID_SEQ: &str = "lid_seq";

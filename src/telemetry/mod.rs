@@ -2,7 +2,7 @@
 //! metrics through the `metrics` facade (feature `metrics`, the facade
 //! wacore uses) and spans on whole-file operations through `tracing`
 //! (feature `tracing`). Without the features every function here is an
-//! empty inline one and [`FileMetrics`] is zero-sized: no dependency, no
+//! empty inline one and `FileMetrics` is zero-sized: no dependency, no
 //! clock read, no cost.
 //!
 //! Labels are few-valued: `op` (a trait method), `file` (a store file as it

@@ -100,7 +100,12 @@ fn run_probe(probe: &Path, case: &Case, dir: &Path, mode: Mode) -> Option<String
 }
 
 fn run_case(index: usize, case: &Case, root: &Path, probe: Option<&Path>, mode: Mode) -> Outcome {
-    let dir = root.join(format!("case-{index:03}"));
+    // A case run again (see `sweep`) gets fresh files: the first run's
+    // child may have changed them.
+    let mut dir = root.join(format!("case-{index:03}"));
+    if dir.exists() {
+        dir = root.join(format!("case-{index:03}-again"));
+    }
     let path = write_case(case, &dir);
     let started = Instant::now();
     let mut child = process::self_command("child::damage_child")

@@ -14,7 +14,7 @@
 //!   after damage, whose reopen would run redb's repair over it;
 //! - at the next open of the path in this process, which fails with the
 //!   reopen's error if the file still cannot be opened;
-//! - when asked ([`crate::RedbStore::reopen`]), which says how it went.
+//! - when asked ([`crate::RedbStore::reopen_if_halted`]), which says how it went.
 //!
 //! Reopening takes the lane for itself (no batch runs meanwhile), has the
 //! writer let go of the database and the journal, and opens the file as

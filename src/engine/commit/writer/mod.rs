@@ -396,10 +396,6 @@ impl Writer {
         self.journal_full() || self.time_to_checkpoint() == Some(Duration::ZERO)
     }
 
-    /// When the next timed checkpoint is due, if one will be. An interval
-    /// too long to add to an instant (`Duration::MAX`, the natural way to
-    /// say "never") sets no timer: only the journal's size and explicit
-    /// requests then checkpoint.
     /// What the lane should arrange after a batch or checkpoint.
     pub fn pending(&self) -> Pending {
         Pending {
@@ -409,6 +405,10 @@ impl Writer {
         }
     }
 
+    /// When the next timed checkpoint is due, if one will be. An interval
+    /// too long to add to an instant (`Duration::MAX`, the natural way to
+    /// say "never") sets no timer: only the journal's size and explicit
+    /// requests then checkpoint.
     pub fn checkpoint_deadline(&self) -> Option<Instant> {
         self.dirty_since?
             .checked_add(self.config.checkpoint_interval)
