@@ -197,7 +197,7 @@ pub(crate) fn migrate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::{CATALOG, SCHEMA_VERSION};
+    use crate::engine::catalog::testing::{TEST_CATALOG, VERSION};
     use redb::TableDefinition;
 
     const EXTRA: TableDefinition<&str, u64> = TableDefinition::new("extra_for_test");
@@ -211,7 +211,7 @@ mod tests {
     fn new_db(dir: &tempfile::TempDir) -> (Database, std::path::PathBuf) {
         let path = dir.path().join("s.redb");
         let db = Database::create(&path).unwrap();
-        initialize(CATALOG, &db, &path).unwrap();
+        initialize(TEST_CATALOG, &db, &path).unwrap();
         (db, path)
     }
 
@@ -220,15 +220,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (db, path) = new_db(&dir);
         let mut meta = read_meta(&db, &path).unwrap();
-        assert_eq!(meta.schema_version, SCHEMA_VERSION);
+        assert_eq!(meta.schema_version, VERSION);
         let steps = [Migration {
-            to: SCHEMA_VERSION + 1,
+            to: VERSION + 1,
             run: step_two,
         }];
-        migrate(CATALOG, &db, &path, &mut meta, &steps, SCHEMA_VERSION + 1).unwrap();
-        assert_eq!(meta.schema_version, SCHEMA_VERSION + 1);
+        migrate(TEST_CATALOG, &db, &path, &mut meta, &steps, VERSION + 1).unwrap();
+        assert_eq!(meta.schema_version, VERSION + 1);
         let reread = read_meta(&db, &path).unwrap();
-        assert_eq!(reread.schema_version, SCHEMA_VERSION + 1);
+        assert_eq!(reread.schema_version, VERSION + 1);
         let txn = db.begin_read().unwrap();
         let t = txn.open_table(EXTRA).unwrap();
         assert_eq!(t.get("migrated").unwrap().unwrap().value(), 2);
@@ -240,22 +240,19 @@ mod tests {
         let (db, path) = new_db(&dir);
         let mut meta = read_meta(&db, &path).unwrap();
         let err = migrate(
-            CATALOG,
+            TEST_CATALOG,
             &db,
             &path,
             &mut meta,
-            CATALOG.migrations(),
-            SCHEMA_VERSION - 1,
+            TEST_CATALOG.migrations(),
+            VERSION - 1,
         )
         .unwrap_err();
-        assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == SCHEMA_VERSION));
-        let err = migrate(CATALOG, &db, &path, &mut meta, &[], SCHEMA_VERSION + 1).unwrap_err();
+        assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == VERSION));
+        let err = migrate(TEST_CATALOG, &db, &path, &mut meta, &[], VERSION + 1).unwrap_err();
         assert!(err.to_string().contains("no migration"), "{err}");
         // The failed migration changed nothing.
-        assert_eq!(
-            read_meta(&db, &path).unwrap().schema_version,
-            SCHEMA_VERSION
-        );
+        assert_eq!(read_meta(&db, &path).unwrap().schema_version, VERSION);
     }
 
     #[test]

@@ -302,11 +302,11 @@ mod tests {
     use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Value};
 
     use super::recover;
+    use crate::engine::catalog::testing::{TEST_CATALOG, VALUES, VERSION};
     use crate::engine::create_bare_temp;
     use crate::engine::files::TempKind;
     use crate::engine::journal::{EffectLog, Journal, JournalSpec, journal_path};
     use crate::engine::schema;
-    use crate::tables::{SCHEMA_VERSION, SESSIONS};
 
     thread_local! {
         /// Replay passes over the records, on this thread.
@@ -325,7 +325,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("s.redb");
         let (path, db) = create_bare_temp(
-            crate::tables::CATALOG,
+            TEST_CATALOG,
             &target,
             TempKind::Creating,
             None,
@@ -336,7 +336,7 @@ mod tests {
         let jpath = journal_path(&path);
         let mut journal = Journal::create(JournalSpec {
             path: jpath.clone(),
-            schema_version: SCHEMA_VERSION,
+            schema_version: VERSION,
             file_id: meta.file_id,
             sync_each: false,
             retain: 1 << 20,
@@ -353,14 +353,14 @@ mod tests {
                 600 => vec![0, 0, 1],
                 _ => key(&format!("a{lsn}")),
             };
-            log.put(SESSIONS.tag, &k, b"session");
+            log.put(VALUES.tag, &k, b"session");
             journal.append(lsn, &mut log).unwrap();
         }
         drop(journal);
 
         PASSES.with(|p| p.set(0));
         let report = recover(
-            crate::tables::CATALOG,
+            TEST_CATALOG,
             &db,
             &path,
             &jpath,
@@ -377,7 +377,7 @@ mod tests {
         assert!(report.set_aside.unwrap().exists());
         assert!(!jpath.exists());
         let txn = db.begin_read().unwrap();
-        let t = txn.open_table(SESSIONS.def).unwrap();
+        let t = txn.open_table(VALUES.def).unwrap();
         assert!(t.get((1, "a599")).unwrap().is_some());
         assert!(t.get((1, "a601")).unwrap().is_none());
         assert_eq!(t.len().unwrap(), 599);

@@ -5,9 +5,9 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::config::RedbStoreConfig;
+use crate::engine::catalog::testing::{TEST_CATALOG, VALUES};
 use crate::engine::writer::{FnJob, Weight};
 use crate::engine::{Engine, pool};
-use crate::tables::SESSIONS;
 
 /// Closing a file whose queued work waits for a pool worker must not
 /// wait for one: every worker may be busy (here: parked) — closing
@@ -16,7 +16,7 @@ use crate::tables::SESSIONS;
 fn close_does_the_queued_work_itself_when_no_pool_worker_is_free() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let engine = Engine::open(crate::tables::CATALOG, &path, &RedbStoreConfig::default()).unwrap();
+    let engine = Engine::open(TEST_CATALOG, &path, &RedbStoreConfig::default()).unwrap();
     // Park every pool worker.
     let (parked_tx, parked_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -35,7 +35,7 @@ fn close_does_the_queued_work_itself_when_no_pool_worker_is_free() {
     let (reply, _ignored) = oneshot::channel();
     let job = FnJob {
         f: Some(|tx: &mut crate::engine::tx::Tx<'_>| {
-            tx.put(SESSIONS, (1, "a@c.us.0"), &b"queued"[..])
+            tx.put(VALUES, (1, "a@c.us.0"), &b"queued"[..])
         }),
         out: None,
         reply,
@@ -50,11 +50,11 @@ fn close_does_the_queued_work_itself_when_no_pool_worker_is_free() {
     for _ in 0..pool::max_threads() {
         release_tx.send(()).unwrap();
     }
-    let engine = Engine::open(crate::tables::CATALOG, &path, &RedbStoreConfig::default()).unwrap();
+    let engine = Engine::open(TEST_CATALOG, &path, &RedbStoreConfig::default()).unwrap();
     let got = engine
         .snapshot()
         .unwrap()
-        .get(SESSIONS, (1, "a@c.us.0"), <[u8]>::to_vec)
+        .get(VALUES, (1, "a@c.us.0"), <[u8]>::to_vec)
         .unwrap();
     assert_eq!(got.as_deref(), Some(&b"queued"[..]));
 }

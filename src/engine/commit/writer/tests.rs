@@ -5,10 +5,10 @@ use tokio::sync::oneshot;
 
 use crate::config::RedbStoreConfig;
 use crate::engine::Engine;
+use crate::engine::catalog::testing::{TEST_CATALOG, VALUES};
 use crate::engine::lane::{Attempt, Committer, Waiting};
 use crate::engine::tx::Tx;
 use crate::error::{Error, Result};
-use crate::tables::SESSIONS;
 
 use super::{FnJob, Weight};
 
@@ -40,12 +40,12 @@ fn commit(engine: &Engine) {
 }
 
 fn put(name: &'static str) -> impl FnOnce(&mut Tx<'_>) -> Result<()> + Send {
-    move |tx| tx.put(SESSIONS, (1, name), &b"v"[..])
+    move |tx| tx.put(VALUES, (1, name), &b"v"[..])
 }
 
 fn stored(engine: &Engine, name: &str) -> bool {
     let s = engine.snapshot().unwrap();
-    s.get(SESSIONS, (1, name), |_| ()).unwrap().is_some()
+    s.get(VALUES, (1, name), |_| ()).unwrap().is_some()
 }
 
 fn outcome(mut done: Reply) -> Result<()> {
@@ -54,7 +54,7 @@ fn outcome(mut done: Reply) -> Result<()> {
 
 fn open(dir: &tempfile::TempDir) -> Engine {
     Engine::open(
-        crate::tables::CATALOG,
+        TEST_CATALOG,
         &dir.path().join("s.redb"),
         &RedbStoreConfig::default(),
     )
@@ -80,7 +80,7 @@ fn around(
 fn a_job_that_fails_unchanged_leaves_its_batch_alone() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(&dir);
-    let [a, oversized, b] = around(&engine, |tx| tx.put(SESSIONS, (1, "big"), &[0u8; 2048][..]));
+    let [a, oversized, b] = around(&engine, |tx| tx.put(VALUES, (1, "big"), &[0u8; 2048][..]));
     assert!(outcome(a).is_ok() && outcome(b).is_ok());
     assert!(matches!(
         outcome(oversized),
@@ -98,7 +98,7 @@ fn a_job_that_fails_half_way_drops_its_batch_unwritten() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(&dir);
     let [a, broken, b] = around(&engine, |tx| {
-        tx.put(SESSIONS, (1, "half"), &b"v"[..])?;
+        tx.put(VALUES, (1, "half"), &b"v"[..])?;
         Err(Error::DeviceMissing { device_id: 77 })
     });
     assert!(matches!(

@@ -297,9 +297,9 @@ mod tests {
 
     use super::{JournalContents, JournalReader, READ_WHOLE, read_journal};
     use crate::config::EncryptionKey;
+    use crate::engine::catalog::testing::VALUES;
     use crate::engine::journal::{Effect, EffectLog, Effects, Journal, JournalSpec};
     use crate::engine::protect::crypt::Cipher;
-    use crate::tables::SESSIONS;
 
     const FILE_ID: [u8; 16] = [7; 16];
 
@@ -325,7 +325,7 @@ mod tests {
         for lsn in 1..=3u64 {
             log.clear();
             let len = if lsn == 2 { long } else { 100 };
-            log.put(SESSIONS.tag, b"key", &value(lsn, len));
+            log.put(VALUES.tag, b"key", &value(lsn, len));
             at.push(journal.write_pos);
             journal.append(lsn, &mut log).unwrap();
         }
