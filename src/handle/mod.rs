@@ -7,10 +7,7 @@ use std::sync::Arc;
 use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
-
-use crate::engine::Weight;
-use crate::engine::{Engine, contain_panic};
-use crate::engine::{Snapshot, Tx};
+use crate::engine::{Engine, Snapshot, Tx, Weight, contain_panic};
 use crate::error::{Error, Result};
 
 /// A whatsapp-rust storage backend on a single redb file.

@@ -13,8 +13,7 @@ use wacore::store::Device;
 use wacore::store::error::StoreError;
 use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};
 
-use crate::engine::Snapshot;
-use crate::engine::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_SCHEMA_VERSION};
+use crate::engine::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_SCHEMA_VERSION, Snapshot};
 use crate::error::{Error, Result};
 use crate::handle::RedbStore;
 use crate::ops::export::hex;

@@ -8,9 +8,7 @@ use redb::{ReadableTableMetadata, Value};
 use serde::Serialize;
 use wacore::store::error::StoreError;
 
-use crate::engine::Snapshot;
-use crate::engine::files::file_len;
-use crate::engine::journal_path;
+use crate::engine::{Snapshot, files::file_len, journal_path};
 use crate::error::{Error, Result};
 use crate::handle::RedbStore;
 use crate::tables::codec;

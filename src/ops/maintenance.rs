@@ -8,10 +8,9 @@ use redb::{Builder, Database, Value, WriteTransaction};
 use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
-use crate::engine::create_bare_temp;
-use crate::engine::journal_path;
-use crate::engine::{Keying, Packing, files, open_with};
-use crate::engine::{Snapshot, Tx};
+use crate::engine::{
+    Keying, Packing, Snapshot, Tx, create_bare_temp, files, journal_path, open_with,
+};
 use crate::error::{Error, Result};
 use crate::fault::IoFaults;
 use crate::handle::RedbStore;

@@ -17,8 +17,7 @@ use serde::Serialize;
 use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
-use crate::engine::create_bare_temp;
-use crate::engine::{Engine, Keying, files};
+use crate::engine::{Engine, Keying, create_bare_temp, files};
 use crate::error::{Error, Result};
 use crate::handle::RedbStore;
 use crate::ops::inspect::validate_value;
