@@ -73,13 +73,14 @@ pub use engine::Packing;
 pub use engine::RecoveryReport;
 pub use error::{Error, KeyProblem};
 pub use handle::{CloseOutcome, RedbStore};
+pub use ops::backup::RestoreReport;
+pub use ops::compact::CompactReport;
 #[cfg(feature = "cli")]
 pub use ops::dump::{DumpOptions, DumpRow};
 pub use ops::export::{ExportOptions, ExportReport, Progress, ProgressFn};
 pub use ops::inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
-pub use ops::maintenance::{CompactReport, RestoreReport};
+pub use ops::maintenance::MaintenanceReport;
 pub use ops::rekey::Rekey;
-pub use ops::retention::MaintenanceReport;
 pub use ops::salvage::{SalvageReport, TableSalvage};
 #[cfg(feature = "sqlite")]
 pub use ops::sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};

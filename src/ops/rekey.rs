@@ -10,7 +10,7 @@ use crate::config::{EncryptionKey, RedbStoreConfig};
 use crate::engine::{Engine, Keying, files};
 use crate::error::{Error, KeyProblem};
 use crate::handle::RedbStore;
-use crate::ops::maintenance::{copy_to_temp, recover_and_close, with_store_alone, write_copy};
+use crate::ops::whole_file::{copy_to_temp, recover_and_close, with_store_alone, write_copy};
 
 /// How [`RedbStore::rekey_file`] changes the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -21,7 +21,7 @@ use crate::engine::{Engine, Keying, create_bare_temp, files};
 use crate::error::{Error, Result};
 use crate::handle::RedbStore;
 use crate::ops::inspect::validate_value;
-use crate::ops::maintenance::{copy_counters, publish, refuse_existing};
+use crate::ops::whole_file::{copy_counters, publish, refuse_existing};
 use crate::tables::every_row;
 use crate::tables::{self, StoreKey, Table, TableId, TableVisitor};
 

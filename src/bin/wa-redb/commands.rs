@@ -12,7 +12,7 @@ use whatsapp_rust_redb_storage::{
 
 use crate::args::{Cli, Command};
 use crate::failure::{EXIT_FAILED, EXIT_IN_USE, EXIT_KEY, Failure, Outcome, store_error};
-use crate::keys::{self, Key};
+use crate::key_source::{self, Key};
 use crate::look_note::look_note;
 use crate::output::{Out, file_len, human_bytes, note, outln, print_json};
 use crate::progress::spinner;
@@ -23,9 +23,9 @@ use crate::transfer;
 
 /// Runs the command with the store's key (see `keys`), if one is given.
 pub fn run(cli: &Cli) -> Outcome {
-    let key = keys::load(&keys::CURRENT, cli.key_file.as_deref())?;
+    let key = key_source::load(&key_source::CURRENT, cli.key_file.as_deref())?;
     let out = &mut std::io::stdout().lock();
-    let code = dispatch(out, cli, key.as_ref()).map_err(|f| keys::advise(f, key.as_ref()))?;
+    let code = dispatch(out, cli, key.as_ref()).map_err(|f| key_source::advise(f, key.as_ref()))?;
     out.flush().map_err(Failure::output)?;
     Ok(code)
 }
@@ -33,7 +33,7 @@ pub fn run(cli: &Cli) -> Outcome {
 fn dispatch(out: &mut Out, cli: &Cli, key: Option<&Key>) -> Outcome {
     let json = cli.json;
     // What every store is opened with: the default configuration and the key.
-    let c = &keys::config(key);
+    let c = &key_source::config(key);
     match &cli.command {
         Command::Info { file } => info(out, file, c, json),
         Command::Dump {

@@ -34,7 +34,7 @@ pub struct Failure {
     /// nothing more to say.
     pub quiet: bool,
     /// The store file and the key problem the library reported, for
-    /// `keys::advise` to explain in the terms of the command line.
+    /// `key_source::advise` to explain in the terms of the command line.
     pub key: Option<(PathBuf, KeyProblem)>,
 }
 

@@ -15,7 +15,7 @@
 mod args;
 mod commands;
 mod failure;
-mod keys;
+mod key_source;
 mod look_note;
 mod output;
 mod progress;

@@ -10,7 +10,7 @@ use whatsapp_rust_redb_storage::{KeyProblem, RedbStore, RedbStoreConfig, Rekey};
 
 use crate::failure::Failure;
 use crate::failure::Outcome;
-use crate::keys::{self, HOW_TO_GIVE, Key, NEW_HOW_TO_GIVE};
+use crate::key_source::{self, HOW_TO_GIVE, Key, NEW_HOW_TO_GIVE};
 use crate::output::{Out, file_len, human_bytes, outln, print_json};
 use crate::progress::spinner;
 use crate::support::{close, copy_paths, look, require_file, runtime};
@@ -57,7 +57,7 @@ pub fn rekey(
     as_json: bool,
 ) -> Outcome {
     require_file(file)?;
-    let Some(new) = keys::load(&keys::NEW, new_key_file)? else {
+    let Some(new) = key_source::load(&key_source::NEW, new_key_file)? else {
         return Err(Failure::key("no new key given: refusing to rekey").with_hint(NEW_HOW_TO_GIVE));
     };
     const INSTEAD: &str = "`wa-redb encrypt IN OUT` writes an encrypted copy of it";
@@ -123,7 +123,7 @@ pub fn encrypt(
         input,
         &RedbStoreConfig::default(),
         output,
-        &keys::config(Some(key)),
+        &key_source::config(Some(key)),
     );
     bar.finish_and_clear();
     if let Err(e) = result {

@@ -134,7 +134,7 @@ async fn import_into(
         Ok(accounts) => {
             store.close().await?;
             if created_file {
-                crate::ops::maintenance::publish(&work_path, redb_path)?;
+                crate::ops::whole_file::publish(&work_path, redb_path)?;
             }
             Ok(ImportReport {
                 source: sqlite_path.to_path_buf(),
