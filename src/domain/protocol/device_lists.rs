@@ -1,18 +1,14 @@
 //! Device lists per user (`device_lists`).
 
 use wacore::store::error::Result;
-use wacore::store::traits::{DeviceListRecord, ProtocolStore};
+use wacore::store::traits::DeviceListRecord;
 
 use crate::handle::RedbStore;
 use crate::tables::DEVICE_LISTS;
 use crate::tables::codec::{decode, encode_named};
 
-/// Stores the record whole, including a `timestamp` beyond i32 (which
+/// Stores each record whole, including a `timestamp` beyond i32 (which
 /// SqliteStore truncates).
-pub(super) async fn update_device_list(store: &RedbStore, record: DeviceListRecord) -> Result<()> {
-    store.update_device_lists(vec![record]).await
-}
-
 pub(super) async fn update_device_lists(
     store: &RedbStore,
     records: Vec<DeviceListRecord>,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use wacore::store::error::Result;
-use wacore::store::traits::{LidPnMappingEntry, ProtocolStore};
+use wacore::store::traits::LidPnMappingEntry;
 
 use crate::engine::{NameRange, Tx};
 use crate::error::Error;
@@ -169,10 +169,6 @@ pub(super) async fn get_pn_mapping(
         }
         Ok(best.map(|(lid, row)| lid_entry(&lid, row)))
     })
-}
-
-pub(super) async fn put_lid_mapping(store: &RedbStore, entry: &LidPnMappingEntry) -> Result<()> {
-    store.put_lid_mappings(std::slice::from_ref(entry)).await
 }
 
 pub(super) async fn put_lid_mappings(

@@ -76,8 +76,9 @@ impl ProtocolStore for RedbStore {
             .await
     }
 
+    // The single-row forms are their batch forms (which are timed).
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
-        lid_mappings::put_lid_mapping(self, entry).await
+        self.put_lid_mappings(std::slice::from_ref(entry)).await
     }
 
     async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
@@ -126,7 +127,7 @@ impl ProtocolStore for RedbStore {
     }
 
     async fn update_device_list(&self, record: DeviceListRecord) -> Result<()> {
-        device_lists::update_device_list(self, record).await
+        self.update_device_lists(vec![record]).await
     }
 
     async fn update_device_lists(&self, records: Vec<DeviceListRecord>) -> Result<()> {

@@ -223,9 +223,7 @@ impl Engine {
         };
         let Opened { mut db, cipher } = opened;
         let mut meta: FileMeta = schema::read_meta(&db, path)?;
-        // Before recovery, which would write to a file we cannot read.
-        meta.refuse_newer(path, catalog.schema_version())?;
-        let recovery = recovery::recover(
+        let recovery = recovery::recover_and_migrate(
             catalog,
             &db,
             path,
@@ -234,8 +232,6 @@ impl Engine {
             JournalFile::Tidy,
             cipher.as_deref(),
         )?;
-        let (migrations, version) = (catalog.migrations(), catalog.schema_version());
-        schema::migrate(catalog, &db, path, &mut meta, migrations, version)?;
         maybe_compact(&mut db, path, config, verify)?;
         // The file's format, not the one asked for (which only a new file
         // takes).

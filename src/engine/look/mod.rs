@@ -162,9 +162,8 @@ fn open(
         false => None,
     };
     let mut meta = schema::read_meta(&db, path)?;
-    meta.refuse_newer(path, catalog.schema_version())?;
     let checkpointed_at = meta.checkpointed_at;
-    let recovery = recovery::recover(
+    let recovery = recovery::recover_and_migrate(
         catalog,
         &db,
         path,
@@ -173,8 +172,6 @@ fn open(
         JournalFile::Leave,
         cipher.as_deref(),
     )?;
-    let (migrations, version) = (catalog.migrations(), catalog.schema_version());
-    schema::migrate(catalog, &db, path, &mut meta, migrations, version)?;
     let look = Look {
         report: LookReport {
             in_use,

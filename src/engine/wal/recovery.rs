@@ -206,6 +206,26 @@ pub(crate) enum JournalFile {
     Leave,
 }
 
+/// Brings an opened file up to date: refuses one newer than `catalog`
+/// (before anything is written to it), replays its journal (records are
+/// raw rows of the file's own version), then migrates it to the catalog's
+/// version.
+pub(crate) fn recover_and_migrate(
+    catalog: &dyn Catalog,
+    db: &Database,
+    path: &Path,
+    journal: &Path,
+    meta: &mut FileMeta,
+    file: JournalFile,
+    cipher: Option<&Cipher>,
+) -> Result<RecoveryReport> {
+    meta.refuse_newer(path, catalog.schema_version())?;
+    let report = recover(catalog, db, path, journal, meta, file, cipher)?;
+    let (migrations, version) = (catalog.migrations(), catalog.schema_version());
+    schema::migrate(catalog, db, path, meta, migrations, version)?;
+    Ok(report)
+}
+
 /// Replays `journal` into `db`. On return the redb file holds every record
 /// that could be recovered and `meta.checkpoint_lsn` is the last of them.
 pub(crate) fn recover(
