@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -33,9 +34,23 @@ where
     cmd
 }
 
-/// Runs `cmd` to its end.
+/// How long a run may take before the test fails: far above any command's
+/// (a store held by another process makes one wait its 5 s busy timeout).
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` to its end; fails the test if that takes over [`RUN_LIMIT`].
 pub fn run(mut cmd: Command) -> Run {
-    let out = cmd.output().expect("run wa-redb");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wa-redb");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = rx
+        .recv_timeout(RUN_LIMIT)
+        .unwrap_or_else(|_| panic!("wa-redb still running after {RUN_LIMIT:?}: {cmd:?}"))
+        .expect("run wa-redb");
     Run {
         code: out.status.code().expect("exited, not killed"),
         stdout: String::from_utf8(out.stdout).unwrap(),
