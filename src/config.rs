@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::OpenError;
 use crate::fault::IoFaults;
 
 /// How much of a write must be on stable storage before the call returns
@@ -399,9 +399,9 @@ impl RedbStoreConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<(), OpenError> {
         if self.encryption.is_some() && self.page_protection == PageProtection::Off {
-            return Err(Error::InvalidConfig(
+            return Err(OpenError::InvalidConfig(
                 "encryption needs page protection: a plain (format v1) file cannot be \
                  encrypted; drop `with_page_protection(PageProtection::Off)`"
                     .into(),
@@ -411,7 +411,7 @@ impl RedbStoreConfig {
         // process-wide budget bounds what a file gets: any size from 256 KiB
         // up means something (`u32::MAX`: "no limit of its own").
         if self.cache_size_kib < 256 {
-            return Err(Error::InvalidConfig(format!(
+            return Err(OpenError::InvalidConfig(format!(
                 "cache_size_kib must be at least 256 (KiB), got {}: redb needs room for \
                  its write buffer",
                 self.cache_size_kib
@@ -420,14 +420,14 @@ impl RedbStoreConfig {
         if let Some(kib) = self.cache_budget_kib
             && kib < 256
         {
-            return Err(Error::InvalidConfig(format!(
+            return Err(OpenError::InvalidConfig(format!(
                 "cache_budget_kib must be at least 256 (KiB), got {kib}"
             )));
         }
         // Any length from a nanosecond up: `Duration::MAX`, "never by time",
         // sets no timer (the journal's size still triggers checkpoints).
         if self.checkpoint_interval.is_zero() {
-            return Err(Error::InvalidConfig(format!(
+            return Err(OpenError::InvalidConfig(format!(
                 "checkpoint_interval must be greater than zero, got {:?}; for no \
                  checkpoint by time use Duration::MAX",
                 self.checkpoint_interval
@@ -436,7 +436,7 @@ impl RedbStoreConfig {
         // Up to `u64::MAX`: no checkpoint by size (the journal then grows
         // until a timed or explicit checkpoint, or the close).
         if self.checkpoint_journal_bytes < 64 * 1024 {
-            return Err(Error::InvalidConfig(format!(
+            return Err(OpenError::InvalidConfig(format!(
                 "checkpoint_journal_bytes must be at least 65536, got {}",
                 self.checkpoint_journal_bytes
             )));
@@ -450,7 +450,7 @@ impl RedbStoreConfig {
             1 << 30
         };
         if self.max_value_size == 0 || self.max_value_size > cap {
-            return Err(Error::InvalidConfig(format!(
+            return Err(OpenError::InvalidConfig(format!(
                 "max_value_size must be between 1 byte and {} MiB, got {} bytes",
                 cap >> 20,
                 self.max_value_size
@@ -459,7 +459,7 @@ impl RedbStoreConfig {
         if let Some(f) = self.auto_compact
             && !(f > 0.0 && f <= 1.0)
         {
-            return Err(Error::InvalidConfig(format!(
+            return Err(OpenError::InvalidConfig(format!(
                 "auto_compact must be a fraction in (0, 1], got {f}; None disables it"
             )));
         }

@@ -34,7 +34,7 @@ fn usable_sync_key(bytes: &[u8]) -> Option<AppStateSyncKey> {
     }
 }
 
-fn value_mac(bytes: &[u8]) -> crate::error::Result<Vec<u8>> {
+fn value_mac(bytes: &[u8]) -> crate::error::StorageResult<Vec<u8>> {
     decode::<MutationMacRow>("mutation mac", bytes).map(|row| row.value_mac)
 }
 

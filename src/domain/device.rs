@@ -9,7 +9,7 @@ use wacore::store::error::{Result, StoreError};
 use wacore::store::traits::DeviceStore;
 
 use crate::clock::now_secs;
-use crate::error::Error;
+use crate::error::{StorageError, WriteError};
 use crate::handle::RedbStore;
 use crate::tables::DEVICES;
 use crate::tables::codec::{decode_device, encode_device};
@@ -58,11 +58,11 @@ impl RedbStore {
     ) -> Result<Vec<u8>> {
         use crate::error::KeyProblem;
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
         if !crate::engine::is_sealed_file(&bytes) {
             return Ok(bytes);
         }
-        let key_error = |problem| Error::Key {
+        let key_error = |problem| StorageError::Key {
             path: path.to_path_buf(),
             problem,
         };
@@ -113,7 +113,7 @@ impl DeviceStore for RedbStore {
             let (d, record) = (self.device_id, encode_device(&Device::new())?);
             self.write(record.len(), move |tx| {
                 if tx.get(DEVICES, d, |_| ())?.is_some() {
-                    return Err(Error::DeviceExists { device_id: d });
+                    return Err(WriteError::DeviceExists { device_id: d });
                 }
                 tx.put(DEVICES, d, record.as_slice())?;
                 Ok(d)
@@ -139,7 +139,9 @@ impl DeviceStore for RedbStore {
                 // An encrypted store's sidecar is sealed too (it opens with the
                 // store's key: `RedbStore::read_snapshot_sidecar`).
                 let extra = match &self.engine.cipher {
-                    Some(cipher) => cipher.seal_file(extra).map_err(|e| Error::io(&json, e))?,
+                    Some(cipher) => cipher
+                        .seal_file(extra)
+                        .map_err(|e| StorageError::io(&json, e))?,
                     None => extra.to_vec(),
                 };
                 crate::handle::blocking(move || {

@@ -11,7 +11,7 @@ use crate::handle::RedbStore;
 use crate::tables::MSG_SECRETS;
 use crate::tables::codec::{MsgSecretRow, decode, encode_row, replaceable};
 
-fn secret_row(bytes: &[u8]) -> crate::error::Result<MsgSecretRow> {
+fn secret_row(bytes: &[u8]) -> crate::error::StorageResult<MsgSecretRow> {
     decode("message secret", bytes)
 }
 

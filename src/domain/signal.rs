@@ -11,21 +11,21 @@ use wacore::store::error::Result;
 use wacore::store::traits::SignalStore;
 
 use crate::engine::Snapshot;
-use crate::error::Error;
+use crate::error::StorageError;
 use crate::handle::RedbStore;
 use crate::tables::codec::{PrekeyRow, decode, encode_row};
 use crate::tables::{IDENTITIES, PREKEYS, SENDER_KEYS, SESSIONS, SIGNED_PREKEYS};
 
-fn identity_key(bytes: &[u8]) -> crate::error::Result<[u8; 32]> {
+fn identity_key(bytes: &[u8]) -> crate::error::StorageResult<[u8; 32]> {
     bytes.try_into().map_err(|_| {
-        Error::decode(
+        StorageError::decode(
             "identity key",
             format!("invalid length {} (expected 32)", bytes.len()),
         )
     })
 }
 
-fn prekey_record(bytes: &[u8]) -> crate::error::Result<Bytes> {
+fn prekey_record(bytes: &[u8]) -> crate::error::StorageResult<Bytes> {
     let row: PrekeyRow = decode("prekey", bytes)?;
     Ok(Bytes::from(row.record))
 }
@@ -73,7 +73,7 @@ fn has_address_of_user(
     table: crate::tables::Table<(i32, &'static str), &'static [u8]>,
     d: i32,
     user: &str,
-) -> crate::error::Result<bool> {
+) -> crate::error::StorageResult<bool> {
     let mut found = false;
     if is_exact_user(user) {
         let (_, upper) = table.device(d);
@@ -282,11 +282,11 @@ impl SignalStore for RedbStore {
                     let mut row = match t.get((d, id), |v| decode::<PrekeyRow>("prekey", v))? {
                         None => continue,
                         Some(Ok(row)) => row,
-                        Some(Err(e @ Error::Decode { .. })) => {
+                        Some(Err(e @ StorageError::Decode { .. })) => {
                             log::warn!("prekeys: not marking device {d} id {id} uploaded: {e}");
                             continue;
                         }
-                        Some(Err(e)) => return Err(e),
+                        Some(Err(e)) => return Err(e.into()),
                     };
                     if !row.uploaded {
                         row.uploaded = true;

@@ -14,7 +14,7 @@ use std::path::Path;
 use redb::{Key, ReadTransaction, TableDefinition, Value, WriteTransaction};
 
 use crate::engine::journal::Effect;
-use crate::error::Result;
+use crate::error::StorageResult as Result;
 
 /// A table's tag in journal records. Part of the on-disk journal format:
 /// a catalog never reuses or renumbers one.
@@ -126,7 +126,7 @@ pub(crate) mod testing {
 
     use super::{Catalog, META, Migration, Table, TableTag};
     use crate::engine::journal::Effect;
-    use crate::error::{Error, Result};
+    use crate::error::{StorageError, StorageResult as Result};
 
     /// The one table besides the meta table.
     pub(crate) const VALUES: Table<(i32, &'static str), &'static [u8]> = Table::new(1, "values");
@@ -154,9 +154,9 @@ pub(crate) mod testing {
 
         fn create_tables(&self, txn: &WriteTransaction, path: &Path) -> Result<()> {
             txn.open_table(META.def)
-                .map_err(|e| Error::storage(path, e))?;
+                .map_err(|e| StorageError::storage(path, e))?;
             txn.open_table(VALUES.def)
-                .map_err(|e| Error::storage(path, e))?;
+                .map_err(|e| StorageError::storage(path, e))?;
             Ok(())
         }
 
@@ -188,8 +188,8 @@ pub(crate) mod testing {
         fn accounts(&self, txn: &ReadTransaction, path: &Path) -> Result<u64> {
             let table = txn
                 .open_table(VALUES.def)
-                .map_err(|e| Error::storage(path, e))?;
-            table.len().map_err(|e| Error::storage(path, e))
+                .map_err(|e| StorageError::storage(path, e))?;
+            table.len().map_err(|e| StorageError::storage(path, e))
         }
     }
 }

@@ -43,7 +43,10 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use crate::config::{RedbStoreConfig, Synchronous};
-use crate::error::{Error, KeyProblem, Result};
+use crate::error::{
+    CheckpointError, KeyProblem, OpenError, ReadError, StorageError, StorageResult as Result,
+    WriteError,
+};
 use crate::telemetry::FileMetrics;
 use closing::Shutdown;
 use lane::{Attempt, Committer, Lane, Waiting};
@@ -78,15 +81,19 @@ pub(crate) use tx::{NameRange, Snapshot, Tx, apply_effect};
 pub(crate) use wal::journal::{Effect, journal_path};
 pub use wal::recovery::RecoveryReport;
 
-/// Runs `f`, turning a panic into [`Error::Corrupted`]. redb trusts the
+/// Runs `f`, turning a panic into [`StorageError::Corrupted`]. redb trusts the
 /// file it reads and may panic on damage it finds later than at open; no
 /// such panic may cross into the caller.
-pub(crate) fn contain_panic<R>(path: &Path, f: impl FnOnce() -> Result<R>) -> Result<R> {
+pub(crate) fn contain_panic<R, E: From<StorageError>>(
+    path: &Path,
+    f: impl FnOnce() -> Result<R, E>,
+) -> Result<R, E> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        Err(Error::Corrupted {
-            path: path.to_path_buf(),
-            detail: "redb failed reading the file structure (run `wa-redb check`)".into(),
-        })
+        Err(StorageError::corrupted(
+            path,
+            "redb failed reading the file structure (run `wa-redb check`)",
+        )
+        .into())
     })
 }
 
@@ -96,7 +103,7 @@ pub(crate) struct Engine {
     pub catalog: &'static dyn Catalog,
     /// Taken when the engine is closed (the close needs it), and while a
     /// halted engine reopens its file ([`heal`]): then `None`, and reads
-    /// fail with [`Error::Halted`].
+    /// fail with [`ReadError::Halted`].
     db: RwLock<Option<Arc<Database>>>,
     /// When a halted engine may next try to reopen its file by itself.
     heal: heal::Backoff,
@@ -130,15 +137,20 @@ impl Engine {
 
     /// Why there is no database right now: a halted engine reopening (or
     /// that failed to), or a closed one.
-    fn no_db(&self) -> Error {
+    fn no_db(&self) -> ReadError {
         match self.halted() {
-            Some(cause) => Error::halted(&self.path, &cause),
-            None => self.closed(),
+            Some(cause) => ReadError::Halted {
+                path: self.path.clone(),
+                cause: Box::new(cause),
+            },
+            None => ReadError::Closed {
+                path: self.path.clone(),
+            },
         }
     }
 
     /// The database, for whole-file reads outside a snapshot.
-    pub fn database(&self) -> Result<Arc<Database>> {
+    pub fn database(&self) -> Result<Arc<Database>, ReadError> {
         self.db_slot().clone().ok_or_else(|| self.no_db())
     }
 
@@ -154,44 +166,41 @@ impl Engine {
         let cache = db.as_ref().map(|db| db.cache_stats());
         let accounts = self
             .snapshot()
-            .and_then(|s| self.catalog.accounts(s.txn(), &self.path));
+            .ok()
+            .and_then(|s| self.catalog.accounts(s.txn(), &self.path).ok());
         self.metrics.publish(crate::telemetry::Sample {
             read_bytes: self.io.read_bytes.load(Relaxed),
             written_bytes: self.io.write_bytes.load(Relaxed),
             file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).ok(),
             disk_free_bytes: files::disk_free(&self.path),
-            accounts: accounts.ok(),
+            accounts,
             cache_hits: cache.as_ref().map_or(0, |c| c.read_hits()),
             cache_misses: cache.as_ref().map_or(0, |c| c.read_misses()),
         });
     }
 
     /// A read snapshot of everything acknowledged so far.
-    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, ReadError> {
         let slot = self.db_slot();
         let db = slot.as_ref().ok_or_else(|| self.no_db())?;
-        let txn = db.begin_read().map_err(|e| Error::storage(&self.path, e))?;
+        let txn = db
+            .begin_read()
+            .map_err(|e| StorageError::storage(&self.path, e))?;
         drop(slot);
         Ok(Snapshot::new(txn, &self.path))
-    }
-
-    fn closed(&self) -> Error {
-        Error::Closed {
-            path: self.path.clone(),
-        }
     }
 
     /// Runs `f` in a write transaction (batched with concurrent writes; on
     /// this thread when it can, see [`lane`]) and returns once its effects
     /// are durable at the configured level. Once polled, the write is
     /// committed whether or not the future is then dropped.
-    pub async fn write<R, F>(&self, weight: Weight, max_value: usize, f: F) -> Result<R>
+    pub async fn write<R, F>(&self, weight: Weight, max_value: usize, f: F) -> Result<R, WriteError>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R, WriteError> + Send + 'static,
         R: Send + 'static,
     {
         if self.look.is_some() {
-            return Err(Error::OpenedToLook {
+            return Err(WriteError::OpenedToLook {
                 path: self.path.clone(),
             });
         }
@@ -249,13 +258,18 @@ impl Engine {
             Committer::Pool => (&mut done).await,
         };
         abandon.armed = false;
-        reply.map_err(|_| self.closed())?
+        reply.map_err(|_| WriteError::Closed {
+            path: self.path.clone(),
+        })?
     }
 
     /// Makes every acknowledged write part of the redb file (a durable
     /// commit) and rewinds the journal.
-    pub async fn checkpoint(&self) -> Result<()> {
-        self.lane.checkpoint().await.map_err(|_| self.closed())?
+    pub async fn checkpoint(&self) -> Result<(), CheckpointError> {
+        let closed = || CheckpointError::Closed {
+            path: self.path.clone(),
+        };
+        self.lane.checkpoint().await.map_err(|_| closed())?
     }
 
     /// The configuration in effect.
@@ -271,7 +285,7 @@ impl Engine {
     /// shorter checkpoint interval or journal size take effect for every
     /// handle at once (durability after a checkpoint). Fails, changing
     /// nothing, if that checkpoint fails. Blocking.
-    pub fn adopt(&self, other: &RedbStoreConfig) -> Result<()> {
+    pub fn adopt(&self, other: &RedbStoreConfig) -> Result<(), OpenError> {
         other.validate()?;
         self.check_key(other.encryption.as_ref())?;
         // One adopter at a time; `config()` never waits for it, as the
@@ -300,7 +314,7 @@ impl Engine {
                 merged.synchronous != Synchronous::Full,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            Ok::<_, Error>(())
+            Ok::<_, CheckpointError>(())
         })?;
         if merged.synchronous != config.synchronous {
             log::info!(
@@ -317,7 +331,7 @@ impl Engine {
     /// Whether `key` is what this file opens with: a second opener of an
     /// encrypted file must give its key too, and a key for a plain file is
     /// an error, as at the first open.
-    fn check_key(&self, key: Option<&crate::config::EncryptionKey>) -> Result<()> {
+    fn check_key(&self, key: Option<&crate::config::EncryptionKey>) -> Result<(), OpenError> {
         let problem = match (&self.cipher, key) {
             (None, None) => return Ok(()),
             (None, Some(_)) => KeyProblem::NotEncrypted,
@@ -327,14 +341,11 @@ impl Engine {
                 Some(problem) => problem,
             },
         };
-        Err(Error::Key {
-            path: self.path.clone(),
-            problem,
-        })
+        Err(OpenError::key(&self.path, problem))
     }
 
     /// Why writes are refused, if they are.
-    pub fn halted(&self) -> Option<Error> {
+    pub fn halted(&self) -> Option<StorageError> {
         self.status
             .halted
             .lock()
@@ -359,7 +370,7 @@ impl Engine {
     }
 
     /// Closes the file now, on this thread, and reports how it went.
-    pub fn close(mut self) -> Result<()> {
+    pub fn close(mut self) -> Result<(), CheckpointError> {
         match self.shutdown() {
             Some(shutdown) => registry::close(shutdown).unwrap_or(Ok(())),
             None => Ok(()),

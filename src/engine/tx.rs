@@ -16,7 +16,7 @@ use redb::{Key, ReadTransaction, ReadableTable, Value, WriteTransaction};
 
 use crate::engine::catalog::{Bounds, Table, TableTag};
 use crate::engine::journal::EffectLog;
-use crate::error::{Error, Result};
+use crate::error::{StorageError, StorageResult as Result, WriteError};
 
 /// Longest key accepted (addresses, JIDs, ids). Real keys are < 200 bytes;
 /// the cap keeps a hostile multi-megabyte key out of every B-tree branch
@@ -81,10 +81,12 @@ fn visit_in<'k, K: Key + 'static, V: Value + 'static>(
     f: &mut Visit<'_, K, V>,
     path: &Path,
 ) -> Result<()> {
-    let range = table.range(bounds).map_err(|e| Error::storage(path, e))?;
+    let range = table
+        .range(bounds)
+        .map_err(|e| StorageError::storage(path, e))?;
     let mut step = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
         let (k, v): (redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>) =
-            item.map_err(|e| Error::storage(path, e))?;
+            item.map_err(|e| StorageError::storage(path, e))?;
         f(k.value(), v.value())
     };
     match order {
@@ -112,7 +114,7 @@ fn get_in<'k, K: Key + 'static, V: Value + 'static, R>(
     f: impl FnOnce(V::SelfType<'_>) -> R,
     path: &Path,
 ) -> Result<Option<R>> {
-    let found = table.get(key).map_err(|e| Error::storage(path, e))?;
+    let found = table.get(key).map_err(|e| StorageError::storage(path, e))?;
     Ok(found.map(|guard| f(guard.value())))
 }
 
@@ -133,7 +135,7 @@ impl<'a> Snapshot<'a> {
     ) -> Result<redb::ReadOnlyTable<K, V>> {
         self.txn
             .open_table(t.def)
-            .map_err(|e| Error::storage(self.path, e))
+            .map_err(|e| StorageError::storage(self.path, e))
     }
 
     /// Looks up `key` and maps the value with `f`.
@@ -235,11 +237,11 @@ impl<'a> Tx<'a> {
     ) -> Result<redb::Table<'a, K, V>> {
         self.txn
             .open_table(t.def)
-            .map_err(|e| Error::storage(self.path, e))
+            .map_err(|e| StorageError::storage(self.path, e))
     }
 
-    fn err(&self, e: impl Into<redb::Error>) -> Error {
-        Error::storage(self.path, e)
+    fn err(&self, e: impl Into<redb::Error>) -> StorageError {
+        StorageError::storage(self.path, e)
     }
 
     /// Opens a table for several operations (a batch opens each table
@@ -247,7 +249,7 @@ impl<'a> Tx<'a> {
     pub fn table<K: Key + 'static, V: Value + 'static>(
         &mut self,
         t: Table<K, V>,
-    ) -> Result<TxTable<'_, 'a, K, V>> {
+    ) -> Result<TxTable<'_, 'a, K, V>, WriteError> {
         Ok(TxTable {
             table: self.open(t)?,
             log: self.log,
@@ -263,7 +265,7 @@ impl<'a> Tx<'a> {
         t: Table<K, V>,
         key: impl Borrow<K::SelfType<'k>>,
         f: impl FnOnce(V::SelfType<'_>) -> R,
-    ) -> Result<Option<R>> {
+    ) -> Result<Option<R>, WriteError> {
         self.table(t)?.get(key, f)
     }
 
@@ -274,8 +276,14 @@ impl<'a> Tx<'a> {
         t: Table<K, V>,
         bounds: Bounds<'k, K>,
         mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<bool>,
-    ) -> Result<()> {
-        visit_in(&self.open(t)?, bounds, Order::Ascending, &mut f, self.path)
+    ) -> Result<(), WriteError> {
+        Ok(visit_in(
+            &self.open(t)?,
+            bounds,
+            Order::Ascending,
+            &mut f,
+            self.path,
+        )?)
     }
 
     /// Refuses a key or value of table `t` too large to store (see
@@ -285,7 +293,7 @@ impl<'a> Tx<'a> {
         _t: Table<K, V>,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
-    ) -> Result<()> {
+    ) -> Result<(), WriteError> {
         check_row::<K, V>(key.borrow(), value.borrow(), self.max_value)
     }
 
@@ -295,7 +303,7 @@ impl<'a> Tx<'a> {
         t: Table<K, V>,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
-    ) -> Result<()> {
+    ) -> Result<(), WriteError> {
         self.table(t)?.put(key, value)
     }
 
@@ -304,7 +312,7 @@ impl<'a> Tx<'a> {
         &mut self,
         t: Table<K, V>,
         key: impl Borrow<K::SelfType<'k>>,
-    ) -> Result<bool> {
+    ) -> Result<bool, WriteError> {
         self.table(t)?.remove(key)
     }
 
@@ -313,7 +321,7 @@ impl<'a> Tx<'a> {
         &mut self,
         t: Table<K, V>,
         bounds: Bounds<'k, K>,
-    ) -> Result<u64> {
+    ) -> Result<u64, WriteError> {
         let encoded = encode_bounds::<K>(&bounds);
         let mut removed = 0u64;
         self.open(t)?
@@ -336,7 +344,7 @@ impl<'a> Tx<'a> {
         t: Table<K, V>,
         bounds: Bounds<'k, K>,
         mut pred: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> bool,
-    ) -> Result<u32> {
+    ) -> Result<u32, WriteError> {
         // Find, then delete. Not redb's `extract_from_if`: on a damaged page
         // its iterator panics, and panics again in its `Drop` while
         // unwinding, which aborts the process.
@@ -363,8 +371,10 @@ impl<'a> Tx<'a> {
         path: &Path,
     ) -> Result<()> {
         use crate::engine::journal::Effect;
-        let err = |e: redb::StorageError| Error::storage(path, e);
-        let mut table = txn.open_table(t.def).map_err(|e| Error::storage(path, e))?;
+        let err = |e: redb::StorageError| StorageError::storage(path, e);
+        let mut table = txn
+            .open_table(t.def)
+            .map_err(|e| StorageError::storage(path, e))?;
         match effect {
             Effect::Put { key, value, .. } => {
                 table
@@ -410,8 +420,8 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         &self,
         key: impl Borrow<K::SelfType<'k>>,
         f: impl FnOnce(V::SelfType<'_>) -> R,
-    ) -> Result<Option<R>> {
-        get_in(&self.table, key.borrow(), f, self.path)
+    ) -> Result<Option<R>, WriteError> {
+        Ok(get_in(&self.table, key.borrow(), f, self.path)?)
     }
 
     /// Refuses a key or value too large to store. A job that writes several
@@ -421,13 +431,17 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         &self,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
-    ) -> Result<()> {
+    ) -> Result<(), WriteError> {
         check_row::<K, V>(key.borrow(), value.borrow(), self.max_value)
     }
 
     /// Like [`TxTable::check`], for a value of `value_len` bytes (an upper
     /// bound of a value computed later, as by [`TxTable::put_merged`]).
-    pub fn check_len<'k>(&self, key: impl Borrow<K::SelfType<'k>>, value_len: usize) -> Result<()> {
+    pub fn check_len<'k>(
+        &self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value_len: usize,
+    ) -> Result<(), WriteError> {
         check_sizes(
             K::as_bytes(key.borrow()).as_ref().len(),
             value_len,
@@ -441,7 +455,7 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
-    ) -> Result<()> {
+    ) -> Result<(), WriteError> {
         let (key, value) = (key.borrow(), value.borrow());
         let kb = K::as_bytes(key);
         let vb = V::as_bytes(value);
@@ -450,14 +464,14 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
         let path = self.path;
         self.table
             .insert(key, value)
-            .map_err(|e| Error::storage(path, e))?;
+            .map_err(|e| StorageError::storage(path, e))?;
         self.log.put(self.tag, kb, vb);
         Ok(())
     }
 
     /// Inserts or replaces every row, or none: all are checked first, so
     /// only a storage failure (which halts the writer) can stop it part-way.
-    pub fn put_all<'k, 'v, KB, VB, I>(&mut self, rows: I) -> Result<()>
+    pub fn put_all<'k, 'v, KB, VB, I>(&mut self, rows: I) -> Result<(), WriteError>
     where
         I: IntoIterator<Item = (KB, VB)> + Clone,
         KB: Borrow<K::SelfType<'k>>,
@@ -473,12 +487,12 @@ impl<K: Key + 'static, V: Value + 'static> TxTable<'_, '_, K, V> {
     }
 
     /// Removes `key`; returns whether it was present.
-    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool, WriteError> {
         let key = key.borrow();
         let found = self
             .table
             .remove(key)
-            .map_err(|e| Error::storage(self.path, e))?
+            .map_err(|e| StorageError::storage(self.path, e))?
             .is_some();
         if found {
             self.log.delete(self.tag, K::as_bytes(key).as_ref());
@@ -498,7 +512,7 @@ impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
         key: impl Borrow<K::SelfType<'k>>,
         value: &[u8],
         merge: impl FnOnce(&[u8]) -> Vec<u8>,
-    ) -> Result<()> {
+    ) -> Result<(), WriteError> {
         let key = key.borrow();
         let kb = K::as_bytes(key);
         check_sizes(kb.as_ref().len(), value.len(), self.max_value)?;
@@ -506,7 +520,7 @@ impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
         let merged = self
             .table
             .insert(key, value)
-            .map_err(|e| Error::storage(path, e))?
+            .map_err(|e| StorageError::storage(path, e))?
             .map(|old| merge(old.value()));
         match merged {
             Some(v) => {
@@ -519,7 +533,7 @@ impl<K: Key + 'static> TxTable<'_, '_, K, &'static [u8]> {
                 }
                 self.table
                     .insert(key, v.as_slice())
-                    .map_err(|e| Error::storage(path, e))?;
+                    .map_err(|e| StorageError::storage(path, e))?;
                 self.log.put(self.tag, kb.as_ref(), &v);
                 Ok(())
             }
@@ -536,7 +550,7 @@ fn check_row<K: Key, V: Value>(
     key: &K::SelfType<'_>,
     value: &V::SelfType<'_>,
     max_value: usize,
-) -> Result<()> {
+) -> Result<(), WriteError> {
     check_sizes(
         K::as_bytes(key).as_ref().len(),
         V::as_bytes(value).as_ref().len(),
@@ -546,16 +560,16 @@ fn check_row<K: Key, V: Value>(
 
 /// The size limits of a row: keys up to [`MAX_KEY_LEN`], values up to the
 /// handle's `max_value_size`.
-fn check_sizes(key_len: usize, value_len: usize, max_value: usize) -> Result<()> {
+fn check_sizes(key_len: usize, value_len: usize, max_value: usize) -> Result<(), WriteError> {
     if key_len > MAX_KEY_LEN {
-        return Err(Error::ValueTooLarge {
+        return Err(WriteError::ValueTooLarge {
             what: "key",
             len: key_len,
             limit: MAX_KEY_LEN,
         });
     }
     if value_len > max_value {
-        return Err(Error::ValueTooLarge {
+        return Err(WriteError::ValueTooLarge {
             what: "value",
             len: value_len,
             limit: max_value,

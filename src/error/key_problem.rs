@@ -44,7 +44,7 @@ pub enum KeyProblem {
 
 /// A block of a protected file that failed verification: the payload of
 /// the `InvalidData` I/O error the storage layer returns to redb, found in
-/// it again by [`Error::storage`](super::Error::storage).
+/// it again by [`StorageError::storage`](super::StorageError::storage).
 #[derive(Debug)]
 pub(crate) struct Damaged {
     /// redb's offset of the block, for a page (not for the superblock).

@@ -1,6 +1,9 @@
 //! Error types.
 //!
-//! Every failure the store can report is one variant of [`Error`], and every
+//! Inside the crate each operation has its own enum (`operation.rs`: open,
+//! write, read, checkpoint, whole-file operations) over the file's own
+//! failures (`storage.rs`), as redb has. Every failure the store reports is
+//! one variant of the flat public [`Error`] they all convert into, and every
 //! variant that concerns the file names it. At the trait boundary an `Error`
 //! becomes a [`wacore::store::error::StoreError`] (see the `From` impl below)
 //! with the `Error` kept as its source, so callers can downcast for detail.
@@ -10,18 +13,19 @@
 //! (`StoreError::is_database_busy_or_locked`), and none of our errors is
 //! cured by retrying.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use wacore::store::error::StoreError;
 
 mod key_problem;
+mod operation;
+mod storage;
 
 pub(crate) use key_problem::Damaged;
 pub use key_problem::KeyProblem;
-
-/// Result alias used inside the crate.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) use operation::{CheckpointError, FileOpError, OpenError, ReadError, WriteError};
+pub(crate) use storage::{StorageError, StorageResult};
 
 /// What went wrong.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -394,127 +398,6 @@ impl Error {
         }
         None
     }
-
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.to_path_buf(),
-            source: Arc::new(source),
-        }
-    }
-
-    /// Writes refused after `cause` halted the writer (a halt caused by a
-    /// halt is reported as the first one).
-    pub(crate) fn halted(path: &Path, cause: &Error) -> Self {
-        match cause {
-            Error::Halted { .. } => cause.clone().with_path(path),
-            cause => Error::Halted {
-                path: path.to_path_buf(),
-                cause: Box::new(cause.clone()),
-            },
-        }
-    }
-
-    pub(crate) fn decode(what: &'static str, detail: impl std::fmt::Display) -> Self {
-        Error::Decode {
-            path: None,
-            what,
-            detail: detail.to_string(),
-        }
-    }
-
-    /// Maps a redb error to our vocabulary, keeping redb's error as the source
-    /// where it adds information.
-    pub(crate) fn storage(path: &Path, source: impl Into<redb::Error>) -> Self {
-        let source = source.into();
-        match source {
-            redb::Error::DatabaseAlreadyOpen => Error::AlreadyOpen {
-                path: path.to_path_buf(),
-            },
-            redb::Error::Corrupted(detail) => Error::Corrupted {
-                path: path.to_path_buf(),
-                detail,
-            },
-            // redb reads only inside the file it laid out: a short read
-            // means the file was truncated or a page reference is damaged.
-            redb::Error::Io(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Error::Corrupted {
-                    path: path.to_path_buf(),
-                    detail: "a read past the end of the file: it is truncated or a page \
-                             reference in it is damaged"
-                        .into(),
-                }
-            }
-            redb::Error::Io(source) if source.get_ref().is_some_and(|e| e.is::<KeyProblem>()) => {
-                Error::Key {
-                    path: path.to_path_buf(),
-                    problem: source
-                        .get_ref()
-                        .and_then(|e| e.downcast_ref::<KeyProblem>())
-                        .cloned()
-                        .unwrap_or(KeyProblem::Wrong),
-                }
-            }
-            redb::Error::Io(source) if source.get_ref().is_some_and(|e| e.is::<Damaged>()) => {
-                Error::Corrupted {
-                    path: path.to_path_buf(),
-                    detail: format!("{source}; run `wa-redb check` on it"),
-                }
-            }
-            redb::Error::Io(source) => Error::io(path, source),
-            source => Error::Storage {
-                path: path.to_path_buf(),
-                source: Arc::new(source),
-            },
-        }
-    }
-
-    /// The same error, about `path` instead (for errors about a temporary
-    /// file the caller never named).
-    pub(crate) fn with_path(self, path: &Path) -> Self {
-        let path = path.to_path_buf();
-        match self {
-            Error::AlreadyOpen { .. } => Error::AlreadyOpen { path },
-            Error::NotAStore { reason, .. } => Error::NotAStore { path, reason },
-            Error::Corrupted { detail, .. } => Error::Corrupted { path, detail },
-            Error::Io { source, .. } => Error::Io { path, source },
-            Error::NoSpace { source, .. } => Error::NoSpace { path, source },
-            Error::Storage { source, .. } => Error::Storage { path, source },
-            Error::Halted { cause, .. } => Error::Halted { path, cause },
-            Error::Decode { what, detail, .. } => Error::Decode {
-                path: Some(path),
-                what,
-                detail,
-            },
-            other => other,
-        }
-    }
-
-    /// Whether this is the disk's failure (I/O, a full disk), which may
-    /// pass, rather than damage or a fault in the data.
-    pub(crate) fn is_io(&self) -> bool {
-        match self {
-            Error::Io { .. } | Error::NoSpace { .. } => true,
-            Error::Storage { source, .. } => {
-                matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo)
-            }
-            Error::Halted { cause, .. } => cause.is_io(),
-            _ => false,
-        }
-    }
-
-    /// True for failures after which the writer must stop: the file or the
-    /// journal may hold a state the process no longer knows, so continuing
-    /// could acknowledge writes that are not durable.
-    pub(crate) fn is_fatal(&self) -> bool {
-        match self {
-            Error::Io { .. } | Error::Corrupted { .. } | Error::Halted { .. } => true,
-            Error::Storage { source, .. } => !matches!(
-                **source,
-                redb::Error::ValueTooLarge(_) | redb::Error::TransactionInProgress
-            ),
-            _ => false,
-        }
-    }
 }
 
 impl From<Error> for StoreError {
@@ -547,3 +430,24 @@ impl From<Error> for StoreError {
         }
     }
 }
+
+/// The trait boundary for each operation's error: through the umbrella
+/// [`Error`], which the `StoreError` keeps as its source.
+macro_rules! into_store_error {
+    ($($op:ty),*) => {$(
+        impl From<$op> for StoreError {
+            fn from(e: $op) -> Self {
+                Error::from(e).into()
+            }
+        }
+    )*};
+}
+
+into_store_error!(
+    StorageError,
+    OpenError,
+    WriteError,
+    ReadError,
+    CheckpointError,
+    FileOpError
+);

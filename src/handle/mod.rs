@@ -8,7 +8,9 @@ use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
 use crate::engine::{Engine, Snapshot, Tx, Weight, contain_panic};
-use crate::error::{Error, Result};
+use crate::error::{
+    Error, FileOpError, OpenError, ReadError, StorageError, StorageResult, WriteError,
+};
 
 /// A whatsapp-rust storage backend on a single redb file.
 ///
@@ -52,8 +54,8 @@ const INLINE_BATCH_READ: usize = 256;
 
 /// Turns what users pass (a path, optionally `redb://`-prefixed) into a
 /// path.
-fn parse_location(location: &Path) -> Result<PathBuf> {
-    let invalid = |reason: &str| Error::InvalidPath {
+fn parse_location(location: &Path) -> Result<PathBuf, OpenError> {
+    let invalid = |reason: &str| OpenError::InvalidPath {
         path: location.display().to_string(),
         reason: reason.to_string(),
     };
@@ -253,7 +255,7 @@ impl RedbStore {
             let engine = self.engine.clone();
             let _ = blocking(move || {
                 engine.heal_for_write();
-                Ok::<_, Error>(())
+                Ok::<_, OpenError>(())
             })
             .await;
         }
@@ -277,10 +279,10 @@ impl RedbStore {
     /// small bounded scans: no thread hop, no lock.
     pub(crate) fn read<R>(
         &self,
-        f: impl FnOnce(&Snapshot<'_>) -> Result<R>,
+        f: impl FnOnce(&Snapshot<'_>) -> StorageResult<R>,
     ) -> Result<R, StoreError> {
         let engine = &self.engine;
-        contain_panic(&engine.path, || f(&engine.snapshot()?))
+        contain_panic(&engine.path, || Ok::<_, ReadError>(f(&engine.snapshot()?)?))
             .map_err(|e| in_store_terms(engine, e))
     }
 
@@ -288,13 +290,35 @@ impl RedbStore {
     /// bound.
     pub(crate) async fn read_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
     where
-        F: FnOnce(&Snapshot<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&Snapshot<'_>) -> StorageResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.read_blocking_as(f).await
+    }
+
+    /// [`RedbStore::read_blocking`] for a whole-file operation that reads
+    /// a snapshot (a backup, an export).
+    pub(crate) async fn read_for_op<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Snapshot<'_>) -> Result<R, FileOpError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.read_blocking_as(f).await
+    }
+
+    async fn read_blocking_as<R, E, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Snapshot<'_>) -> Result<R, E> + Send + 'static,
+        E: Into<Error>,
         R: Send + 'static,
     {
         let engine = self.engine.clone();
         blocking(move || {
-            contain_panic(&engine.path, || f(&engine.snapshot()?))
-                .map_err(|e| in_store_terms(&engine, e))
+            contain_panic(&engine.path, || -> Result<R, Error> {
+                let snapshot = engine.snapshot()?;
+                f(&snapshot).map_err(Into::into)
+            })
+            .map_err(|e| in_store_terms(&engine, e))
         })
         .await
     }
@@ -304,7 +328,7 @@ impl RedbStore {
     /// up the runtime.
     pub(crate) async fn read_batch<R, F>(&self, keys: usize, f: F) -> Result<R, StoreError>
     where
-        F: FnOnce(&Snapshot<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&Snapshot<'_>) -> StorageResult<R> + Send + 'static,
         R: Send + 'static,
     {
         if keys <= INLINE_BATCH_READ {
@@ -322,7 +346,7 @@ impl RedbStore {
     /// the caller's thread.
     pub(crate) async fn write<R, F>(&self, weight: usize, f: F) -> Result<R, StoreError>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R, WriteError> + Send + 'static,
         R: Send + 'static,
     {
         self.heal_if_due().await;
@@ -338,7 +362,7 @@ impl RedbStore {
     /// pool worker, never on the caller's thread.
     pub(crate) async fn write_scan<R, F>(&self, f: F) -> Result<R, StoreError>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R, WriteError> + Send + 'static,
         R: Send + 'static,
     {
         self.heal_if_due().await;
@@ -411,7 +435,8 @@ impl RedbStore {
     pub(crate) async fn delete_named(&self, t: BytesByName, name: &str) -> Result<(), StoreError> {
         let (d, name) = (self.device_id, name.to_owned());
         self.write(name.len(), move |tx| {
-            tx.remove(t, (d, name.as_str())).map(drop)
+            tx.remove(t, (d, name.as_str()))?;
+            Ok(())
         })
         .await
     }
@@ -437,8 +462,9 @@ impl NameAndValue {
 
     /// The name: the bytes of a `str`, unchanged since, so the check
     /// (a few dozen bytes) never fails.
-    fn name(&self) -> Result<&str> {
-        std::str::from_utf8(&self.buf[..self.split]).map_err(|e| Error::decode("a key name", e))
+    fn name(&self) -> StorageResult<&str> {
+        std::str::from_utf8(&self.buf[..self.split])
+            .map_err(|e| StorageError::decode("a key name", e))
     }
 
     fn value(&self) -> &[u8] {
@@ -453,21 +479,30 @@ impl NameAndValue {
 /// Puts errors in the store's terms: names the file in errors raised
 /// without it (record decoding), and after a halt reports redb's latched
 /// "previous I/O error" as the failure that halted the store.
-fn in_store_terms(engine: &Engine, e: Error) -> StoreError {
-    match e {
-        e @ Error::Decode { path: None, .. } => e.with_path(&engine.path).into(),
+fn in_store_terms(engine: &Engine, e: impl Into<Error>) -> StoreError {
+    let path = engine.path.clone();
+    match e.into() {
+        Error::Decode {
+            path: None,
+            what,
+            detail,
+        } => Error::Decode {
+            path: Some(path),
+            what,
+            detail,
+        },
         Error::Storage { source, .. } if matches!(*source, redb::Error::PreviousIo) => {
             match engine.halted() {
-                Some(cause) => Error::halted(&engine.path, &cause).into(),
-                None => Error::Storage {
-                    path: engine.path.clone(),
-                    source,
-                }
-                .into(),
+                Some(cause) => Error::Halted {
+                    path,
+                    cause: Box::new(cause.into()),
+                },
+                None => Error::Storage { path, source },
             }
         }
-        e => e.into(),
+        e => e,
     }
+    .into()
 }
 
 /// Runs blocking work (opens, closes, scans, file copies) on the

@@ -6,7 +6,9 @@ use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
 use crate::engine::{Keying, files, journal_path};
-use crate::error::{Error, Result};
+use crate::error::{FileOpError, StorageError};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::ops::whole_file::{not_open_here, open_bare, write_copy};
 use crate::tables::{self};
@@ -37,7 +39,7 @@ impl RedbStore {
         // The copy's writes pass the store's fault hooks: tests hold a
         // backup inside its copy with them.
         let faults = self.engine.config().io_faults;
-        self.read_blocking(move |s| {
+        self.read_for_op(move |s| {
             crate::telemetry::file_span!("wa_redb.backup", target);
             write_copy(s, &target, Keying::like(cipher.as_ref()), faults)
         })
@@ -71,12 +73,13 @@ fn keep_replaced(target: &Path) -> Result<PathBuf> {
         match second_name(target, &kept) {
             Ok(()) => break kept,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => return Err(Error::io(&kept, e)),
+            Err(e) => return Err(StorageError::io(&kept, e).into()),
         }
     };
     let journal = journal_path(target);
     if journal.exists() {
-        std::fs::rename(&journal, journal_path(&kept)).map_err(|e| Error::io(&journal, e))?;
+        std::fs::rename(&journal, journal_path(&kept))
+            .map_err(|e| StorageError::io(&journal, e))?;
     }
     Ok(kept)
 }
@@ -143,14 +146,14 @@ impl RedbStore {
         let target = crate::engine::canonical(target.as_ref())?;
         crate::telemetry::file_span!("wa_redb.restore", target);
         if backup == target {
-            return Err(Error::SameFile { path: target }.into());
+            return Err(FileOpError::SameFile { path: target }.into());
         }
         // The backup must be a store this build can open: a file that is
         // none at all says so (not a redb error about magic numbers).
         crate::engine::sniff(&backup)?;
         {
             let (db, _) = crate::engine::open_read_only(&backup, config.encryption.as_ref())
-                .map_err(|e| Error::storage(&backup, e))?;
+                .map_err(|e| StorageError::storage(&backup, e))?;
             crate::engine::read_meta(&db, &backup)?
                 .refuse_newer(&backup, tables::SCHEMA_VERSION)?;
         }
@@ -170,14 +173,16 @@ impl RedbStore {
         files::remove_stale_temps(&target);
         let (tmp, mut to) = files::create_temp(&target, files::TempKind::Restoring)?;
         let mut kept = None;
-        let result = (|| {
+        let result = (|| -> Result<()> {
             // Marks the copy as live for `remove_stale_temps` elsewhere.
-            to.try_lock().map_err(|e| Error::io(&tmp, e.into()))?;
+            to.try_lock()
+                .map_err(|e| StorageError::io(&tmp, e.into()))?;
             // Not `fs::copy`: it would copy the backup's permissions, and the
             // store holds private keys (owner only).
-            let mut from = std::fs::File::open(&backup).map_err(|e| Error::io(&backup, e))?;
-            std::io::copy(&mut from, &mut to).map_err(|e| Error::io(&tmp, e))?;
-            to.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            let mut from =
+                std::fs::File::open(&backup).map_err(|e| StorageError::io(&backup, e))?;
+            std::io::copy(&mut from, &mut to).map_err(|e| StorageError::io(&tmp, e))?;
+            to.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
             if replacing {
                 kept = Some(keep_replaced(&target)?);
                 let renamed = match std::fs::rename(&tmp, &target) {
@@ -187,14 +192,14 @@ impl RedbStore {
                     }
                     renamed => renamed,
                 };
-                renamed.map_err(|e| Error::io(&target, e))?;
+                renamed.map_err(|e| StorageError::io(&target, e))?;
             } else {
                 // A journal without its store belongs to nothing.
                 files::remove_if_present(&journal_path(&target))?;
                 // Never over a store another process created meanwhile.
-                files::link_into_place(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+                files::link_into_place(&tmp, &target).map_err(|e| StorageError::io(&target, e))?;
             }
-            files::sync_parent_dir(&target)
+            Ok(files::sync_parent_dir(&target)?)
         })();
         drop(held);
         if result.is_err() {

@@ -6,7 +6,9 @@ use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
 use crate::engine::{Packing, files};
-use crate::error::Result;
+use crate::error::FileOpError;
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::ops::whole_file::recover_and_close;
 

@@ -6,7 +6,9 @@ use redb::Value;
 use wacore::store::error::StoreError;
 
 use crate::engine::Tx;
-use crate::error::Result;
+use crate::error::{FileOpError, WriteError};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::tables::{self, StoreKey, Table, TableId, TableVisitor};
 
@@ -26,11 +28,13 @@ struct DeleteSlice<'a, 'b> {
 }
 
 impl TableVisitor for DeleteSlice<'_, '_> {
+    type Error = WriteError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         _: TableId,
         table: Table<K, V>,
-    ) -> Result<()> {
+    ) -> Result<(), WriteError> {
         let left = self.budget - self.rows;
         let Some(device) = K::device_range(self.device_id).filter(|_| left > 0) else {
             return Ok(());

@@ -14,7 +14,9 @@ use wacore::store::error::StoreError;
 use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};
 
 use crate::engine::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_SCHEMA_VERSION, Snapshot};
-use crate::error::{Error, Result};
+use crate::error::{FileOpError, StorageError, StorageResult};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::ops::export::hex;
 use crate::tables::codec::{
@@ -107,10 +109,14 @@ impl RedbStore {
     ) -> Result<u64, StoreError> {
         let table = match &options.table {
             None => None,
-            Some(name) => Some(TableId::from_name(name).ok_or_else(|| Error::UnknownTable {
-                name: name.clone(),
-                known: crate::ops::inspect::table_names(),
-            })?),
+            Some(name) => {
+                Some(
+                    TableId::from_name(name).ok_or_else(|| FileOpError::UnknownTable {
+                        name: name.clone(),
+                        known: crate::ops::inspect::table_names(),
+                    })?,
+                )
+            }
         };
         self.read(|s| {
             let mut visitor = Dump {
@@ -140,11 +146,13 @@ struct Dump<'a, 'b> {
 }
 
 impl TableVisitor for Dump<'_, '_> {
+    type Error = StorageError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         id: TableId,
         table: Table<K, V>,
-    ) -> Result<()> {
+    ) -> StorageResult<()> {
         if self.stopped {
             return Ok(());
         }
@@ -322,7 +330,7 @@ fn record_json(table: TableId, key: &[Json], bytes: &[u8], reveal: bool) -> Resu
         }
         TableId::DEVICE_LISTS => {
             let r: DeviceListRecord = decode(what, bytes)?;
-            serde_json::to_value(&r).map_err(|e| Error::decode(what, e))?
+            serde_json::to_value(&r).map_err(|e| StorageError::decode(what, e))?
         }
         TableId::TC_TOKENS => {
             let row: TcTokenRow = decode(what, bytes)?;
@@ -431,11 +439,13 @@ mod tests {
     fn every_key_type_is_rendered() {
         struct Probe(Vec<&'static str>);
         impl TableVisitor for Probe {
+            type Error = StorageError;
+
             fn visit<K: StoreKey, V: Value + 'static>(
                 &mut self,
                 id: TableId,
                 _: Table<K, V>,
-            ) -> Result<()> {
+            ) -> StorageResult<()> {
                 let known = [
                     TypeId::of::<&'static str>(),
                     TypeId::of::<i32>(),

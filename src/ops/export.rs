@@ -18,7 +18,9 @@ use wacore::store::traits::{
 };
 
 use crate::engine::Snapshot;
-use crate::error::{Error, Result};
+use crate::error::{FileOpError, StorageError, StorageResult};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::tables::codec::{
     BaseKeyRow, LidMappingRow, MsgSecretRow, MutationMacRow, PendingInboundRow, PrekeyRow,
@@ -166,8 +168,8 @@ fn collect<K: StoreKey, T>(
     s: &Snapshot<'_>,
     table: Table<K, &'static [u8]>,
     d: i32,
-    mut f: impl FnMut(K::SelfType<'_>, &[u8]) -> Result<T>,
-) -> Result<Vec<T>> {
+    mut f: impl FnMut(K::SelfType<'_>, &[u8]) -> StorageResult<T>,
+) -> StorageResult<Vec<T>> {
     let mut out = Vec::new();
     s.visit(table, table.device(d), |k, v| {
         out.push(f(k, v)?);
@@ -182,9 +184,9 @@ fn read_account(s: &Snapshot<'_>, d: i32) -> Result<Account> {
         ..Account::default()
     };
     a.identities = collect(s, IDENTITIES, d, |(_, addr), v| {
-        let key: [u8; 32] = v
-            .try_into()
-            .map_err(|_| Error::decode("identity key", format!("{addr}: {} bytes", v.len())))?;
+        let key: [u8; 32] = v.try_into().map_err(|_| {
+            StorageError::decode("identity key", format!("{addr}: {} bytes", v.len()))
+        })?;
         Ok((addr.to_owned(), key))
     })?;
     a.sessions = collect(s, SESSIONS, d, |(_, k), v| Ok((k.to_owned(), v.to_vec())))?;
@@ -343,9 +345,9 @@ impl RedbStore {
     ) -> Result<ExportReport, StoreError> {
         let d = self.device_id;
         if !options.merge_into_existing && target.exists().await? {
-            return Err(Error::TargetHasAccount { device_id: d }.into());
+            return Err(FileOpError::TargetHasAccount { device_id: d }.into());
         }
-        let account = self.read_blocking(move |s| read_account(s, d)).await?;
+        let account = self.read_for_op(move |s| read_account(s, d)).await?;
         let mut t = Tally {
             progress: options.progress.as_ref(),
             prefix: format!("device {d}: "),

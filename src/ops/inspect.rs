@@ -9,7 +9,9 @@ use serde::Serialize;
 use wacore::store::error::StoreError;
 
 use crate::engine::{Snapshot, files::file_len, journal_path};
-use crate::error::{Error, Result};
+use crate::error::{FileOpError, StorageError, StorageResult};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::tables::codec;
 use crate::tables::{self, DEVICES, StoreKey, Table, TableId, TableVisitor, every_row};
@@ -87,19 +89,21 @@ struct Census<'a, 'b> {
 }
 
 impl TableVisitor for Census<'_, '_> {
+    type Error = StorageError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         id: TableId,
         table: Table<K, V>,
-    ) -> Result<()> {
+    ) -> StorageResult<()> {
         let path = self.snapshot.path();
         let t = self
             .snapshot
             .txn()
             .open_table(table.def)
-            .map_err(|e| Error::storage(path, e))?;
-        let stats = t.stats().map_err(|e| Error::storage(path, e))?;
-        let rows = t.len().map_err(|e| Error::storage(path, e))?;
+            .map_err(|e| StorageError::storage(path, e))?;
+        let stats = t.stats().map_err(|e| StorageError::storage(path, e))?;
+        let rows = t.len().map_err(|e| StorageError::storage(path, e))?;
         self.tables.push(TableInfo {
             name: id.name(),
             rows,
@@ -157,14 +161,14 @@ struct Validate<'a, 'b> {
 }
 
 /// Checks one stored value against its table's encoding.
-pub(crate) fn validate_value(table: TableId, bytes: &[u8]) -> Result<()> {
+pub(crate) fn validate_value(table: TableId, bytes: &[u8]) -> StorageResult<()> {
     use crate::tables::codec::*;
     use wacore::appstate::hash::HashState;
     use wacore::store::traits::{AppStateSyncKey, DeviceListRecord};
     let what = table.name();
     match table {
         TableId::DEVICES => decode_device(bytes).map(drop),
-        TableId::IDENTITIES if bytes.len() != 32 => Err(Error::decode(what, "not 32 bytes")),
+        TableId::IDENTITIES if bytes.len() != 32 => Err(StorageError::decode(what, "not 32 bytes")),
         TableId::PREKEYS => decode::<PrekeyRow>(what, bytes).map(drop),
         TableId::SYNC_KEYS => decode::<AppStateSyncKey>(what, bytes).map(drop),
         TableId::APP_STATE_VERSIONS => decode::<HashState>(what, bytes).map(drop),
@@ -181,11 +185,13 @@ pub(crate) fn validate_value(table: TableId, bytes: &[u8]) -> Result<()> {
 }
 
 impl TableVisitor for Validate<'_, '_> {
+    type Error = StorageError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         id: TableId,
         table: Table<K, V>,
-    ) -> Result<()> {
+    ) -> StorageResult<()> {
         let (rows, problems) = (&mut self.rows, &mut self.problems);
         self.snapshot.visit(table, every_row::<K>(), |_, v| {
             *rows += 1;
@@ -225,14 +231,14 @@ impl RedbStore {
     /// The accounts in this store file, with their row counts. Reads the
     /// whole file: an operations tool, not for hot paths.
     pub async fn accounts(&self) -> Result<Vec<AccountInfo>, StoreError> {
-        self.read_blocking(|s| census(s).map(|(accounts, _)| accounts))
+        self.read_for_op(|s| census(s).map(|(accounts, _)| accounts))
             .await
     }
 
     /// An overview of the whole file (every account). Reads the whole file.
     pub async fn info(&self) -> Result<StoreInfo, StoreError> {
         let engine = self.engine.clone();
-        self.read_blocking(move |s| {
+        self.read_for_op(move |s| {
             let (accounts, tables) = census(s)?;
             let meta = crate::engine::read_meta(&*engine.database()?, &engine.path)?;
             let status = &engine.status;

@@ -44,7 +44,7 @@ impl RedbStore {
     pub async fn delete_expired_base_keys(&self, cutoff_secs: i64) -> Result<u32, StoreError> {
         let d = self.device_id();
         let expired = self
-            .read_blocking(move |s| {
+            .read_for_op(move |s| {
                 let mut out = Vec::new();
                 s.visit(BASE_KEYS, BASE_KEYS.device(d), |(_, address, id), v| {
                     if base_key_row(v).is_ok_and(|row| row.saved_at < cutoff_secs) {

@@ -8,7 +8,7 @@ use wacore::store::error::StoreError;
 
 use crate::config::{EncryptionKey, RedbStoreConfig};
 use crate::engine::{Engine, Keying, files};
-use crate::error::{Error, KeyProblem};
+use crate::error::{KeyProblem, OpenError, StorageError};
 use crate::handle::RedbStore;
 use crate::ops::whole_file::{copy_to_temp, recover_and_close, with_store_alone, write_copy};
 
@@ -74,10 +74,10 @@ impl RedbStore {
             // needed) or it is not (there is nothing to rekey).
             let problem = match Engine::open_to_look(crate::tables::CATALOG, &path, false, None) {
                 Ok(_) => KeyProblem::NotEncrypted,
-                Err(Error::Key { problem, .. }) => problem,
+                Err(OpenError::Storage(StorageError::Key { problem, .. })) => problem,
                 Err(e) => return Err(e.into()),
             };
-            return Err(Error::Key { path, problem }.into());
+            return Err(OpenError::key(&path, problem).into());
         };
         let new_config = RedbStoreConfig {
             encryption: Some(new.clone()),
@@ -107,17 +107,18 @@ impl RedbStore {
                     // was replayed at this open and nothing wrote since:
                     // the close that follows leaves none behind.
                     match std::fs::rename(&tmp, &path) {
-                        Ok(()) => files::sync_parent_dir(&path).map(|()| None),
+                        Ok(()) => Ok(files::sync_parent_dir(&path).map(|()| None)?),
                         // Renamed once the store is closed, below.
                         Err(e) if files::refused_while_held(&e) => Ok(Some(tmp)),
                         Err(e) => {
                             let _ = std::fs::remove_file(&tmp);
-                            Err(Error::io(&path, e))
+                            Err(StorageError::io(&path, e).into())
                         }
                     }
                 })?;
                 if let Some(tmp) = pending {
-                    let renamed = std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e));
+                    let renamed =
+                        std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e));
                     if renamed.is_err() {
                         let _ = std::fs::remove_file(&tmp);
                     }

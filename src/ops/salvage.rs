@@ -18,7 +18,9 @@ use wacore::store::error::StoreError;
 
 use crate::config::RedbStoreConfig;
 use crate::engine::{Engine, Keying, create_bare_temp, files};
-use crate::error::{Error, Result};
+use crate::error::{FileOpError, StorageError};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::ops::inspect::validate_value;
 use crate::ops::whole_file::{copy_counters, publish, refuse_existing};
@@ -114,8 +116,8 @@ impl RedbStore {
             tables::visit_all(&mut copy)?;
             copy_counters(&copy.current()?.snapshot()?, &txn, &tmp)?;
             let (tables, accounts) = (copy.tables, copy.accounts);
-            txn.commit().map_err(|e| Error::storage(&tmp, e))?;
-            db.close().map_err(|e| Error::storage(&tmp, e))?;
+            txn.commit().map_err(|e| StorageError::storage(&tmp, e))?;
+            db.close().map_err(|e| StorageError::storage(&tmp, e))?;
             Ok((tables, accounts))
         });
         let (tables, accounts) = match copied.and_then(|c| publish(&tmp, &target).map(|()| c)) {
@@ -165,6 +167,8 @@ impl Salvage<'_> {
 }
 
 impl TableVisitor for Salvage<'_> {
+    type Error = FileOpError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         id: TableId,
@@ -177,7 +181,7 @@ impl TableVisitor for Salvage<'_> {
         let mut dst = self
             .to
             .open_table(table.def)
-            .map_err(|e| Error::storage(target, e))?;
+            .map_err(|e| StorageError::storage(target, e))?;
         let mut report = TableSalvage {
             table: id.name(),
             recovered: 0,
@@ -204,7 +208,7 @@ impl TableVisitor for Salvage<'_> {
                     true
                 }
                 Err(e) => {
-                    failed = Some(Error::storage(target, e));
+                    failed = Some(StorageError::storage(target, e));
                     false
                 }
             }
@@ -238,7 +242,7 @@ impl TableVisitor for Salvage<'_> {
             }
         }
         if let Some(e) = failed {
-            return Err(e);
+            return Err(e.into());
         }
         self.accounts.extend(accounts);
         self.tables.push(report);

@@ -10,7 +10,9 @@ use redb::{Builder, Database, Value, WriteTransaction};
 
 use crate::config::RedbStoreConfig;
 use crate::engine::{Keying, Snapshot, create_bare_temp, files, open_with};
-use crate::error::{Error, Result};
+use crate::error::{FileOpError, OpenError, StorageError, StorageResult};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::fault::IoFaults;
 use crate::tables::every_row;
 use crate::tables::{
@@ -26,28 +28,30 @@ struct CopyTables<'a, 'b> {
 }
 
 impl TableVisitor for CopyTables<'_, '_> {
+    type Error = StorageError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         id: TableId,
         table: Table<K, V>,
-    ) -> Result<()> {
+    ) -> StorageResult<()> {
         if id == TableId::META {
             return Ok(());
         }
         let mut dst = self
             .to
             .open_table(table.def)
-            .map_err(|e| Error::storage(self.target, e))?;
+            .map_err(|e| StorageError::storage(self.target, e))?;
         self.from.visit(table, every_row::<K>(), |k, v| {
             dst.insert(k, v)
-                .map_err(|e| Error::storage(self.target, e))?;
+                .map_err(|e| StorageError::storage(self.target, e))?;
             Ok(true)
         })
     }
 }
 
-pub(crate) fn exists_already(target: &Path) -> Error {
-    Error::InvalidPath {
+pub(crate) fn exists_already(target: &Path) -> FileOpError {
+    FileOpError::InvalidPath {
         path: target.display().to_string(),
         reason: "a file already exists there".into(),
     }
@@ -65,9 +69,9 @@ pub(crate) fn refuse_existing(target: &Path) -> Result<()> {
 /// Moves a finished file into place without ever replacing an existing one.
 pub(crate) fn publish(tmp: &Path, target: &Path) -> Result<()> {
     match files::link_into_place(tmp, target) {
-        Ok(()) => files::sync_parent_dir(target),
+        Ok(()) => Ok(files::sync_parent_dir(target)?),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists_already(target)),
-        Err(e) => Err(Error::io(target, e)),
+        Err(e) => Err(StorageError::io(target, e).into()),
     }
 }
 
@@ -94,12 +98,12 @@ pub(crate) fn copy_counters(
     txn: &WriteTransaction,
     path: &Path,
 ) -> Result<()> {
-    let err = |e: redb::TableError| Error::storage(path, e);
+    let err = |e: redb::TableError| StorageError::storage(path, e);
     let mut meta = txn.open_table(META.def).map_err(err)?;
     for key in [META_LID_SEQ, META_CREATED_BY] {
         if let Some(v) = snapshot.get(META, key, <[u8]>::to_vec)? {
             meta.insert(key, v.as_slice())
-                .map_err(|e| Error::storage(path, e))?;
+                .map_err(|e| StorageError::storage(path, e))?;
         }
     }
     Ok(())
@@ -117,8 +121,8 @@ pub(crate) fn copy_to_temp(
 ) -> Result<PathBuf> {
     let (tmp, db) = create_bare_temp(crate::tables::CATALOG, target, kind, faults, keying)
         .map_err(|e| e.with_path(target))?;
-    let result = (|| {
-        let err = |e: redb::Error| Error::storage(&tmp, e);
+    let result = (|| -> Result<()> {
+        let err = |e: redb::Error| StorageError::storage(&tmp, e);
         let txn = crate::engine::begin_durable(&db, &tmp)?;
         tables::visit_all(&mut CopyTables {
             from: snapshot,
@@ -127,7 +131,7 @@ pub(crate) fn copy_to_temp(
         })?;
         copy_counters(snapshot, &txn, &tmp)?;
         txn.commit().map_err(|e| err(e.into()))?;
-        db.close().map_err(|e| err(e.into()))
+        Ok(db.close().map_err(|e| err(e.into()))?)
     })();
     match result {
         Ok(()) => Ok(tmp),
@@ -141,7 +145,7 @@ pub(crate) fn copy_to_temp(
 /// Refuses to work on a file this process has open.
 pub(crate) fn not_open_here(path: &Path) -> Result<()> {
     if crate::engine::is_open_here(path) {
-        return Err(Error::OpenHere {
+        return Err(FileOpError::OpenHere {
             path: path.to_path_buf(),
         });
     }
@@ -165,7 +169,7 @@ pub(crate) fn with_store_alone<T>(
     not_open_here(path)?;
     // Opening would create a new store: these operations need an existing one.
     if !path.exists() {
-        return Err(Error::InvalidPath {
+        return Err(FileOpError::InvalidPath {
             path: path.display().to_string(),
             reason: "no such file".into(),
         });
@@ -174,9 +178,9 @@ pub(crate) fn with_store_alone<T>(
     let engine = crate::engine::open_shared(crate::tables::CATALOG, path, &config)?;
     let result = f(&engine);
     match std::sync::Arc::try_unwrap(engine) {
-        Ok(engine) => engine.close().and(result),
+        Ok(engine) => engine.close().map_err(FileOpError::from).and(result),
         // Another thread opened it meanwhile.
-        Err(_) => Err(Error::OpenHere {
+        Err(_) => Err(FileOpError::OpenHere {
             path: path.to_path_buf(),
         }),
     }
@@ -184,7 +188,7 @@ pub(crate) fn with_store_alone<T>(
 
 /// Opens a closed store file with redb alone (no journal, no writer), for
 /// whole-file operations that need exclusive access.
-pub(crate) fn open_bare(path: &Path, keying: Keying<'_>) -> Result<Database> {
+pub(crate) fn open_bare(path: &Path, keying: Keying<'_>) -> Result<Database, OpenError> {
     // redb's default cache; the tag entries within a default file's share.
     let tags = crate::config::RedbStoreConfig::default().cache_bytes();
     Ok(open_with(

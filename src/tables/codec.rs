@@ -12,13 +12,13 @@
 //!   wacore, not us, decides their field order; it marks new fields
 //!   `#[serde(default)]`, and unknown names are skipped on decode.
 //!
-//! Decoding never panics: a malformed record is an [`Error::Decode`].
+//! Decoding never panics: a malformed record is a [`StorageError::Decode`].
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wacore::store::Device;
 
-use crate::error::{Error, Result};
+use crate::error::{StorageError, StorageResult as Result};
 
 /// Format byte of a MessagePack envelope.
 const FORMAT_MSGPACK: u8 = 1;
@@ -36,7 +36,7 @@ pub(crate) fn encode_row<T: Serialize>(row: &T) -> Vec<u8> {
 pub(crate) fn encode_named<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = vec![FORMAT_MSGPACK];
     rmp_serde::encode::write_named(&mut out, value)
-        .map_err(|e| Error::decode(std::any::type_name::<T>(), e))?;
+        .map_err(|e| StorageError::decode(std::any::type_name::<T>(), e))?;
     Ok(out)
 }
 
@@ -44,13 +44,13 @@ pub(crate) fn encode_named<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
         Some((&FORMAT_MSGPACK, body)) => {
-            rmp_serde::from_slice(body).map_err(|e| Error::decode(what, e))
+            rmp_serde::from_slice(body).map_err(|e| StorageError::decode(what, e))
         }
-        Some((format, _)) => Err(Error::decode(
+        Some((format, _)) => Err(StorageError::decode(
             what,
             format!("unknown encoding format {format}"),
         )),
-        None => Err(Error::decode(what, "empty record")),
+        None => Err(StorageError::decode(what, "empty record")),
     }
 }
 
@@ -161,18 +161,18 @@ pub(crate) fn decode_device(bytes: &[u8]) -> Result<Device> {
 
 /// Little-endian u64 stored in the meta table.
 pub(crate) fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| Error::decode(what, format!("expected 8 bytes, found {}", bytes.len())))?;
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| {
+        StorageError::decode(what, format!("expected 8 bytes, found {}", bytes.len()))
+    })?;
     Ok(u64::from_le_bytes(arr))
 }
 
 /// Little-endian u32 stored in the meta table.
 #[cfg(feature = "cli")]
 pub(crate) fn decode_u32(what: &'static str, bytes: &[u8]) -> Result<u32> {
-    let arr: [u8; 4] = bytes
-        .try_into()
-        .map_err(|_| Error::decode(what, format!("expected 4 bytes, found {}", bytes.len())))?;
+    let arr: [u8; 4] = bytes.try_into().map_err(|_| {
+        StorageError::decode(what, format!("expected 4 bytes, found {}", bytes.len()))
+    })?;
     Ok(u32::from_le_bytes(arr))
 }
 
@@ -187,7 +187,7 @@ pub(crate) fn replaceable<T>(
     old: Option<Result<T>>,
 ) -> Result<Option<T>> {
     match old {
-        Some(Err(Error::Decode { detail, .. })) => {
+        Some(Err(StorageError::Decode { detail, .. })) => {
             log::warn!("{table}: replacing the row of {key}, which no longer decodes ({detail})");
             Ok(None)
         }

@@ -8,7 +8,7 @@ use redb::{ReadTransaction, Value, WriteTransaction};
 
 use super::{DEVICES, META_LID_SEQ, StoreKey, Table, TableId, TableVisitor};
 use crate::engine::{self, Catalog, Effect, Migration, TableTag};
-use crate::error::{Error, Result};
+use crate::error::{StorageError, StorageResult as Result};
 
 /// The store's catalog, for the engine.
 pub(crate) static CATALOG: &dyn Catalog = &StoreTables;
@@ -53,14 +53,14 @@ impl Catalog for StoreTables {
 
     fn accounts(&self, txn: &ReadTransaction, path: &Path) -> Result<u64> {
         use redb::ReadableTableMetadata;
-        let err = |e: redb::Error| Error::storage(path, e);
+        let err = |e: redb::Error| StorageError::storage(path, e);
         let table = txn.open_table(DEVICES.def).map_err(|e| err(e.into()))?;
         table.len().map_err(|e| err(e.into()))
     }
 }
 
-fn unknown(tag: TableTag) -> Error {
-    Error::decode("journal record", format!("unknown table id {}", tag.0))
+fn unknown(tag: TableTag) -> StorageError {
+    StorageError::decode("journal record", format!("unknown table id {}", tag.0))
 }
 
 /// Creates every table (redb creates a table the first time a write
@@ -68,6 +68,8 @@ fn unknown(tag: TableTag) -> Error {
 struct CreateTables<'a>(&'a WriteTransaction, &'a Path);
 
 impl TableVisitor for CreateTables<'_> {
+    type Error = StorageError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         _: TableId,
@@ -76,7 +78,7 @@ impl TableVisitor for CreateTables<'_> {
         self.0
             .open_table(table.def)
             .map(drop)
-            .map_err(|e| Error::storage(self.1, e))
+            .map_err(|e| StorageError::storage(self.1, e))
     }
 }
 
@@ -88,6 +90,8 @@ struct Apply<'a, 'e> {
 }
 
 impl TableVisitor for Apply<'_, '_> {
+    type Error = StorageError;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         _: TableId,

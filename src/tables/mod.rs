@@ -23,7 +23,7 @@ use std::ops::Bound;
 use redb::{Key, Value};
 
 use crate::engine::TableTag;
-use crate::error::Result;
+use crate::error::StorageResult as Result;
 use crate::tables::shape::Shape;
 
 pub(crate) use crate::engine::{Bounds, Table, every_row};
@@ -111,11 +111,14 @@ device_tuple_key! {
 
 /// Something done once per table, with the table's types known.
 pub(crate) trait TableVisitor {
+    /// What a visit fails with: the file's failures at least.
+    type Error: From<crate::error::StorageError>;
+
     fn visit<K: StoreKey, V: Value + 'static>(
         &mut self,
         id: TableId,
         table: Table<K, V>,
-    ) -> Result<()>;
+    ) -> Result<(), Self::Error>;
 }
 
 type Bytes = &'static [u8];
@@ -176,7 +179,7 @@ macro_rules! catalog {
             }
 
             /// Calls `visitor` with this table's typed definition.
-            pub fn visit(self, visitor: &mut impl TableVisitor) -> Result<()> {
+            pub fn visit<T: TableVisitor>(self, visitor: &mut T) -> Result<(), T::Error> {
                 match self {
                     $( TableId::$konst => visitor.visit(TableId::$konst, $konst), )*
                 }
@@ -184,7 +187,7 @@ macro_rules! catalog {
         }
 
         /// Calls `visitor` once for every table.
-        pub(crate) fn visit_all(visitor: &mut impl TableVisitor) -> Result<()> {
+        pub(crate) fn visit_all<T: TableVisitor>(visitor: &mut T) -> Result<(), T::Error> {
             $( visitor.visit(TableId::$konst, $konst)?; )*
             Ok(())
         }

@@ -68,14 +68,13 @@ pub(crate) struct Sample {
 
 /// The kind of a failure that halted a writer, as the `cause` label.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-fn cause(err: &crate::error::Error) -> &'static str {
-    use crate::error::Error;
+fn cause(err: &crate::error::StorageError) -> &'static str {
+    use crate::error::StorageError;
     match err {
-        Error::NoSpace { .. } => "no_space",
-        Error::Io { .. } => "io",
-        Error::Corrupted { .. } => "corrupted",
-        Error::Storage { .. } => "storage",
-        Error::Halted { cause, .. } => self::cause(cause),
+        StorageError::NoSpace { .. } => "no_space",
+        StorageError::Io { .. } => "io",
+        StorageError::Corrupted { .. } => "corrupted",
+        StorageError::Redb { .. } => "storage",
         _ => "other",
     }
 }

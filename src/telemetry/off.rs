@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::Sample;
-use crate::error::Error;
+use crate::error::StorageError;
 
 #[inline(always)]
 pub(crate) fn timed<F: Future>(_op: &'static str, fut: F, _after: impl FnOnce()) -> F {
@@ -36,7 +36,7 @@ impl FileMetrics {
     #[inline(always)]
     pub fn checkpointed(&self, _started: Started, _journal_bytes: Option<u64>) {}
     #[inline(always)]
-    pub fn halted(&self, _err: &Error) {}
+    pub fn halted(&self, _err: &StorageError) {}
     #[inline(always)]
     pub fn sample_due(&self) -> bool {
         false

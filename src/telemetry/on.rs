@@ -12,7 +12,7 @@ use metrics::{
 };
 
 use super::*;
-use crate::error::Error;
+use crate::error::StorageError;
 
 /// The sampled gauges of a file are refreshed at most this often.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -123,7 +123,7 @@ impl FileMetrics {
     }
 
     /// The writer halted on `err`.
-    pub fn halted(&self, err: &Error) {
+    pub fn halted(&self, err: &StorageError) {
         counter!(HALTS, "file" => self.file.clone(), "cause" => cause(err)).increment(1);
     }
 

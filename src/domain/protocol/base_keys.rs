@@ -7,7 +7,7 @@ use crate::handle::RedbStore;
 use crate::tables::BASE_KEYS;
 use crate::tables::codec::{BaseKeyRow, decode, encode_row};
 
-pub(crate) fn base_key_row(bytes: &[u8]) -> crate::error::Result<BaseKeyRow> {
+pub(crate) fn base_key_row(bytes: &[u8]) -> crate::error::StorageResult<BaseKeyRow> {
     decode("base key", bytes)
 }
 

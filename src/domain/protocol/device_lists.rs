@@ -20,7 +20,7 @@ pub(super) async fn update_device_lists(
     let rows = records
         .iter()
         .map(|r| Ok((r.user.clone(), encode_named(r)?)))
-        .collect::<crate::error::Result<Vec<_>>>()?;
+        .collect::<crate::error::StorageResult<Vec<_>>>()?;
     let weight = rows.iter().map(|(u, r)| u.len() + r.len()).sum();
     store
         .write(weight, move |tx| {

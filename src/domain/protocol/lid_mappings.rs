@@ -6,12 +6,12 @@ use wacore::store::error::Result;
 use wacore::store::traits::LidPnMappingEntry;
 
 use crate::engine::{NameRange, Tx};
-use crate::error::Error;
+use crate::error::WriteError;
 use crate::handle::RedbStore;
 use crate::tables::codec::{LidMappingRow, decode, decode_u64, encode_row, replaceable};
 use crate::tables::{DEVICES, LID_MAPPINGS, META, META_LID_SEQ, PN_INDEX};
 
-fn lid_row(bytes: &[u8]) -> crate::error::Result<LidMappingRow> {
+fn lid_row(bytes: &[u8]) -> crate::error::StorageResult<LidMappingRow> {
     decode("lid mapping", bytes)
 }
 
@@ -34,9 +34,9 @@ fn put_lid_rows(
     tx: &mut Tx<'_>,
     d: i32,
     entries: &[LidPnMappingEntry],
-) -> crate::error::Result<()> {
+) -> std::result::Result<(), WriteError> {
     if tx.get(DEVICES, d, |_| ())?.is_none() {
-        return Err(Error::DeviceMissing { device_id: d });
+        return Err(WriteError::DeviceMissing { device_id: d });
     }
     let stored_seq = tx
         .get(META, META_LID_SEQ, |v| decode_u64("lid sequence", v))?

@@ -7,7 +7,7 @@ use crate::handle::RedbStore;
 use crate::tables::TC_TOKENS;
 use crate::tables::codec::{TcTokenRow, decode, encode_row, replaceable};
 
-fn tc_row(bytes: &[u8]) -> crate::error::Result<TcTokenRow> {
+fn tc_row(bytes: &[u8]) -> crate::error::StorageResult<TcTokenRow> {
     decode("tc token", bytes)
 }
 

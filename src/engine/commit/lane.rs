@@ -47,7 +47,7 @@ use crate::engine::writer::{
     INLINE_MAX_JOBS, INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Pending, Writer,
     clone_outcome,
 };
-use crate::error::{Error, Result};
+use crate::error::{CheckpointError, WriteError};
 
 /// Batches a pool worker commits for one lane before it lets other work
 /// of the pool run.
@@ -112,7 +112,7 @@ struct State {
     /// than to callers that may never be polled again.
     orphaned: bool,
     /// Callers of `checkpoint()`, answered after the next checkpoint.
-    checkpoint_waiters: Vec<oneshot::Sender<Result<()>>>,
+    checkpoint_waiters: Vec<oneshot::Sender<Result<(), CheckpointError>>>,
     /// A checkpoint should run (timer fired, journal full).
     checkpoint_due: bool,
     /// The journal's preallocated room runs low: a pool worker grows it.
@@ -251,8 +251,14 @@ impl Lane {
         Owned(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn closed_error(&self) -> Error {
-        Error::Closed {
+    fn closed_write(&self) -> WriteError {
+        WriteError::Closed {
+            path: self.path.clone(),
+        }
+    }
+
+    fn closed_checkpoint(&self) -> CheckpointError {
+        CheckpointError::Closed {
             path: self.path.clone(),
         }
     }
@@ -270,7 +276,7 @@ impl Lane {
         let mut state = self.state();
         if state.closed {
             drop(state);
-            job.finish(Err(self.closed_error()));
+            job.finish(Err(self.closed_write()));
             return Committer::Pool;
         }
         let inline = self.inline.load(Ordering::Relaxed) && job.weight().inline_ok();
@@ -349,12 +355,12 @@ impl Lane {
     }
 
     /// Asks for a checkpoint and returns a receiver of its outcome.
-    pub fn checkpoint(&self) -> oneshot::Receiver<Result<()>> {
+    pub fn checkpoint(&self) -> oneshot::Receiver<Result<(), CheckpointError>> {
         let (reply, done) = oneshot::channel();
         let mut state = self.state();
         if state.closed {
             drop(state);
-            let _ = reply.send(Err(self.closed_error()));
+            let _ = reply.send(Err(self.closed_checkpoint()));
             return done;
         }
         state.checkpoint_waiters.push(reply);
@@ -568,7 +574,7 @@ impl Lane {
     /// Takes the lane for good, once its owner let go, commits every job
     /// still queued (a queued job runs whatever became of its caller) and
     /// returns the writer for the final steps of closing. Later submissions
-    /// fail with [`Error::Closed`]. Blocking.
+    /// fail with [`WriteError::Closed`]. Blocking.
     pub fn close(&self) -> Writer {
         self.state().closed = true;
         let mut state = self.acquire();
@@ -578,7 +584,7 @@ impl Lane {
         state.waiters.clear();
         drop(state);
         for reply in waiters {
-            let _ = reply.send(Err(self.closed_error()));
+            let _ = reply.send(Err(self.closed_checkpoint()));
         }
         let mut writer = self
             .writer

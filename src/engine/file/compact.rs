@@ -11,7 +11,7 @@ use crate::config::RedbStoreConfig;
 use crate::engine::files::file_len;
 use crate::engine::format::{Keying, open_with};
 use crate::engine::{Engine, contain_panic};
-use crate::error::{Error, Result};
+use crate::error::{CheckpointError, OpenError, StorageError, StorageResult as Result};
 
 /// How tightly an offline compaction packs a file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub(crate) fn should_compact(db: &Database, path: &Path, config: &RedbStoreConfi
         return Ok(false);
     };
     let file_len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
+        .map_err(|e| StorageError::io(path, e))?
         .len();
     if file_len < (1 << 20) {
         return Ok(false);
@@ -72,7 +72,11 @@ pub(super) fn maybe_compact(
 /// Compacts a closed store through a handle with a small page cache:
 /// compaction touches every page, and a store-sized cache (redb's default
 /// in `wa-redb compact`) would grow to hold them all.
-pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig, packing: Packing) -> Result<()> {
+pub(crate) fn compact_lean(
+    path: &Path,
+    config: &RedbStoreConfig,
+    packing: Packing,
+) -> Result<(), OpenError> {
     let cache = 1 << 20;
     let mut db = open_with(
         Builder::new().set_cache_size(cache),
@@ -89,14 +93,16 @@ pub(crate) fn compact_lean(path: &Path, config: &RedbStoreConfig, packing: Packi
         Packing::Maximum => redb::CompactionMode::Maximum,
     };
     contain_panic(path, || compact(&mut db, path, mode))?;
-    db.close().map_err(|e| Error::storage(path, e))
+    Ok(db.close().map_err(|e| StorageError::storage(path, e))?)
 }
 
 /// Bytes of the file not holding live data (unallocated or fragmented).
 pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u64> {
-    let txn = db.begin_write().map_err(|e| Error::storage(path, e))?;
-    let stats = txn.stats().map_err(|e| Error::storage(path, e))?;
-    txn.abort().map_err(|e| Error::storage(path, e))?;
+    let txn = db
+        .begin_write()
+        .map_err(|e| StorageError::storage(path, e))?;
+    let stats = txn.stats().map_err(|e| StorageError::storage(path, e))?;
+    txn.abort().map_err(|e| StorageError::storage(path, e))?;
     let used = stats.allocated_pages() * stats.page_size() as u64;
     Ok(file_len.saturating_sub(used) + stats.fragmented_bytes())
 }
@@ -109,7 +115,8 @@ pub(crate) fn free_bytes(db: &Database, path: &Path, file_len: u64) -> Result<u6
 /// progress stopped it, which only a live store can have.
 fn compact(db: &mut Database, path: &Path, mode: redb::CompactionMode) -> Result<bool> {
     crate::telemetry::file_span!("wa_redb.compaction", path);
-    db.check_integrity().map_err(|e| Error::storage(path, e))?;
+    db.check_integrity()
+        .map_err(|e| StorageError::storage(path, e))?;
     loop {
         match db.compact(mode) {
             Ok(true) => {}
@@ -123,7 +130,7 @@ fn compact(db: &mut Database, path: &Path, mode: redb::CompactionMode) -> Result
                 );
                 return Ok(false);
             }
-            Err(e) => return Err(Error::storage(path, e)),
+            Err(e) => return Err(StorageError::storage(path, e)),
         }
     }
 }
@@ -136,7 +143,7 @@ impl Engine {
     /// running, or a backup holding the database, makes it skip, as redb
     /// compacts only a file nothing else uses. Returns the file's size before
     /// and after, or `None` if it did not compact. Blocking.
-    pub fn compact_if_worth(&self) -> Result<Option<(u64, u64)>> {
+    pub fn compact_if_worth(&self) -> Result<Option<(u64, u64)>, CheckpointError> {
         let config = self.config();
         if config.auto_compact.is_none() || self.look.is_some() {
             return Ok(None);
@@ -161,7 +168,7 @@ impl Engine {
             contain_panic(&path, || {
                 crate::engine::schema::begin_durable(&db, &path)?
                     .commit()
-                    .map_err(|e| Error::storage(&path, e))
+                    .map_err(|e| StorageError::storage(&path, e))
             })?;
             if !contain_panic(&path, || should_compact(&db, &path, &config))? {
                 return Ok(None);
@@ -193,7 +200,7 @@ impl Engine {
             match outcome {
                 Ok(true) => Ok(Some((before, file_len(&path)?))),
                 Ok(false) => Ok(None),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         })
     }

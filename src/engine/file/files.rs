@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{OpenError, StorageError, StorageResult as Result};
 
 /// Opens `path` for reading and writing, creating it readable and writable
 /// by the owner only (0600 on Unix): the store holds private keys.
@@ -22,14 +22,14 @@ pub(crate) fn create_private(path: &Path, truncate: bool) -> Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path).map_err(|e| Error::io(path, e))
+    options.open(path).map_err(|e| StorageError::io(path, e))
 }
 
 /// Writes `data` to a new owner-only file at `path`, durably.
 pub(crate) fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
     let file = create_private(path, true)?;
-    write_all_at(&file, data, 0).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))
+    write_all_at(&file, data, 0).map_err(|e| StorageError::io(path, e))?;
+    file.sync_all().map_err(|e| StorageError::io(path, e))
 }
 
 /// The kinds of temporary file the store makes beside a store file: each
@@ -75,7 +75,7 @@ impl TempKind {
 /// locks the files it has open; a plain copy takes [`File::try_lock`] — so
 /// that [`remove_stale_temps`] can tell a live temporary from a crash's
 /// leftover.
-pub(crate) fn create_temp(target: &Path, kind: TempKind) -> Result<(PathBuf, File)> {
+pub(crate) fn create_temp(target: &Path, kind: TempKind) -> Result<(PathBuf, File), OpenError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     loop {
@@ -100,7 +100,7 @@ pub(crate) fn create_temp(target: &Path, kind: TempKind) -> Result<(PathBuf, Fil
             // The temporary's name would only confuse: the caller named
             // `target`, in a directory that is not there.
             Err(e) if e.kind() == io::ErrorKind::NotFound && !parent_dir(target).is_dir() => {
-                return Err(Error::InvalidPath {
+                return Err(OpenError::InvalidPath {
                     path: target.display().to_string(),
                     reason: format!(
                         "the directory {} does not exist; create it first",
@@ -108,7 +108,7 @@ pub(crate) fn create_temp(target: &Path, kind: TempKind) -> Result<(PathBuf, Fil
                     ),
                 });
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(e) => return Err(StorageError::io(&path, e).into()),
         }
     }
 }
@@ -366,14 +366,14 @@ pub(crate) fn file_id(file: &File) -> Option<(u64, u64)> {
 /// The length of the file `path`, as `stat` shows it.
 pub(crate) fn file_len(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
+        .map_err(|e| StorageError::io(path, e))?
         .len())
 }
 
 /// Removes `path`; a file that is not there is not an error.
 pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::io(path, e)),
         _ => Ok(()),
     }
 }
@@ -392,8 +392,8 @@ pub(crate) fn sync_parent_dir(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         let dir = parent_dir(path);
-        let f = File::open(dir).map_err(|e| Error::io(dir, e))?;
-        f.sync_all().map_err(|e| Error::io(dir, e))?;
+        let f = File::open(dir).map_err(|e| StorageError::io(dir, e))?;
+        f.sync_all().map_err(|e| StorageError::io(dir, e))?;
     }
     #[cfg(not(unix))]
     let _ = path;

@@ -13,7 +13,9 @@ use crate::engine::files;
 use crate::engine::protect::crypt::Cipher;
 use crate::engine::protect::{self, Format, NewKey, ProtectedStorage};
 use crate::engine::storage::{FileStorage, IoStats};
-use crate::error::{Error, KeyProblem, Result};
+use crate::error::{KeyProblem, OpenError, StorageError};
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::fault::IoFaults;
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -73,14 +75,11 @@ pub(crate) struct Opened {
 /// format the file is.
 pub(crate) fn sniff(path: &Path) -> Result<PageProtection> {
     use std::io::Read;
-    let not_a_store = |reason: String| Error::NotAStore {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let not_a_store = |reason: String| OpenError::not_a_store(path, reason);
     let mut head = Vec::with_capacity(16);
     std::fs::File::open(path)
         .and_then(|f| f.take(16).read_to_end(&mut head))
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| StorageError::io(path, e))?;
     if head.is_empty() {
         return Err(not_a_store(
             "the file is empty (0 bytes); remove it to create a new store there".into(),
@@ -104,7 +103,7 @@ pub(crate) fn sniff(path: &Path) -> Result<PageProtection> {
 /// Opens the redb database in `path` with `builder`, through our storage
 /// backend. The file is created owner-only if missing (and emptied first if
 /// `truncate`). redb's plain open trusts the file and may panic on damage
-/// it does not expect; such a panic becomes [`Error::Corrupted`].
+/// it does not expect; such a panic becomes [`StorageError::Corrupted`].
 /// `cache_bytes` is the file's page-cache share (the size `builder` gives
 /// redb's cache): a protected file keeps its tag entries within a part of
 /// it.
@@ -144,7 +143,7 @@ pub(crate) fn open_with(
         if tries == 3 {
             // Replaced three times in a row while opening: another process
             // is busy with it; an open that waits tries again.
-            return Err(Error::AlreadyOpen {
+            return Err(OpenError::AlreadyOpen {
                 path: path.to_path_buf(),
             });
         }
@@ -163,21 +162,18 @@ pub(crate) fn open_file(
     faults: Option<Arc<dyn IoFaults>>,
     keying: Keying<'_>,
 ) -> Result<Opened> {
-    let format = protect::format_of(&file).map_err(|e| Error::io(path, e))?;
+    let format = protect::format_of(&file).map_err(|e| StorageError::io(path, e))?;
     if format == Format::Plain && keying.key().is_some() {
-        return Err(Error::Key {
-            path: path.to_path_buf(),
-            problem: KeyProblem::NotEncrypted,
-        });
+        return Err(OpenError::key(path, KeyProblem::NotEncrypted));
     }
     let backend =
-        FileStorage::new(file, io.clone(), faults).map_err(|e| Error::storage(path, e))?;
+        FileStorage::new(file, io.clone(), faults).map_err(|e| StorageError::storage(path, e))?;
     contain_panic(path, || {
         let storage = match (format, keying) {
             (Format::Empty, Keying::Plain) | (Format::Plain | Format::Unknown, _) => {
                 let db = builder.create_with_backend(backend);
                 return Ok(Opened {
-                    db: db.map_err(|e| Error::storage(path, e))?,
+                    db: db.map_err(|e| StorageError::storage(path, e))?,
                     cipher: None,
                 });
             }
@@ -199,7 +195,7 @@ pub(crate) fn open_file(
         let cipher = storage.cipher();
         let db = builder
             .create_with_backend(storage)
-            .map_err(|e| Error::storage(path, e))?;
+            .map_err(|e| StorageError::storage(path, e))?;
         Ok(Opened { db, cipher })
     })
 }

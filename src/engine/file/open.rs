@@ -21,7 +21,9 @@ use crate::engine::schema::{self, FileMeta};
 use crate::engine::storage::IoStats;
 use crate::engine::writer::{Writer, WriterStatus};
 use crate::engine::{Engine, cache, contain_panic, files, look};
-use crate::error::{Error, Result};
+use crate::error::{OpenError, StorageError};
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::fault::IoFaults;
 use crate::telemetry::FileMetrics;
 
@@ -53,7 +55,10 @@ fn create_store_file(
         config.io_faults.clone(),
         Keying::of(config),
     )
-    .and_then(|opened| schema::initialize(catalog, &opened.db, &tmp).map(|()| opened));
+    .and_then(|opened| {
+        schema::initialize(catalog, &opened.db, &tmp)?;
+        Ok(opened)
+    });
     let db = match laid_out {
         Ok(db) => db,
         Err(e) => {
@@ -74,7 +79,7 @@ fn create_store_file(
                 // Someone else won; ours was never seen by anyone.
                 Ok(None)
             } else {
-                Err(Error::io(path, e))
+                Err(StorageError::io(path, e).into())
             }
         }
     }
@@ -139,15 +144,15 @@ fn refuse_foreign_file(
     let (db, cipher) = match protect::open_read_only(path, key) {
         Ok(opened) => opened,
         Err(e) => {
-            return match Error::storage(path, e) {
+            return match StorageError::storage(path, e) {
                 // A key that does not fit: refused before anything is written.
-                e @ Error::Key { .. } => Err(e),
+                e @ StorageError::Key { .. } => Err(e.into()),
                 _ => Ok(None),
             };
         }
     };
     match schema::read_meta(&db, path) {
-        Err(e @ Error::NotAStore { .. }) => Err(e),
+        Err(e @ OpenError::NotAStore { .. }) => Err(e),
         Ok(meta) => meta
             .refuse_newer(path, catalog.schema_version())
             .map(|()| cipher),

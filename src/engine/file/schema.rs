@@ -13,7 +13,7 @@ use crate::engine::catalog::{
     Catalog, META, META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_CREATED_BY, META_FILE_ID,
     META_SCHEMA_VERSION, Migration,
 };
-use crate::error::{Error, Result};
+use crate::error::{OpenError, StorageError, StorageResult as Result};
 
 /// What the meta table says about a file.
 #[derive(Debug, Clone)]
@@ -27,9 +27,9 @@ pub(crate) struct FileMeta {
 
 impl FileMeta {
     /// Refuses a file written by a schema version newer than `supported`.
-    pub fn refuse_newer(&self, path: &Path, supported: u32) -> Result<()> {
+    pub fn refuse_newer(&self, path: &Path, supported: u32) -> Result<(), OpenError> {
         if self.schema_version > supported {
-            return Err(Error::SchemaTooNew {
+            return Err(OpenError::SchemaTooNew {
                 path: path.to_path_buf(),
                 found: self.schema_version,
                 supported,
@@ -41,9 +41,11 @@ impl FileMeta {
 
 /// Begins a write transaction that commits durably (`Durability::Immediate`).
 pub(crate) fn begin_durable(db: &Database, path: &Path) -> Result<WriteTransaction> {
-    let mut txn = db.begin_write().map_err(|e| Error::storage(path, e))?;
+    let mut txn = db
+        .begin_write()
+        .map_err(|e| StorageError::storage(path, e))?;
     txn.set_durability(Durability::Immediate)
-        .map_err(|e| Error::storage(path, e))?;
+        .map_err(|e| StorageError::storage(path, e))?;
     Ok(txn)
 }
 
@@ -55,10 +57,10 @@ pub(crate) fn put_meta(
 ) -> Result<()> {
     let mut meta = txn
         .open_table(META.def)
-        .map_err(|e| Error::storage(path, e))?;
+        .map_err(|e| StorageError::storage(path, e))?;
     for (key, value) in entries {
         meta.insert(*key, *value)
-            .map_err(|e| Error::storage(path, e))?;
+            .map_err(|e| StorageError::storage(path, e))?;
     }
     Ok(())
 }
@@ -93,17 +95,14 @@ pub(crate) fn initialize(catalog: &dyn Catalog, db: &Database, path: &Path) -> R
             ),
         ],
     )?;
-    txn.commit().map_err(|e| Error::storage(path, e))
+    txn.commit().map_err(|e| StorageError::storage(path, e))
 }
 
 /// Reads the meta entries, checking that the file is a store this build can
 /// open.
-pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileMeta> {
-    let err = |e: redb::Error| Error::storage(path, e);
-    let not_a_store = |reason: &str| Error::NotAStore {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
+pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileMeta, OpenError> {
+    let err = |e: redb::Error| StorageError::storage(path, e);
+    let not_a_store = |reason: &str| OpenError::not_a_store(path, reason);
     let txn = db.begin_read().map_err(|e| err(e.into()))?;
     let meta = match txn.open_table(META.def) {
         Ok(t) => t,
@@ -115,17 +114,16 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<FileM
         Err(TableError::TableTypeMismatch { .. }) => {
             return Err(not_a_store("its meta table has an unexpected type"));
         }
-        Err(e) => return Err(err(e.into())),
+        Err(e) => return Err(err(e.into()).into()),
     };
-    let get = |key: &str| -> Result<Vec<u8>> {
+    let get = |key: &str| -> Result<Vec<u8>, OpenError> {
         meta.get(key)
             .map_err(|e| err(e.into()))?
             .map(|v| v.value().to_vec())
             .ok_or_else(|| not_a_store(&format!("meta entry {key:?} is missing")))
     };
-    let corrupted = |what: &str, len: usize| Error::Corrupted {
-        path: path.to_path_buf(),
-        detail: format!("meta entry {what:?}: expected {len} bytes"),
+    let corrupted = |what: &str, len: usize| {
+        StorageError::corrupted(path, format!("meta entry {what:?}: expected {len} bytes"))
     };
     let schema_version = get(META_SCHEMA_VERSION)?
         .try_into()
@@ -162,19 +160,19 @@ pub(crate) fn migrate(
     meta: &mut FileMeta,
     migrations: &[Migration],
     target: u32,
-) -> Result<()> {
+) -> Result<(), OpenError> {
     meta.refuse_newer(path, target)?;
     if meta.schema_version == target {
         return Ok(());
     }
-    let err = |e: redb::Error| Error::storage(path, e);
+    let err = |e: redb::Error| StorageError::storage(path, e);
     let txn = begin_durable(db, path)?;
     let mut version = meta.schema_version;
     while version < target {
         let step = migrations
             .iter()
             .find(|m| m.to == version + 1)
-            .ok_or_else(|| Error::NoMigration {
+            .ok_or_else(|| OpenError::NoMigration {
                 path: path.to_path_buf(),
                 from: version,
                 to: version + 1,
@@ -248,7 +246,7 @@ mod tests {
             VERSION - 1,
         )
         .unwrap_err();
-        assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == VERSION));
+        assert!(matches!(err, OpenError::SchemaTooNew { found, .. } if found == VERSION));
         let err = migrate(TEST_CATALOG, &db, &path, &mut meta, &[], VERSION + 1).unwrap_err();
         assert!(err.to_string().contains("no migration"), "{err}");
         // The failed migration changed nothing.

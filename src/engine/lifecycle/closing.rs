@@ -20,7 +20,9 @@ use crate::engine::cache::Share;
 use crate::engine::contain_panic;
 use crate::engine::lane::Lane;
 use crate::engine::writer::WriterStatus;
-use crate::error::{Error, Result};
+use crate::error::{CheckpointError, StorageError};
+
+type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
 /// What closing a file needs of its engine.
 pub(crate) struct Shutdown {
@@ -66,10 +68,11 @@ impl Shutdown {
         match db.map(Arc::try_unwrap) {
             None => {}
             Some(Ok(db)) => {
-                let closed =
-                    contain_panic(&path, || db.close().map_err(|e| Error::storage(&path, e)));
+                let closed = contain_panic(&path, || {
+                    db.close().map_err(|e| StorageError::storage(&path, e))
+                });
                 match closed {
-                    Err(e) => result = Err(e),
+                    Err(e) => result = Err(e.into()),
                     Ok(()) if recorded.is_ok() => {
                         // Everything is in the file: the journal is redundant.
                         if let Some(journal) = journal
@@ -89,7 +92,7 @@ impl Shutdown {
         // After a halt, redb's own close error ("previous I/O error") says
         // less than the failure that halted the writer.
         if let Some(cause) = halted() {
-            result = Err(Error::halted(&path, &cause));
+            result = Err(CheckpointError::halted(&path, &cause));
         }
         result
     }

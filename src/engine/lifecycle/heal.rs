@@ -20,7 +20,7 @@
 //! writer let go of the database and the journal, and opens the file as
 //! after a crash: recovery replays every journal record the file lacks —
 //! everything acknowledged — and the writer resumes on the new database.
-//! Until it is in place, reads fail with [`Error::Halted`]; a reopen that
+//! Until it is in place, reads fail with [`ReadError::Halted`](crate::error::ReadError::Halted); a reopen that
 //! fails leaves the engine halted, with its first cause.
 
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,9 @@ use crate::engine::journal::journal_path;
 use crate::engine::recovery::{self, JournalFile};
 use crate::engine::writer::Writer;
 use crate::engine::{Engine, contain_panic, schema};
-use crate::error::Result;
+use crate::error::OpenError;
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 
 /// The wait before the second attempt to reopen; it doubles after each
 /// failed one, up to [`MAX_BACKOFF`].

@@ -19,7 +19,9 @@ use crate::config::RedbStoreConfig;
 use crate::engine::Engine;
 use crate::engine::catalog::Catalog;
 use crate::engine::closing::{Closing, Shutdown};
-use crate::error::{Error, Result};
+use crate::error::{CheckpointError, OpenError, StorageError};
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 
 enum Slot {
     /// Open; the engine may be being dropped (then it moves to `Closing`).
@@ -58,7 +60,7 @@ fn wait<'a>(
 /// The absolute, symlink-free form of `path`, which need not exist yet (its
 /// directory must).
 pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
-    let invalid = |reason: &str| Error::InvalidPath {
+    let invalid = |reason: &str| OpenError::InvalidPath {
         path: path.display().to_string(),
         reason: reason.to_string(),
     };
@@ -88,7 +90,7 @@ pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
             }
             Ok(dir.join(name))
         }
-        Err(e) => Err(Error::io(path, e)),
+        Err(e) => Err(StorageError::io(path, e).into()),
     }
 }
 
@@ -171,7 +173,7 @@ fn open_waiting(
     while_open_elsewhere(config.busy_timeout, || Engine::open(catalog, path, config))
 }
 
-/// Runs `open` again while it fails with [`Error::AlreadyOpen`], for up to
+/// Runs `open` again while it fails with [`OpenError::AlreadyOpen`], for up to
 /// `wait`: a process that just dropped its store lets go of the file
 /// within its close (milliseconds), one that is still running keeps it, so
 /// the wait ends in "open in another process". Polls with a backoff from
@@ -184,7 +186,7 @@ pub(crate) fn while_open_elsewhere<T>(
     let mut pause = std::time::Duration::from_millis(1);
     loop {
         match open() {
-            Err(Error::AlreadyOpen { .. }) if started.elapsed() < wait => {
+            Err(OpenError::AlreadyOpen { .. }) if started.elapsed() < wait => {
                 let left = wait.saturating_sub(started.elapsed());
                 std::thread::sleep(pause.min(left));
                 pause = (pause * 2).min(std::time::Duration::from_millis(50));
@@ -197,7 +199,7 @@ pub(crate) fn while_open_elsewhere<T>(
 /// Closes the file of an engine whose last handle went, on this thread. An
 /// open of the same path meanwhile waits for the close, or runs it if it
 /// gets there first: then `None` (the outcome was logged).
-pub(crate) fn close(shutdown: Shutdown) -> Option<Result<()>> {
+pub(crate) fn close(shutdown: Shutdown) -> Option<Result<(), CheckpointError>> {
     let closing = Closing::new(shutdown, released);
     let r = registry();
     lock(r).insert(closing.path().to_path_buf(), Slot::Closing(closing.clone()));

@@ -42,7 +42,9 @@ use crate::engine::journal::journal_path;
 use crate::engine::protect::{self, Format, ProtectedStorage};
 use crate::engine::recovery::{self, JournalFile};
 use crate::engine::{Engine, cache, contain_panic, files, schema};
-use crate::error::{Error, KeyProblem, Result};
+use crate::error::{KeyProblem, OpenError, StorageError};
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 
 /// redb's database header: magic number, god byte, both commit slots.
 const HEADER_BYTES: usize = 320;
@@ -108,12 +110,12 @@ fn open(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(invalid_path(path, "no such file"));
         }
-        Err(e) => return Err(Error::io(path, e)),
+        Err(e) => return Err(StorageError::io(path, e).into()),
     }
     sniff(path)?;
     let (base, guard, unlocked, in_use) = match protect::open_read_only(path, key) {
         Ok((ro, cipher)) => (
-            File::open(path).map_err(|e| Error::io(path, e))?,
+            File::open(path).map_err(|e| StorageError::io(path, e))?,
             Some(ro),
             cipher,
             false,
@@ -121,11 +123,11 @@ fn open(
         Err(DatabaseError::DatabaseAlreadyOpen) => (private_copy(path)?, None, None, true),
         // A read-only handle cannot repair: the last process crashed.
         Err(DatabaseError::RepairAborted) => (private_copy(path)?, None, None, false),
-        Err(e) => return Err(Error::storage(path, e)),
+        Err(e) => return Err(StorageError::storage(path, e).into()),
     };
     let jpath = journal_path(path);
     let crashed = !in_use && (guard.is_none() || jpath.exists());
-    let overlay = OverlayStorage::new(base).map_err(|e| Error::io(path, e))?;
+    let overlay = OverlayStorage::new(base).map_err(|e| StorageError::io(path, e))?;
     let shown = path.display().to_string();
     let mut builder = Builder::new();
     builder
@@ -136,7 +138,7 @@ fn open(
                 s.progress() * 100.0
             )
         });
-    let protected = protect::format_of(&overlay.base).map_err(|e| Error::io(path, e))?;
+    let protected = protect::format_of(&overlay.base).map_err(|e| StorageError::io(path, e))?;
     let (db, cipher) = match protected {
         Format::Protected => {
             let storage = match &unlocked {
@@ -149,16 +151,16 @@ fn open(
             (builder.create_with_backend(storage), cipher)
         }
         _ if key.is_some() => {
-            return Err(Error::Key {
-                path: path.to_path_buf(),
-                problem: KeyProblem::NotEncrypted,
-            });
+            return Err(OpenError::key(path, KeyProblem::NotEncrypted));
         }
         _ => (builder.create_with_backend(overlay), None),
     };
-    let mut db = db.map_err(|e| Error::storage(path, e))?;
+    let mut db = db.map_err(|e| StorageError::storage(path, e))?;
     let pages_ok = match verify {
-        true => Some(db.check_integrity().map_err(|e| Error::storage(path, e))?),
+        true => Some(
+            db.check_integrity()
+                .map_err(|e| StorageError::storage(path, e))?,
+        ),
         false => None,
     };
     let mut meta = schema::read_meta(&db, path)?;
@@ -202,8 +204,8 @@ fn open(
     ))
 }
 
-fn invalid_path(path: &Path, reason: &str) -> Error {
-    Error::InvalidPath {
+fn invalid_path(path: &Path, reason: &str) -> OpenError {
+    OpenError::InvalidPath {
         path: path.display().to_string(),
         reason: reason.into(),
     }
@@ -211,33 +213,33 @@ fn invalid_path(path: &Path, reason: &str) -> Error {
 
 fn header(file: &File, path: &Path) -> Result<[u8; HEADER_BYTES]> {
     let mut bytes = [0; HEADER_BYTES];
-    files::read_exact_at(file, &mut bytes, 0).map_err(|e| Error::io(path, e))?;
+    files::read_exact_at(file, &mut bytes, 0).map_err(|e| StorageError::io(path, e))?;
     Ok(bytes)
 }
 
 /// A private copy of the store file in `path` holding one durable commit
 /// whole (see the module docs).
 fn private_copy(path: &Path) -> Result<File> {
-    let source = File::open(path).map_err(|e| Error::io(path, e))?;
+    let source = File::open(path).map_err(|e| StorageError::io(path, e))?;
     let tmp = std::env::temp_dir();
     let mut buf = vec![0u8; 1 << 20];
     for _ in 0..COPY_ATTEMPTS {
         let before = header(&source, path)?;
-        let copy = tempfile::tempfile_in(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let copy = tempfile::tempfile_in(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
         let mut at = 0u64;
         loop {
-            let n = files::read_at(&source, &mut buf, at).map_err(|e| Error::io(path, e))?;
+            let n = files::read_at(&source, &mut buf, at).map_err(|e| StorageError::io(path, e))?;
             if n == 0 {
                 break;
             }
-            files::write_all_at(&copy, &buf[..n], at).map_err(|e| Error::io(&tmp, e))?;
+            files::write_all_at(&copy, &buf[..n], at).map_err(|e| StorageError::io(&tmp, e))?;
             at += n as u64;
         }
         if header(&source, path)? == before {
             return Ok(copy);
         }
     }
-    Err(Error::Unsteady {
+    Err(OpenError::Unsteady {
         path: path.to_path_buf(),
         attempts: COPY_ATTEMPTS,
     })

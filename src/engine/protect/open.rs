@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use redb::backends::FileBackend;
-use redb::{Builder, DatabaseError, ReadOnlyDatabase, StorageBackend, StorageError};
+use redb::{Builder, DatabaseError, ReadOnlyDatabase, StorageBackend};
 
 use super::crypt::Cipher;
 use super::layout::{
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::config::EncryptionKey;
 use crate::engine::storage::IoStats;
-use crate::error::{Error, KeyProblem};
+use crate::error::{KeyProblem, OpenError, StorageError};
 
 /// Which format a file's first bytes announce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub(crate) fn detect(head: &[u8], len: u64) -> Format {
 
 /// Why a protected file cannot be opened.
 #[derive(Debug)]
-pub(crate) enum OpenError {
+pub(crate) enum UnlockError {
     Io(io::Error),
     Superblock(SuperblockError),
     /// The key given and the file's encryption do not go together.
@@ -64,39 +64,36 @@ pub(crate) enum OpenError {
     HeaderDamaged,
 }
 
-impl From<io::Error> for OpenError {
+impl From<io::Error> for UnlockError {
     fn from(e: io::Error) -> Self {
-        OpenError::Io(e)
+        UnlockError::Io(e)
     }
 }
 
 /// The backend's errors carry an `io::Error` (ours: damage and key
 /// problems travel inside one), which is what is kept.
-impl From<redb::BackendError> for OpenError {
+impl From<redb::BackendError> for UnlockError {
     fn from(e: redb::BackendError) -> Self {
-        OpenError::Io(e.into())
+        UnlockError::Io(e.into())
     }
 }
 
-impl OpenError {
+impl UnlockError {
     /// In the crate's vocabulary, about the file `path`.
-    pub fn into_error(self, path: &Path) -> Error {
+    pub fn into_error(self, path: &Path) -> OpenError {
         match self {
-            OpenError::Io(e) => Error::io(path, e),
-            OpenError::Key(problem) => Error::Key {
-                path: path.to_path_buf(),
-                problem,
-            },
-            OpenError::Superblock(SuperblockError::Damaged) => Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED).to_string(),
-            },
-            OpenError::HeaderDamaged => Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: damaged(None, 0, HEADER_DAMAGED).to_string(),
-            },
-            OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
-                Error::NotAStore {
+            UnlockError::Io(e) => StorageError::io(path, e).into(),
+            UnlockError::Key(problem) => OpenError::key(path, problem),
+            UnlockError::Superblock(SuperblockError::Damaged) => StorageError::corrupted(
+                path,
+                damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED).to_string(),
+            )
+            .into(),
+            UnlockError::HeaderDamaged => {
+                StorageError::corrupted(path, damaged(None, 0, HEADER_DAMAGED).to_string()).into()
+            }
+            UnlockError::Superblock(SuperblockError::Unsupported { version, mode }) => {
+                OpenError::NotAStore {
                     path: path.to_path_buf(),
                     reason: format!(
                         "it is a protected store of format {version}, mode {mode}, which this \
@@ -110,13 +107,13 @@ impl OpenError {
     /// As redb's error, for callers of redb's read-only open.
     fn into_database_error(self) -> DatabaseError {
         let io = match self {
-            OpenError::Io(e) => e,
-            OpenError::Key(problem) => io::Error::new(io::ErrorKind::PermissionDenied, problem),
-            OpenError::Superblock(SuperblockError::Damaged) => {
+            UnlockError::Io(e) => e,
+            UnlockError::Key(problem) => io::Error::new(io::ErrorKind::PermissionDenied, problem),
+            UnlockError::Superblock(SuperblockError::Damaged) => {
                 damaged(None, SUPERBLOCK_AT[0], SUPERBLOCK_DAMAGED)
             }
-            OpenError::HeaderDamaged => damaged(None, 0, HEADER_DAMAGED),
-            OpenError::Superblock(SuperblockError::Unsupported { version, mode }) => {
+            UnlockError::HeaderDamaged => damaged(None, 0, HEADER_DAMAGED),
+            UnlockError::Superblock(SuperblockError::Unsupported { version, mode }) => {
                 io::Error::new(
                     io::ErrorKind::Unsupported,
                     format!(
@@ -126,7 +123,7 @@ impl OpenError {
                 )
             }
         };
-        DatabaseError::Storage(StorageError::Io(io))
+        DatabaseError::Storage(redb::StorageError::Io(io))
     }
 }
 
@@ -152,24 +149,24 @@ pub(crate) fn open_read_only(
     match format_of(&file)? {
         Format::Protected => {
             let storage = ProtectedStorage::open(FileBackend::new(file), Arc::default(), key)
-                .map_err(OpenError::into_database_error)?;
+                .map_err(UnlockError::into_database_error)?;
             let cipher = storage.cipher();
             Ok((Builder::new().open_read_only_with_backend(storage)?, cipher))
         }
-        _ if key.is_some() => Err(OpenError::Key(KeyProblem::NotEncrypted).into_database_error()),
+        _ if key.is_some() => Err(UnlockError::Key(KeyProblem::NotEncrypted).into_database_error()),
         _ => Ok((Builder::new().open_read_only(path)?, None)),
     }
 }
 
 /// The intact superblock copies of `inner`, newest first.
-fn read_superblocks<S: StorageBackend>(inner: &S) -> Result<Vec<Superblock>, OpenError> {
+fn read_superblocks<S: StorageBackend>(inner: &S) -> Result<Vec<Superblock>, UnlockError> {
     let mut copies = [vec![0u8; BLOCK as usize], vec![0u8; BLOCK as usize]];
     for (at, copy) in SUPERBLOCK_AT.into_iter().zip(copies.iter_mut()) {
         if inner.len()? >= at + BLOCK {
             inner.read(at, copy)?;
         }
     }
-    Superblock::decode([&copies[0], &copies[1]]).map_err(OpenError::Superblock)
+    Superblock::decode([&copies[0], &copies[1]]).map_err(UnlockError::Superblock)
 }
 
 /// The superblock `key` opens (the newest that it does: a rekey cut short
@@ -178,20 +175,20 @@ fn read_superblocks<S: StorageBackend>(inner: &S) -> Result<Vec<Superblock>, Ope
 fn unlock<'a>(
     sbs: &'a [Superblock],
     key: Option<&EncryptionKey>,
-) -> Result<(&'a Superblock, Option<Arc<Cipher>>), OpenError> {
+) -> Result<(&'a Superblock, Option<Arc<Cipher>>), UnlockError> {
     let mut problem = None;
     for sb in sbs {
         match (&sb.envelope, key) {
             (None, None) => return Ok((sb, None)),
-            (None, Some(_)) => return Err(OpenError::Key(KeyProblem::NotEncrypted)),
-            (Some(_), None) => return Err(OpenError::Key(KeyProblem::Required)),
+            (None, Some(_)) => return Err(UnlockError::Key(KeyProblem::NotEncrypted)),
+            (Some(_), None) => return Err(UnlockError::Key(KeyProblem::Required)),
             (Some(envelope), Some(key)) => match Cipher::unlock(key, envelope, &sb.file_id) {
                 Ok(c) => return Ok((sb, Some(Arc::new(c)))),
                 Err(e) => problem = Some(e.into_problem(key)),
             },
         }
     }
-    Err(OpenError::Key(problem.unwrap_or(KeyProblem::Wrong)))
+    Err(UnlockError::Key(problem.unwrap_or(KeyProblem::Wrong)))
 }
 
 /// How a new protected file is keyed.
@@ -209,7 +206,7 @@ pub(crate) enum NewKey<'a> {
 impl<S: StorageBackend> ProtectedStorage<S> {
     /// Makes the empty `inner` a protected file: writes its superblock.
     /// redb initializes it as an empty database.
-    pub fn create(inner: S, stats: Arc<IoStats>, key: NewKey<'_>) -> Result<Self, OpenError> {
+    pub fn create(inner: S, stats: Arc<IoStats>, key: NewKey<'_>) -> Result<Self, UnlockError> {
         let mut file_id = [0u8; 16];
         getrandom::fill(&mut file_id).map_err(|e| io::Error::other(e.to_string()))?;
         let (cipher, envelope) = match key {
@@ -243,7 +240,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         inner: S,
         stats: Arc<IoStats>,
         key: Option<&EncryptionKey>,
-    ) -> Result<Self, OpenError> {
+    ) -> Result<Self, UnlockError> {
         let sbs = read_superblocks(&inner)?;
         let (sb, cipher) = unlock(&sbs, key)?;
         Self::open_as(inner, stats, sb, cipher)
@@ -256,7 +253,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         inner: S,
         stats: Arc<IoStats>,
         cipher: &Arc<Cipher>,
-    ) -> Result<Self, OpenError> {
+    ) -> Result<Self, UnlockError> {
         let sbs = read_superblocks(&inner)?;
         let same_file = sbs
             .iter()
@@ -273,7 +270,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
         stats: Arc<IoStats>,
         sb: &Superblock,
         cipher: Option<Arc<Cipher>>,
-    ) -> Result<Self, OpenError> {
+    ) -> Result<Self, UnlockError> {
         let mut head = [0u8; 9];
         inner.read(0, &mut head)?;
         let len = if head == V2_MAGIC {
@@ -282,7 +279,7 @@ impl<S: StorageBackend> ProtectedStorage<S> {
             0 // created, redb never wrote its header: an empty database
         } else {
             // redb would take it for empty and lay out a new database.
-            return Err(OpenError::HeaderDamaged);
+            return Err(UnlockError::HeaderDamaged);
         };
         Ok(Self::with(inner, sb, cipher, len, stats))
     }
@@ -319,17 +316,18 @@ impl<S: StorageBackend> ProtectedStorage<S> {
 /// higher generation; a kill between the two leaves one copy of each key,
 /// and the file opens with either (the newest first), so the rekey can be
 /// run again.
-pub(crate) fn rewrap(path: &Path, old: &EncryptionKey, new: &EncryptionKey) -> Result<(), Error> {
+pub(crate) fn rewrap(
+    path: &Path,
+    old: &EncryptionKey,
+    new: &EncryptionKey,
+) -> Result<(), OpenError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    if format_of(&file).map_err(|e| Error::io(path, e))? != Format::Protected {
-        return Err(Error::Key {
-            path: path.to_path_buf(),
-            problem: KeyProblem::NotEncrypted,
-        });
+        .map_err(|e| StorageError::io(path, e))?;
+    if format_of(&file).map_err(|e| StorageError::io(path, e))? != Format::Protected {
+        return Err(OpenError::key(path, KeyProblem::NotEncrypted));
     }
     // Takes redb's lock: a store open in another process is refused.
     let backend = FileBackend::new(file);
@@ -339,14 +337,14 @@ pub(crate) fn rewrap(path: &Path, old: &EncryptionKey, new: &EncryptionKey) -> R
     let generation = sbs.iter().map(|s| s.generation).max().unwrap_or(0) + 1;
     let envelope = cipher
         .rewrap(new, &sb.file_id)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| StorageError::io(path, e))?;
     let block = Superblock {
         file_id: sb.file_id,
         generation,
         envelope: Some(envelope),
     }
     .encode();
-    let io = |e: redb::BackendError| Error::io(path, e.into());
+    let io = |e: redb::BackendError| StorageError::io(path, e.into());
     for at in SUPERBLOCK_AT {
         backend.write(at, &block).map_err(io)?;
         backend.sync_data().map_err(io)?;

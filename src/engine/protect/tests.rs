@@ -6,7 +6,7 @@ use redb::{
 };
 
 use super::layout::{self, BLOCK, DATA_BASE, ENCRYPTED, Geometry, VERIFIED};
-use super::open::OpenError;
+use super::open::UnlockError;
 use super::{Damaged, NewKey, ProtectedStorage};
 use crate::config::EncryptionKey;
 use crate::engine::storage::IoStats;
@@ -303,7 +303,7 @@ fn a_zeroed_header_is_damage_not_an_empty_file() {
         let before = mem.0.lock().unwrap().clone();
         let opened =
             ProtectedStorage::open(mem.clone(), Arc::new(IoStats::default()), key.as_ref());
-        assert!(matches!(opened, Err(OpenError::HeaderDamaged)));
+        assert!(matches!(opened, Err(UnlockError::HeaderDamaged)));
         assert_eq!(*mem.0.lock().unwrap(), before, "nothing written");
     }
 }
@@ -372,7 +372,7 @@ fn an_encrypted_file_shows_no_plaintext_and_opens_only_with_its_key() {
         let e = ProtectedStorage::open(mem.clone(), Arc::default(), k.as_ref()).unwrap_err();
         assert_eq!(*mem.0.lock().unwrap(), before, "a refused open wrote");
         match e {
-            OpenError::Key(p) => p,
+            UnlockError::Key(p) => p,
             other => panic!("{other:?}"),
         }
     };
@@ -393,7 +393,7 @@ fn an_encrypted_file_shows_no_plaintext_and_opens_only_with_its_key() {
     let plain = Mem::default();
     drop(create(&plain, &None));
     let e = ProtectedStorage::open(plain.clone(), Arc::default(), key.as_ref()).unwrap_err();
-    assert!(matches!(e, OpenError::Key(KeyProblem::NotEncrypted)));
+    assert!(matches!(e, UnlockError::Key(KeyProblem::NotEncrypted)));
 }
 
 /// The checksums are part of the file format (tags, tag slots, journal

@@ -19,7 +19,7 @@ use crate::engine::files::{remove_if_present, with_suffix};
 use crate::engine::journal::{Effects, JournalContents, JournalReader, read_journal};
 use crate::engine::protect::crypt::Cipher;
 use crate::engine::schema::{self, FileMeta};
-use crate::error::{Error, Result};
+use crate::error::{OpenError, StorageError, StorageResult as Result};
 
 /// What recovery did, for logs and `info`.
 #[derive(Debug, Default, Clone)]
@@ -48,9 +48,9 @@ struct Progress {
 /// Why a pass over the records failed.
 enum PassError {
     /// Reading the journal failed: not a record's fault; the open fails.
-    Read(Error),
+    Read(StorageError),
     /// Applying a record (or committing) failed.
-    Apply(Error),
+    Apply(StorageError),
 }
 
 /// Applies the first `limit` records of `reader` (all of them, or none),
@@ -82,7 +82,7 @@ fn apply_records(
             .map_err(PassError::Apply)?;
     }
     txn.commit()
-        .map_err(|e| PassError::Apply(Error::storage(path, e)))
+        .map_err(|e| PassError::Apply(StorageError::storage(path, e)))
 }
 
 /// Applies the effects of record `lsn`.
@@ -96,18 +96,18 @@ fn apply_record(
     for effect in Effects::new(payload) {
         let effect = effect?;
         let name = catalog.table_name(effect.tag()).ok_or_else(|| {
-            Error::decode(
+            StorageError::decode(
                 "journal record",
                 format!("unknown table id {}", effect.tag().0),
             )
         })?;
         if !effect.well_formed(catalog) {
-            return Err(Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: format!(
+            return Err(StorageError::corrupted(
+                path,
+                format!(
                     "journal record {lsn}: a key or value is not a valid encoding for table {name}"
                 ),
-            });
+            ));
         }
         catalog.apply(txn, &effect, path).map_err(|e| match e {
             // The disk failed, not the record (a full disk while the file
@@ -115,10 +115,7 @@ fn apply_record(
             // next one, rather than being set aside with acknowledged
             // writes in it.
             e if e.is_io() => e,
-            e => Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: format!("journal record {lsn}: {e}"),
-            },
+            e => StorageError::corrupted(path, format!("journal record {lsn}: {e}")),
         })?;
     }
     Ok(())
@@ -148,18 +145,18 @@ fn apply_prefix(
             Ok(Ok(())) => return Ok((progress, stopped)),
             Ok(Err(PassError::Read(e))) => return Err(e),
             Ok(Err(PassError::Apply(e)))
-                if e.is_fatal() && !matches!(e, Error::Corrupted { .. }) =>
+                if e.is_fatal() && !matches!(e, StorageError::Corrupted { .. }) =>
             {
                 return Err(e);
             }
             Ok(Err(PassError::Apply(e))) => e,
-            Err(_) => Error::Corrupted {
-                path: path.to_path_buf(),
-                detail: match progress.at {
+            Err(_) => StorageError::corrupted(
+                path,
+                match progress.at {
                     Some(lsn) => format!("applying journal record {lsn} panicked"),
                     None => "committing the replayed journal panicked".into(),
                 },
-            },
+            ),
         };
         // A failure outside the records (beginning or committing), or
         // again in the second pass over records that applied in the first:
@@ -186,12 +183,12 @@ fn set_aside(journal: &Path, why: &str) -> Result<PathBuf> {
         })
         .find(|p| !p.exists())
         .ok_or_else(|| {
-            Error::io(
+            StorageError::io(
                 journal,
                 std::io::Error::other("no unused name to set it aside"),
             )
         })?;
-    std::fs::rename(journal, &target).map_err(|e| Error::io(journal, e))?;
+    std::fs::rename(journal, &target).map_err(|e| StorageError::io(journal, e))?;
     Ok(target)
 }
 
@@ -218,7 +215,7 @@ pub(crate) fn recover_and_migrate(
     meta: &mut FileMeta,
     file: JournalFile,
     cipher: Option<&Cipher>,
-) -> Result<RecoveryReport> {
+) -> Result<RecoveryReport, OpenError> {
     meta.refuse_newer(path, catalog.schema_version())?;
     let report = recover(catalog, db, path, journal, meta, file, cipher)?;
     let (migrations, version) = (catalog.migrations(), catalog.schema_version());
@@ -236,7 +233,7 @@ pub(crate) fn recover(
     meta: &mut FileMeta,
     file: JournalFile,
     cipher: Option<&Cipher>,
-) -> Result<RecoveryReport> {
+) -> Result<RecoveryReport, OpenError> {
     crate::telemetry::file_span!("wa_redb.recovery", path);
     let tidy = file == JournalFile::Tidy;
     let set_aside = |journal: &Path, why: &str| match tidy {
@@ -278,7 +275,7 @@ pub(crate) fn recover(
     let schema_version = reader.schema_version;
     let replayable = catalog.journal_replayable_from()..=catalog.schema_version();
     if schema_version != meta.schema_version || !replayable.contains(&schema_version) {
-        return Err(Error::JournalSchema {
+        return Err(OpenError::JournalSchema {
             path: path.to_path_buf(),
             journal: journal.to_path_buf(),
             found: schema_version,

@@ -60,7 +60,7 @@ async fn export_into(
         Some(d) => match accounts.iter().find(|a| a.device_id == d) {
             Some(a) => vec![(d, a.rows)],
             None => {
-                return Err(Error::NoSuchAccount {
+                return Err(FileOpError::NoSuchAccount {
                     path: redb_path.to_path_buf(),
                     device_id: d,
                 }
@@ -79,7 +79,7 @@ async fn export_into(
         .map(|(d, _)| *d)
         .collect();
     if !clash.is_empty() && !options.overwrite {
-        return Err(Error::AccountsExist {
+        return Err(FileOpError::AccountsExist {
             path: sqlite_path.to_path_buf(),
             device_ids: clash,
         }
@@ -89,7 +89,7 @@ async fn export_into(
     // index, which is not a row of its own in SqliteStore.
     let ids: Vec<i32> = selected.iter().map(|(d, _)| *d).collect();
     let total: u64 = store
-        .read_blocking(move |s| {
+        .read_for_op(move |s| {
             let mut total = 0;
             for d in ids {
                 let counts = device_row_counts(s, d)?;
@@ -127,13 +127,11 @@ async fn export_into(
                 .export_to_backend(&target, &opts)
                 .await?;
             let sql = sql_counts(&target).await?.remove(&d).unwrap_or_default();
-            let got = store
-                .read_blocking(move |s| device_row_counts(s, d))
-                .await?;
+            let got = store.read_for_op(move |s| device_row_counts(s, d)).await?;
             let mut problems = Vec::new();
             compare_counts(d, &sql, &HashMap::new(), &got, &mut problems);
             if !problems.is_empty() {
-                return Err(Error::CountsDiffer {
+                return Err(FileOpError::CountsDiffer {
                     operation: "export",
                     problems,
                 }

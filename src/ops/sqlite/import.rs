@@ -45,9 +45,9 @@ use super::*;
 /// opens the copy, it is checked: a SQLite database that is not a
 /// SqliteStore (no SqliteStore migration recorded in
 /// `__diesel_schema_migrations`) is refused with
-/// [`Error::NotSqliteStore`](crate::error::Error::NotSqliteStore), one written by a
+/// [`FileOpError::NotSqliteStore`](crate::error::FileOpError::NotSqliteStore), one written by a
 /// newer SqliteStore (migrations this build does not know) with
-/// [`Error::SqliteSchemaTooNew`](crate::error::Error::SqliteSchemaTooNew), in both
+/// [`FileOpError::SqliteSchemaTooNew`](crate::error::FileOpError::SqliteSchemaTooNew), in both
 /// cases before the store file is touched. An older SqliteStore is
 /// migrated, as the application would, on the copy only.
 ///
@@ -101,7 +101,7 @@ async fn import_into(
         crate::handle::blocking(move || {
             let copy = private_copy(&source)?;
             check_sqlite_store(&source, &copy)?;
-            Ok::<_, Error>(copy)
+            Ok::<_, FileOpError>(copy)
         })
         .await?
     };
@@ -180,7 +180,7 @@ pub(crate) async fn import_accounts(
         .copied()
         .collect();
     if !clash.is_empty() && !options.overwrite {
-        return Err(Error::AccountsExist {
+        return Err(FileOpError::AccountsExist {
             path: store.path().to_path_buf(),
             device_ids: clash,
         }
@@ -213,13 +213,11 @@ pub(crate) async fn import_accounts(
         for (table, _) in &tally.skipped {
             *skipped_per_table.entry(*table).or_insert(0u64) += 1;
         }
-        let got = store
-            .read_blocking(move |s| device_row_counts(s, d))
-            .await?;
+        let got = store.read_for_op(move |s| device_row_counts(s, d)).await?;
         let mut problems = Vec::new();
         compare_counts(d, sql, &skipped_per_table, &got, &mut problems);
         if !problems.is_empty() {
-            return Err(Error::CountsDiffer {
+            return Err(FileOpError::CountsDiffer {
                 operation: "import",
                 problems,
             }

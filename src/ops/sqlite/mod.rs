@@ -19,7 +19,9 @@ use whatsapp_rust_sqlite_storage::SqliteStore;
 
 use crate::config::RedbStoreConfig;
 use crate::engine::Snapshot;
-use crate::error::{Error, Result};
+use crate::error::{FileOpError, StorageError, StorageResult};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
 use crate::handle::RedbStore;
 use crate::ops::export::{ExportOptions, ExportReport, Progress, ProgressFn, hex};
 use crate::tables::codec::{
@@ -144,8 +146,8 @@ pub(crate) fn db_err(e: impl std::error::Error + Send + Sync + 'static) -> Store
     StoreError::Database(Box::new(e))
 }
 
-pub(crate) fn invalid(path: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidPath {
+pub(crate) fn invalid(path: &Path, reason: impl Into<String>) -> FileOpError {
+    FileOpError::InvalidPath {
         path: path.display().to_string(),
         reason: reason.into(),
     }
@@ -167,16 +169,20 @@ pub(crate) fn file_kind(path: &Path) -> Result<FileKind> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileKind::Missing),
-        Err(e) => return Err(Error::io(path, e)),
+        Err(e) => return Err(StorageError::io(path, e).into()),
     };
-    if file.metadata().map_err(|e| Error::io(path, e))?.is_dir() {
+    if file
+        .metadata()
+        .map_err(|e| StorageError::io(path, e))?
+        .is_dir()
+    {
         return Err(invalid(path, "it is a directory, not a file"));
     }
     let mut head = Vec::with_capacity(16);
     (&mut file)
         .take(16)
         .read_to_end(&mut head)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| StorageError::io(path, e))?;
     Ok(match head.as_slice() {
         [] => FileKind::Empty,
         h if h == SQLITE_MAGIC => FileKind::Sqlite,

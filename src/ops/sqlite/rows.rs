@@ -136,11 +136,13 @@ pub(crate) fn device_row_counts(s: &Snapshot<'_>, d: i32) -> Result<HashMap<Tabl
         out: HashMap<TableId, u64>,
     }
     impl TableVisitor for Count<'_, '_> {
+        type Error = StorageError;
+
         fn visit<K: StoreKey, V: Value + 'static>(
             &mut self,
             id: TableId,
             table: Table<K, V>,
-        ) -> Result<()> {
+        ) -> StorageResult<()> {
             let Some(bounds) = K::device_range(self.d) else {
                 return Ok(());
             };

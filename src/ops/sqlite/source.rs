@@ -150,7 +150,7 @@ fn stamp(path: &Path) -> Result<Option<Stamp>> {
             }))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
+        Err(e) => Err(StorageError::io(path, e).into()),
     }
 }
 
@@ -209,7 +209,7 @@ pub(crate) fn private_copy(source: &Path) -> Result<PrivateCopy> {
                     vanished = true;
                     break;
                 }
-                Err(CopyError::Read(e)) => return Err(Error::io(&from, e)),
+                Err(CopyError::Read(e)) => return Err(StorageError::io(&from, e).into()),
                 Err(CopyError::Write(e)) => return Err(no_copy(source, dir.path(), e)),
             }
         }
@@ -255,7 +255,7 @@ fn copy_file(from: &Path, to: &Path) -> std::result::Result<(), CopyError> {
     Ok(())
 }
 
-fn no_copy(source: &Path, dir: &Path, e: io::Error) -> Error {
+fn no_copy(source: &Path, dir: &Path, e: io::Error) -> FileOpError {
     invalid(
         source,
         format!(
@@ -282,7 +282,7 @@ struct Version {
 /// before SqliteStore (which would migrate anything) opens it. Errors name
 /// `source`, the file the caller gave.
 pub(crate) fn check_sqlite_store(source: &Path, copy: &PrivateCopy) -> Result<()> {
-    let not_store = |reason: String| Error::NotSqliteStore {
+    let not_store = |reason: String| FileOpError::NotSqliteStore {
         path: source.to_path_buf(),
         reason,
     };
@@ -321,7 +321,7 @@ pub(crate) fn check_sqlite_store(source: &Path, copy: &PrivateCopy) -> Result<()
         .filter(|v| !SQLITE_STORE_MIGRATIONS.contains(&v.as_str()))
         .collect();
     if !unknown.is_empty() {
-        return Err(Error::SqliteSchemaTooNew {
+        return Err(FileOpError::SqliteSchemaTooNew {
             path: source.to_path_buf(),
             unknown,
         });

@@ -4,7 +4,9 @@
 use tokio::sync::oneshot;
 
 use crate::engine::tx::Tx;
-use crate::error::Result;
+use crate::error::WriteError;
+
+type Result<T, E = WriteError> = std::result::Result<T, E>;
 
 /// Most jobs coalesced into one batch.
 pub(crate) const MAX_BATCH_JOBS: usize = 1024;

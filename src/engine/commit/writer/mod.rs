@@ -23,7 +23,7 @@
 //! checks what it needs before its first change (see [`crate::engine::tx`]),
 //! so a job that fails has changed nothing and the batch carries on without
 //! it. Each job runs once. An I/O error halts the writer: every later write
-//! fails with [`Error::Halted`] until the store is reopened, because nothing
+//! fails with [`WriteError::Halted`] until the store is reopened, because nothing
 //! more can be promised durable. A job that breaks the rule (fails after a
 //! change: a bug) gets the batch dropped whole, none of it written.
 
@@ -40,7 +40,7 @@ use crate::engine::catalog::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT};
 use crate::engine::journal::{EffectLog, Journal, JournalSpec};
 use crate::engine::schema;
 use crate::engine::tx::Tx;
-use crate::error::{Error, Result};
+use crate::error::{CheckpointError, StorageError, StorageResult as Result, WriteError};
 use crate::telemetry::FileMetrics;
 
 mod job;
@@ -52,7 +52,7 @@ pub(crate) use job::{
 /// Writer state visible to other threads (for `info` and health checks).
 #[derive(Debug, Default)]
 pub(crate) struct WriterStatus {
-    pub halted: Mutex<Option<Error>>,
+    pub halted: Mutex<Option<StorageError>>,
     /// `halted` is set: one load on every write, no lock.
     pub stopped: std::sync::atomic::AtomicBool,
     pub lsn: AtomicU64,
@@ -76,7 +76,7 @@ pub(crate) struct Writer {
     pub status: Arc<WriterStatus>,
     /// When the oldest change not yet covered by a checkpoint was committed.
     pub dirty_since: Option<Instant>,
-    pub halted: Option<Error>,
+    pub halted: Option<StorageError>,
     pub log: EffectLog,
     /// Rows deleted since the last checkpoint: the close then commits
     /// durably (see [`Writer::record_for_close`]).
@@ -84,7 +84,7 @@ pub(crate) struct Writer {
     pub metrics: Arc<FileMetrics>,
     /// Each job's own failure, per batch (kept between batches: one
     /// allocation less per batch).
-    pub failures: Vec<Option<Error>>,
+    pub failures: Vec<Option<WriteError>>,
 }
 
 /// What the lane does after a batch: arm the checkpoint timer (the writer is
@@ -112,7 +112,7 @@ impl Writer {
     /// for every later batch, after a checkpoint has made everything
     /// acknowledged so far durable at that level too; the shorter
     /// checkpoint interval and journal size apply from the next batch.
-    pub fn reconfigure(&mut self, merged: &RedbStoreConfig) -> Result<()> {
+    pub fn reconfigure(&mut self, merged: &RedbStoreConfig) -> Result<(), CheckpointError> {
         let (from, to) = (self.config.synchronous, merged.synchronous);
         if to > from {
             // Writes of `Off` live in memory, of `Normal` in an unsynced
@@ -154,7 +154,7 @@ impl Writer {
             .is_some_and(|j| j.used() >= self.config.checkpoint_journal_bytes)
     }
 
-    fn halt(&mut self, err: &Error) {
+    fn halt(&mut self, err: &StorageError) {
         if self.halted.is_none() {
             log::error!(
                 "{}: halting writes after a failure: {err}",
@@ -193,20 +193,28 @@ impl Writer {
     }
 
     /// The database; only a halted writer has none.
-    fn database(&self) -> Result<&Database> {
-        self.db.as_deref().ok_or_else(|| match &self.halted {
-            Some(cause) => Error::halted(&self.path, cause),
-            None => Error::Closed {
-                path: self.path.clone(),
-            },
-        })
+    fn database<E>(
+        &self,
+        refusal: impl FnOnce(&Self) -> Option<E>,
+        closed: E,
+    ) -> Result<&Database, E> {
+        self.db
+            .as_deref()
+            .ok_or_else(|| refusal(self).unwrap_or(closed))
     }
 
     /// The error every write gets once the writer has halted.
-    fn refusal(&self) -> Option<Error> {
+    fn refusal(&self) -> Option<WriteError> {
         self.halted
             .as_ref()
-            .map(|cause| Error::halted(&self.path, cause))
+            .map(|cause| WriteError::halted(&self.path, cause))
+    }
+
+    /// The error a checkpoint gets once the writer has halted.
+    fn checkpoint_refusal(&self) -> Option<CheckpointError> {
+        self.halted
+            .as_ref()
+            .map(|cause| CheckpointError::halted(&self.path, cause))
     }
 
     /// Runs one batch; see the module docs.
@@ -227,10 +235,10 @@ impl Writer {
             .store(true, Ordering::Release);
         let outcome = catch_unwind(AssertUnwindSafe(|| self.try_batch(jobs, &mut failures)))
             .unwrap_or_else(|_| {
-                Err(BatchFailure::Halt(Error::Corrupted {
-                    path: self.path.clone(),
-                    detail: "redb failed while committing (run `wa-redb check`)".into(),
-                }))
+                Err(BatchFailure::Halt(StorageError::corrupted(
+                    &self.path,
+                    "redb failed while committing (run `wa-redb check`)",
+                )))
             });
         self.journal_spec
             .stats
@@ -259,8 +267,8 @@ impl Writer {
                 self.halt(&err);
                 // The first job without a failure of its own gets the
                 // failure itself, the others the halt it caused.
-                let refusal = Error::halted(&self.path, &err);
-                let mut first = Some(err);
+                let refusal = WriteError::halted(&self.path, &err);
+                let mut first = Some(WriteError::Storage(err));
                 for (job, failure) in jobs.drain(..).zip(failures.drain(..)) {
                     let err = failure
                         .or_else(|| first.take())
@@ -274,13 +282,15 @@ impl Writer {
 
     /// Journals the batch recorded in the effect log as record `lsn`,
     /// creating the journal at the first write.
-    fn journal_batch(&mut self, lsn: u64) -> Result<()> {
+    fn journal_batch(&mut self, lsn: u64) -> Result<(), WriteError> {
         if self.journal.is_none() {
             // Nothing of the batch is written yet: a full disk fails this
             // batch only, and the next write tries again.
             let created = Journal::create(self.journal_spec.clone()).map_err(|e| match e {
-                Error::Io { path, source } if source.kind() == std::io::ErrorKind::StorageFull => {
-                    Error::NoSpace { path, source }
+                StorageError::Io { path, source }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    StorageError::NoSpace { path, source }
                 }
                 other => other,
             })?;
@@ -297,21 +307,27 @@ impl Writer {
     fn try_batch(
         &mut self,
         jobs: &mut [Box<dyn Job>],
-        failures: &mut [Option<Error>],
+        failures: &mut [Option<WriteError>],
     ) -> std::result::Result<(), BatchFailure> {
+        let closed = WriteError::Closed {
+            path: self.path.clone(),
+        };
         let mut txn = self
-            .database()?
+            .database(Self::refusal, closed)
+            .map_err(BatchFailure::Unwritten)?
             .begin_write()
-            .map_err(|e| Error::storage(&self.path, e))?;
+            .map_err(|e| StorageError::storage(&self.path, e))?;
         txn.set_durability(Durability::None)
-            .map_err(|e| Error::storage(&self.path, e))?;
+            .map_err(|e| StorageError::storage(&self.path, e))?;
         self.log.clear();
         for (job, failure) in jobs.iter_mut().zip(failures.iter_mut()) {
             let mark = self.log.len();
             let mut tx = Tx::new(&txn, &mut self.log, &self.path, job.max_value());
             match catch_unwind(AssertUnwindSafe(|| job.apply(&mut tx))) {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) if e.is_fatal() => return Err(BatchFailure::Halt(e)),
+                Ok(Err(WriteError::Storage(e))) if e.is_fatal() => {
+                    return Err(BatchFailure::Halt(e));
+                }
                 // It changed nothing: the batch goes on without it.
                 Ok(Err(e)) if self.log.len() == mark => *failure = Some(e),
                 Ok(Err(e)) => {
@@ -324,7 +340,7 @@ impl Writer {
                     );
                     *failure = Some(e);
                     let _ = txn.abort();
-                    return Err(BatchFailure::Unwritten(Error::BatchDropped {
+                    return Err(BatchFailure::Unwritten(WriteError::BatchDropped {
                         path: self.path.clone(),
                     }));
                 }
@@ -332,10 +348,10 @@ impl Writer {
                     // Jobs do not panic on their own; redb does, on pages it
                     // finds damaged. Nothing more may be written.
                     let what = panic_message(&panic);
-                    return Err(BatchFailure::Halt(Error::Corrupted {
-                        path: self.path.clone(),
-                        detail: format!("a write failed inside redb ({what}); run `wa-redb check`"),
-                    }));
+                    return Err(BatchFailure::Halt(StorageError::corrupted(
+                        &self.path,
+                        format!("a write failed inside redb ({what}); run `wa-redb check`"),
+                    )));
                 }
             }
         }
@@ -371,9 +387,10 @@ impl Writer {
                 && let Err(e) = f.before_commit()
             {
                 let _ = txn.abort();
-                return Err(Error::io(&self.path, e));
+                return Err(StorageError::io(&self.path, e));
             }
-            txn.commit().map_err(|e| Error::storage(&self.path, e))
+            txn.commit()
+                .map_err(|e| StorageError::storage(&self.path, e))
         });
         if outcome.is_err()
             && self.append
@@ -423,7 +440,7 @@ impl Writer {
     /// not trim a file that a large deletion grew (a transaction cannot
     /// reuse the pages it frees). Refused (and the journal kept) if the
     /// writer halted.
-    pub fn record_for_close(&mut self) -> Result<()> {
+    pub fn record_for_close(&mut self) -> Result<(), CheckpointError> {
         if !self.must_record()? {
             return Ok(());
         }
@@ -431,22 +448,22 @@ impl Writer {
             0 => Record::InMemory,
             _ => Record::Durable,
         };
-        let result = self.record_lsn(how);
+        let result = self.record_lsn(self.live_database()?, how);
         if let Err(e) = &result {
             self.halt(e);
         }
-        result
+        Ok(result?)
     }
 
     /// Commits durably everything acknowledged so far and rewinds the
     /// journal.
-    pub fn checkpoint(&mut self) -> Result<()> {
+    pub fn checkpoint(&mut self) -> Result<(), CheckpointError> {
         if !self.must_record()? {
             return Ok(());
         }
         crate::telemetry::file_span!("wa_redb.checkpoint", self.path);
         let started = self.metrics.start();
-        let result = self.record_lsn(Record::Checkpoint);
+        let result = self.record_lsn(self.live_database()?, Record::Checkpoint);
         match &result {
             Ok(()) => {
                 self.checkpoint_lsn = self.lsn;
@@ -467,30 +484,37 @@ impl Writer {
             }
             Err(e) => self.halt(e),
         }
-        result
+        Ok(result?)
     }
 
     /// Whether there is a sequence number to record; refused if the
     /// writer halted.
-    fn must_record(&self) -> Result<bool> {
-        if let Some(refusal) = self.refusal() {
+    fn must_record(&self) -> Result<bool, CheckpointError> {
+        if let Some(refusal) = self.checkpoint_refusal() {
             return Err(refusal);
         }
         Ok(self.dirty_since.is_some() || self.lsn != self.checkpoint_lsn)
     }
 
+    /// The database to checkpoint, or why there is none.
+    fn live_database(&self) -> Result<&Database, CheckpointError> {
+        let closed = CheckpointError::Closed {
+            path: self.path.clone(),
+        };
+        self.database(Self::checkpoint_refusal, closed)
+    }
+
     /// Commits the last sequence number as the file's checkpoint, `how`
     /// says how durably. Redb's panics on damage are contained.
-    fn record_lsn(&self, how: Record) -> Result<()> {
+    fn record_lsn(&self, db: &Database, how: Record) -> Result<()> {
         crate::engine::contain_panic(&self.path.clone(), || {
-            let db = self.database()?;
             let mut txn = match how {
                 Record::InMemory => {
                     let mut txn = db
                         .begin_write()
-                        .map_err(|e| Error::storage(&self.path, e))?;
+                        .map_err(|e| StorageError::storage(&self.path, e))?;
                     txn.set_durability(Durability::None)
-                        .map_err(|e| Error::storage(&self.path, e))?;
+                        .map_err(|e| StorageError::storage(&self.path, e))?;
                     txn
                 }
                 Record::Durable | Record::Checkpoint => schema::begin_durable(db, &self.path)?,
@@ -500,7 +524,8 @@ impl Writer {
             // records the allocator state right after.
             txn.set_quick_repair(how == Record::Checkpoint);
             self.put_checkpoint_meta(&txn)?;
-            txn.commit().map_err(|e| Error::storage(&self.path, e))
+            txn.commit()
+                .map_err(|e| StorageError::storage(&self.path, e))
         })
     }
 
@@ -533,18 +558,27 @@ enum BatchFailure {
     /// Nothing of the batch was written and the store carries on (the
     /// journal could not grow; a job failed half-way): each job gets this
     /// error, unless it failed on its own.
-    Unwritten(Error),
+    Unwritten(WriteError),
     /// Nothing more can be promised durable: the writer halts.
-    Halt(Error),
+    Halt(StorageError),
 }
 
-impl From<Error> for BatchFailure {
+impl From<StorageError> for BatchFailure {
     /// A failure below the jobs (redb, the journal), by its kind.
-    fn from(e: Error) -> Self {
+    fn from(e: StorageError) -> Self {
         if e.is_fatal() {
             BatchFailure::Halt(e)
         } else {
-            BatchFailure::Unwritten(e)
+            BatchFailure::Unwritten(e.into())
+        }
+    }
+}
+
+impl From<WriteError> for BatchFailure {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Storage(e) => e.into(),
+            e => BatchFailure::Unwritten(e),
         }
     }
 }
@@ -561,10 +595,14 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// One checkpoint outcome for several waiters: a failed checkpoint halts
 /// the writer, and each waiter is told so.
-pub(crate) fn clone_outcome(outcome: &Result<()>, path: &std::path::Path) -> Result<()> {
+pub(crate) fn clone_outcome(
+    outcome: &Result<(), CheckpointError>,
+    path: &std::path::Path,
+) -> Result<(), CheckpointError> {
     match outcome {
         Ok(()) => Ok(()),
-        Err(e) => Err(Error::halted(path, e)),
+        Err(CheckpointError::Storage(cause)) => Err(CheckpointError::halted(path, cause)),
+        Err(refused) => Err(refused.clone()),
     }
 }
 

@@ -8,7 +8,9 @@ use crate::engine::Engine;
 use crate::engine::catalog::testing::{TEST_CATALOG, VALUES};
 use crate::engine::lane::{Attempt, Committer, Waiting};
 use crate::engine::tx::Tx;
-use crate::error::{Error, Result};
+use crate::error::WriteError;
+
+type Result<T, E = WriteError> = std::result::Result<T, E>;
 
 use super::{FnJob, Weight};
 
@@ -84,7 +86,7 @@ fn a_job_that_fails_unchanged_leaves_its_batch_alone() {
     assert!(outcome(a).is_ok() && outcome(b).is_ok());
     assert!(matches!(
         outcome(oversized),
-        Err(Error::ValueTooLarge { .. })
+        Err(WriteError::ValueTooLarge { .. })
     ));
     assert!(stored(&engine, "a") && stored(&engine, "b") && !stored(&engine, "big"));
     engine.close().unwrap();
@@ -99,16 +101,16 @@ fn a_job_that_fails_half_way_drops_its_batch_unwritten() {
     let engine = open(&dir);
     let [a, broken, b] = around(&engine, |tx| {
         tx.put(VALUES, (1, "half"), &b"v"[..])?;
-        Err(Error::DeviceMissing { device_id: 77 })
+        Err(WriteError::DeviceMissing { device_id: 77 })
     });
     assert!(matches!(
         outcome(broken),
-        Err(Error::DeviceMissing { device_id: 77 })
+        Err(WriteError::DeviceMissing { device_id: 77 })
     ));
     for neighbour in [a, b] {
         assert!(matches!(
             outcome(neighbour),
-            Err(Error::BatchDropped { .. })
+            Err(WriteError::BatchDropped { .. })
         ));
     }
     for name in ["a", "half", "b"] {
@@ -136,7 +138,7 @@ fn a_job_that_panics_halts_and_the_engine_heals() {
     assert!(engine.stopped());
     let refused = job(&engine, put("c"));
     commit(&engine);
-    assert!(matches!(outcome(refused), Err(Error::Halted { .. })));
+    assert!(matches!(outcome(refused), Err(WriteError::Halted { .. })));
     assert!(engine.heal().unwrap(), "reopened");
     let again = job(&engine, put("a"));
     commit(&engine);

@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use super::LOG_ROOM;
 use crate::engine::catalog::{Catalog, TableTag};
-use crate::error::{Error, Result};
+use crate::error::{StorageError, StorageResult as Result};
 
 const EFFECT_PUT: u8 = 1;
 const EFFECT_DELETE: u8 = 2;
@@ -163,7 +163,7 @@ impl<'a> Effects<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.rest.len() < n {
-            return Err(Error::decode(
+            return Err(StorageError::decode(
                 "journal record",
                 "effect runs past the record end",
             ));
@@ -184,7 +184,7 @@ impl<'a> Effects<'a> {
             1 => Bound::Included(self.bytes()?),
             2 => Bound::Excluded(self.bytes()?),
             other => {
-                return Err(Error::decode(
+                return Err(StorageError::decode(
                     "journal record",
                     format!("unknown range bound tag {other}"),
                 ));
@@ -211,7 +211,7 @@ impl<'a> Effects<'a> {
                 upper: self.bound()?,
             },
             other => {
-                return Err(Error::decode(
+                return Err(StorageError::decode(
                     "journal record",
                     format!("unknown effect kind {other}"),
                 ));

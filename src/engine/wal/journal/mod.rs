@@ -51,7 +51,7 @@ use twox_hash::XxHash3_64;
 use crate::engine::files::write_all_at;
 use crate::engine::protect::crypt::Cipher;
 use crate::engine::storage::IoStats;
-use crate::error::{Error, Result};
+use crate::error::{StorageError, StorageResult as Result, WriteError};
 use crate::fault::{IoFaults, IoTarget};
 
 const MAGIC: &[u8; 8] = b"waredbj\0";
@@ -98,7 +98,7 @@ impl EffectLog {
         if let Some(cipher) = cipher {
             cipher
                 .seal(&record_aad(file_id, lsn), &mut self.buf, LOG_ROOM)
-                .map_err(|e| Error::Encryption {
+                .map_err(|e| StorageError::Encryption {
                     path: path.to_path_buf(),
                     detail: e.to_string(),
                 })?;
@@ -261,31 +261,37 @@ impl Journal {
 
     fn hook(&self, f: impl FnOnce(&dyn IoFaults) -> io::Result<()>) -> Result<()> {
         match &self.faults {
-            Some(faults) => f(faults.as_ref()).map_err(|e| Error::io(&self.path, e)),
+            Some(faults) => f(faults.as_ref()).map_err(|e| StorageError::io(&self.path, e)),
             None => Ok(()),
         }
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.hook(|f| f.on_write(IoTarget::Journal, offset, data))?;
-        write_all_at(&self.file, data, offset).map_err(|e| Error::io(&self.path, e))?;
+        write_all_at(&self.file, data, offset).map_err(|e| StorageError::io(&self.path, e))?;
         self.stats.add_write(data.len());
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
         self.hook(|f| f.on_set_len(IoTarget::Journal, len))?;
-        self.file.set_len(len).map_err(|e| Error::io(&self.path, e))
+        self.file
+            .set_len(len)
+            .map_err(|e| StorageError::io(&self.path, e))
     }
 
     fn sync_data(&self) -> Result<()> {
         self.hook(|f| f.on_sync(IoTarget::Journal))?;
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io(&self.path, e))
     }
 
     fn sync_all(&self) -> Result<()> {
         self.hook(|f| f.on_sync(IoTarget::Journal))?;
-        self.file.sync_all().map_err(|e| Error::io(&self.path, e))
+        self.file
+            .sync_all()
+            .map_err(|e| StorageError::io(&self.path, e))
     }
 
     /// Extends the file with written zeros so that it is at least `end`
@@ -299,7 +305,7 @@ impl Journal {
         // Nothing of a record is written before the space is there, so a
         // failure here loses nothing and may be retried.
         self.grow_to(end).map_err(|e| match e {
-            Error::Io { path, source } => Error::NoSpace { path, source },
+            StorageError::Io { path, source } => StorageError::NoSpace { path, source },
             other => other,
         })
     }
@@ -351,7 +357,7 @@ impl Journal {
         match err.raw_os_error() {
             // The file system has no fallocate: write zeros instead.
             Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(false),
-            _ => Err(Error::io(&self.path, err)),
+            _ => Err(StorageError::io(&self.path, err)),
         }
     }
 
@@ -375,9 +381,9 @@ impl Journal {
 
     /// Appends one record. When this returns `Ok`, the record is in the
     /// operating system (and on stable storage with `sync_each`).
-    pub fn append(&mut self, lsn: u64, effects: &mut EffectLog) -> Result<()> {
+    pub fn append(&mut self, lsn: u64, effects: &mut EffectLog) -> Result<(), WriteError> {
         if effects.len() > u32::MAX as usize {
-            return Err(Error::ValueTooLarge {
+            return Err(WriteError::ValueTooLarge {
                 what: "write batch",
                 len: effects.len(),
                 limit: u32::MAX as usize,

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::engine::files::read_exact_at;
 use crate::engine::protect::crypt::Cipher;
-use crate::error::{Error, Result};
+use crate::error::{StorageError, StorageResult as Result};
 
 /// What an existing journal file holds.
 pub(crate) enum JournalContents<'c> {
@@ -39,16 +39,19 @@ pub(crate) fn read_journal<'c>(
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(JournalContents::Missing),
-        Err(e) => return Err(Error::io(path, e)),
+        Err(e) => return Err(StorageError::io(path, e)),
     };
-    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let file_len = file
+        .metadata()
+        .map_err(|e| StorageError::io(path, e))?
+        .len();
     if file_len < HEADER_LEN {
         return Ok(JournalContents::Foreign {
             reason: format!("file of {file_len} bytes is shorter than a journal header"),
         });
     }
     let mut header = [0u8; HEADER_LEN as usize];
-    read_exact_at(&file, &mut header, 0).map_err(|e| Error::io(path, e))?;
+    read_exact_at(&file, &mut header, 0).map_err(|e| StorageError::io(path, e))?;
     let sum = u64::from_le_bytes(header[56..64].try_into().expect("8 bytes"));
     if &header[0..8] != MAGIC || XxHash3_64::oneshot(&header[0..56]) != sum {
         return Ok(JournalContents::Foreign {
@@ -150,7 +153,7 @@ impl JournalReader<'_> {
             }
             Err(e) => {
                 self.ended = true;
-                Err(Error::io(&self.path, e))
+                Err(StorageError::io(&self.path, e))
             }
         }
     }
