@@ -196,11 +196,13 @@ impl Writer {
     fn database<E>(
         &self,
         refusal: impl FnOnce(&Self) -> Option<E>,
-        closed: E,
+        closed: impl FnOnce(PathBuf) -> E,
     ) -> Result<&Database, E> {
+        // Lazily: building the error clones the path (an allocation per
+        // batch otherwise).
         self.db
             .as_deref()
-            .ok_or_else(|| refusal(self).unwrap_or(closed))
+            .ok_or_else(|| refusal(self).unwrap_or_else(|| closed(self.path.clone())))
     }
 
     /// The error every write gets once the writer has halted.
@@ -309,9 +311,7 @@ impl Writer {
         jobs: &mut [Box<dyn Job>],
         failures: &mut [Option<WriteError>],
     ) -> std::result::Result<(), BatchFailure> {
-        let closed = WriteError::Closed {
-            path: self.path.clone(),
-        };
+        let closed = |path| WriteError::Closed { path };
         let mut txn = self
             .database(Self::refusal, closed)
             .map_err(BatchFailure::Unwritten)?
@@ -498,9 +498,7 @@ impl Writer {
 
     /// The database to checkpoint, or why there is none.
     fn live_database(&self) -> Result<&Database, CheckpointError> {
-        let closed = CheckpointError::Closed {
-            path: self.path.clone(),
-        };
+        let closed = |path| CheckpointError::Closed { path };
         self.database(Self::checkpoint_refusal, closed)
     }
 
