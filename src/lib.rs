@@ -81,6 +81,10 @@ pub use ops::export::{ExportOptions, ExportReport, Progress, ProgressFn};
 pub use ops::inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_names};
 pub use ops::maintenance::MaintenanceReport;
 pub use ops::rekey::Rekey;
+#[cfg(feature = "replica")]
+pub use ops::replica::snapshot::{ReplicaRestoreOptions, ReplicaSnapshot};
+#[cfg(feature = "replica")]
+pub use ops::replica::target::ReplicaTarget;
 pub use ops::salvage::{SalvageReport, TableSalvage};
 #[cfg(feature = "sqlite")]
 pub use ops::sqlite::{AccountImport, ImportOptions, ImportReport, export_sqlite, import_sqlite};

@@ -7,6 +7,8 @@
 //! Deterministic: fault hooks that park an I/O until the test lets it go
 //! stand in for slow disks; child processes for exits. No sleeps.
 
+#[path = "util/big_store.rs"]
+mod big_store;
 #[path = "util/process.rs"]
 mod process;
 
@@ -17,7 +19,6 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use wacore::store::traits::{DeviceStore, SignalStore};
 use whatsapp_rust_redb_storage::fault::{IoFaults, IoTarget};
 use whatsapp_rust_redb_storage::{CloseOutcome, RedbStore, RedbStoreConfig, Synchronous};
@@ -155,16 +156,7 @@ async fn big_store_with_a_deleted_account(path: &Path, mib: usize, io: Arc<DropI
     let s = RedbStore::with_config(path, RedbStoreConfig::default().with_io_faults(io))
         .await
         .unwrap();
-    let value = Bytes::from(vec![0x5A; 64 << 10]);
-    for device in [1, 2] {
-        let account = s.for_device(device);
-        for chunk in 0..mib / 2 {
-            let batch: Vec<(Arc<str>, Bytes)> = (0..16)
-                .map(|i| (Arc::from(format!("{chunk}:{i}@c.us.0")), value.clone()))
-                .collect();
-            account.put_sessions_batch(&batch).await.unwrap();
-        }
-    }
+    big_store::fill_two_accounts(&s, mib).await;
     s.checkpoint().await.unwrap();
     s.delete_device(2).await.unwrap();
     s

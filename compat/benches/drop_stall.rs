@@ -11,12 +11,14 @@
 //! (results in this folder's README, "Restarts and hand-over"); under
 //! `taskset -c 0` for one CPU.
 
+#[path = "../../tests/util/big_store.rs"]
+mod big_store;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use wacore::store::traits::SignalStore;
 use whatsapp_rust_redb_storage::RedbStore;
 
@@ -25,16 +27,7 @@ const ROUNDS: usize = 7;
 /// A store of about `mib` MiB with two accounts, the second deleted.
 async fn store_with_a_deleted_account(path: &Path, mib: usize) -> RedbStore {
     let s = RedbStore::new(path).await.expect("open");
-    let value = Bytes::from(vec![0x5A; 64 << 10]);
-    for device in [1, 2] {
-        let account = s.for_device(device);
-        for chunk in 0..mib / 2 {
-            let batch: Vec<(Arc<str>, Bytes)> = (0..16)
-                .map(|i| (Arc::from(format!("{chunk}:{i}@c.us.0")), value.clone()))
-                .collect();
-            account.put_sessions_batch(&batch).await.expect("write");
-        }
-    }
+    big_store::fill_two_accounts(&s, mib).await;
     s.checkpoint().await.expect("checkpoint");
     s.delete_device(2).await.expect("delete");
     s

@@ -358,6 +358,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// A replica target (feature `replica`) could not be used: the
+    /// server is unreachable or refused, the bucket or object is missing,
+    /// the credentials are wrong. Nothing local was changed.
+    #[error("replica {target}: {reason}")]
+    Replica {
+        /// The target's URL.
+        target: String,
+        /// What failed, and why.
+        reason: String,
+    },
+
     /// A look at a store in use could not get a steady copy of it: the
     /// store was checkpointed during every attempt.
     #[error(
@@ -426,6 +437,7 @@ impl From<Error> for StoreError {
                 StoreError::Migration(Box::new(err))
             }
             Error::Decode { .. } => StoreError::Serialization(Box::new(err)),
+            Error::Replica { .. } => StoreError::Connection(Box::new(err)),
             _ => StoreError::Database(Box::new(err)),
         }
     }

@@ -238,6 +238,12 @@ pub(crate) enum FileOpError {
         path: PathBuf,
         unknown: Vec<String>,
     },
+    /// A replica target failed (unreachable, refused, not found...).
+    #[cfg(feature = "replica")]
+    Replica {
+        target: String,
+        reason: String,
+    },
     Open(OpenError),
     Write(WriteError),
     Read(ReadError),
@@ -428,6 +434,8 @@ impl From<FileOpError> for Error {
             FileOpError::SqliteSchemaTooNew { path, unknown } => {
                 Error::SqliteSchemaTooNew { path, unknown }
             }
+            #[cfg(feature = "replica")]
+            FileOpError::Replica { target, reason } => Error::Replica { target, reason },
             FileOpError::Open(e) => e.into(),
             FileOpError::Write(e) => e.into(),
             FileOpError::Read(e) => e.into(),

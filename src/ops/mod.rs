@@ -12,6 +12,8 @@ pub(crate) mod export;
 pub(crate) mod inspect;
 pub(crate) mod maintenance;
 pub(crate) mod rekey;
+#[cfg(feature = "replica")]
+pub(crate) mod replica;
 pub(crate) mod salvage;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;

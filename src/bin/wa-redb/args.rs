@@ -203,6 +203,17 @@ pub enum Command {
         #[arg(value_name = "OUT")]
         output: PathBuf,
     },
+    /// Snapshots in S3-compatible object storage or a directory.
+    ///
+    /// URL is s3://BUCKET/PREFIX (endpoint, region and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for plain http) or
+    /// file:///DIRECTORY.
+    #[cfg(feature = "replica")]
+    Replica {
+        #[command(subcommand)]
+        action: ReplicaCommand,
+    },
     /// Write an unencrypted copy of an encrypted store to OUT.
     ///
     /// IN opens with the key given as for every command (--key-file,
@@ -216,6 +227,47 @@ pub enum Command {
         /// directory must.
         #[arg(value_name = "OUT")]
         output: PathBuf,
+    },
+}
+
+/// What `wa-redb replica` does.
+#[cfg(feature = "replica")]
+#[derive(clap::Subcommand)]
+pub enum ReplicaCommand {
+    /// Upload a snapshot of FILE (every account, as of now) to URL.
+    ///
+    /// FILE is only read (it may be in use: the snapshot then holds its
+    /// last checkpoint plus the journal records complete at that moment).
+    /// An encrypted store's snapshot stays encrypted.
+    Push {
+        /// The store file.
+        file: PathBuf,
+        /// Where the snapshots live.
+        url: String,
+        /// How many snapshots to keep there (the oldest go first).
+        #[arg(long, default_value_t = 24)]
+        keep: usize,
+    },
+    /// Restore the newest snapshot in URL as a new store file OUT.
+    ///
+    /// Every page is checked before OUT gets its name; OUT must not exist.
+    /// The writes made after the snapshot are not in it: a client resumed
+    /// from it may reuse Signal message keys its contacts have seen, so
+    /// this needs --accept-stale-state.
+    Restore {
+        /// Where the snapshots live.
+        url: String,
+        /// The store file to create.
+        #[arg(value_name = "OUT")]
+        output: PathBuf,
+        /// Restore although the snapshot lacks the writes made after it.
+        #[arg(long)]
+        accept_stale_state: bool,
+    },
+    /// List the snapshots in URL, oldest first.
+    Status {
+        /// Where the snapshots live.
+        url: String,
     },
 }
 

@@ -75,6 +75,8 @@ fn dispatch(out: &mut Out, cli: &Cli, key: Option<&Key>) -> Outcome {
         Command::Salvage { damaged, output } => {
             crate::salvage::salvage(out, damaged, output, c, json)
         }
+        #[cfg(feature = "replica")]
+        Command::Replica { action } => crate::replica::run(out, action, c, json),
     }
 }
 

@@ -11,6 +11,7 @@
 //! - `support`: opening and closing stores, checking paths, asking.
 //! - `failure`: why a command failed, reported on stderr or as JSON.
 //! - `output`: printing that survives a closed pipe; `progress`: bars.
+//! - `replica`: snapshots in object storage (feature `replica`).
 
 mod args;
 mod commands;
@@ -20,6 +21,8 @@ mod look_note;
 mod output;
 mod progress;
 mod rekey;
+#[cfg(feature = "replica")]
+mod replica;
 mod salvage;
 mod support;
 mod transfer;

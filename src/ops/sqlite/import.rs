@@ -45,9 +45,9 @@ use super::*;
 /// opens the copy, it is checked: a SQLite database that is not a
 /// SqliteStore (no SqliteStore migration recorded in
 /// `__diesel_schema_migrations`) is refused with
-/// [`FileOpError::NotSqliteStore`](crate::error::FileOpError::NotSqliteStore), one written by a
+/// [`Error::NotSqliteStore`](crate::Error::NotSqliteStore), one written by a
 /// newer SqliteStore (migrations this build does not know) with
-/// [`FileOpError::SqliteSchemaTooNew`](crate::error::FileOpError::SqliteSchemaTooNew), in both
+/// [`Error::SqliteSchemaTooNew`](crate::Error::SqliteSchemaTooNew), in both
 /// cases before the store file is touched. An older SqliteStore is
 /// migrated, as the application would, on the copy only.
 ///

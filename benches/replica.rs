@@ -1,0 +1,101 @@
+//! What a snapshot in a replica costs: `push_snapshot` and
+//! `restore_from_replica` of a store of about 100 MiB (sessions of two
+//! accounts, 64 KiB values), to a directory on the same disk and to moto's
+//! S3 server on 127.0.0.1 (if `moto_server` is installed; it stands for an
+//! S3 endpoint with no network latency, and is itself the bottleneck: a
+//! Python server). Release build:
+//!
+//! `cargo bench --features replica --bench replica` (results in
+//! compat/benches/README.md, "Snapshots in a replica"); under
+//! `taskset -c 0` for one CPU.
+
+#[path = "../tests/util/big_store.rs"]
+mod big_store;
+#[path = "../tests/util/s3.rs"]
+mod s3;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wacore::store::traits::SignalStore;
+use whatsapp_rust_redb_storage::{
+    RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaTarget,
+};
+
+const ROUNDS: usize = 3;
+
+async fn store_of(path: &Path, mib: usize) -> RedbStore {
+    let s = RedbStore::new(path).await.expect("open");
+    big_store::fill_two_accounts(&s, mib).await;
+    s.checkpoint().await.expect("checkpoint");
+    s
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn measure(label: &str, target: &ReplicaTarget, store: &RedbStore, dir: &Path) {
+    let (mut push, mut restore) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for round in 0..ROUNDS {
+        store
+            .put_session(&format!("round-{round}@c.us.0"), b"r")
+            .await
+            .expect("write");
+        let t = Instant::now();
+        let pushed = store.push_snapshot(target, 1).await.expect("push");
+        push.push(t.elapsed());
+        bytes = pushed.bytes;
+        let out = dir.join(format!("restored-{label}-{round}.redb"));
+        let t = Instant::now();
+        RedbStore::restore_from_replica(
+            target,
+            &out,
+            &RedbStoreConfig::default(),
+            &ReplicaRestoreOptions::accepting_stale_state(),
+        )
+        .await
+        .expect("restore");
+        restore.push(t.elapsed());
+        std::fs::remove_file(&out).expect("remove");
+    }
+    let mib = bytes as f64 / (1 << 20) as f64;
+    let (p, r) = (median(push), median(restore));
+    println!(
+        "| {label} | {mib:.1} MiB | {:.0} ms ({:.0} MiB/s) | {:.0} ms ({:.0} MiB/s) |",
+        p.as_secs_f64() * 1e3,
+        mib / p.as_secs_f64(),
+        r.as_secs_f64() * 1e3,
+        mib / r.as_secs_f64()
+    );
+}
+
+fn main() {
+    // Not a criterion bench: `cargo bench` passes `--bench`, nothing to parse.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    rt.block_on(async {
+        let store = store_of(&dir.path().join("store.redb"), 100).await;
+        println!("| target | snapshot | push: median of {ROUNDS} | restore (download, check every page) |");
+        println!("|---|---:|---:|---:|");
+        let local = dir.path().join("replica");
+        let target = ReplicaTarget::new(&format!("file://{}", local.display())).expect("target");
+        measure("directory, same disk", &target, &store, dir.path()).await;
+        match s3::S3Server::start() {
+            Some(server) => {
+                server.create_bucket("bench");
+                let target =
+                    ReplicaTarget::with_options("s3://bench/store", s3::s3_options(server.port))
+                        .expect("target");
+                measure("moto S3, 127.0.0.1", &target, &store, dir.path()).await;
+            }
+            None => println!("| moto S3 | not installed | | |"),
+        }
+        store.close().await.expect("close");
+    });
+}

@@ -1,0 +1,126 @@
+//! `replica push FILE URL`, `replica restore URL OUT`, `replica status URL`:
+//! snapshots of a store in object storage or a directory.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::json;
+use whatsapp_rust_redb_storage::{
+    RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaSnapshot, ReplicaTarget,
+};
+
+use crate::args::ReplicaCommand;
+use crate::failure::{Failure, Outcome};
+use crate::output::{Out, human_bytes, outln, print_json};
+use crate::progress::spinner;
+use crate::support::{close, fresh_destination, look, runtime};
+
+pub fn run(
+    out: &mut Out,
+    action: &ReplicaCommand,
+    config: &RedbStoreConfig,
+    json: bool,
+) -> Outcome {
+    match action {
+        ReplicaCommand::Push { file, url, keep } => push(out, file, url, *keep, config, json),
+        ReplicaCommand::Restore {
+            url,
+            output,
+            accept_stale_state,
+        } => restore(out, url, output, *accept_stale_state, config, json),
+        ReplicaCommand::Status { url } => status(out, url, json),
+    }
+}
+
+fn push(
+    out: &mut Out,
+    file: &Path,
+    url: &str,
+    keep: usize,
+    config: &RedbStoreConfig,
+    json: bool,
+) -> Outcome {
+    let target = ReplicaTarget::new(url)?;
+    let rt = runtime()?;
+    let store = look(file, config)?;
+    let bar = spinner(format!("pushing a snapshot of {} to {url}", file.display()));
+    let result = rt.block_on(store.push_snapshot(&target, keep));
+    bar.finish_and_clear();
+    close(&rt, store)?;
+    let pushed = result?;
+    if json {
+        print_json(out, &pushed)?;
+    } else {
+        outln!(
+            out,
+            "snapshot {} ({}) written to {url}",
+            pushed.name,
+            human_bytes(pushed.bytes)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(
+    out: &mut Out,
+    url: &str,
+    output: &Path,
+    accept: bool,
+    config: &RedbStoreConfig,
+    json: bool,
+) -> Outcome {
+    if !accept {
+        return Err(Failure::usage(
+            "a snapshot lacks the writes made after it, and a client resumed from it may \
+             reuse Signal message keys its contacts have seen",
+        )
+        .with_hint("add --accept-stale-state to restore it anyway"));
+    }
+    fresh_destination(output, "restored store")?;
+    let target = ReplicaTarget::new(url)?;
+    let rt = runtime()?;
+    let bar = spinner(format!("restoring the newest snapshot in {url}"));
+    let options = ReplicaRestoreOptions::accepting_stale_state();
+    let result = rt.block_on(RedbStore::restore_from_replica(
+        &target, output, config, &options,
+    ));
+    bar.finish_and_clear();
+    let got = result?;
+    if json {
+        print_json(out, &json!({ "snapshot": got, "restored": output }))?;
+    } else {
+        outln!(
+            out,
+            "snapshot {} ({}) restored as {}; every page checked",
+            got.name,
+            human_bytes(got.bytes),
+            output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(out: &mut Out, url: &str, json: bool) -> Outcome {
+    let target = ReplicaTarget::new(url)?;
+    let rt = runtime()?;
+    let snapshots: Vec<ReplicaSnapshot> = rt.block_on(target.snapshots())?;
+    if json {
+        print_json(out, &json!({ "target": url, "snapshots": snapshots }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if snapshots.is_empty() {
+        outln!(out, "{url}: no snapshot");
+    }
+    for s in &snapshots {
+        outln!(
+            out,
+            "{}  lsn {:>10}  {:>10}  taken at {} (unix seconds)",
+            s.name,
+            s.lsn,
+            human_bytes(s.bytes),
+            s.taken_at
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

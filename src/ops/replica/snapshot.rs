@@ -1,0 +1,328 @@
+//! Snapshots of a whole store file in a replica target, and restores from
+//! them. A snapshot is a copy of the file as of one moment (every account),
+//! written as a backup is (`whole_file::copy_to_temp`, the store staying in
+//! use) and uploaded in parts; an encrypted store's copy is encrypted with
+//! its key, so the target never sees plaintext. Objects are named
+//! `snapshots/<unix seconds>-<lsn>.redb` (zero-padded, so that names sort
+//! by age).
+
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wacore::store::error::StoreError;
+
+use super::target::ReplicaTarget;
+use crate::config::RedbStoreConfig;
+use crate::engine::{Engine, Keying, files};
+use crate::error::{Error, FileOpError, StorageError};
+use crate::handle::RedbStore;
+use crate::ops::whole_file::{copy_to_temp, publish, refuse_existing};
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
+
+/// Upload part size: redb files are uploaded in parts of this size, a
+/// few at a time (memory stays within a few parts).
+const PART: usize = 8 << 20;
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// One snapshot in a replica.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaSnapshot {
+    /// Its object name under the target's prefix.
+    pub name: String,
+    /// When it was taken (Unix seconds).
+    pub taken_at: i64,
+    /// The store's last write sequence number it holds, at least.
+    pub lsn: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl ReplicaSnapshot {
+    fn name_for(taken_at: i64, lsn: u64) -> String {
+        format!("snapshots/{taken_at:020}-{lsn:020}.redb")
+    }
+
+    /// The snapshot an object name stands for; `None` for another object.
+    fn parse(name: &str, bytes: u64) -> Option<Self> {
+        let stem = name.strip_prefix("snapshots/")?.strip_suffix(".redb")?;
+        let (taken_at, lsn) = stem.split_once('-')?;
+        Some(ReplicaSnapshot {
+            name: name.to_string(),
+            taken_at: taken_at.parse().ok()?,
+            lsn: lsn.parse().ok()?,
+            bytes,
+        })
+    }
+}
+
+impl ReplicaTarget {
+    /// The snapshots in this target, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<ReplicaSnapshot>, StoreError> {
+        Ok(self.list_snapshots().await.map_err(Error::from)?)
+    }
+
+    async fn list_snapshots(&self) -> Result<Vec<ReplicaSnapshot>> {
+        let under = self.object("snapshots");
+        let mut listing = self.store.list(Some(&under));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| self.failed("listing snapshots", e))?;
+            let name = self.relative(&meta.location);
+            if let Some(s) = ReplicaSnapshot::parse(&name, meta.size) {
+                found.push(s);
+            }
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+
+    /// `location` without this target's prefix.
+    fn relative(&self, location: &ObjectPath) -> String {
+        let full = location.as_ref();
+        match self.prefix.as_ref() {
+            "" => full.to_string(),
+            prefix => full
+                .strip_prefix(prefix)
+                .map_or(full, |r| r.trim_start_matches('/'))
+                .to_string(),
+        }
+    }
+
+    /// Uploads `file` (named `from`) as the object `name`, in parts.
+    async fn upload(&self, file: std::fs::File, from: &Path, name: &str) -> Result<()> {
+        let failed = |e: &dyn std::fmt::Display| self.failed(&format!("uploading {name}"), e);
+        let mut file = tokio::fs::File::from_std(file);
+        let upload = self
+            .store
+            .put_multipart(&self.object(name))
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut parts = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| StorageError::io(from, e));
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = parts.abort().await;
+                    return Err(e.into());
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = parts.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                return Err(failed(&e));
+            }
+            parts.write(&buf[..n]);
+        }
+        parts.finish().await.map_err(|e| failed(&e))?;
+        Ok(())
+    }
+
+    /// Downloads the object `name` into `to` (created, synced).
+    async fn download(&self, name: &str, to: &Path, bytes: u64) -> Result<()> {
+        let failed = |e: &dyn std::fmt::Display| self.failed(&format!("downloading {name}"), e);
+        let got = self
+            .store
+            .get(&self.object(name))
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(to)
+            .await
+            .map_err(|e| StorageError::io(to, e))?;
+        let mut stream = got.into_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| failed(&e))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| StorageError::io(to, e))?;
+            written += chunk.len() as u64;
+        }
+        file.sync_all().await.map_err(|e| StorageError::io(to, e))?;
+        if written != bytes {
+            return Err(failed(&format!(
+                "got {written} bytes of a {bytes}-byte object (it changed or the transfer was cut)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How [`RedbStore::restore_from_replica`] goes.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ReplicaRestoreOptions {
+    /// Must be set for a restore to happen: a snapshot holds the store as
+    /// it was when it was taken, not the writes after it. A client resumed
+    /// from it has older Signal sessions and sender keys than its contacts
+    /// have seen, so it may encrypt with message keys it already used and
+    /// its next messages may fail to decrypt until the sessions are
+    /// renewed; pre-keys it uploaded since may be offered again. The
+    /// pairing itself is kept. Setting this says the caller accepts that
+    /// (continuous replication of every write, which has no such gap, is
+    /// not built yet).
+    pub accept_stale_state: bool,
+}
+
+impl ReplicaRestoreOptions {
+    /// Options that accept the state of the snapshot (see
+    /// [`ReplicaRestoreOptions::accept_stale_state`]).
+    pub fn accepting_stale_state() -> Self {
+        ReplicaRestoreOptions {
+            accept_stale_state: true,
+        }
+    }
+}
+
+impl RedbStore {
+    /// Writes a snapshot of the whole store file (every account, as of
+    /// now) to `target`, then keeps the newest `keep` snapshots there
+    /// (older ones are deleted once this one is in place). The store stays
+    /// in use meanwhile; an encrypted store's snapshot is encrypted with
+    /// its key. Restore one with [`RedbStore::restore_from_replica`].
+    pub async fn push_snapshot(
+        &self,
+        target: &ReplicaTarget,
+        keep: usize,
+    ) -> Result<ReplicaSnapshot, StoreError> {
+        if keep == 0 {
+            return Err(Error::from(target.refused(
+                "keeping 0 snapshots would delete the one just pushed; keep at least 1",
+            ))
+            .into());
+        }
+        let engine = self.engine.clone();
+        // Read before the copy's snapshot begins: the copy holds at least
+        // every write up to it.
+        let lsn = engine.status.lsn.load(std::sync::atomic::Ordering::Acquire);
+        let taken_at = crate::clock::now_secs();
+        let cipher = engine.cipher.clone();
+        let beside = engine.path.clone();
+        let (tmp, file) = self
+            .read_for_op(move |s| {
+                let tmp = copy_to_temp(
+                    s,
+                    &beside,
+                    files::TempKind::Partial,
+                    Keying::like(cipher.as_ref()),
+                    None,
+                )?;
+                // Locked while it is uploaded: marks it as live for
+                // `remove_stale_temps` elsewhere.
+                let file = std::fs::File::open(&tmp).map_err(|e| StorageError::io(&tmp, e));
+                let file = file.and_then(|f| {
+                    f.try_lock()
+                        .map_err(|e| StorageError::io(&tmp, e.into()))
+                        .map(|()| f)
+                });
+                match file {
+                    Ok(file) => Ok((tmp, file)),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(e.into())
+                    }
+                }
+            })
+            .await?;
+        let name = ReplicaSnapshot::name_for(taken_at, lsn);
+        let pushed = push_and_prune(target, file, &tmp, &name, keep).await;
+        let _ = std::fs::remove_file(&tmp);
+        Ok(pushed.map_err(Error::from)?)
+    }
+
+    /// Restores the newest snapshot of `target` as a new store file at
+    /// `path` (never over an existing file), after checking every page of
+    /// it (with `config`'s key, for an encrypted store), and says which
+    /// snapshot it was. A restored store keeps its accounts' pairing.
+    /// Refused unless `options` accept the snapshot's state: see
+    /// [`ReplicaRestoreOptions::accept_stale_state`].
+    pub async fn restore_from_replica(
+        target: &ReplicaTarget,
+        path: impl AsRef<Path>,
+        config: &RedbStoreConfig,
+        options: &ReplicaRestoreOptions,
+    ) -> Result<ReplicaSnapshot, StoreError> {
+        if !options.accept_stale_state {
+            let why = "restore refused: a snapshot lacks the writes made after it, and a \
+                       client resumed from it may reuse Signal message keys; set \
+                       ReplicaRestoreOptions::accept_stale_state to restore it anyway";
+            return Err(Error::from(target.refused(why)).into());
+        }
+        let path = path.as_ref().to_path_buf();
+        Ok(restore(target, path, config.clone())
+            .await
+            .map_err(Error::from)?)
+    }
+}
+
+async fn push_and_prune(
+    target: &ReplicaTarget,
+    file: std::fs::File,
+    tmp: &Path,
+    name: &str,
+    keep: usize,
+) -> Result<ReplicaSnapshot> {
+    let bytes = file.metadata().map_err(|e| StorageError::io(tmp, e))?.len();
+    target.upload(file, tmp, name).await?;
+    let all = target.list_snapshots().await?;
+    let old = all.len().saturating_sub(keep);
+    for s in all.iter().take(old).filter(|s| s.name != name) {
+        target
+            .store
+            .delete(&target.object(&s.name))
+            .await
+            .map_err(|e| target.failed(&format!("deleting {}", s.name), e))?;
+    }
+    ReplicaSnapshot::parse(name, bytes)
+        .ok_or_else(|| target.refused(format!("the snapshot name {name} does not parse")))
+}
+
+async fn restore(
+    target: &ReplicaTarget,
+    path: PathBuf,
+    config: RedbStoreConfig,
+) -> Result<ReplicaSnapshot> {
+    refuse_existing(&path)?;
+    let newest = target
+        .list_snapshots()
+        .await?
+        .pop()
+        .ok_or_else(|| target.refused("nothing to restore: the replica holds no snapshot"))?;
+    files::remove_stale_temps(&path);
+    let (tmp, file) = files::create_temp(&path, files::TempKind::Restoring)?;
+    drop(file);
+    let done = async {
+        target.download(&newest.name, &tmp, newest.bytes).await?;
+        let (tmp, path) = (tmp.clone(), path.clone());
+        crate::engine::run_blocking(move || verify_and_publish(&tmp, &path, &config))
+            .await
+            .unwrap_or_else(|| Err(target.refused("restoring: a worker task panicked")))
+    }
+    .await;
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done.map(|()| newest)
+}
+
+/// Checks every page of the downloaded copy (and that `config`'s key
+/// opens it), then moves it to `path`.
+fn verify_and_publish(tmp: &Path, path: &Path, config: &RedbStoreConfig) -> Result<()> {
+    let key = config.encryption.as_ref();
+    drop(
+        Engine::open_to_look(crate::tables::CATALOG, tmp, true, key)
+            .map_err(|e| e.with_path(path))?,
+    );
+    publish(tmp, path)
+}
