@@ -209,7 +209,10 @@ impl RedbStore {
         let taken_at = crate::clock::now_secs();
         let cipher = engine.cipher.clone();
         let beside = engine.path.clone();
-        let (tmp, file) = self
+        // A guard from the moment the copy exists: a push dropped at any
+        // point (even while the copy runs on a pool thread) leaves no
+        // temporary file behind.
+        let temp = self
             .read_for_op(move |s| {
                 let tmp = copy_to_temp(
                     s,
@@ -226,19 +229,15 @@ impl RedbStore {
                         .map_err(|e| StorageError::io(&tmp, e.into()))
                         .map(|()| f)
                 });
-                match file {
-                    Ok(file) => Ok((tmp, file)),
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&tmp);
-                        Err(e.into())
-                    }
-                }
+                let mut temp = Temp::new(tmp);
+                temp.file = Some(file?);
+                Ok(temp)
             })
             .await?;
         let name = ReplicaSnapshot::name_for(taken_at, lsn);
-        let pushed = push_and_prune(target, file, &tmp, &name, keep).await;
-        let _ = std::fs::remove_file(&tmp);
-        Ok(pushed.map_err(Error::from)?)
+        Ok(push_and_prune(target, temp, &name, keep)
+            .await
+            .map_err(Error::from)?)
     }
 
     /// Restores the newest snapshot of `target` as a new store file at
@@ -266,15 +265,55 @@ impl RedbStore {
     }
 }
 
+/// A temporary file (and, while it is uploaded, its locked handle),
+/// removed when this is dropped unless it was [`Temp::keep`]-ed.
+struct Temp {
+    path: Option<PathBuf>,
+    file: Option<std::fs::File>,
+}
+
+impl Temp {
+    fn new(path: PathBuf) -> Self {
+        Temp {
+            path: Some(path),
+            file: None,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.path.as_deref().expect("kept only at the end")
+    }
+
+    /// The file is in place under another name: nothing to remove.
+    fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        // The handle first: a file still open cannot be removed on Windows.
+        drop(self.file.take());
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 async fn push_and_prune(
     target: &ReplicaTarget,
-    file: std::fs::File,
-    tmp: &Path,
+    mut temp: Temp,
     name: &str,
     keep: usize,
 ) -> Result<ReplicaSnapshot> {
-    let bytes = file.metadata().map_err(|e| StorageError::io(tmp, e))?.len();
-    target.upload(file, tmp, name).await?;
+    let tmp = temp.path().to_path_buf();
+    let file = temp.file.take().expect("opened with the copy");
+    let bytes = file
+        .metadata()
+        .map_err(|e| StorageError::io(&tmp, e))?
+        .len();
+    target.upload(file, &tmp, name).await?;
+    drop(temp);
     let all = target.list_snapshots().await?;
     let old = all.len().saturating_sub(keep);
     for s in all.iter().take(old).filter(|s| s.name != name) {
@@ -302,18 +341,17 @@ async fn restore(
     files::remove_stale_temps(&path);
     let (tmp, file) = files::create_temp(&path, files::TempKind::Restoring)?;
     drop(file);
-    let done = async {
-        target.download(&newest.name, &tmp, newest.bytes).await?;
-        let (tmp, path) = (tmp.clone(), path.clone());
-        crate::engine::run_blocking(move || verify_and_publish(&tmp, &path, &config))
-            .await
-            .unwrap_or_else(|| Err(target.refused("restoring: a worker task panicked")))
-    }
-    .await;
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done.map(|()| newest)
+    // Removed if the restore fails or is dropped at any point.
+    let temp = Temp::new(tmp.clone());
+    target.download(&newest.name, &tmp, newest.bytes).await?;
+    crate::engine::run_blocking(move || {
+        verify_and_publish(temp.path(), &path, &config)?;
+        temp.keep();
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|| Err(target.refused("restoring: a worker task panicked")))?;
+    Ok(newest)
 }
 
 /// Checks every page of the downloaded copy (and that `config`'s key

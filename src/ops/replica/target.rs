@@ -30,6 +30,17 @@ const RETRIES: usize = 3;
 /// S3-compatible server, `AWS_ALLOW_HTTP=true` for a plain-http one), or
 /// from [`ReplicaTarget::with_options`]. A directory target creates the
 /// directory if needed and fsyncs what it writes.
+///
+/// Requests are bounded: 30 s each, retried for at most 30 s, so an
+/// unreachable target gives [`crate::Error::Replica`] (in a `StoreError`'s
+/// source), never a hang. The first S3 target installs rustls's `ring`
+/// provider as the process's default if none is installed (whatsapp-rust
+/// does the same): an application that wants another installs it first.
+///
+/// A snapshot ([`crate::RedbStore::push_snapshot`]) lacks the writes made
+/// after it: see [`crate::ReplicaRestoreOptions`] for what resuming from one
+/// means for Signal state. Nothing yet keeps two hosts from pushing to one
+/// target: stop the old host before restoring on a new one.
 #[derive(Clone)]
 pub struct ReplicaTarget {
     pub(crate) store: Arc<dyn ObjectStore>,
