@@ -99,6 +99,40 @@ async fn a_snapshot_in_a_directory_restores_on_another_host() {
     assert!(again.to_string().contains("already exists"), "{again}");
 }
 
+/// A target holds one store's snapshots: another store's push is refused
+/// (it would prune them), a store restored from it goes on pushing there,
+/// with the same identity and later sequence numbers.
+#[tokio::test]
+async fn a_replica_belongs_to_one_store_wherever_it_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = tempfile::tempdir().unwrap();
+    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
+    let a = store_with_data(&dir.path().join("a.redb"), RedbStoreConfig::default()).await;
+    let first = a.push_snapshot(&target, 1).await.unwrap();
+    let b = store_with_data(&dir.path().join("b.redb"), RedbStoreConfig::default()).await;
+    let err = b.push_snapshot(&target, 1).await.unwrap_err();
+    let why = Error::find_in(&err).unwrap().to_string();
+    assert!(why.contains("another store"), "{why}");
+    assert_eq!(target.snapshots().await.unwrap(), vec![first.clone()]);
+    b.close().await.unwrap();
+    let id = a.info().await.unwrap().file_id;
+    a.close().await.unwrap();
+    // The other host.
+    let restored = dir.path().join("restored.redb");
+    RedbStore::restore_from_replica(&target, &restored, &RedbStoreConfig::default(), &accept())
+        .await
+        .unwrap();
+    let r = RedbStore::new(&restored).await.unwrap();
+    assert_eq!(r.info().await.unwrap().file_id, id);
+    r.put_session("on-the-new-host@c.us.0", b"new")
+        .await
+        .unwrap();
+    let next = r.push_snapshot(&target, 1).await.unwrap();
+    assert!(next.lsn > first.lsn, "{next:?} after {first:?}");
+    assert_eq!(target.snapshots().await.unwrap(), vec![next]);
+    r.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn retention_keeps_the_newest_snapshots() {
     let dir = tempfile::tempdir().unwrap();

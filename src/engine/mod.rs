@@ -59,10 +59,16 @@ use writer::{FnJob, WriterStatus};
 // The catalog's META entry must be this one (checked by its tests).
 #[cfg(test)]
 pub(crate) use catalog::META;
+/// For `dump`, and for a replica's snapshot, which keeps the file's
+/// identity and records where its journal position is.
+#[cfg(any(feature = "cli", feature = "replica"))]
+pub(crate) use catalog::META_CHECKPOINT_LSN;
+#[cfg(feature = "replica")]
+pub(crate) use catalog::META_FILE_ID;
 pub(crate) use catalog::{Bounds, Catalog, META_CREATED_BY, Migration, Table, TableTag, every_row};
 /// For `dump`, which shows the meta entries by name.
 #[cfg(feature = "cli")]
-pub(crate) use catalog::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT, META_SCHEMA_VERSION};
+pub(crate) use catalog::{META_CHECKPOINTED_AT, META_SCHEMA_VERSION};
 pub(crate) use commit::pool::run as run_blocking;
 pub(crate) use commit::writer::Weight;
 pub use file::compact::Packing;
@@ -72,6 +78,8 @@ pub(crate) use file::compact::compact_lean;
 pub(crate) use file::files;
 pub(crate) use file::format::{Keying, open_with, sniff};
 pub(crate) use file::open::create_bare_temp;
+#[cfg(feature = "replica")]
+pub(crate) use file::schema::put_meta;
 pub(crate) use file::schema::{begin_durable, read_meta};
 pub(crate) use lifecycle::registry::{canonical, is_open_here, open_shared, while_open_elsewhere};
 pub use look::LookReport;

@@ -10,7 +10,9 @@ use crate::config::{EncryptionKey, RedbStoreConfig};
 use crate::engine::{Engine, Keying, files};
 use crate::error::{KeyProblem, OpenError, StorageError};
 use crate::handle::RedbStore;
-use crate::ops::whole_file::{copy_to_temp, recover_and_close, with_store_alone, write_copy};
+use crate::ops::whole_file::{
+    Identity, copy_to_temp, recover_and_close, with_store_alone, write_copy,
+};
 
 /// How [`RedbStore::rekey_file`] changes the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,6 +101,7 @@ impl RedbStore {
                         files::TempKind::Rekeying,
                         Keying::of(&new_config),
                         None,
+                        Identity::Own,
                     )?;
                     // Renamed while the old file is still open here, its
                     // lock held: a process that opens the path meanwhile is

@@ -85,7 +85,14 @@ pub(crate) fn write_copy(
     faults: Option<Arc<dyn IoFaults>>,
 ) -> Result<()> {
     refuse_existing(target)?;
-    let tmp = copy_to_temp(snapshot, target, files::TempKind::Partial, keying, faults)?;
+    let tmp = copy_to_temp(
+        snapshot,
+        target,
+        files::TempKind::Partial,
+        keying,
+        faults,
+        Identity::Own,
+    )?;
     publish(&tmp, target).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
@@ -109,6 +116,21 @@ pub(crate) fn copy_counters(
     Ok(())
 }
 
+/// Whose identity a copy has.
+#[derive(Clone, Copy)]
+pub(crate) enum Identity {
+    /// Its own: a new file id, no journal position (backups, rekeys).
+    Own,
+    /// The source's file id, and `lsn` as its checkpoint: a replica's
+    /// snapshot, which stays the same store wherever it is restored (the
+    /// replica knows it by its file id), and whose later writes continue
+    /// the source's sequence numbers. `lsn` must have been read before the
+    /// snapshot's read transaction began, so that the copy holds every
+    /// write up to it.
+    #[cfg(feature = "replica")]
+    Kept { lsn: u64 },
+}
+
 /// Writes what `snapshot` sees into a new temporary file of `kind` beside
 /// `target`, complete and synced, and returns its name: the caller moves
 /// it into place or removes it.
@@ -118,6 +140,7 @@ pub(crate) fn copy_to_temp(
     kind: files::TempKind,
     keying: Keying<'_>,
     faults: Option<Arc<dyn IoFaults>>,
+    identity: Identity,
 ) -> Result<PathBuf> {
     let (tmp, db) = create_bare_temp(crate::tables::CATALOG, target, kind, faults, keying)
         .map_err(|e| e.with_path(target))?;
@@ -130,6 +153,12 @@ pub(crate) fn copy_to_temp(
             target: &tmp,
         })?;
         copy_counters(snapshot, &txn, &tmp)?;
+        #[cfg(feature = "replica")]
+        if let Identity::Kept { lsn } = identity {
+            keep_identity(snapshot, &txn, &tmp, lsn)?;
+        }
+        #[cfg(not(feature = "replica"))]
+        let Identity::Own = identity;
         txn.commit().map_err(|e| err(e.into()))?;
         Ok(db.close().map_err(|e| err(e.into()))?)
     })();
@@ -140,6 +169,29 @@ pub(crate) fn copy_to_temp(
             Err(e)
         }
     }
+}
+
+/// Gives a copy the source's file id and `lsn` as its checkpoint.
+#[cfg(feature = "replica")]
+fn keep_identity(
+    snapshot: &Snapshot<'_>,
+    txn: &WriteTransaction,
+    path: &Path,
+    lsn: u64,
+) -> Result<()> {
+    use crate::engine::{META_CHECKPOINT_LSN, META_FILE_ID};
+    let id = snapshot
+        .get(META, META_FILE_ID, <[u8]>::to_vec)?
+        .ok_or_else(|| StorageError::corrupted(path, "the source has no file id"))?;
+    crate::engine::put_meta(
+        txn,
+        path,
+        &[
+            (META_FILE_ID, &id),
+            (META_CHECKPOINT_LSN, &lsn.to_le_bytes()),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Refuses to work on a file this process has open.

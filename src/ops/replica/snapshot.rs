@@ -2,24 +2,27 @@
 //! them. A snapshot is a copy of the file as of one moment (every account),
 //! written as a backup is (`whole_file::copy_to_temp`, the store staying in
 //! use) and uploaded in parts; an encrypted store's copy is encrypted with
-//! its key, so the target never sees plaintext. Objects are named
-//! `snapshots/<unix seconds>-<lsn>.redb` (zero-padded, so that names sort
-//! by age).
+//! its key, so the target never sees plaintext. Unlike a backup, the copy
+//! keeps the store's file id, with the sequence number it holds as its
+//! checkpoint (`whole_file::Identity::Kept`): restored anywhere, it is the
+//! same store. Objects are named `snapshots/<unix seconds>-<lsn>.redb`
+//! (zero-padded, so that names sort by age), beside `store`, the file id of
+//! the one store the target holds.
 
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wacore::store::error::StoreError;
 
 use super::target::ReplicaTarget;
 use crate::config::RedbStoreConfig;
-use crate::engine::{Engine, Keying, files};
+use crate::engine::{Engine, Keying, files, journal_path};
 use crate::error::{Error, FileOpError, StorageError};
 use crate::handle::RedbStore;
-use crate::ops::whole_file::{copy_to_temp, publish, refuse_existing};
+use crate::ops::whole_file::{Identity, copy_to_temp, publish, refuse_existing};
 
 type Result<T, E = FileOpError> = std::result::Result<T, E>;
 
@@ -59,7 +62,54 @@ impl ReplicaSnapshot {
     }
 }
 
+/// The object naming the store a target holds snapshots of (its file id,
+/// in hex): one store per target, so that a push never prunes another
+/// store's snapshots.
+const OWNER: &str = "store";
+
 impl ReplicaTarget {
+    /// Makes this target the replica of the store `file_id`: claims an
+    /// unclaimed target (a create-only put, so that of two stores racing
+    /// for it one wins), refuses one that holds another store's snapshots.
+    /// A store restored from the target keeps its file id, so it goes on
+    /// pushing to it.
+    async fn claim(&self, file_id: &str) -> Result<()> {
+        let owner = self.object(OWNER);
+        for _ in 0..2 {
+            match self.store.get(&owner).await {
+                Ok(got) => {
+                    let bytes = got
+                        .bytes()
+                        .await
+                        .map_err(|e| self.failed("reading its owner", e))?;
+                    let theirs = String::from_utf8_lossy(&bytes).trim().to_string();
+                    return match theirs == file_id {
+                        true => Ok(()),
+                        false => Err(self.refused(format!(
+                            "it holds the snapshots of another store (file id {theirs}; this one is \
+                             {file_id}); give each store a prefix of its own"
+                        ))),
+                    };
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    let mine = PutPayload::from(format!("{file_id}\n"));
+                    match self
+                        .store
+                        .put_opts(&owner, mine, PutMode::Create.into())
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        // Claimed meanwhile: read whose it is.
+                        Err(object_store::Error::AlreadyExists { .. }) => continue,
+                        Err(e) => return Err(self.failed("claiming it", e)),
+                    }
+                }
+                Err(e) => return Err(self.failed("reading its owner", e)),
+            }
+        }
+        Err(self.refused("its owner changed while it was read; try again"))
+    }
+
     /// The snapshots in this target, oldest first.
     pub async fn snapshots(&self) -> Result<Vec<ReplicaSnapshot>, StoreError> {
         Ok(self.list_snapshots().await.map_err(Error::from)?)
@@ -203,6 +253,8 @@ impl RedbStore {
             .into());
         }
         let engine = self.engine.clone();
+        let file_id: String = engine.file_id.iter().map(|b| format!("{b:02x}")).collect();
+        target.claim(&file_id).await.map_err(Error::from)?;
         // Read before the copy's snapshot begins: the copy holds at least
         // every write up to it.
         let lsn = engine.status.lsn.load(std::sync::atomic::Ordering::Acquire);
@@ -220,6 +272,7 @@ impl RedbStore {
                     files::TempKind::Partial,
                     Keying::like(cipher.as_ref()),
                     None,
+                    Identity::Kept { lsn },
                 )?;
                 // Locked while it is uploaded: marks it as live for
                 // `remove_stale_temps` elsewhere.
@@ -362,5 +415,9 @@ fn verify_and_publish(tmp: &Path, path: &Path, config: &RedbStoreConfig) -> Resu
         Engine::open_to_look(crate::tables::CATALOG, tmp, true, key)
             .map_err(|e| e.with_path(path))?,
     );
+    // A journal without its store belongs to nothing; and the restored
+    // store keeps the file id of the one the snapshot was taken from, so
+    // a journal of that store left here would be replayed into it.
+    files::remove_if_present(&journal_path(path))?;
     publish(tmp, path)
 }

@@ -39,8 +39,11 @@ const RETRIES: usize = 3;
 ///
 /// A snapshot ([`crate::RedbStore::push_snapshot`]) lacks the writes made
 /// after it: see [`crate::ReplicaRestoreOptions`] for what resuming from one
-/// means for Signal state. Nothing yet keeps two hosts from pushing to one
-/// target: stop the old host before restoring on a new one.
+/// means for Signal state. A target holds the snapshots of one store (an
+/// object `store` names it by file id; another store's push is refused);
+/// a restored store keeps that identity and pushes on. Nothing yet keeps
+/// two hosts running the same store from both pushing: stop the old host
+/// before restoring on a new one.
 #[derive(Clone)]
 pub struct ReplicaTarget {
     pub(crate) store: Arc<dyn ObjectStore>,
