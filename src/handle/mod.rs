@@ -435,8 +435,7 @@ impl RedbStore {
     pub(crate) async fn delete_named(&self, t: BytesByName, name: &str) -> Result<(), StoreError> {
         let (d, name) = (self.device_id, name.to_owned());
         self.write(name.len(), move |tx| {
-            tx.remove(t, (d, name.as_str()))?;
-            Ok(())
+            tx.remove(t, (d, name.as_str())).map(drop)
         })
         .await
     }

@@ -177,19 +177,16 @@ impl ReplicaTarget {
         Ok(())
     }
 
-    /// Downloads the object `name` into `to` (created, synced).
-    async fn download(&self, name: &str, to: &Path, bytes: u64) -> Result<()> {
+    /// Downloads the object `name` into `file` (named `to`; empty), and
+    /// syncs it.
+    async fn download(&self, name: &str, file: std::fs::File, to: &Path, bytes: u64) -> Result<()> {
         let failed = |e: &dyn std::fmt::Display| self.failed(&format!("downloading {name}"), e);
         let got = self
             .store
             .get(&self.object(name))
             .await
             .map_err(|e| failed(&e))?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(to)
-            .await
-            .map_err(|e| StorageError::io(to, e))?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut stream = got.into_stream();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -393,10 +390,11 @@ async fn restore(
         .ok_or_else(|| target.refused("nothing to restore: the replica holds no snapshot"))?;
     files::remove_stale_temps(&path);
     let (tmp, file) = files::create_temp(&path, files::TempKind::Restoring)?;
-    drop(file);
     // Removed if the restore fails or is dropped at any point.
     let temp = Temp::new(tmp.clone());
-    target.download(&newest.name, &tmp, newest.bytes).await?;
+    target
+        .download(&newest.name, file, &tmp, newest.bytes)
+        .await?;
     crate::engine::run_blocking(move || {
         verify_and_publish(temp.path(), &path, &config)?;
         temp.keep();
