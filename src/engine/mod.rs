@@ -27,7 +27,7 @@ mod wal;
 
 // The groups' modules under their short names, for the engine's own use
 // (a child module sees its parent's private imports).
-use commit::{lane, pool, writer};
+use commit::{lane, pool, ship, writer};
 use file::{cache, compact, format, schema, storage};
 use lifecycle::{closing, heal, registry};
 use wal::{journal, recovery};
@@ -51,6 +51,7 @@ use crate::telemetry::FileMetrics;
 use closing::Shutdown;
 use lane::{Attempt, Committer, Lane, Waiting};
 use protect::crypt::Cipher;
+use ship::ShipWatch;
 use storage::IoStats;
 use writer::{FnJob, WriterStatus};
 
@@ -70,6 +71,8 @@ pub(crate) use catalog::{Bounds, Catalog, META_CREATED_BY, Migration, Table, Tab
 #[cfg(feature = "cli")]
 pub(crate) use catalog::{META_CHECKPOINTED_AT, META_SCHEMA_VERSION};
 pub(crate) use commit::pool::run as run_blocking;
+#[cfg(feature = "replica")]
+pub(crate) use commit::ship::{RecordSink, ShipBounds, SinkError};
 pub(crate) use commit::writer::Weight;
 pub use file::compact::Packing;
 pub(crate) use file::compact::compact_lean;
@@ -86,6 +89,8 @@ pub use look::LookReport;
 pub(crate) use protect::crypt::{is_sealed_file, open_sealed_file};
 pub(crate) use protect::{open_read_only, rewrap};
 pub(crate) use tx::{NameRange, Snapshot, Tx, apply_effect};
+#[cfg(feature = "replica")]
+pub(crate) use wal::journal::{END_MARKER, split_object};
 pub(crate) use wal::journal::{Effect, journal_path};
 pub use wal::recovery::RecoveryReport;
 
@@ -136,6 +141,9 @@ pub(crate) struct Engine {
     /// Set if the store was opened only to look at it ([`look`]): writes
     /// are refused and closing leaves every file as it is.
     pub look: Option<look::Look>,
+    /// The shipper of a replicated store (`Engine::replicate`).
+    #[cfg_attr(not(feature = "replica"), allow(dead_code))]
+    replica: Mutex<Option<ShipWatch>>,
 }
 
 impl Engine {

@@ -369,6 +369,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A write to a replicated store (feature `replica`) was not
+    /// confirmed by the replica in time, or replication has stopped. The
+    /// write may be in the local store: it is uploaded once the replica
+    /// answers, unless `reason` says replication stopped.
+    #[error("{}: a write was not replicated to {target}: {reason}", path.display())]
+    NotReplicated {
+        /// The store file.
+        path: PathBuf,
+        /// The replica's URL.
+        target: String,
+        /// What failed, and why.
+        reason: String,
+    },
+
     /// A look at a store in use could not get a steady copy of it: the
     /// store was checkpointed during every attempt.
     #[error(
@@ -437,7 +451,9 @@ impl From<Error> for StoreError {
                 StoreError::Migration(Box::new(err))
             }
             Error::Decode { .. } => StoreError::Serialization(Box::new(err)),
-            Error::Replica { .. } => StoreError::Connection(Box::new(err)),
+            Error::Replica { .. } | Error::NotReplicated { .. } => {
+                StoreError::Connection(Box::new(err))
+            }
             _ => StoreError::Database(Box::new(err)),
         }
     }

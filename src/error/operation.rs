@@ -126,6 +126,12 @@ pub(crate) enum WriteError {
     DeviceMissing {
         device_id: i32,
     },
+    /// A replicated store's replica did not store the write (in time).
+    NotReplicated {
+        path: PathBuf,
+        target: String,
+        reason: String,
+    },
     Storage(StorageError),
 }
 
@@ -378,6 +384,15 @@ impl From<WriteError> for Error {
             WriteError::BatchDropped { path } => Error::BatchDropped { path },
             WriteError::DeviceExists { device_id } => Error::DeviceExists { device_id },
             WriteError::DeviceMissing { device_id } => Error::DeviceMissing { device_id },
+            WriteError::NotReplicated {
+                path,
+                target,
+                reason,
+            } => Error::NotReplicated {
+                path,
+                target,
+                reason,
+            },
             WriteError::Storage(e) => e.into(),
         }
     }

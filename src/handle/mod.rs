@@ -225,7 +225,17 @@ impl RedbStore {
     pub async fn close(self) -> Result<CloseOutcome, StoreError> {
         match Arc::try_unwrap(self.engine) {
             Ok(engine) => {
-                blocking(move || engine.close()).await?;
+                blocking(move || {
+                    // A replicated store's last records first (bounded by
+                    // its timeout); the file is closed either way.
+                    #[cfg(feature = "replica")]
+                    let drained = engine.replica_drain();
+                    engine.close().map_err(Error::from)?;
+                    #[cfg(feature = "replica")]
+                    drained.map_err(Error::from)?;
+                    Ok::<_, Error>(())
+                })
+                .await?;
                 Ok(CloseOutcome::Closed)
             }
             Err(_) => Ok(CloseOutcome::StillOpen),

@@ -35,9 +35,21 @@ pub(crate) enum Keying<'a> {
     /// file itself (the one the cipher was unlocked for, by an earlier open)
     /// opens without deriving its key again; another needs the same key.
     Cipher(&'a Arc<Cipher>),
+    /// As `Cipher`, but a new file gets this cipher's data key itself: a
+    /// replica's snapshot, which the store's journal records (sealed with
+    /// that data key) are replayed into at a restore.
+    #[cfg(feature = "replica")]
+    Twin(&'a Arc<Cipher>),
 }
 
 impl<'a> Keying<'a> {
+    /// Like the open file whose cipher this is, with its data key (see
+    /// [`Keying::Twin`]; `None`: not encrypted, verified).
+    #[cfg(feature = "replica")]
+    pub fn twin(cipher: Option<&'a Arc<Cipher>>) -> Keying<'a> {
+        cipher.map_or(Keying::Verified, Keying::Twin)
+    }
+
     /// As the configuration asks.
     pub fn of(config: &'a RedbStoreConfig) -> Keying<'a> {
         match (&config.encryption, config.page_protection) {
@@ -59,6 +71,8 @@ impl<'a> Keying<'a> {
             Keying::Plain | Keying::Verified => None,
             Keying::Key(key) => Some(key),
             Keying::Cipher(cipher) => Some(cipher.source()),
+            #[cfg(feature = "replica")]
+            Keying::Twin(cipher) => Some(cipher.source()),
         }
     }
 }
@@ -181,6 +195,8 @@ pub(crate) fn open_file(
                 let new_key = match keying {
                     Keying::Key(key) => NewKey::Key(key),
                     Keying::Cipher(cipher) => NewKey::LikeOf(cipher),
+                    #[cfg(feature = "replica")]
+                    Keying::Twin(cipher) => NewKey::TwinOf(cipher),
                     Keying::Plain | Keying::Verified => NewKey::None,
                 };
                 ProtectedStorage::create(backend, io, new_key)

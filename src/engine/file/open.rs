@@ -300,6 +300,7 @@ impl Engine {
             deleted_since_checkpoint: 0,
             metrics: metrics.clone(),
             failures: Vec::new(),
+            ship: None,
         };
         // An fsync per batch never runs on the caller's thread.
         let inline = config.synchronous != Synchronous::Full;
@@ -320,6 +321,7 @@ impl Engine {
             cipher,
             recovery,
             look,
+            replica: Mutex::new(None),
         }
     }
 }

@@ -289,6 +289,32 @@ impl Cipher {
         Self::with_kek(self.kek.clone(), self.kdf, self.source.clone(), file_id)
     }
 
+    /// This file's data key for the new file `file_id`, wrapped by the
+    /// same key-encryption key: a replica's snapshot, into which records
+    /// sealed with this data key are replayed at a restore. Its pages get
+    /// nonces of their own, as every page does.
+    #[cfg(feature = "replica")]
+    pub fn twin(&self, file_id: &[u8; 16]) -> io::Result<(Cipher, Envelope)> {
+        let data_key = self.data_key.clone();
+        let wrapped = wrap(&self.kek, &data_key, file_id)?;
+        let cipher = Cipher {
+            file_id: *file_id,
+            aead: aead(&data_key),
+            nonces: Nonces::new()?,
+            data_key,
+            kek: self.kek.clone(),
+            kdf: self.kdf,
+            source: self.source.clone(),
+        };
+        Ok((
+            cipher,
+            Envelope {
+                kdf: self.kdf,
+                wrapped,
+            },
+        ))
+    }
+
     fn with_kek(
         kek: Zeroizing<[u8; 32]>,
         kdf: Kdf,

@@ -201,6 +201,10 @@ pub(crate) enum NewKey<'a> {
     /// Encrypted with a new data key under the same key-encryption key as
     /// this file (a copy of it: no second key derivation).
     LikeOf(&'a Cipher),
+    /// Encrypted with this file's data key itself, wrapped for the new
+    /// file (a replica's snapshot: see `Keying::Twin`).
+    #[cfg(feature = "replica")]
+    TwinOf(&'a Cipher),
 }
 
 impl<S: StorageBackend> ProtectedStorage<S> {
@@ -217,6 +221,11 @@ impl<S: StorageBackend> ProtectedStorage<S> {
             }
             NewKey::LikeOf(of) => {
                 let (c, e) = of.sibling(&file_id)?;
+                (Some(Arc::new(c)), Some(e))
+            }
+            #[cfg(feature = "replica")]
+            NewKey::TwinOf(of) => {
+                let (c, e) = of.twin(&file_id)?;
                 (Some(Arc::new(c)), Some(e))
             }
         };

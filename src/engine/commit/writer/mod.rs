@@ -39,6 +39,7 @@ use crate::config::{RedbStoreConfig, Synchronous};
 use crate::engine::catalog::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT};
 use crate::engine::journal::{EffectLog, Journal, JournalSpec};
 use crate::engine::schema;
+use crate::engine::ship::Shipper;
 use crate::engine::tx::Tx;
 use crate::error::{CheckpointError, StorageError, StorageResult as Result, WriteError};
 use crate::telemetry::FileMetrics;
@@ -85,6 +86,9 @@ pub(crate) struct Writer {
     /// Each job's own failure, per batch (kept between batches: one
     /// allocation less per batch).
     pub failures: Vec<Option<WriteError>>,
+    /// Replicated durability: each record also goes to a replica, and a
+    /// batch's callers are answered once it is stored there.
+    pub ship: Option<Shipper>,
 }
 
 /// What the lane does after a batch: arm the checkpoint timer (the writer is
@@ -256,8 +260,16 @@ impl Writer {
                         self.journal.as_ref().map(Journal::used),
                     );
                 }
-                for (job, failure) in jobs.drain(..).zip(failures.drain(..)) {
-                    job.finish(failure.map_or(Ok(()), Err));
+                match &self.ship {
+                    // A record was made: its callers wait for the replica.
+                    Some(ship) if !self.log.is_empty() => {
+                        ship.defer(self.lsn, jobs.drain(..).zip(failures.drain(..)).collect());
+                    }
+                    _ => {
+                        for (job, failure) in jobs.drain(..).zip(failures.drain(..)) {
+                            job.finish(failure.map_or(Ok(()), Err));
+                        }
+                    }
                 }
             }
             Err(BatchFailure::Unwritten(err)) => {
@@ -311,6 +323,9 @@ impl Writer {
         jobs: &mut [Box<dyn Job>],
         failures: &mut [Option<WriteError>],
     ) -> std::result::Result<(), BatchFailure> {
+        if let Some(ship) = &self.ship {
+            ship.admit().map_err(BatchFailure::Unwritten)?;
+        }
         let closed = |path| WriteError::Closed { path };
         let mut txn = self
             .database(Self::refusal, closed)
@@ -366,6 +381,9 @@ impl Writer {
             return Err(e.into());
         }
         self.commit_journaled(txn)?;
+        if let Some(ship) = &self.ship {
+            ship.push(lsn, self.log.sealed_record());
+        }
         self.deleted_since_checkpoint += self.log.deletes();
         self.lsn = lsn;
         self.status.lsn.store(lsn, Ordering::Relaxed);

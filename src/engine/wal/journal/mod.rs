@@ -122,6 +122,55 @@ impl EffectLog {
     }
 }
 
+#[cfg_attr(not(feature = "replica"), allow(dead_code))]
+impl EffectLog {
+    /// The record the last [`Journal::append`] wrote, as written (header
+    /// and payload, without the end marker after it): what a replica
+    /// stores.
+    pub fn sealed_record(&self) -> &[u8] {
+        &self.buf[LOG_ROOM - RECORD_HEADER_LEN..self.buf.len() - RECORD_HEADER_LEN]
+    }
+}
+
+#[cfg_attr(not(feature = "replica"), allow(dead_code))]
+impl JournalSpec {
+    /// The header of this store's journal: what a replica's record objects
+    /// start with, so that those after a snapshot make a journal again.
+    pub fn header(&self) -> Vec<u8> {
+        encode_header(self.schema_version, &self.file_id, self.cipher.is_some()).to_vec()
+    }
+}
+
+/// The end marker a journal's last record is followed by.
+#[cfg(feature = "replica")]
+pub(crate) const END_MARKER: [u8; RECORD_HEADER_LEN] = [0; RECORD_HEADER_LEN];
+
+/// One record of a replica's object: its lsn and its bytes.
+#[cfg(feature = "replica")]
+pub(crate) type RecordBytes<'a> = (u64, &'a [u8]);
+
+/// Splits a replica's record object (a journal header, then records) into
+/// its header and records, checking the records' framing: `(header,
+/// [(lsn, record)])`. Checksums and decryption are recovery's, when the
+/// records are replayed.
+#[cfg(feature = "replica")]
+pub(crate) fn split_object(object: &[u8]) -> Option<(&[u8], Vec<RecordBytes<'_>>)> {
+    let header = object.get(..HEADER_LEN as usize)?;
+    if &header[0..8] != MAGIC {
+        return None;
+    }
+    let mut rest = &object[HEADER_LEN as usize..];
+    let mut records = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest.get(0..4)?.try_into().ok()?) as usize;
+        let lsn = u64::from_le_bytes(rest.get(4..12)?.try_into().ok()?);
+        let whole = RECORD_HEADER_LEN.checked_add(len)?;
+        records.push((lsn, rest.get(..whole)?));
+        rest = &rest[whole..];
+    }
+    Some((header, records))
+}
+
 fn record_checksum(file_id: &[u8; 16], lsn: u64, len: u32, payload: &[u8]) -> u64 {
     let mut h = record_hasher(file_id, lsn, len);
     h.write(payload);

@@ -1,0 +1,489 @@
+//! Replicated durability: every journal record is also stored in a replica
+//! (an object store, feature `replica`) before its callers get `Ok`.
+//!
+//! The writer hands each committed batch's journal record, exactly as it
+//! was written (checksummed, sealed when the store is encrypted, bound to
+//! the file id), to the shipper, and hands it the batch's jobs instead of
+//! answering them. The shipper's thread uploads what has gathered since its
+//! last upload as one object (group commit: every batch of every account of
+//! the file that arrived meanwhile shares it), in order, and answers the
+//! jobs of every batch that object completes. The lane does not wait: the
+//! next batches commit while an upload is under way, so the writer's
+//! throughput does not fall to one batch per round trip.
+//!
+//! Bounds, so that a network that is down never hangs a caller:
+//! - a job whose record is not stored within `timeout` gets
+//!   [`WriteError::NotReplicated`] (its batch is in the local store, and
+//!   reaches the replica once the network is back: records are kept, in
+//!   order, until stored);
+//! - a batch is refused before it changes anything while more than
+//!   `max_backlog` bytes of records wait for the replica;
+//! - a replica that holds a different record under the same number (the
+//!   local store lost writes the replica has, or another host writes it)
+//!   stops replication for good: every later write is refused, saying so.
+//!
+//! Until the replica holds a base (a snapshot the records apply to), the
+//! gate is closed: records are uploaded, but no job is answered `Ok` for
+//! them, since a restore could not use them yet.
+//!
+//! The thread owns nothing of the file: a store closed or dropped while
+//! records are still waiting lets the thread go on uploading them (for at
+//! most `timeout` once it has no more progress to make) without holding
+//! up the close.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::engine::writer::Job;
+use crate::error::WriteError;
+
+/// Where a replicated store's records go (the replica target implements
+/// it). Called from the shipper's thread only, one call at a time, in
+/// order; blocking.
+pub(crate) trait RecordSink: Send + Sync {
+    /// The target, as errors show it (a URL without credentials).
+    fn target(&self) -> String;
+    /// Stores `object` (a journal header followed by records `first..=last`)
+    /// durably under a name that says `first` and `last`, giving up (as a
+    /// [`SinkError::Transient`]) at `deadline`: the shipper answers late
+    /// callers between attempts. Storing the same object again must succeed
+    /// (a retry after an answer that was lost).
+    fn put(&self, first: u64, last: u64, object: &[u8], deadline: Instant)
+    -> Result<(), SinkError>;
+}
+
+/// Why a sink did not store an object.
+#[derive(Debug, Clone)]
+pub(crate) enum SinkError {
+    /// Worth retrying: the network, a timeout, the server's 5xx.
+    Transient(String),
+    /// Never worth retrying: the replica holds something else under that
+    /// name, or refuses this store.
+    Refused(String),
+}
+
+/// The bounds of a shipper (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShipBounds {
+    pub timeout: Duration,
+    pub max_backlog: usize,
+}
+
+/// What the replica holds of this store, for status and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ShipStatus {
+    /// Every record up to this one is stored in the replica.
+    pub stored_lsn: u64,
+    /// Bytes of records not yet stored.
+    pub backlog: usize,
+    /// The last upload's failure, if it has not succeeded since.
+    pub last_error: Option<String>,
+    /// Replication stopped for good, and why.
+    pub refused: Option<String>,
+}
+
+type Answer = (Box<dyn Job>, Option<WriteError>);
+
+/// A batch's jobs, answered once record `lsn` is stored.
+struct Waiter {
+    lsn: u64,
+    deadline: Instant,
+    jobs: Vec<Answer>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Records not yet in an upload, in order.
+    pending: Vec<u8>,
+    pending_first: u64,
+    pending_last: u64,
+    /// Bytes of the upload under way.
+    inflight: usize,
+    /// Every record up to here is stored.
+    stored: u64,
+    /// Whether `Ok` may be given for stored records (the base is in place).
+    gate_open: bool,
+    waiters: VecDeque<Waiter>,
+    last_error: Option<String>,
+    refused: Option<String>,
+    /// No more records come: upload what is left, then stop.
+    closing: bool,
+    /// The thread has stopped.
+    done: bool,
+}
+
+struct Shared {
+    path: PathBuf,
+    sink: Arc<dyn RecordSink>,
+    /// The journal header every uploaded object starts with, so that the
+    /// objects after a snapshot, concatenated, are a journal.
+    header: Vec<u8>,
+    bounds: ShipBounds,
+    state: Mutex<State>,
+    /// Wakes the thread (records, waiters, closing) and whoever waits for
+    /// the thread ([`Shipper::drain`]).
+    wake: Condvar,
+}
+
+/// The writer's end of a shipper; dropping it (the store closed) lets the
+/// thread finish uploading and stop.
+pub(crate) struct Shipper(Arc<Shared>);
+
+/// Another handle on the same shipper, for status and draining.
+#[derive(Clone)]
+pub(crate) struct ShipWatch(Arc<Shared>);
+
+impl Shipper {
+    /// Starts shipping the records after `lsn`: every record up to it is
+    /// taken to be in the replica's base already.
+    pub fn start(
+        path: PathBuf,
+        sink: Arc<dyn RecordSink>,
+        header: Vec<u8>,
+        bounds: ShipBounds,
+        lsn: u64,
+    ) -> std::io::Result<(Shipper, ShipWatch)> {
+        let shared = Arc::new(Shared {
+            path,
+            sink,
+            header,
+            bounds,
+            state: Mutex::new(State {
+                stored: lsn,
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+        });
+        let thread = shared.clone();
+        std::thread::Builder::new()
+            .name("wa-redb-ship".into())
+            .spawn(move || thread.run())?;
+        Ok((Shipper(shared.clone()), ShipWatch(shared)))
+    }
+
+    /// Refuses a batch before it changes anything, when replication
+    /// stopped or too much waits for the replica.
+    pub fn admit(&self) -> Result<(), WriteError> {
+        let s = self.0.state();
+        if let Some(why) = &s.refused {
+            return Err(self.0.error(why.clone()));
+        }
+        let backlog = s.pending.len() + s.inflight;
+        if backlog > self.0.bounds.max_backlog {
+            let why = format!(
+                "{} KiB of writes wait for the replica (the bound is {} KiB){}",
+                backlog >> 10,
+                self.0.bounds.max_backlog >> 10,
+                s.last_error
+                    .as_ref()
+                    .map(|e| format!("; the last upload failed: {e}"))
+                    .unwrap_or_default()
+            );
+            return Err(self.0.error(why));
+        }
+        Ok(())
+    }
+
+    /// Queues record `lsn` (its exact journal bytes) for the replica.
+    pub fn push(&self, lsn: u64, record: &[u8]) {
+        let mut s = self.0.state();
+        if s.pending.is_empty() {
+            s.pending_first = lsn;
+        }
+        s.pending_last = lsn;
+        s.pending.extend_from_slice(record);
+        drop(s);
+        self.0.wake.notify_all();
+    }
+
+    /// Answers `jobs` once record `lsn` is stored (at once if it is), or
+    /// with an error once `timeout` has passed.
+    pub fn defer(&self, lsn: u64, jobs: Vec<Answer>) {
+        let mut s = self.0.state();
+        if s.gate_open && s.stored >= lsn {
+            drop(s);
+            finish(jobs, None);
+            return;
+        }
+        if let Some(why) = s.refused.clone() {
+            drop(s);
+            finish(jobs, Some(self.0.error(why)));
+            return;
+        }
+        let deadline = Instant::now() + self.0.bounds.timeout;
+        s.waiters.push_back(Waiter {
+            lsn,
+            deadline,
+            jobs,
+        });
+        drop(s);
+        self.0.wake.notify_all();
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        self.0.state().closing = true;
+        self.0.wake.notify_all();
+    }
+}
+
+impl ShipWatch {
+    /// The base is in the replica: stored records may be acknowledged.
+    pub fn open_gate(&self) {
+        self.0.state().gate_open = true;
+        self.0.wake.notify_all();
+    }
+
+    /// Stops replication for good (the base could not be stored): every
+    /// job waiting and every later batch gets `why`.
+    pub fn refuse(&self, why: String) {
+        self.0.state().refused = Some(why);
+        self.0.wake.notify_all();
+    }
+
+    pub fn status(&self) -> ShipStatus {
+        let s = self.0.state();
+        ShipStatus {
+            stored_lsn: s.stored,
+            backlog: s.pending.len() + s.inflight,
+            last_error: s.last_error.clone(),
+            refused: s.refused.clone(),
+        }
+    }
+
+    /// Waits until every record up to `lsn` is stored, for at most the
+    /// shipper's timeout. Blocking.
+    pub fn drain(&self, lsn: u64) -> Result<(), WriteError> {
+        let deadline = Instant::now() + self.0.bounds.timeout;
+        let mut s = self.0.state();
+        loop {
+            if let Some(why) = &s.refused {
+                return Err(self.0.error(why.clone()));
+            }
+            if s.stored >= lsn {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || s.done {
+                return Err(self.0.error(self.0.late(&s)));
+            }
+            s = self
+                .0
+                .wake
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn finish(jobs: Vec<Answer>, err: Option<WriteError>) {
+    for (job, failure) in jobs {
+        job.finish(match (failure, &err) {
+            (Some(own), _) => Err(own),
+            (None, Some(e)) => Err(e.clone()),
+            (None, None) => Ok(()),
+        });
+    }
+}
+
+/// The least time an upload attempt gets, however close the oldest
+/// caller's deadline is.
+const MIN_ATTEMPT: Duration = Duration::from_millis(200);
+
+/// Waits between retries of a failed upload: short at first (a blip),
+/// then at most a second apart.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50u64 << attempt.min(4)).min(Duration::from_secs(1))
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn error(&self, reason: String) -> WriteError {
+        WriteError::NotReplicated {
+            path: self.path.clone(),
+            target: self.sink.target(),
+            reason,
+        }
+    }
+
+    /// Why a job's record is not stored by its deadline.
+    fn late(&self, s: &State) -> String {
+        match &s.last_error {
+            Some(e) => format!(
+                "not stored within {:?}: {e}; the write is in the local store and is uploaded \
+                 once the replica answers",
+                self.bounds.timeout
+            ),
+            None if !s.gate_open => format!(
+                "not stored within {:?}: the replica's base snapshot is not in place yet",
+                self.bounds.timeout
+            ),
+            None => format!(
+                "no answer from the replica within {:?}; the write is in the local store and is \
+                 uploaded once the replica answers",
+                self.bounds.timeout
+            ),
+        }
+    }
+
+    /// Takes the waiters that can be answered now: stored ones (if the
+    /// gate is open), all of them after a refusal, late ones.
+    fn ready(&self, s: &mut State, now: Instant) -> Vec<(Vec<Answer>, Option<WriteError>)> {
+        let mut out = Vec::new();
+        if let Some(why) = &s.refused {
+            let err = self.error(why.clone());
+            out.extend(s.waiters.drain(..).map(|w| (w.jobs, Some(err.clone()))));
+            return out;
+        }
+        while let Some(w) = s.waiters.front() {
+            if s.gate_open && w.lsn <= s.stored {
+                let w = s.waiters.pop_front().expect("just seen");
+                out.push((w.jobs, None));
+            } else if w.deadline <= now {
+                let err = self.error(self.late(s));
+                let w = s.waiters.pop_front().expect("just seen");
+                out.push((w.jobs, Some(err)));
+            } else {
+                break;
+            }
+        }
+        out
+    }
+
+    fn answer(&self, ready: Vec<(Vec<Answer>, Option<WriteError>)>) {
+        for (jobs, err) in ready {
+            finish(jobs, err);
+        }
+    }
+
+    /// The thread: uploads what gathered, answers waiters, until closed
+    /// with nothing left (or nothing more it can do).
+    fn run(self: Arc<Self>) {
+        let mut s = self.state();
+        let mut attempt = 0u32;
+        // Once closed, how long uploads may still be retried.
+        let mut give_up: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let ready = self.ready(&mut s, now);
+            if !ready.is_empty() {
+                drop(s);
+                self.answer(ready);
+                s = self.state();
+                continue;
+            }
+            if s.refused.is_some() {
+                // Every waiter was answered above, and no more come.
+                break;
+            }
+            if s.pending.is_empty() {
+                if s.closing && s.waiters.is_empty() {
+                    break;
+                }
+                // Sleep until records come, or the next deadline.
+                let wait = s
+                    .waiters
+                    .front()
+                    .map(|w| w.deadline.saturating_duration_since(now))
+                    .unwrap_or(Duration::from_secs(3600));
+                s = self
+                    .wake
+                    .wait_timeout(s, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                continue;
+            }
+            // One object: everything pending now.
+            let (first, last) = (s.pending_first, s.pending_last);
+            let mut object = Vec::with_capacity(self.header.len() + s.pending.len());
+            object.extend_from_slice(&self.header);
+            object.append(&mut s.pending);
+            s.inflight = object.len();
+            drop(s);
+            loop {
+                // Bounded by the oldest caller's deadline, so that it is
+                // answered in time even if the request hangs.
+                let deadline = {
+                    let s = self.state();
+                    s.waiters
+                        .front()
+                        .map(|w| w.deadline)
+                        .unwrap_or_else(|| Instant::now() + self.bounds.timeout)
+                        .max(Instant::now() + MIN_ATTEMPT)
+                };
+                match self.sink.put(first, last, &object, deadline) {
+                    Ok(()) => {
+                        s = self.state();
+                        s.stored = last;
+                        s.inflight = 0;
+                        s.last_error = None;
+                        attempt = 0;
+                        break;
+                    }
+                    Err(SinkError::Refused(why)) => {
+                        log::error!(
+                            "{}: replication to {} stopped: {why}",
+                            self.path.display(),
+                            self.sink.target()
+                        );
+                        s = self.state();
+                        s.refused = Some(why);
+                        s.inflight = 0;
+                        break;
+                    }
+                    Err(SinkError::Transient(why)) => {
+                        if attempt == 0 {
+                            log::warn!(
+                                "{}: upload to {} failed, retrying: {why}",
+                                self.path.display(),
+                                self.sink.target()
+                            );
+                        }
+                        s = self.state();
+                        s.last_error = Some(why);
+                        let now = Instant::now();
+                        if s.closing && give_up.is_none() {
+                            give_up = Some(now + self.bounds.timeout);
+                        }
+                        if give_up.is_some_and(|t| now >= t) {
+                            log::error!(
+                                "{}: records {first}..={last} did not reach {} before the store \
+                                 closed; the local store has them",
+                                self.path.display(),
+                                self.sink.target()
+                            );
+                            s.inflight = 0;
+                            s.pending.clear();
+                            s.refused =
+                                Some("the store closed before its records were stored".into());
+                            break;
+                        }
+                        let ready = self.ready(&mut s, now);
+                        drop(s);
+                        self.answer(ready);
+                        s = self.state();
+                        let pause = backoff(attempt);
+                        attempt += 1;
+                        s = self
+                            .wake
+                            .wait_timeout(s, pause)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                        drop(s);
+                    }
+                }
+            }
+            self.wake.notify_all();
+        }
+        s.done = true;
+        drop(s);
+        self.wake.notify_all();
+    }
+}
