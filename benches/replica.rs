@@ -1,8 +1,10 @@
-//! What a snapshot in a replica costs: `push_snapshot` and
-//! `restore_from_replica` of a store of about 100 MiB (sessions of two
-//! accounts, 64 KiB values), to a directory on the same disk and to moto's
-//! S3 server on 127.0.0.1 (if `moto_server` is installed; it stands for an
-//! S3 endpoint with no network latency, and is itself the bottleneck: a
+//! What a replica costs: `push_snapshot` and `restore_from_replica` of a
+//! store of about 100 MiB (sessions of two accounts, 64 KiB values); and
+//! replicated durability (`replicate_to`): an awaited `put_session`
+//! (1.2 KB) alone and from 32 tasks at once, against the same store
+//! without a replica. Targets: a directory on the same disk and moto's S3
+//! server on 127.0.0.1 (if `moto_server` is installed; it stands for an S3
+//! endpoint with no network latency, and is itself the bottleneck: a
 //! Python server). Release build:
 //!
 //! `cargo bench --features replica --bench replica` (results in
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use wacore::store::traits::SignalStore;
 use whatsapp_rust_redb_storage::{
-    RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaTarget,
+    RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaTarget, ReplicationOptions,
 };
 
 const ROUNDS: usize = 3;
@@ -72,6 +74,52 @@ async fn measure(label: &str, target: &ReplicaTarget, store: &RedbStore, dir: &P
     );
 }
 
+/// µs per awaited `put_session`: `n` in a row, then 32 tasks × `n / 8`.
+async fn writes(store: &RedbStore, n: usize) -> (f64, f64) {
+    let value = vec![7u8; 1200];
+    let t = Instant::now();
+    for i in 0..n {
+        store
+            .put_session(&format!("55{i:08}@c.us.0"), &value)
+            .await
+            .expect("write");
+    }
+    let alone = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let (s, value) = (store.clone(), value.clone());
+            tokio::spawn(async move {
+                for i in 0..n / 8 {
+                    s.put_session(&format!("t{task}-{i}@c.us.0"), &value)
+                        .await
+                        .expect("write");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let together = t.elapsed().as_secs_f64() * 1e6 / (32 * (n / 8)) as f64;
+    (alone, together)
+}
+
+async fn replicated(label: &str, target: Option<&ReplicaTarget>, dir: &Path) {
+    let path = dir.join(format!("replicated-{}.redb", label.len()));
+    let store = RedbStore::new(&path).await.expect("open");
+    if let Some(target) = target {
+        store
+            .replicate_to(target, &ReplicationOptions::default())
+            .await
+            .expect("replicate");
+    }
+    writes(&store, 200).await;
+    let (alone, together) = writes(&store, 800).await;
+    println!("| {label} | {alone:.1} µs | {together:.1} µs |");
+    store.close().await.expect("close");
+}
+
 fn main() {
     // Not a criterion bench: `cargo bench` passes `--bench`, nothing to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -97,5 +145,19 @@ fn main() {
             None => println!("| moto S3 | not installed | | |"),
         }
         store.close().await.expect("close");
+        println!();
+        println!("| awaited `put_session` (1.2 KB) | alone | 32 tasks at once (per write) |");
+        println!("|---|---:|---:|");
+        replicated("no replica (Normal)", None, dir.path()).await;
+        let local = dir.path().join("replica-writes");
+        let target = ReplicaTarget::new(&format!("file://{}", local.display())).expect("target");
+        replicated("replicated, directory (fsync per upload)", Some(&target), dir.path()).await;
+        if let Some(server) = s3::S3Server::start() {
+            server.create_bucket("writes");
+            let target =
+                ReplicaTarget::with_options("s3://writes/store", s3::s3_options(server.port))
+                    .expect("target");
+            replicated("replicated, moto S3 on 127.0.0.1", Some(&target), dir.path()).await;
+        }
     });
 }

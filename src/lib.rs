@@ -84,6 +84,8 @@ pub use ops::rekey::Rekey;
 #[cfg(feature = "replica")]
 pub use ops::replica::snapshot::{ReplicaRestoreOptions, ReplicaSnapshot};
 #[cfg(feature = "replica")]
+pub use ops::replica::stream::{ReplicationOptions, ReplicationStatus};
+#[cfg(feature = "replica")]
 pub use ops::replica::target::ReplicaTarget;
 pub use ops::salvage::{SalvageReport, TableSalvage};
 #[cfg(feature = "sqlite")]

@@ -11,7 +11,7 @@ use std::path::Path;
 #[cfg(feature = "cli")]
 use std::process::{Command, Stdio};
 
-use s3::{S3Server, free_port, s3_options};
+use s3::{S3Server, free_port, s3_options, walk};
 
 use wacore::store::traits::{DeviceStore, SignalStore};
 use whatsapp_rust_redb_storage::{
@@ -284,19 +284,6 @@ async fn a_snapshot_in_s3_restores_on_another_host() {
         .filter(|n| n != "bot.redb")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// `wa-redb replica push/status/restore`, as an operator runs them.

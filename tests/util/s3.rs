@@ -97,3 +97,17 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Every file under `dir` (a directory replica's objects).
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

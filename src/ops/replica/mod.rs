@@ -3,4 +3,5 @@
 //! from them on any host.
 
 pub(crate) mod snapshot;
+pub(crate) mod stream;
 pub(crate) mod target;

@@ -73,7 +73,7 @@ impl ReplicaTarget {
     /// for it one wins), refuses one that holds another store's snapshots.
     /// A store restored from the target keeps its file id, so it goes on
     /// pushing to it.
-    async fn claim(&self, file_id: &str) -> Result<()> {
+    pub(super) async fn claim(&self, file_id: &str) -> Result<()> {
         let owner = self.object(OWNER);
         for _ in 0..2 {
             match self.store.get(&owner).await {
@@ -110,6 +110,12 @@ impl ReplicaTarget {
         Err(self.refused("its owner changed while it was read; try again"))
     }
 
+    /// [`ReplicaTarget::claim`]s this target for the store `engine` opened.
+    pub(super) async fn claim_for(&self, engine: &Engine) -> Result<(), Error> {
+        let file_id: String = engine.file_id.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(self.claim(&file_id).await?)
+    }
+
     /// The snapshots in this target, oldest first.
     pub async fn snapshots(&self) -> Result<Vec<ReplicaSnapshot>, StoreError> {
         Ok(self.list_snapshots().await.map_err(Error::from)?)
@@ -131,7 +137,7 @@ impl ReplicaTarget {
     }
 
     /// `location` without this target's prefix.
-    fn relative(&self, location: &ObjectPath) -> String {
+    pub(super) fn relative(&self, location: &ObjectPath) -> String {
         let full = location.as_ref();
         match self.prefix.as_ref() {
             "" => full.to_string(),
@@ -250,8 +256,7 @@ impl RedbStore {
             .into());
         }
         let engine = self.engine.clone();
-        let file_id: String = engine.file_id.iter().map(|b| format!("{b:02x}")).collect();
-        target.claim(&file_id).await.map_err(Error::from)?;
+        target.claim_for(&engine).await?;
         // Read before the copy's snapshot begins: the copy holds at least
         // every write up to it.
         let lsn = engine.status.lsn.load(std::sync::atomic::Ordering::Acquire);
@@ -267,7 +272,7 @@ impl RedbStore {
                     s,
                     &beside,
                     files::TempKind::Partial,
-                    Keying::like(cipher.as_ref()),
+                    Keying::twin(cipher.as_ref()),
                     None,
                     Identity::Kept { lsn },
                 )?;
@@ -302,7 +307,7 @@ impl RedbStore {
         config: &RedbStoreConfig,
         options: &ReplicaRestoreOptions,
     ) -> Result<ReplicaSnapshot, StoreError> {
-        if !options.accept_stale_state {
+        if !options.accept_stale_state && !target.is_replicated().await.map_err(Error::from)? {
             let why = "restore refused: a snapshot lacks the writes made after it, and a \
                        client resumed from it may reuse Signal message keys; set \
                        ReplicaRestoreOptions::accept_stale_state to restore it anyway";
@@ -373,6 +378,10 @@ async fn push_and_prune(
             .await
             .map_err(|e| target.failed(&format!("deleting {}", s.name), e))?;
     }
+    // Records the oldest snapshot kept already holds are never replayed.
+    if let Some(oldest) = all.iter().skip(old).map(|s| s.lsn).min() {
+        target.prune_records(oldest).await?;
+    }
     ReplicaSnapshot::parse(name, bytes)
         .ok_or_else(|| target.refused(format!("the snapshot name {name} does not parse")))
 }
@@ -390,32 +399,94 @@ async fn restore(
         .ok_or_else(|| target.refused("nothing to restore: the replica holds no snapshot"))?;
     files::remove_stale_temps(&path);
     let (tmp, file) = files::create_temp(&path, files::TempKind::Restoring)?;
-    // Removed if the restore fails or is dropped at any point.
+    // Removed if the restore fails or is dropped at any point (its
+    // journal too, should a replay have stopped half-way).
     let temp = Temp::new(tmp.clone());
+    let _journal = Temp::new(journal_path(&tmp));
     target
         .download(&newest.name, file, &tmp, newest.bytes)
         .await?;
-    crate::engine::run_blocking(move || {
-        verify_and_publish(temp.path(), &path, &config)?;
+    // The records the snapshot lacks, before anything is checked: a
+    // replica that cannot give them fails the restore.
+    let journal = target.journal_after(newest.lsn).await?;
+    let worker = |f: Box<dyn FnOnce() -> Result<()> + Send>| async {
+        crate::engine::run_blocking(f)
+            .await
+            .unwrap_or_else(|| Err(target.refused("restoring: a worker task panicked")))
+    };
+    let (checked, shown, key) = (tmp.clone(), path.clone(), config.encryption.clone());
+    worker(Box::new(move || verify(&checked, &shown, key.as_ref()))).await?;
+    if let Some((journal, last)) = journal {
+        replay(target, &tmp, &path, journal, last, &config).await?;
+    }
+    worker(Box::new(move || {
+        // A journal without its store belongs to nothing; and the restored
+        // store keeps the file id of the one the snapshot was taken from,
+        // so a journal of that store left here would be replayed into it.
+        files::remove_if_present(&journal_path(&path))?;
+        publish(temp.path(), &path)?;
         temp.keep();
         Ok(())
-    })
-    .await
-    .unwrap_or_else(|| Err(target.refused("restoring: a worker task panicked")))?;
+    }))
+    .await?;
     Ok(newest)
 }
 
-/// Checks every page of the downloaded copy (and that `config`'s key
-/// opens it), then moves it to `path`.
-fn verify_and_publish(tmp: &Path, path: &Path, config: &RedbStoreConfig) -> Result<()> {
-    let key = config.encryption.as_ref();
+/// Checks every page of the downloaded copy (and that the key opens it).
+fn verify(tmp: &Path, path: &Path, key: Option<&crate::config::EncryptionKey>) -> Result<()> {
     drop(
         Engine::open_to_look(crate::tables::CATALOG, tmp, true, key)
             .map_err(|e| e.with_path(path))?,
     );
-    // A journal without its store belongs to nothing; and the restored
-    // store keeps the file id of the one the snapshot was taken from, so
-    // a journal of that store left here would be replayed into it.
-    files::remove_if_present(&journal_path(path))?;
-    publish(tmp, path)
+    Ok(())
+}
+
+/// Replays the records after the snapshot into the copy at `tmp`: they
+/// become its journal, which an open of it replays (checking every
+/// record), and its close makes part of the file.
+async fn replay(
+    target: &ReplicaTarget,
+    tmp: &Path,
+    path: &Path,
+    journal: Vec<u8>,
+    last: u64,
+    config: &RedbStoreConfig,
+) -> Result<()> {
+    let at = journal_path(tmp);
+    let written = at.clone();
+    crate::engine::run_blocking(move || {
+        let file = files::create_private(&written, false)?;
+        files::write_all_at(&file, &journal, 0).map_err(|e| StorageError::io(&written, e))?;
+        file.sync_all().map_err(|e| StorageError::io(&written, e))
+    })
+    .await
+    .unwrap_or_else(|| {
+        Err(StorageError::io(
+            &at,
+            std::io::Error::other("worker panicked"),
+        ))
+    })?;
+    let fail = |e: StoreError| {
+        target.refused(format!(
+            "replaying its records into {}: {e}",
+            path.display()
+        ))
+    };
+    let store = RedbStore::with_config(tmp, config.clone())
+        .await
+        .map_err(fail)?;
+    let report = store.recovery_report().clone();
+    let reached = store
+        .engine
+        .status
+        .lsn
+        .load(std::sync::atomic::Ordering::Acquire);
+    store.close().await.map_err(fail)?;
+    if reached < last {
+        return Err(target.refused(format!(
+            "its records replay only up to {reached} of {last} ({}); the replica is damaged",
+            report.stopped.as_deref().unwrap_or("no reason given")
+        )));
+    }
+    Ok(())
 }

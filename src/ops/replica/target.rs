@@ -50,6 +50,9 @@ pub struct ReplicaTarget {
     pub(crate) prefix: ObjectPath,
     /// The URL as given, for messages (it holds no credentials).
     pub(crate) shown: String,
+    /// The options it was made with, to make another client for it
+    /// ([`ReplicaTarget::fresh`]).
+    options: Arc<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for ReplicaTarget {
@@ -82,10 +85,22 @@ impl ReplicaTarget {
         Ok(Self::parse(url, options).map_err(Error::from)?)
     }
 
+    /// The same target through a client of its own: HTTP connections
+    /// belong to the runtime that opened them, and the shipper's thread
+    /// runs its own.
+    pub(crate) fn fresh(&self) -> Result<Self, FileOpError> {
+        Self::parse(&self.shown, self.options.iter().cloned())
+    }
+
     fn parse<K: AsRef<str>, V: Into<String>>(
         url: &str,
         options: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Self, FileOpError> {
+        let options: Vec<(String, String)> = options
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_string(), v.into()))
+            .collect();
+        let kept = Arc::new(options.clone());
         let bad = |reason: String| FileOpError::Replica {
             target: url.to_string(),
             reason,
@@ -111,7 +126,6 @@ impl ReplicaTarget {
                 );
             for (key, value) in options {
                 let key: AmazonS3ConfigKey = key
-                    .as_ref()
                     .parse()
                     .map_err(|e| bad(format!("unknown S3 option: {e}")))?;
                 builder = builder.with_config(key, value);
@@ -123,6 +137,7 @@ impl ReplicaTarget {
                 store: Arc::new(store),
                 prefix: ObjectPath::from(prefix),
                 shown: url.to_string(),
+                options: kept,
             });
         }
         let dir = url.strip_prefix("file://").unwrap_or(url);
@@ -142,6 +157,7 @@ impl ReplicaTarget {
             store: Arc::new(store),
             prefix: ObjectPath::default(),
             shown: url.to_string(),
+            options: kept,
         })
     }
 

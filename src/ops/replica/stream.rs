@@ -1,0 +1,395 @@
+//! Replicated durability: every journal record of a store stored in its
+//! replica before the write is answered `Ok` ([`RedbStore::replicate_to`]).
+//!
+//! The engine's shipper (`engine::commit::ship`) decides what to upload
+//! and when; this module is where it goes: objects named
+//! `records/<first lsn>` (zero-padded, so that names sort in order), each a
+//! journal header followed by the records from that one on, exactly as the
+//! store's journal holds them (checksummed; sealed with the store's key
+//! when it is encrypted, so the replica never sees plaintext). Objects are
+//! created, never overwritten: of two writers that continue the same
+//! replica (a host presumed dead, and the one that took over), both next
+//! upload the record after the replica's last under the same name, one of
+//! them is refused, and it stops replicating for good. A restore
+//! concatenates the objects after a snapshot into a journal, and the
+//! store's own recovery replays it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use wacore::store::error::StoreError;
+
+use super::target::ReplicaTarget;
+use crate::engine::{RecordSink, ShipBounds, SinkError};
+use crate::error::{Error, FileOpError};
+use crate::handle::RedbStore;
+
+type Result<T, E = FileOpError> = std::result::Result<T, E>;
+
+/// The object that says a store replicates to a target.
+const MARKER: &str = "replicated";
+
+/// What [`RedbStore::replicate_to`] is bound by.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReplicationOptions {
+    /// How long a write waits for the replica before it fails with
+    /// [`crate::Error::NotReplicated`] (it stays in the local store and is
+    /// uploaded once the replica answers). Default 10 s.
+    pub timeout: Duration,
+    /// The most bytes of records that may wait for the replica: past it,
+    /// writes are refused before they change anything. Default 64 MiB.
+    pub max_backlog_bytes: usize,
+    /// Snapshots kept in the replica (the base pushed when replication
+    /// starts is one); records older than the oldest kept are deleted.
+    /// Default 2.
+    pub keep_snapshots: usize,
+}
+
+impl Default for ReplicationOptions {
+    fn default() -> Self {
+        ReplicationOptions {
+            timeout: Duration::from_secs(10),
+            max_backlog_bytes: 64 << 20,
+            keep_snapshots: 2,
+        }
+    }
+}
+
+impl ReplicationOptions {
+    /// Sets [`ReplicationOptions::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`ReplicationOptions::max_backlog_bytes`].
+    pub fn with_max_backlog_bytes(mut self, bytes: usize) -> Self {
+        self.max_backlog_bytes = bytes;
+        self
+    }
+}
+
+/// Where a replicated store's replica is ([`RedbStore::replication_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicationStatus {
+    /// Every write up to this sequence number is stored in the replica.
+    pub stored_lsn: u64,
+    /// The store's newest write.
+    pub local_lsn: u64,
+    /// Bytes of records not yet stored in the replica.
+    pub backlog_bytes: usize,
+    /// The last upload's failure, until one succeeds again.
+    pub last_error: Option<String>,
+    /// Replication stopped for good, and why (writes are refused).
+    pub stopped: Option<String>,
+}
+
+/// One record object in a replica: its records start at `first`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordObject {
+    pub name: String,
+    pub first: u64,
+}
+
+impl RecordObject {
+    fn name_for(first: u64) -> String {
+        format!("records/{first:020}")
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        let first = name.strip_prefix("records/")?.parse().ok()?;
+        Some(RecordObject {
+            name: name.to_string(),
+            first,
+        })
+    }
+}
+
+impl ReplicaTarget {
+    /// The record objects in this target, in order.
+    pub(crate) async fn list_records(&self) -> Result<Vec<RecordObject>> {
+        let under = self.object("records");
+        let mut listing = self.store.list(Some(&under));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| self.failed("listing records", e))?;
+            if let Some(r) = RecordObject::parse(&self.relative(&meta.location)) {
+                found.push(r);
+            }
+        }
+        found.sort_by_key(|r| r.first);
+        Ok(found)
+    }
+
+    /// The bytes of the object `name`.
+    pub(crate) async fn get_bytes(&self, name: &str) -> Result<bytes::Bytes> {
+        let failed = |e: &dyn std::fmt::Display| self.failed(&format!("downloading {name}"), e);
+        let got = self
+            .store
+            .get(&self.object(name))
+            .await
+            .map_err(|e| failed(&e))?;
+        got.bytes().await.map_err(|e| failed(&e))
+    }
+
+    /// Whether a store replicates to this target ([`RedbStore::replicate_to`]
+    /// wrote its marker): its records then hold every acknowledged write.
+    pub(crate) async fn is_replicated(&self) -> Result<bool> {
+        match self.store.head(&self.object(MARKER)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.failed("reading its replication marker", e)),
+        }
+    }
+
+    /// The records after `lsn` as a journal (header, records in order, end
+    /// marker) and the last one's number; `None` if there are none. Fails
+    /// if they do not follow one another from `lsn` on, or their objects
+    /// are not of one journal.
+    pub(crate) async fn journal_after(&self, lsn: u64) -> Result<Option<(Vec<u8>, u64)>> {
+        let all = self.list_records().await?;
+        // From the last object that starts at or before the first record
+        // wanted (it may hold it) on.
+        let from = all.iter().rposition(|r| r.first <= lsn + 1).unwrap_or(0);
+        let mut journal: Vec<u8> = Vec::new();
+        let mut next = lsn + 1;
+        for r in &all[from..] {
+            if r.first > next {
+                return Err(self.refused(format!(
+                    "its records skip from {} to {} ({}): the replica is incomplete",
+                    next - 1,
+                    r.first,
+                    r.name
+                )));
+            }
+            let object = self.get_bytes(&r.name).await?;
+            let damaged = || self.refused(format!("its record object {} is damaged", r.name));
+            let (header, records) = crate::engine::split_object(&object).ok_or_else(damaged)?;
+            if journal.is_empty() {
+                journal.extend_from_slice(header);
+            } else if journal[..header.len()] != *header {
+                return Err(self.refused(format!(
+                    "its record object {} belongs to another journal (schema or store)",
+                    r.name
+                )));
+            }
+            for (at, record) in records {
+                if at == next {
+                    journal.extend_from_slice(record);
+                    next += 1;
+                }
+            }
+        }
+        if next == lsn + 1 {
+            return Ok(None);
+        }
+        journal.extend_from_slice(&crate::engine::END_MARKER);
+        Ok(Some((journal, next - 1)))
+    }
+
+    /// The number of the newest record in this target (0: none).
+    pub(crate) async fn newest_record(&self) -> Result<u64> {
+        let Some(last) = self.list_records().await?.pop() else {
+            return Ok(0);
+        };
+        let object = self.get_bytes(&last.name).await?;
+        let damaged = || self.refused(format!("its record object {} is damaged", last.name));
+        let (_, records) = crate::engine::split_object(&object).ok_or_else(damaged)?;
+        Ok(records.last().map_or(last.first, |(lsn, _)| *lsn))
+    }
+
+    /// Deletes the record objects wholly at or below `lsn` (a snapshot
+    /// that is kept holds them): those followed by an object starting at
+    /// or below `lsn + 1`.
+    pub(crate) async fn prune_records(&self, lsn: u64) -> Result<()> {
+        let all = self.list_records().await?;
+        for pair in all.windows(2) {
+            if pair[1].first <= lsn + 1 {
+                let name = &pair[0].name;
+                self.store
+                    .delete(&self.object(name))
+                    .await
+                    .map_err(|e| self.failed(&format!("deleting {name}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one record object, create-only; an object already there
+    /// under that name is fine if it is the same (an earlier attempt whose
+    /// answer was lost), and a refusal if not.
+    async fn put_records(&self, first: u64, object: &[u8]) -> Result<(), SinkError> {
+        let name = RecordObject::name_for(first);
+        let location = self.object(&name);
+        let payload = PutPayload::from(bytes::Bytes::copy_from_slice(object));
+        match self
+            .store
+            .put_opts(&location, payload, PutMode::Create.into())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let theirs = self
+                    .get_bytes(&name)
+                    .await
+                    .map_err(|e| SinkError::Transient(e.to_string()))?;
+                if theirs.as_ref() == object {
+                    Ok(())
+                } else {
+                    Err(SinkError::Refused(format!(
+                        "the replica already holds other writes as {name}: another host writes \
+                         this store, or this store lost writes the replica has; restore from \
+                         the replica (`wa-redb replica restore`) or give this store a prefix \
+                         of its own"
+                    )))
+                }
+            }
+            Err(e) => Err(SinkError::Transient(format!(
+                "{e} (check the URL, the AWS_* settings and that the server is reachable)"
+            ))),
+        }
+    }
+}
+
+/// The shipper's sink: a client of its own, driven by a runtime of its
+/// own on the shipper's thread.
+struct Uploader {
+    target: ReplicaTarget,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl RecordSink for Uploader {
+    fn target(&self) -> String {
+        self.target.shown.clone()
+    }
+
+    fn put(
+        &self,
+        first: u64,
+        _last: u64,
+        object: &[u8],
+        deadline: Instant,
+    ) -> Result<(), SinkError> {
+        self.runtime.block_on(async {
+            let put = self.target.put_records(first, object);
+            match tokio::time::timeout_at(deadline.into(), put).await {
+                Ok(done) => done,
+                Err(_) => Err(SinkError::Transient(
+                    "the replica did not answer in time".into(),
+                )),
+            }
+        })
+    }
+}
+
+impl RedbStore {
+    /// Replicates this store's file (every account of it) to `target`:
+    /// from now on a write returns `Ok` only once its journal record is
+    /// stored there, so a restore from the replica on any host
+    /// ([`RedbStore::restore_from_replica`]) has every write that was
+    /// acknowledged. Concurrent writes share uploads (one object per
+    /// upload, whatever has gathered), and the next writes commit while an
+    /// upload is under way.
+    ///
+    /// First pushes a snapshot (the base the records apply to); writes
+    /// made meanwhile wait for it. A write the replica does not confirm
+    /// within `options.timeout` fails with [`crate::Error::NotReplicated`]:
+    /// it is in the local store, and is uploaded once the replica answers
+    /// (records are uploaded in order, never skipped). Refused if the
+    /// replica holds writes this store lacks (restore from it instead), or
+    /// another store's snapshots.
+    ///
+    /// Replication lasts while the file is open in this process (every
+    /// handle of it); [`RedbStore::close`] waits for the last uploads.
+    pub async fn replicate_to(
+        &self,
+        target: &ReplicaTarget,
+        options: &ReplicationOptions,
+    ) -> Result<(), StoreError> {
+        if options.timeout.is_zero() || options.keep_snapshots == 0 {
+            return Err(Error::from(target.refused(
+                "replication needs a timeout above zero and at least one snapshot kept",
+            ))
+            .into());
+        }
+        let engine = self.engine.clone();
+        target.claim_for(&engine).await?;
+        let local = engine.status.lsn.load(std::sync::atomic::Ordering::Acquire);
+        let newest = target.newest_record().await.map_err(Error::from)?;
+        if newest > local {
+            return Err(Error::from(target.refused(format!(
+                "the replica holds writes up to {newest} and this store only up to {local}: \
+                 another host writes it, or this store lost writes the replica has; restore \
+                 from the replica instead"
+            )))
+            .into());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::from(target.refused(format!("starting its uploader: {e}"))))?;
+        let sink = Arc::new(Uploader {
+            target: target.fresh().map_err(Error::from)?,
+            runtime,
+        });
+        let bounds = ShipBounds {
+            timeout: options.timeout,
+            max_backlog: options.max_backlog_bytes,
+        };
+        let started = engine.clone();
+        crate::handle::blocking(move || started.replicate(sink, bounds)).await?;
+        match self.push_snapshot(target, options.keep_snapshots).await {
+            Ok(_) => {
+                let marker = PutPayload::from("every acknowledged write is in records/\n");
+                match target.store.put(&target.object(MARKER), marker).await {
+                    Ok(_) => {
+                        engine.replica_ready();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let e = Error::from(target.failed("writing its replication marker", e));
+                        let why = e.to_string();
+                        let failed = engine.clone();
+                        crate::handle::blocking(move || {
+                            failed.replica_failed(why);
+                            Ok::<_, Error>(())
+                        })
+                        .await?;
+                        Err(e.into())
+                    }
+                }
+            }
+            Err(e) => {
+                let why = format!("its base snapshot could not be stored: {e}");
+                let failed = engine.clone();
+                crate::handle::blocking(move || {
+                    failed.replica_failed(why);
+                    Ok::<_, Error>(())
+                })
+                .await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the replica is, if this store replicates
+    /// ([`RedbStore::replicate_to`]).
+    pub fn replication_status(&self) -> Option<ReplicationStatus> {
+        let s = self.engine.replica_status()?;
+        Some(ReplicationStatus {
+            stored_lsn: s.stored_lsn,
+            local_lsn: self
+                .engine
+                .status
+                .lsn
+                .load(std::sync::atomic::Ordering::Acquire),
+            backlog_bytes: s.backlog,
+            last_error: s.last_error,
+            stopped: s.refused,
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! Replicated durability (`RedbStore::replicate_to`): every write answered
+//! `Ok` is in the replica, so a restore on another "host" (another
+//! directory) has it, even with the first host's files gone; a replica
+//! that does not answer fails writes within the bound and catches up when
+//! it is back; a second host with a copy of the store cannot write over
+//! the first's records. Against a directory target and moto's S3 server
+//! (see `tests/replica.rs` for how it is started or skipped).
+
+#[path = "util/proxy.rs"]
+mod proxy;
+#[path = "util/s3.rs"]
+mod s3;
+
+use std::path::Path;
+use std::time::Duration;
+
+use s3::{S3Server, s3_options, walk};
+
+use wacore::store::traits::{DeviceStore, SignalStore};
+use whatsapp_rust_redb_storage::{
+    EncryptionKey, Error, RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaTarget,
+    ReplicationOptions,
+};
+
+/// Every wait of these tests fails the test after this long.
+const BOUND: Duration = Duration::from_secs(120);
+
+fn session(i: usize) -> Vec<u8> {
+    format!("session-{i:06}-plaintext-marker").into_bytes()
+}
+
+fn url_of(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// Writes `n` sessions from 8 tasks at once, each answered `Ok` (so, by
+/// the contract, in the replica).
+async fn write_sessions(s: &RedbStore, from: usize, n: usize) {
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in (from..from + n).filter(|i| i % 8 == t) {
+                    s.put_session(&format!("55{i:08}@c.us.0"), &session(i))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        tokio::time::timeout(BOUND, t).await.unwrap().unwrap();
+    }
+}
+
+async fn assert_sessions(path: &Path, config: RedbStoreConfig, n: usize) {
+    let s = RedbStore::with_config(path, config).await.unwrap();
+    let device = s.load().await.unwrap().expect("the pairing");
+    assert_eq!(device.push_name, "replicated");
+    for i in 0..n {
+        let got = s.get_session(&format!("55{i:08}@c.us.0")).await.unwrap();
+        assert_eq!(got.as_deref(), Some(&session(i)[..]), "session {i}");
+    }
+    s.close().await.unwrap();
+}
+
+/// Restores `target` at `path` (no flag: the replica was written by
+/// `replicate_to`) and checks that it holds sessions `0..n`.
+async fn restore_and_check(target: &ReplicaTarget, path: &Path, config: RedbStoreConfig, n: usize) {
+    RedbStore::restore_from_replica(target, path, &config, &ReplicaRestoreOptions::default())
+        .await
+        .unwrap();
+    assert_sessions(path, config, n).await;
+}
+
+async fn paired(path: &Path, config: RedbStoreConfig) -> RedbStore {
+    let s = RedbStore::with_config(path, config).await.unwrap();
+    let mut device = wacore::store::Device::new();
+    device.push_name = "replicated".into();
+    s.save(&device).await.unwrap();
+    s
+}
+
+/// Host A replicates and writes; its files are then lost (the store is
+/// never closed: its journal and file are simply gone) and host B restores
+/// from the replica alone, with no flag: every acknowledged write is there.
+async fn host_loss(target: &ReplicaTarget, config: RedbStoreConfig, n: usize) {
+    let host_a = tempfile::tempdir().unwrap();
+    let host_b = tempfile::tempdir().unwrap();
+    let s = paired(&host_a.path().join("bot.redb"), config.clone()).await;
+    s.replicate_to(target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    // The device record above was written before replication: the base
+    // snapshot holds it. Everything below is in records only.
+    write_sessions(&s, 0, n).await;
+    let status = s.replication_status().expect("replicating");
+    assert_eq!(status.stored_lsn, status.local_lsn, "{status:?}");
+    assert!(status.last_error.is_none() && status.stopped.is_none());
+    // Host A is gone: nothing of it is used from here on.
+    std::mem::forget(s);
+    drop(host_a);
+    let restored = host_b.path().join("bot.redb");
+    RedbStore::restore_from_replica(
+        target,
+        &restored,
+        &config,
+        &ReplicaRestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_sessions(&restored, config, n).await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_write_restores_from_a_directory_replica() {
+    let replica = tempfile::tempdir().unwrap();
+    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
+    host_loss(&target, RedbStoreConfig::default(), 400).await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_write_restores_from_s3() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket("replicas");
+    let target =
+        ReplicaTarget::with_options("s3://replicas/bot-1", s3_options(server.port)).unwrap();
+    host_loss(&target, RedbStoreConfig::default(), 300).await;
+}
+
+#[tokio::test]
+async fn an_encrypted_stores_records_hold_no_plaintext() {
+    let replica = tempfile::tempdir().unwrap();
+    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
+    let config = RedbStoreConfig::default().with_encryption(EncryptionKey::raw([7; 32]));
+    host_loss(&target, config, 100).await;
+    let mut records = 0;
+    for entry in walk(replica.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        records += usize::from(entry.to_string_lossy().contains("records"));
+        assert!(
+            !bytes
+                .windows(b"plaintext-marker".len())
+                .any(|w| w == b"plaintext-marker"),
+            "{} holds plaintext",
+            entry.display()
+        );
+    }
+    assert!(records > 0, "no record objects were written");
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_answer_fails_writes_in_time_and_catches_up() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket("replicas");
+    let proxy = proxy::Proxy::start(server.port);
+    let target =
+        ReplicaTarget::with_options("s3://replicas/bot-2", s3_options(proxy.port)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bot.redb");
+    let s = paired(&path, RedbStoreConfig::default()).await;
+    let options = ReplicationOptions::default().with_timeout(Duration::from_secs(2));
+    s.replicate_to(&target, &options).await.unwrap();
+    write_sessions(&s, 0, 20).await;
+    // The network goes down: a write fails within the bound, saying so,
+    // and the store goes on reading.
+    proxy.down();
+    let failed = tokio::time::timeout(BOUND, s.put_session("5500000020@c.us.0", &session(20)))
+        .await
+        .expect("a write must not hang while the replica is unreachable")
+        .unwrap_err();
+    let ours = Error::find_in(&failed).expect("our error");
+    assert!(
+        matches!(ours, Error::NotReplicated { .. }),
+        "{ours:?}: {ours}"
+    );
+    assert!(ours.to_string().contains("s3://replicas/bot-2"), "{ours}");
+    assert!(s.get_session("5500000001@c.us.0").await.unwrap().is_some());
+    let behind = s.replication_status().unwrap();
+    assert!(behind.stored_lsn < behind.local_lsn, "{behind:?}");
+    // Back: the write that failed is uploaded (records go in order), and
+    // new writes are answered again.
+    proxy.up();
+    tokio::time::timeout(BOUND, write_sessions(&s, 21, 10))
+        .await
+        .unwrap();
+    let status = s.replication_status().unwrap();
+    assert_eq!(status.stored_lsn, status.local_lsn, "{status:?}");
+    s.close().await.unwrap();
+    let restored = dir.path().join("restored.redb");
+    restore_and_check(&target, &restored, RedbStoreConfig::default(), 31).await;
+}
+
+/// Two hosts of one store: A replicates to a directory and has written
+/// sessions `0..10`; B has restored the replica at `b_path` (not opened).
+struct TwoHosts {
+    target: ReplicaTarget,
+    a: RedbStore,
+    b_path: std::path::PathBuf,
+    host_b: tempfile::TempDir,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+async fn two_hosts() -> TwoHosts {
+    let replica = tempfile::tempdir().unwrap();
+    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
+    let host_a = tempfile::tempdir().unwrap();
+    let host_b = tempfile::tempdir().unwrap();
+    let a = paired(&host_a.path().join("bot.redb"), RedbStoreConfig::default()).await;
+    a.replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    write_sessions(&a, 0, 10).await;
+    let b_path = host_b.path().join("bot.redb");
+    RedbStore::restore_from_replica(
+        &target,
+        &b_path,
+        &RedbStoreConfig::default(),
+        &ReplicaRestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    TwoHosts {
+        target,
+        a,
+        b_path,
+        host_b,
+        _dirs: [replica, host_a],
+    }
+}
+
+#[tokio::test]
+async fn a_second_host_with_an_older_copy_cannot_write_the_replica() {
+    // Host B restores while A still runs, then A writes on.
+    let TwoHosts {
+        target,
+        a,
+        b_path,
+        host_b,
+        _dirs,
+    } = two_hosts().await;
+    write_sessions(&a, 10, 10).await;
+    let b = RedbStore::new(&b_path).await.unwrap();
+    let err = b
+        .replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap_err();
+    let why = Error::find_in(&err).unwrap().to_string();
+    assert!(why.contains("lost writes the replica has"), "{why}");
+    // B is refused before anything was uploaded: A goes on.
+    write_sessions(&a, 20, 10).await;
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+    let restored = host_b.path().join("again.redb");
+    restore_and_check(&target, &restored, RedbStoreConfig::default(), 30).await;
+}
+
+#[tokio::test]
+async fn of_two_hosts_writing_one_replica_the_second_is_refused() {
+    // Host A is presumed dead; host B takes over (restores, replicates)
+    // while A in fact runs on.
+    let TwoHosts {
+        target,
+        a,
+        b_path,
+        host_b,
+        _dirs,
+    } = two_hosts().await;
+    let b = RedbStore::new(&b_path).await.unwrap();
+    b.replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    // A writes first: its record takes the next name. B's write of the
+    // same number is refused, and so is every later one.
+    write_sessions(&a, 10, 5).await;
+    for _ in 0..2 {
+        let err = tokio::time::timeout(BOUND, b.put_session("55b@c.us.0", b"from b"))
+            .await
+            .unwrap()
+            .unwrap_err();
+        let why = Error::find_in(&err).unwrap().to_string();
+        assert!(why.contains("another host writes this store"), "{why}");
+    }
+    assert!(b.replication_status().unwrap().stopped.is_some());
+    write_sessions(&a, 15, 5).await;
+    b.close().await.unwrap_err();
+    a.close().await.unwrap();
+    let restored = host_b.path().join("again.redb");
+    restore_and_check(&target, &restored, RedbStoreConfig::default(), 20).await;
+    let s = RedbStore::new(&restored).await.unwrap();
+    assert!(s.get_session("55b@c.us.0").await.unwrap().is_none());
+    s.close().await.unwrap();
+}
