@@ -82,9 +82,9 @@ pub use ops::inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_nam
 pub use ops::maintenance::MaintenanceReport;
 pub use ops::rekey::Rekey;
 #[cfg(feature = "replica")]
-pub use ops::replica::snapshot::{ReplicaRestoreOptions, ReplicaSnapshot};
+pub use ops::replica::snapshot::{ReplicaRestoreOptions, ReplicaRestored, ReplicaSnapshot};
 #[cfg(feature = "replica")]
-pub use ops::replica::stream::{ReplicationOptions, ReplicationStatus};
+pub use ops::replica::stream::{ReplicaRecords, ReplicationOptions, ReplicationStatus};
 #[cfg(feature = "replica")]
 pub use ops::replica::target::ReplicaTarget;
 pub use ops::salvage::{SalvageReport, TableSalvage};

@@ -295,3 +295,48 @@ async fn of_two_hosts_writing_one_replica_the_second_is_refused() {
     assert!(s.get_session("55b@c.us.0").await.unwrap().is_none());
     s.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_restarted_store_replicates_on_without_a_new_base() {
+    let replica = tempfile::tempdir().unwrap();
+    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let path = host.path().join("bot.redb");
+    let s = paired(&path, RedbStoreConfig::default()).await;
+    s.replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    write_sessions(&s, 0, 10).await;
+    s.close().await.unwrap();
+    let before = target.snapshots().await.unwrap();
+    assert_eq!(before.len(), 1);
+    // Reopened: the replica holds every write, so no snapshot is pushed.
+    let s = RedbStore::new(&path).await.unwrap();
+    s.replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(target.snapshots().await.unwrap(), before);
+    write_sessions(&s, 10, 10).await;
+    s.close().await.unwrap();
+    // Written without replication in between: the next start pushes a
+    // base again, since the records lack that write.
+    let s = RedbStore::new(&path).await.unwrap();
+    s.put_session("55local@c.us.0", b"local").await.unwrap();
+    s.replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(target.snapshots().await.unwrap().len(), 2);
+    write_sessions(&s, 20, 10).await;
+    let records = target.records().await.unwrap();
+    assert!(records.replicated && records.objects > 0, "{records:?}");
+    assert_eq!(
+        records.newest_lsn,
+        s.replication_status().unwrap().local_lsn
+    );
+    s.close().await.unwrap();
+    let restored = host.path().join("restored.redb");
+    restore_and_check(&target, &restored, RedbStoreConfig::default(), 30).await;
+    let s = RedbStore::new(&restored).await.unwrap();
+    assert!(s.get_session("55local@c.us.0").await.unwrap().is_some());
+    s.close().await.unwrap();
+}

@@ -248,19 +248,23 @@ pub enum ReplicaCommand {
         #[arg(long, default_value_t = 24)]
         keep: usize,
     },
-    /// Restore the newest snapshot in URL as a new store file OUT.
+    /// Restore the newest state in URL as a new store file OUT.
     ///
-    /// Every page is checked before OUT gets its name; OUT must not exist.
-    /// The writes made after the snapshot are not in it: a client resumed
-    /// from it may reuse Signal message keys its contacts have seen, so
-    /// this needs --accept-stale-state.
+    /// The newest snapshot, with the records written after it replayed;
+    /// every page and record is checked before OUT gets its name; OUT must
+    /// not exist. From a replica a store replicates to, that is every
+    /// acknowledged write. A replica of snapshots alone lacks the writes
+    /// made after the newest: a client resumed from it may reuse Signal
+    /// message keys its contacts have seen, so that needs
+    /// --accept-stale-state.
     Restore {
         /// Where the snapshots live.
         url: String,
         /// The store file to create.
         #[arg(value_name = "OUT")]
         output: PathBuf,
-        /// Restore although the snapshot lacks the writes made after it.
+        /// Restore a replica of snapshots alone, although the newest lacks
+        /// the writes made after it.
         #[arg(long)]
         accept_stale_state: bool,
     },

@@ -70,32 +70,39 @@ fn restore(
     config: &RedbStoreConfig,
     json: bool,
 ) -> Outcome {
-    if !accept {
-        return Err(Failure::usage(
-            "a snapshot lacks the writes made after it, and a client resumed from it may \
-             reuse Signal message keys its contacts have seen",
-        )
-        .with_hint("add --accept-stale-state to restore it anyway"));
-    }
     fresh_destination(output, "restored store")?;
     let target = ReplicaTarget::new(url)?;
     let rt = runtime()?;
-    let bar = spinner(format!("restoring the newest snapshot in {url}"));
-    let options = ReplicaRestoreOptions::accepting_stale_state();
+    let bar = spinner(format!("restoring the newest state in {url}"));
+    let options = match accept {
+        true => ReplicaRestoreOptions::accepting_stale_state(),
+        false => ReplicaRestoreOptions::default(),
+    };
     let result = rt.block_on(RedbStore::restore_from_replica(
         &target, output, config, &options,
     ));
     bar.finish_and_clear();
-    let got = result?;
+    let got = match result {
+        Ok(got) => got,
+        // A replica of snapshots only: the flag is the way on.
+        Err(e) if !accept => {
+            return Err(Failure::from(e)
+                .with_hint("add --accept-stale-state to restore a snapshot's state anyway"));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if json {
-        print_json(out, &json!({ "snapshot": got, "restored": output }))?;
+        print_json(out, &json!({ "restored": got, "output": output }))?;
     } else {
         outln!(
             out,
-            "snapshot {} ({}) restored as {}; every page checked",
-            got.name,
-            human_bytes(got.bytes),
-            output.display()
+            "snapshot {} ({}) and {} records after it restored as {} (up to write {}); every \
+             page and record checked",
+            got.snapshot.name,
+            human_bytes(got.snapshot.bytes),
+            got.records,
+            output.display(),
+            got.lsn
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -105,8 +112,12 @@ fn status(out: &mut Out, url: &str, json: bool) -> Outcome {
     let target = ReplicaTarget::new(url)?;
     let rt = runtime()?;
     let snapshots: Vec<ReplicaSnapshot> = rt.block_on(target.snapshots())?;
+    let records = rt.block_on(target.records())?;
     if json {
-        print_json(out, &json!({ "target": url, "snapshots": snapshots }))?;
+        print_json(
+            out,
+            &json!({ "target": url, "snapshots": snapshots, "records": records }),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if snapshots.is_empty() {
@@ -122,5 +133,16 @@ fn status(out: &mut Out, url: &str, json: bool) -> Outcome {
             s.taken_at
         );
     }
+    let how = match records.replicated {
+        true => "a store replicates here: every acknowledged write",
+        false => "snapshots only: a restore lacks the writes after the newest",
+    };
+    outln!(
+        out,
+        "records: {} objects, {}, up to write {} ({how})",
+        records.objects,
+        human_bytes(records.bytes),
+        records.newest_lsn
+    );
     Ok(ExitCode::SUCCESS)
 }

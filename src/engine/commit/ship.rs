@@ -487,3 +487,6 @@ impl Shared {
         self.wake.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -121,7 +121,7 @@ impl ReplicaTarget {
         Ok(self.list_snapshots().await.map_err(Error::from)?)
     }
 
-    async fn list_snapshots(&self) -> Result<Vec<ReplicaSnapshot>> {
+    pub(super) async fn list_snapshots(&self) -> Result<Vec<ReplicaSnapshot>> {
         let under = self.object("snapshots");
         let mut listing = self.store.list(Some(&under));
         let mut found = Vec::new();
@@ -212,6 +212,18 @@ impl ReplicaTarget {
     }
 }
 
+/// What [`RedbStore::restore_from_replica`] restored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ReplicaRestored {
+    /// The snapshot it started from.
+    pub snapshot: ReplicaSnapshot,
+    /// Records replayed on top of it (writes made after it).
+    pub records: u64,
+    /// The sequence number of the store's last write it holds.
+    pub lsn: u64,
+}
+
 /// How [`RedbStore::restore_from_replica`] goes.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -222,9 +234,10 @@ pub struct ReplicaRestoreOptions {
     /// have seen, so it may encrypt with message keys it already used and
     /// its next messages may fail to decrypt until the sessions are
     /// renewed; pre-keys it uploaded since may be offered again. The
-    /// pairing itself is kept. Setting this says the caller accepts that
-    /// (continuous replication of every write, which has no such gap, is
-    /// not built yet).
+    /// pairing itself is kept. Setting this says the caller accepts that.
+    /// Not needed for a target that a store replicates to
+    /// ([`RedbStore::replicate_to`]): its records hold every acknowledged
+    /// write.
     pub accept_stale_state: bool,
 }
 
@@ -297,16 +310,19 @@ impl RedbStore {
 
     /// Restores the newest snapshot of `target` as a new store file at
     /// `path` (never over an existing file), after checking every page of
-    /// it (with `config`'s key, for an encrypted store), and says which
-    /// snapshot it was. A restored store keeps its accounts' pairing.
-    /// Refused unless `options` accept the snapshot's state: see
-    /// [`ReplicaRestoreOptions::accept_stale_state`].
+    /// it (with `config`'s key, for an encrypted store), with the records
+    /// after it replayed (each checked), and says what it restored. A
+    /// restored store keeps its accounts' pairing. From a target that a
+    /// store replicates to ([`RedbStore::replicate_to`]), that is every
+    /// acknowledged write; from snapshots alone, it is refused unless
+    /// `options` accept the snapshot's state (see
+    /// [`ReplicaRestoreOptions::accept_stale_state`]).
     pub async fn restore_from_replica(
         target: &ReplicaTarget,
         path: impl AsRef<Path>,
         config: &RedbStoreConfig,
         options: &ReplicaRestoreOptions,
-    ) -> Result<ReplicaSnapshot, StoreError> {
+    ) -> Result<ReplicaRestored, StoreError> {
         if !options.accept_stale_state && !target.is_replicated().await.map_err(Error::from)? {
             let why = "restore refused: a snapshot lacks the writes made after it, and a \
                        client resumed from it may reuse Signal message keys; set \
@@ -390,7 +406,7 @@ async fn restore(
     target: &ReplicaTarget,
     path: PathBuf,
     config: RedbStoreConfig,
-) -> Result<ReplicaSnapshot> {
+) -> Result<ReplicaRestored> {
     refuse_existing(&path)?;
     let newest = target
         .list_snapshots()
@@ -416,9 +432,13 @@ async fn restore(
     };
     let (checked, shown, key) = (tmp.clone(), path.clone(), config.encryption.clone());
     worker(Box::new(move || verify(&checked, &shown, key.as_ref()))).await?;
-    if let Some((journal, last)) = journal {
-        replay(target, &tmp, &path, journal, last, &config).await?;
-    }
+    let (records, lsn) = match journal {
+        Some((journal, last)) => (
+            replay(target, &tmp, &path, journal, last, &config).await?,
+            last,
+        ),
+        None => (0, newest.lsn),
+    };
     worker(Box::new(move || {
         // A journal without its store belongs to nothing; and the restored
         // store keeps the file id of the one the snapshot was taken from,
@@ -429,7 +449,11 @@ async fn restore(
         Ok(())
     }))
     .await?;
-    Ok(newest)
+    Ok(ReplicaRestored {
+        snapshot: newest,
+        records,
+        lsn,
+    })
 }
 
 /// Checks every page of the downloaded copy (and that the key opens it).
@@ -443,7 +467,7 @@ fn verify(tmp: &Path, path: &Path, key: Option<&crate::config::EncryptionKey>) -
 
 /// Replays the records after the snapshot into the copy at `tmp`: they
 /// become its journal, which an open of it replays (checking every
-/// record), and its close makes part of the file.
+/// record), and its close makes part of the file. Says how many.
 async fn replay(
     target: &ReplicaTarget,
     tmp: &Path,
@@ -451,7 +475,7 @@ async fn replay(
     journal: Vec<u8>,
     last: u64,
     config: &RedbStoreConfig,
-) -> Result<()> {
+) -> Result<u64> {
     let at = journal_path(tmp);
     let written = at.clone();
     crate::engine::run_blocking(move || {
@@ -488,5 +512,5 @@ async fn replay(
             report.stopped.as_deref().unwrap_or("no reason given")
         )));
     }
-    Ok(())
+    Ok(report.records_replayed)
 }

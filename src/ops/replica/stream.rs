@@ -93,6 +93,7 @@ pub struct ReplicationStatus {
 pub(crate) struct RecordObject {
     pub name: String,
     pub first: u64,
+    pub bytes: u64,
 }
 
 impl RecordObject {
@@ -100,16 +101,44 @@ impl RecordObject {
         format!("records/{first:020}")
     }
 
-    fn parse(name: &str) -> Option<Self> {
+    fn parse(name: &str, bytes: u64) -> Option<Self> {
         let first = name.strip_prefix("records/")?.parse().ok()?;
         Some(RecordObject {
             name: name.to_string(),
             first,
+            bytes,
         })
     }
 }
 
+/// The records in a replica ([`ReplicaTarget::records`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ReplicaRecords {
+    /// A store replicates to the target ([`RedbStore::replicate_to`]):
+    /// its records hold every acknowledged write.
+    pub replicated: bool,
+    /// Record objects (each one upload: the writes that gathered meanwhile).
+    pub objects: usize,
+    /// Their size.
+    pub bytes: u64,
+    /// The sequence number of the newest write in them (0: none).
+    pub newest_lsn: u64,
+}
+
 impl ReplicaTarget {
+    /// What records this target holds: whether a store replicates to it,
+    /// how many objects, how large, up to which write.
+    pub async fn records(&self) -> std::result::Result<ReplicaRecords, StoreError> {
+        let all = self.list_records().await.map_err(Error::from)?;
+        Ok(ReplicaRecords {
+            replicated: self.is_replicated().await.map_err(Error::from)?,
+            objects: all.len(),
+            bytes: all.iter().map(|r| r.bytes).sum(),
+            newest_lsn: self.newest_record().await.map_err(Error::from)?,
+        })
+    }
+
     /// The record objects in this target, in order.
     pub(crate) async fn list_records(&self) -> Result<Vec<RecordObject>> {
         let under = self.object("records");
@@ -117,7 +146,7 @@ impl ReplicaTarget {
         let mut found = Vec::new();
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| self.failed("listing records", e))?;
-            if let Some(r) = RecordObject::parse(&self.relative(&meta.location)) {
+            if let Some(r) = RecordObject::parse(&self.relative(&meta.location), meta.size) {
                 found.push(r);
             }
         }
@@ -295,8 +324,10 @@ impl RedbStore {
     /// upload, whatever has gathered), and the next writes commit while an
     /// upload is under way.
     ///
-    /// First pushes a snapshot (the base the records apply to); writes
-    /// made meanwhile wait for it. A write the replica does not confirm
+    /// First pushes a snapshot (the base the records apply to; writes made
+    /// meanwhile wait for it), unless the replica already holds every
+    /// write of this store (it replicated there before and wrote nothing
+    /// since): a restart does not upload the whole file again. A write the replica does not confirm
     /// within `options.timeout` fails with [`crate::Error::NotReplicated`]:
     /// it is in the local store, and is uploaded once the replica answers
     /// (records are uploaded in order, never skipped). Refused if the
@@ -319,7 +350,12 @@ impl RedbStore {
         let engine = self.engine.clone();
         target.claim_for(&engine).await?;
         let local = engine.status.lsn.load(std::sync::atomic::Ordering::Acquire);
-        let newest = target.newest_record().await.map_err(Error::from)?;
+        let newest_snapshot = target.list_snapshots().await.map_err(Error::from)?.pop();
+        let newest = target
+            .newest_record()
+            .await
+            .map_err(Error::from)?
+            .max(newest_snapshot.as_ref().map_or(0, |s| s.lsn));
         if newest > local {
             return Err(Error::from(target.refused(format!(
                 "the replica holds writes up to {newest} and this store only up to {local}: \
@@ -341,37 +377,44 @@ impl RedbStore {
             max_backlog: options.max_backlog_bytes,
         };
         let started = engine.clone();
-        crate::handle::blocking(move || started.replicate(sink, bounds)).await?;
-        match self.push_snapshot(target, options.keep_snapshots).await {
-            Ok(_) => {
+        let from = crate::handle::blocking(move || started.replicate(sink, bounds)).await?;
+        // The replica already holds every write up to where the records
+        // start (this store replicated there before, and wrote nothing
+        // since): no new base. Otherwise a snapshot, which holds at least
+        // every write up to `from`.
+        let current = newest_snapshot.is_some() && newest == from;
+        let based = match current {
+            true => Ok(()),
+            false => self
+                .push_snapshot(target, options.keep_snapshots)
+                .await
+                .map(drop)
+                .map_err(|e| format!("its base snapshot could not be stored: {e}")),
+        };
+        let marked = match based {
+            Ok(()) => {
                 let marker = PutPayload::from("every acknowledged write is in records/\n");
-                match target.store.put(&target.object(MARKER), marker).await {
-                    Ok(_) => {
-                        engine.replica_ready();
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let e = Error::from(target.failed("writing its replication marker", e));
-                        let why = e.to_string();
-                        let failed = engine.clone();
-                        crate::handle::blocking(move || {
-                            failed.replica_failed(why);
-                            Ok::<_, Error>(())
-                        })
-                        .await?;
-                        Err(e.into())
-                    }
-                }
+                let put = target.store.put(&target.object(MARKER), marker).await;
+                put.map(drop).map_err(|e| {
+                    Error::from(target.failed("writing its replication marker", e)).to_string()
+                })
             }
-            Err(e) => {
-                let why = format!("its base snapshot could not be stored: {e}");
+            Err(why) => Err(why),
+        };
+        match marked {
+            Ok(()) => {
+                engine.replica_ready();
+                Ok(())
+            }
+            Err(why) => {
                 let failed = engine.clone();
+                let told = why.clone();
                 crate::handle::blocking(move || {
-                    failed.replica_failed(why);
+                    failed.replica_failed(told);
                     Ok::<_, Error>(())
                 })
                 .await?;
-                Err(e)
+                Err(Error::from(target.refused(why)).into())
             }
         }
     }
