@@ -8,7 +8,7 @@
 //! Python server). Release build:
 //!
 //! `cargo bench --features replica --bench replica` (results in
-//! compat/benches/README.md, "Snapshots in a replica"); under
+//! compat/benches/README.md, "Replication"); under
 //! `taskset -c 0` for one CPU.
 
 #[path = "../tests/util/big_store.rs"]
@@ -114,9 +114,19 @@ async fn replicated(label: &str, target: Option<&ReplicaTarget>, dir: &Path) {
             .await
             .expect("replicate");
     }
-    writes(&store, 200).await;
+    writes(&store, 800).await;
     let (alone, together) = writes(&store, 800).await;
-    println!("| {label} | {alone:.1} µs | {together:.1} µs |");
+    // Record bytes uploaded per byte of session written (both rounds:
+    // 2 × (n + 32 × n / 8) writes of 1,200 bytes).
+    let per_byte = match target {
+        Some(target) => {
+            let records = target.records().await.expect("records");
+            let written = 2 * (800 + 32 * 100) * 1200;
+            format!("{:.2}", records.bytes as f64 / written as f64)
+        }
+        None => "".into(),
+    };
+    println!("| {label} | {alone:.1} µs | {together:.1} µs | {per_byte} |");
     store.close().await.expect("close");
 }
 
@@ -146,8 +156,10 @@ fn main() {
         }
         store.close().await.expect("close");
         println!();
-        println!("| awaited `put_session` (1.2 KB) | alone | 32 tasks at once (per write) |");
-        println!("|---|---:|---:|");
+        println!(
+            "| awaited `put_session` (1.2 KB) | alone | 32 tasks at once (per write) | bytes uploaded per byte written |"
+        );
+        println!("|---|---:|---:|---:|");
         replicated("no replica (Normal)", None, dir.path()).await;
         let local = dir.path().join("replica-writes");
         let target = ReplicaTarget::new(&format!("file://{}", local.display())).expect("target");
