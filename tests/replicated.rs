@@ -151,15 +151,21 @@ async fn an_encrypted_stores_records_hold_no_plaintext() {
     assert!(records > 0, "no record objects were written");
 }
 
-#[tokio::test]
-async fn a_replica_that_does_not_answer_fails_writes_in_time_and_catches_up() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+/// moto's S3 server behind a proxy that a test can take down, and the
+/// target `url` through it; `None` if moto is not installed.
+fn behind_a_proxy(url: &str) -> Option<(S3Server, proxy::Proxy, ReplicaTarget)> {
+    let server = S3Server::start()?;
     server.create_bucket("replicas");
     let proxy = proxy::Proxy::start(server.port);
-    let target =
-        ReplicaTarget::with_options("s3://replicas/bot-2", s3_options(proxy.port)).unwrap();
+    let target = ReplicaTarget::with_options(url, s3_options(proxy.port)).unwrap();
+    Some((server, proxy, target))
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_answer_fails_writes_in_time_and_catches_up() {
+    let Some((_server, proxy, target)) = behind_a_proxy("s3://replicas/bot-2") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bot.redb");
     let s = paired(&path, RedbStoreConfig::default()).await;
@@ -339,4 +345,76 @@ async fn a_restarted_store_replicates_on_without_a_new_base() {
     let s = RedbStore::new(&restored).await.unwrap();
     assert!(s.get_session("55local@c.us.0").await.unwrap().is_some());
     s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_asynchronous_replica_lags_within_its_bound_and_a_restore_needs_the_flag() {
+    let Some((_server, proxy, target)) = behind_a_proxy("s3://replicas/bot-3") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = paired(&dir.path().join("bot.redb"), RedbStoreConfig::default()).await;
+    let options = ReplicationOptions::default()
+        .with_timeout(Duration::from_secs(2))
+        .asynchronous(Duration::from_millis(200));
+    s.replicate_to(&target, &options).await.unwrap();
+    write_sessions(&s, 0, 20).await;
+    tokio::time::timeout(BOUND, s.wait_for_replica())
+        .await
+        .unwrap()
+        .unwrap();
+    // Down: the first write is answered without the replica; once a
+    // write has waited past the bound, writes wait for theirs, and fail
+    // after the timeout.
+    proxy.down();
+    s.put_session("5500000020@c.us.0", &session(20))
+        .await
+        .unwrap();
+    let failed = tokio::time::timeout(BOUND, async {
+        for i in 21.. {
+            if let Err(e) = s
+                .put_session(&format!("55{i:08}@c.us.0"), &session(i))
+                .await
+            {
+                return (i, e);
+            }
+        }
+        unreachable!()
+    })
+    .await
+    .expect("a write must wait for the replica once the lag passes its bound");
+    let ours = Error::find_in(&failed.1).expect("our error");
+    assert!(matches!(ours, Error::NotReplicated { .. }), "{ours}");
+    assert!(s.replication_status().unwrap().lag >= Duration::from_millis(200));
+    // Back: everything goes up; the close waits for it.
+    proxy.up();
+    let last = failed.0 + 1;
+    s.put_session(&format!("55{last:08}@c.us.0"), &session(last))
+        .await
+        .unwrap();
+    s.close().await.unwrap();
+    let records = target.records().await.unwrap();
+    assert!(records.asynchronous && !records.replicated, "{records:?}");
+    // A restore may miss the newest writes: refused without the flag.
+    let restored = dir.path().join("restored.redb");
+    let err = RedbStore::restore_from_replica(
+        &target,
+        &restored,
+        &RedbStoreConfig::default(),
+        &ReplicaRestoreOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    let why = Error::find_in(&err).unwrap().to_string();
+    assert!(why.contains("asynchronously"), "{why}");
+    RedbStore::restore_from_replica(
+        &target,
+        &restored,
+        &RedbStoreConfig::default(),
+        &ReplicaRestoreOptions::accepting_stale_state(),
+    )
+    .await
+    .unwrap();
+    // Closed cleanly: every write is there after all.
+    assert_sessions(&restored, RedbStoreConfig::default(), last + 1).await;
 }

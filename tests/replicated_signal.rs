@@ -7,6 +7,8 @@
 //! goes on. No message key may be published twice, across every loss
 //! (`WA_REDB_HOST_LOSSES`, default 32).
 
+#[path = "util/lease.rs"]
+mod lease;
 #[path = "util/process.rs"]
 mod process;
 
@@ -15,10 +17,10 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lease::{CachedSenderKeyStore, fresh_session, spend_dm};
 use rand::{RngExt, SeedableRng};
 use wacore::libsignal::protocol::{
-    ChainKey, IdentityKey, KeyPair, ProtocolAddress, RootKey, SenderKeyRecord, SenderKeyStore,
-    SessionRecord, SessionState, create_sender_key_distribution_message, group_encrypt,
+    ProtocolAddress, create_sender_key_distribution_message, group_encrypt,
 };
 use wacore::libsignal::store::sender_key_name::SenderKeyName;
 use wacore::store::SignalStoreCache;
@@ -28,73 +30,12 @@ use whatsapp_rust_redb_storage::{
 
 const SEED: u64 = 0x0517_1055_5EED_0001;
 
-struct CachedSenderKeys<'a> {
-    cache: &'a SignalStoreCache,
-    backend: &'a RedbStore,
-}
-
-#[async_trait::async_trait]
-impl SenderKeyStore for CachedSenderKeys<'_> {
-    async fn store_sender_key(
-        &mut self,
-        name: &SenderKeyName,
-        record: SenderKeyRecord,
-    ) -> wacore::libsignal::protocol::error::Result<()> {
-        self.cache.put_sender_key(name, record).await;
-        Ok(())
-    }
-
-    async fn load_sender_key(
-        &self,
-        name: &SenderKeyName,
-    ) -> wacore::libsignal::protocol::error::Result<Option<SenderKeyRecord>> {
-        Ok(self
-            .cache
-            .get_sender_key(name, self.backend)
-            .await
-            .map_err(|e| {
-                wacore::libsignal::protocol::SignalProtocolError::BackendError(
-                    "host loss test",
-                    e.into(),
-                )
-            })?
-            .map(|record| (*record).clone()))
-    }
-}
-
 fn address() -> ProtocolAddress {
     ProtocolAddress::new("15550009001", 1.into())
 }
 
 fn group() -> SenderKeyName {
     SenderKeyName::from_parts("120363000000090001@g.us", "15550009002@s.whatsapp.net:0")
-}
-
-fn fresh_session(rng: &mut rand::rngs::StdRng) -> SessionRecord {
-    let local = IdentityKey::new(KeyPair::generate(rng).public_key);
-    let remote = IdentityKey::new(KeyPair::generate(rng).public_key);
-    let base_key = KeyPair::generate(rng).public_key;
-    let mut state = SessionState::new(3, &local, &remote, &RootKey::new([9; 32]), &base_key);
-    state.set_sender_chain(&KeyPair::generate(rng), &ChainKey::new([13; 32], 0));
-    SessionRecord::new(state)
-}
-
-/// Takes the next message key of the session's sending chain, as
-/// libsignal's encrypt does (reserving counters past the lease); its
-/// counter names the key.
-fn spend_dm(record: &mut SessionRecord) -> u32 {
-    let state = record.session_state().expect("session state");
-    let chain = state.get_sender_chain_key().expect("sender chain");
-    let next = chain.next_chain_key().expect("next chain key");
-    record
-        .session_state_mut()
-        .expect("session state")
-        .set_sender_chain_key(&next)
-        .expect("sender chain update");
-    if chain.index() >= record.reserved_sender_chain_index() {
-        record.reserve_sender_chain_counters(chain.index());
-    }
-    chain.index()
 }
 
 fn target(dir: &std::path::Path) -> ReplicaTarget {
@@ -122,7 +63,7 @@ async fn host_child() {
         .await
         .expect("replicate");
     let cache = SignalStoreCache::new();
-    let mut sender = CachedSenderKeys {
+    let mut sender = CachedSenderKeyStore {
         cache: &cache,
         backend: &store,
     };
@@ -142,7 +83,7 @@ async fn host_child() {
                 .await
                 .expect("load")
                 .expect("the session");
-            let counter = spend_dm(&mut session);
+            let (counter, _) = spend_dm(&mut session);
             cache.put_session(&address(), session).await;
             format!("dm {counter}")
         } else {

@@ -7,56 +7,20 @@
 //! stored reservation must cover every counter that was handed out, so no
 //! message key is ever reused.
 
+#[path = "util/lease.rs"]
+mod lease;
 #[path = "util/process.rs"]
 mod process;
 
+use lease::{CachedSenderKeyStore, fresh_session, spend_dm};
 use rand::SeedableRng;
 use wacore::libsignal::protocol::consts::SENDER_CHAIN_RESERVATION_BATCH;
-use wacore::libsignal::protocol::{
-    ChainKey, IdentityKey, KeyPair, RootKey, SenderKeyRecord, SenderKeyStore, SessionRecord,
-    SessionState, create_sender_key_distribution_message, group_encrypt,
-};
+use wacore::libsignal::protocol::{create_sender_key_distribution_message, group_encrypt};
 use wacore::libsignal::store::sender_key_name::SenderKeyName;
 use wacore::store::SignalStoreCache;
 use whatsapp_rust_redb_storage::{RedbStore, RedbStoreConfig, Synchronous};
 
 const FIXTURE_SEED: u64 = 0x51A6_5A17_EC4A_5E01;
-
-type DmFingerprint = ([u8; 32], [u8; 16]);
-
-struct CachedSenderKeyStore<'a> {
-    cache: &'a SignalStoreCache,
-    backend: &'a RedbStore,
-}
-
-#[async_trait::async_trait]
-impl SenderKeyStore for CachedSenderKeyStore<'_> {
-    async fn store_sender_key(
-        &mut self,
-        name: &SenderKeyName,
-        record: SenderKeyRecord,
-    ) -> wacore::libsignal::protocol::error::Result<()> {
-        self.cache.put_sender_key(name, record).await;
-        Ok(())
-    }
-
-    async fn load_sender_key(
-        &self,
-        name: &SenderKeyName,
-    ) -> wacore::libsignal::protocol::error::Result<Option<SenderKeyRecord>> {
-        Ok(self
-            .cache
-            .get_sender_key(name, self.backend)
-            .await
-            .map_err(|error| {
-                wacore::libsignal::protocol::SignalProtocolError::BackendError(
-                    "redb durability test",
-                    error.into(),
-                )
-            })?
-            .map(|record| (*record).clone()))
-    }
-}
 
 fn dm_address() -> wacore::libsignal::protocol::ProtocolAddress {
     wacore::libsignal::protocol::ProtocolAddress::new("15550008001", 1.into())
@@ -64,37 +28,6 @@ fn dm_address() -> wacore::libsignal::protocol::ProtocolAddress {
 
 fn group_name() -> SenderKeyName {
     SenderKeyName::from_parts("120363000000080001@g.us", "15550008002@s.whatsapp.net:0")
-}
-
-fn fresh_session(rng: &mut rand::rngs::StdRng) -> SessionRecord {
-    let local = IdentityKey::new(KeyPair::generate(rng).public_key);
-    let remote = IdentityKey::new(KeyPair::generate(rng).public_key);
-    let base_key = KeyPair::generate(rng).public_key;
-    let mut state = SessionState::new(3, &local, &remote, &RootKey::new([7; 32]), &base_key);
-    state.set_sender_chain(&KeyPair::generate(rng), &ChainKey::new([11; 32], 0));
-    SessionRecord::new(state)
-}
-
-/// Hands out the next DM counter the way the client's encrypt path does,
-/// raising the lease when the counter reaches it.
-fn spend_dm(record: &mut SessionRecord) -> (u32, DmFingerprint) {
-    let chain = record
-        .session_state()
-        .expect("session state")
-        .get_sender_chain_key()
-        .expect("sender chain");
-    let keys = chain.message_keys().generate_keys();
-    let fingerprint = (*keys.cipher_key(), *keys.iv());
-    let next = chain.next_chain_key().expect("next chain key");
-    record
-        .session_state_mut()
-        .expect("session state")
-        .set_sender_chain_key(&next)
-        .expect("sender chain update");
-    if chain.index() >= record.reserved_sender_chain_index() {
-        record.reserve_sender_chain_counters(chain.index());
-    }
-    (chain.index(), fingerprint)
 }
 
 fn config(mode: &str) -> RedbStoreConfig {

@@ -133,9 +133,10 @@ fn status(out: &mut Out, url: &str, json: bool) -> Outcome {
             s.taken_at
         );
     }
-    let how = match records.replicated {
-        true => "a store replicates here: every acknowledged write",
-        false => "snapshots only: a restore lacks the writes after the newest",
+    let how = match (records.replicated, records.asynchronous) {
+        (true, _) => "a store replicates here: every acknowledged write",
+        (_, true) => "a store replicates here asynchronously: all but the newest writes",
+        _ => "snapshots only: a restore lacks the writes after the newest",
     };
     outln!(
         out,

@@ -22,6 +22,11 @@
 //!   local store lost writes the replica has, or another host writes it)
 //!   stops replication for good: every later write is refused, saying so.
 //!
+//! In asynchronous mode (`ShipBounds::max_lag`), a job is answered at once
+//! while no record has waited for the replica longer than the bound, and
+//! waits for its own record otherwise: the replica trails the answered
+//! writes by about the bound at most while it answers.
+//!
 //! Until the replica holds a base (a snapshot the records apply to), the
 //! gate is closed: records are uploaded, but no job is answered `Ok` for
 //! them, since a restore could not use them yet.
@@ -69,6 +74,10 @@ pub(crate) enum SinkError {
 pub(crate) struct ShipBounds {
     pub timeout: Duration,
     pub max_backlog: usize,
+    /// Asynchronous mode: a job is answered at once while no record has
+    /// waited for the replica longer than this (and waits for its own
+    /// record otherwise); `None`: synchronous, every job waits.
+    pub max_lag: Option<Duration>,
 }
 
 /// What the replica holds of this store, for status and tests.
@@ -82,6 +91,8 @@ pub(crate) struct ShipStatus {
     pub last_error: Option<String>,
     /// Replication stopped for good, and why.
     pub refused: Option<String>,
+    /// How long the oldest record not yet stored has waited.
+    pub lag: Duration,
 }
 
 type Answer = (Box<dyn Job>, Option<WriteError>);
@@ -99,6 +110,10 @@ struct State {
     pending: Vec<u8>,
     pending_first: u64,
     pending_last: u64,
+    /// When the first record still pending, and the first of the upload
+    /// under way, were queued (the replica's lag).
+    pending_since: Option<Instant>,
+    inflight_since: Option<Instant>,
     /// Bytes of the upload under way.
     inflight: usize,
     /// Every record up to here is stored.
@@ -191,6 +206,7 @@ impl Shipper {
         let mut s = self.0.state();
         if s.pending.is_empty() {
             s.pending_first = lsn;
+            s.pending_since = Some(Instant::now());
         }
         s.pending_last = lsn;
         s.pending.extend_from_slice(record);
@@ -198,11 +214,14 @@ impl Shipper {
         self.0.wake.notify_all();
     }
 
-    /// Answers `jobs` once record `lsn` is stored (at once if it is), or
-    /// with an error once `timeout` has passed.
+    /// Answers `jobs` once record `lsn` is stored (at once if it is, or
+    /// in asynchronous mode while the replica's lag is within its bound),
+    /// or with an error once `timeout` has passed.
     pub fn defer(&self, lsn: u64, jobs: Vec<Answer>) {
         let mut s = self.0.state();
-        if s.gate_open && s.stored >= lsn {
+        let lagging = |max: Duration| s.lag().is_some_and(|lag| lag >= max);
+        let within_lag = self.0.bounds.max_lag.is_some_and(|max| !lagging(max));
+        if s.gate_open && s.refused.is_none() && (s.stored >= lsn || within_lag) {
             drop(s);
             finish(jobs, None);
             return;
@@ -230,6 +249,15 @@ impl Drop for Shipper {
     }
 }
 
+impl State {
+    /// How long the oldest record not yet stored has waited.
+    fn lag(&self) -> Option<Duration> {
+        self.inflight_since
+            .or(self.pending_since)
+            .map(|t| t.elapsed())
+    }
+}
+
 impl ShipWatch {
     /// The base is in the replica: stored records may be acknowledged.
     pub fn open_gate(&self) {
@@ -251,6 +279,7 @@ impl ShipWatch {
             backlog: s.pending.len() + s.inflight,
             last_error: s.last_error.clone(),
             refused: s.refused.clone(),
+            lag: s.lag().unwrap_or_default(),
         }
     }
 
@@ -406,6 +435,7 @@ impl Shared {
             object.extend_from_slice(&self.header);
             object.append(&mut s.pending);
             s.inflight = object.len();
+            s.inflight_since = s.pending_since.take();
             drop(s);
             loop {
                 // Bounded by the oldest caller's deadline, so that it is
@@ -423,6 +453,7 @@ impl Shared {
                         s = self.state();
                         s.stored = last;
                         s.inflight = 0;
+                        s.inflight_since = None;
                         s.last_error = None;
                         attempt = 0;
                         break;
@@ -436,6 +467,7 @@ impl Shared {
                         s = self.state();
                         s.refused = Some(why);
                         s.inflight = 0;
+                        s.inflight_since = None;
                         break;
                     }
                     Err(SinkError::Transient(why)) => {
@@ -461,6 +493,7 @@ impl Shared {
                             );
                             s.inflight = 0;
                             s.pending.clear();
+                            (s.inflight_since, s.pending_since) = (None, None);
                             s.refused =
                                 Some("the store closed before its records were stored".into());
                             break;

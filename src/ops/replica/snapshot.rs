@@ -323,10 +323,21 @@ impl RedbStore {
         config: &RedbStoreConfig,
         options: &ReplicaRestoreOptions,
     ) -> Result<ReplicaRestored, StoreError> {
-        if !options.accept_stale_state && !target.is_replicated().await.map_err(Error::from)? {
-            let why = "restore refused: a snapshot lacks the writes made after it, and a \
-                       client resumed from it may reuse Signal message keys; set \
-                       ReplicaRestoreOptions::accept_stale_state to restore it anyway";
+        let why = match target.replication().await.map_err(Error::from)? {
+            Some(true) => None,
+            Some(false) => Some(
+                "restore refused: the replica was written asynchronously, so the newest \
+                 acknowledged writes may be missing, and a client resumed from it may reuse \
+                 Signal message keys; set ReplicaRestoreOptions::accept_stale_state to restore \
+                 it anyway",
+            ),
+            None => Some(
+                "restore refused: a snapshot lacks the writes made after it, and a client \
+                 resumed from it may reuse Signal message keys; set \
+                 ReplicaRestoreOptions::accept_stale_state to restore it anyway",
+            ),
+        };
+        if let Some(why) = why.filter(|_| !options.accept_stale_state) {
             return Err(Error::from(target.refused(why)).into());
         }
         let path = path.as_ref().to_path_buf();
@@ -496,9 +507,12 @@ async fn replay(
             path.display()
         ))
     };
-    let store = RedbStore::with_config(tmp, config.clone())
-        .await
-        .map_err(fail)?;
+    // Every page was just checked: the replay's open need not check them
+    // again because the journal makes the copy look uncleanly closed.
+    let config = config
+        .clone()
+        .with_integrity_check(crate::config::IntegrityCheck::Never);
+    let store = RedbStore::with_config(tmp, config).await.map_err(fail)?;
     let report = store.recovery_report().clone();
     let reached = store
         .engine

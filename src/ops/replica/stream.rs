@@ -28,8 +28,12 @@ use crate::handle::RedbStore;
 
 type Result<T, E = FileOpError> = std::result::Result<T, E>;
 
-/// The object that says a store replicates to a target.
+/// The object that says a store replicates to a target, and how: its
+/// records hold every acknowledged write, or (asynchronous) all but the
+/// last moments' of them.
 const MARKER: &str = "replicated";
+const SYNCHRONOUS: &str = "synchronous: every acknowledged write is in records/\n";
+const ASYNCHRONOUS: &str = "asynchronous: the newest acknowledged writes may be missing\n";
 
 /// What [`RedbStore::replicate_to`] is bound by.
 #[derive(Debug, Clone)]
@@ -46,6 +50,17 @@ pub struct ReplicationOptions {
     /// starts is one); records older than the oldest kept are deleted.
     /// Default 2.
     pub keep_snapshots: usize,
+    /// Asynchronous mode: a write is answered without waiting for the
+    /// replica while no write has waited for it longer than this; past
+    /// it, writes wait for their record as in synchronous mode (and fail
+    /// after `timeout`). So the replica lags the acknowledged writes by
+    /// about this much at most while it answers. **Dangerous for Signal
+    /// state**: a restore misses up to this much of acknowledged writes,
+    /// and a client resumed from it may reuse message keys, so restoring
+    /// from an asynchronous replica needs
+    /// [`crate::ReplicaRestoreOptions::accept_stale_state`]. `None` (the
+    /// default): synchronous, every write waits for the replica.
+    pub max_lag: Option<Duration>,
 }
 
 impl Default for ReplicationOptions {
@@ -54,6 +69,7 @@ impl Default for ReplicationOptions {
             timeout: Duration::from_secs(10),
             max_backlog_bytes: 64 << 20,
             keep_snapshots: 2,
+            max_lag: None,
         }
     }
 }
@@ -62,6 +78,13 @@ impl ReplicationOptions {
     /// Sets [`ReplicationOptions::timeout`].
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Asynchronous mode with this bound on the lag (see
+    /// [`ReplicationOptions::max_lag`]).
+    pub fn asynchronous(mut self, max_lag: Duration) -> Self {
+        self.max_lag = Some(max_lag);
         self
     }
 
@@ -86,6 +109,8 @@ pub struct ReplicationStatus {
     pub last_error: Option<String>,
     /// Replication stopped for good, and why (writes are refused).
     pub stopped: Option<String>,
+    /// How long the oldest write not yet in the replica has waited.
+    pub lag: Duration,
 }
 
 /// One record object in a replica: its records start at `first`.
@@ -115,9 +140,14 @@ impl RecordObject {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ReplicaRecords {
-    /// A store replicates to the target ([`RedbStore::replicate_to`]):
-    /// its records hold every acknowledged write.
+    /// A store replicates to the target synchronously
+    /// ([`RedbStore::replicate_to`]): its records hold every acknowledged
+    /// write.
     pub replicated: bool,
+    /// A store replicates to it asynchronously
+    /// ([`ReplicationOptions::max_lag`]): the newest acknowledged writes
+    /// may be missing.
+    pub asynchronous: bool,
     /// Record objects (each one upload: the writes that gathered meanwhile).
     pub objects: usize,
     /// Their size.
@@ -131,8 +161,10 @@ impl ReplicaTarget {
     /// how many objects, how large, up to which write.
     pub async fn records(&self) -> std::result::Result<ReplicaRecords, StoreError> {
         let all = self.list_records().await.map_err(Error::from)?;
+        let mode = self.replication().await.map_err(Error::from)?;
         Ok(ReplicaRecords {
-            replicated: self.is_replicated().await.map_err(Error::from)?,
+            replicated: mode == Some(true),
+            asynchronous: mode == Some(false),
             objects: all.len(),
             bytes: all.iter().map(|r| r.bytes).sum(),
             newest_lsn: self.newest_record().await.map_err(Error::from)?,
@@ -165,13 +197,23 @@ impl ReplicaTarget {
         got.bytes().await.map_err(|e| failed(&e))
     }
 
-    /// Whether a store replicates to this target ([`RedbStore::replicate_to`]
-    /// wrote its marker): its records then hold every acknowledged write.
-    pub(crate) async fn is_replicated(&self) -> Result<bool> {
-        match self.store.head(&self.object(MARKER)).await {
+    /// How a store replicates to this target: `Some(true)` synchronously
+    /// (its records hold every acknowledged write), `Some(false)`
+    /// asynchronously, `None` not at all (snapshots only).
+    pub(crate) async fn replication(&self) -> Result<Option<bool>> {
+        match self.get_bytes(MARKER).await {
+            Ok(marker) => Ok(Some(!marker.starts_with(b"asynchronous"))),
+            Err(_) if !self.exists(MARKER).await? => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the object `name` exists.
+    async fn exists(&self, name: &str) -> Result<bool> {
+        match self.store.head(&self.object(name)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.failed("reading its replication marker", e)),
+            Err(e) => Err(self.failed(&format!("looking for {name}"), e)),
         }
     }
 
@@ -375,6 +417,7 @@ impl RedbStore {
         let bounds = ShipBounds {
             timeout: options.timeout,
             max_backlog: options.max_backlog_bytes,
+            max_lag: options.max_lag,
         };
         let started = engine.clone();
         let from = crate::handle::blocking(move || started.replicate(sink, bounds)).await?;
@@ -393,7 +436,10 @@ impl RedbStore {
         };
         let marked = match based {
             Ok(()) => {
-                let marker = PutPayload::from("every acknowledged write is in records/\n");
+                let marker = PutPayload::from(match options.max_lag {
+                    None => SYNCHRONOUS,
+                    Some(_) => ASYNCHRONOUS,
+                });
                 let put = target.store.put(&target.object(MARKER), marker).await;
                 put.map(drop).map_err(|e| {
                     Error::from(target.failed("writing its replication marker", e)).to_string()
@@ -419,6 +465,16 @@ impl RedbStore {
         }
     }
 
+    /// Waits until the replica holds every write made so far (at most the
+    /// replication `timeout`; [`crate::Error::NotReplicated`] after it):
+    /// in asynchronous mode, what a caller does before something that must
+    /// not be lost to a host loss. Nothing to wait for if the store does
+    /// not replicate.
+    pub async fn wait_for_replica(&self) -> Result<(), StoreError> {
+        let engine = self.engine.clone();
+        crate::handle::blocking(move || engine.replica_drain()).await
+    }
+
     /// Where the replica is, if this store replicates
     /// ([`RedbStore::replicate_to`]).
     pub fn replication_status(&self) -> Option<ReplicationStatus> {
@@ -433,6 +489,7 @@ impl RedbStore {
             backlog_bytes: s.backlog,
             last_error: s.last_error,
             stopped: s.refused,
+            lag: s.lag,
         })
     }
 }

@@ -67,11 +67,18 @@ const HEADER: &[u8] = b"header--";
 /// The bound every wait of a test has (a failure, not a sleep).
 const BOUND: Duration = Duration::from_secs(60);
 
-fn start(
+type Started = (Shipper, ShipWatch, Arc<Sink>, mpsc::Receiver<(u64, u64)>);
+
+fn start(mode: Mode, timeout: Duration, max_backlog: usize) -> Started {
+    start_with(mode, timeout, max_backlog, None)
+}
+
+fn start_with(
     mode: Mode,
     timeout: Duration,
     max_backlog: usize,
-) -> (Shipper, ShipWatch, Arc<Sink>, mpsc::Receiver<(u64, u64)>) {
+    max_lag: Option<Duration>,
+) -> Started {
     let (tx, rx) = mpsc::channel();
     let sink = Arc::new(Sink {
         mode: Mutex::new(mode),
@@ -81,6 +88,7 @@ fn start(
     let bounds = ShipBounds {
         timeout,
         max_backlog,
+        max_lag,
     };
     let (shipper, watch) = Shipper::start(
         PathBuf::from("t.redb"),
@@ -231,4 +239,30 @@ fn a_dropped_shipper_still_uploads_what_it_has() {
     answer(done).unwrap();
     watch.drain(11).unwrap();
     assert_eq!(sink.stored.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn asynchronous_jobs_are_answered_while_the_lag_is_within_its_bound() {
+    // The replica is down; the bound is far: answered at once, and the
+    // record stays queued (the lag shows).
+    let (shipper, watch, _sink, _puts) = start_with(Mode::Fail, BOUND, 1 << 20, Some(BOUND));
+    watch.open_gate();
+    shipper.push(11, b"r11");
+    let (j, done) = job();
+    shipper.defer(11, vec![j]);
+    answer(done).unwrap();
+    assert_eq!(watch.status().stored_lsn, 10);
+    // A bound of zero: every job waits for its record, as in synchronous
+    // mode, and fails at the timeout.
+    let (shipper, watch, _sink, _puts) = start_with(
+        Mode::Fail,
+        Duration::from_millis(300),
+        1 << 20,
+        Some(Duration::ZERO),
+    );
+    watch.open_gate();
+    shipper.push(11, b"r11");
+    let (j, done) = job();
+    shipper.defer(11, vec![j]);
+    assert!(answer(done).is_err());
 }
