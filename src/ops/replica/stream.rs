@@ -369,12 +369,14 @@ impl RedbStore {
     /// First pushes a snapshot (the base the records apply to; writes made
     /// meanwhile wait for it), unless the replica already holds every
     /// write of this store (it replicated there before and wrote nothing
-    /// since): a restart does not upload the whole file again. A write the replica does not confirm
-    /// within `options.timeout` fails with [`crate::Error::NotReplicated`]:
-    /// it is in the local store, and is uploaded once the replica answers
-    /// (records are uploaded in order, never skipped). Refused if the
-    /// replica holds writes this store lacks (restore from it instead), or
-    /// another store's snapshots.
+    /// since): a restart does not upload the whole file again.
+    ///
+    /// A write the replica does not confirm within `options.timeout` fails
+    /// with [`crate::Error::NotReplicated`]: it is in the local store, and
+    /// is uploaded once the replica answers (records are uploaded in order,
+    /// never skipped). Refused if the replica holds writes this store lacks
+    /// (restore from it instead), or another store's snapshots. See
+    /// [`ReplicationOptions::max_lag`] for the asynchronous mode.
     ///
     /// Replication lasts while the file is open in this process (every
     /// handle of it); [`RedbStore::close`] waits for the last uploads.
