@@ -169,7 +169,9 @@ async fn a_replica_that_does_not_answer_fails_writes_in_time_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bot.redb");
     let s = paired(&path, RedbStoreConfig::default()).await;
-    let options = ReplicationOptions::default().with_timeout(Duration::from_secs(2));
+    // Above the shipper's longest backoff (1 s) with room for a retry
+    // that fails once more after the proxy is back.
+    let options = ReplicationOptions::default().with_timeout(Duration::from_secs(5));
     s.replicate_to(&target, &options).await.unwrap();
     write_sessions(&s, 0, 20).await;
     // The network goes down: a write fails within the bound, saying so,
@@ -355,7 +357,7 @@ async fn an_asynchronous_replica_lags_within_its_bound_and_a_restore_needs_the_f
     let dir = tempfile::tempdir().unwrap();
     let s = paired(&dir.path().join("bot.redb"), RedbStoreConfig::default()).await;
     let options = ReplicationOptions::default()
-        .with_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(5))
         .asynchronous(Duration::from_millis(200));
     s.replicate_to(&target, &options).await.unwrap();
     write_sessions(&s, 0, 20).await;

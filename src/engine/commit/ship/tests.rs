@@ -28,7 +28,7 @@ struct Sink {
     mode: Mutex<Mode>,
     /// Every object stored: (first, last, bytes).
     stored: Mutex<Vec<(u64, u64, Vec<u8>)>>,
-    /// Told of every put, stored or not.
+    /// Told of every object stored, once it is.
     puts: Mutex<mpsc::Sender<(u64, u64)>>,
 }
 
@@ -44,13 +44,13 @@ impl RecordSink for Sink {
         object: &[u8],
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        let _ = self.puts.lock().unwrap().send((first, last));
         match *self.mode.lock().unwrap() {
             Mode::Store => {
                 self.stored
                     .lock()
                     .unwrap()
                     .push((first, last, object.to_vec()));
+                let _ = self.puts.lock().unwrap().send((first, last));
                 Ok(())
             }
             Mode::Fail => Err(SinkError::Transient("connection refused".into())),
@@ -171,9 +171,11 @@ fn a_late_record_fails_its_jobs_in_time_and_is_uploaded_later() {
     );
     assert_eq!(watch.status().stored_lsn, 10);
     assert!(watch.status().last_error.is_some());
-    // The server answers again: the record goes up, and the next job is
-    // answered.
+    // The server answers again: the record goes up at the next retry
+    // (waited for here: the retry may be up to a second of backoff away,
+    // longer than this shipper's timeout), and the next job is answered.
     *sink.mode.lock().unwrap() = Mode::Store;
+    assert_eq!(puts.recv_timeout(BOUND).unwrap().0, 11);
     shipper.push(12, b"r12");
     let (j, done) = job();
     shipper.defer(12, vec![j]);
@@ -185,7 +187,6 @@ fn a_late_record_fails_its_jobs_in_time_and_is_uploaded_later() {
         .collect();
     assert_eq!(all, b"r11r12");
     assert!(watch.status().last_error.is_none());
-    drop(puts);
 }
 
 #[test]
