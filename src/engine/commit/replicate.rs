@@ -36,17 +36,13 @@ impl Engine {
         let (watch, lsn) = self.lane.exclusive(|writer, _| {
             if !writer.append {
                 return Err(refused(
-                    "a store in `Synchronous::Off` mode writes no journal records to replicate;                      open it in `Normal` or `Full` mode",
+                    "a store in `Synchronous::Off` mode writes no journal records to replicate; \
+                     open it in `Normal` or `Full` mode",
                 ));
             }
             let header = writer.journal_spec.header();
-            let started = ship::Shipper::start(
-                self.path.clone(),
-                sink.clone(),
-                header,
-                bounds,
-                writer.lsn,
-            );
+            let started =
+                ship::Shipper::start(self.path.clone(), sink.clone(), header, bounds, writer.lsn);
             let (shipper, watch) = started.map_err(|e| StorageError::io(&self.path, e))?;
             writer.ship = Some(shipper);
             Ok((watch, writer.lsn))

@@ -51,7 +51,7 @@ pub(crate) trait RecordSink: Send + Sync {
     /// The target, as errors show it (a URL without credentials).
     fn target(&self) -> String;
     /// Stores `object` (a journal header followed by records `first..=last`)
-    /// durably under a name that says `first` and `last`, giving up (as a
+    /// durably, create-only, under a name that says `first`, giving up (as a
     /// [`SinkError::Transient`]) at `deadline`: the shipper answers late
     /// callers between attempts. Storing the same object again must succeed
     /// (a retry after an answer that was lost).
