@@ -82,7 +82,9 @@ pub use ops::inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_nam
 pub use ops::maintenance::MaintenanceReport;
 pub use ops::rekey::Rekey;
 #[cfg(feature = "replica")]
-pub use ops::replica::snapshot::{ReplicaRestoreOptions, ReplicaRestored, ReplicaSnapshot};
+pub use ops::replica::restore::{ReplicaRestoreOptions, ReplicaRestored};
+#[cfg(feature = "replica")]
+pub use ops::replica::snapshot::ReplicaSnapshot;
 #[cfg(feature = "replica")]
 pub use ops::replica::stream::{ReplicaRecords, ReplicationOptions, ReplicationStatus};
 #[cfg(feature = "replica")]

@@ -326,4 +326,39 @@ async fn the_command_line_pushes_lists_and_restores() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("every page and record checked"), "{stdout}");
     assert_restored(Path::new(out), RedbStoreConfig::default()).await;
+
+    // A past state: the moment is checked, and the flag is needed.
+    let (code, stdout, _) = wa(&["replica", "status", &url]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("a restore --at reaches back to"),
+        "{stdout}"
+    );
+    let past = dir.path().join("past.redb");
+    let past = past.to_str().unwrap();
+    let (code, _, stderr) = wa(&["replica", "restore", &url, past, "--at", "yesterday"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = format!("{}.{:03}", now.as_secs(), now.subsec_millis());
+    let (code, _, stderr) = wa(&["replica", "restore", &url, past, "--at", &now]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("add --accept-stale-state to restore a past state"),
+        "{stderr}"
+    );
+    let at = [
+        "replica",
+        "restore",
+        &url,
+        past,
+        "--at",
+        &now,
+        "--accept-stale-state",
+    ];
+    let (code, _, stderr) = wa(&at);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_restored(Path::new(past), RedbStoreConfig::default()).await;
 }

@@ -28,6 +28,10 @@ pub struct MaintenanceReport {
     pub base_keys_deleted: u32,
     /// The file's size before and after, if it was compacted.
     pub compaction: Option<crate::ops::compact::CompactReport>,
+    /// The snapshot pushed to the replica, if the file replicates and one
+    /// was due ([`crate::ReplicationOptions::snapshot_every`]).
+    #[cfg(feature = "replica")]
+    pub replica_snapshot: Option<crate::ReplicaSnapshot>,
 }
 
 impl RedbStore {
@@ -100,6 +104,12 @@ impl RedbStore {
     /// file system. While it runs (every page is verified, then moved:
     /// about a second per 100 MB), writes and reads of the file (every
     /// account in it) wait; a read or backup in progress makes it skip.
+    ///
+    /// Last, if the file replicates (feature `replica`, `replicate_to`),
+    /// it pushes a new snapshot to the replica when one is due, and prunes
+    /// older snapshots and records (see `ReplicationOptions::
+    /// snapshot_every`); a failure there is this call's error, after the
+    /// local upkeep is done.
     pub async fn maintenance(&self) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
         if let Some(keep) = self.config().base_key_retention {
@@ -107,6 +117,10 @@ impl RedbStore {
             report.base_keys_deleted = self.delete_expired_base_keys(cutoff).await?;
         }
         report.compaction = self.compact_if_worth().await?;
+        #[cfg(feature = "replica")]
+        {
+            report.replica_snapshot = self.keep_replica().await?;
+        }
         Ok(report)
     }
 

@@ -257,6 +257,11 @@ pub enum ReplicaCommand {
     /// made after the newest: a client resumed from it may reuse Signal
     /// message keys its contacts have seen, so that needs
     /// --accept-stale-state.
+    ///
+    /// With --at, the state the replica held at that moment instead: the
+    /// newest snapshot stored by then and the records stored by then
+    /// after it (the object store's clock). A past state is stale too, so
+    /// --at needs --accept-stale-state.
     Restore {
         /// Where the snapshots live.
         url: String,
@@ -264,9 +269,13 @@ pub enum ReplicaCommand {
         #[arg(value_name = "OUT")]
         output: PathBuf,
         /// Restore a replica of snapshots alone, although the newest lacks
-        /// the writes made after it.
+        /// the writes made after it (or a past state, with --at).
         #[arg(long)]
         accept_stale_state: bool,
+        /// The moment to restore: RFC 3339 (2026-12-07T10:42:07Z, or with
+        /// an offset such as +01:00) or Unix seconds.
+        #[arg(long, value_name = "TIME", value_parser = crate::when::parse_time)]
+        at: Option<std::time::SystemTime>,
     },
     /// List the snapshots in URL, oldest first.
     Status {

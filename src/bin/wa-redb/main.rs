@@ -26,6 +26,8 @@ mod replica;
 mod salvage;
 mod support;
 mod transfer;
+#[cfg(feature = "replica")]
+mod when;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use serde_json::json;
 use whatsapp_rust_redb_storage::{
@@ -28,7 +29,8 @@ pub fn run(
             url,
             output,
             accept_stale_state,
-        } => restore(out, url, output, *accept_stale_state, config, json),
+            at,
+        } => restore(out, url, output, (*accept_stale_state, *at), config, json),
         ReplicaCommand::Status { url } => status(out, url, json),
     }
 }
@@ -66,18 +68,24 @@ fn restore(
     out: &mut Out,
     url: &str,
     output: &Path,
-    accept: bool,
+    (accept, at): (bool, Option<SystemTime>),
     config: &RedbStoreConfig,
     json: bool,
 ) -> Outcome {
     fresh_destination(output, "restored store")?;
     let target = ReplicaTarget::new(url)?;
     let rt = runtime()?;
-    let bar = spinner(format!("restoring the newest state in {url}"));
-    let options = match accept {
+    let bar = spinner(match at {
+        None => format!("restoring the newest state in {url}"),
+        Some(_) => format!("restoring a past state in {url}"),
+    });
+    let mut options = match accept {
         true => ReplicaRestoreOptions::accepting_stale_state(),
         false => ReplicaRestoreOptions::default(),
     };
+    if let Some(at) = at {
+        options = options.at(at);
+    }
     let result = rt.block_on(RedbStore::restore_from_replica(
         &target, output, config, &options,
     ));
@@ -86,8 +94,10 @@ fn restore(
         Ok(got) => got,
         // A replica of snapshots only: the flag is the way on.
         Err(e) if !accept => {
-            return Err(Failure::from(e)
-                .with_hint("add --accept-stale-state to restore a snapshot's state anyway"));
+            return Err(Failure::from(e).with_hint(match at {
+                None => "add --accept-stale-state to restore a snapshot's state anyway",
+                Some(_) => "add --accept-stale-state to restore a past state",
+            }));
         }
         Err(e) => return Err(e.into()),
     };
@@ -126,11 +136,18 @@ fn status(out: &mut Out, url: &str, json: bool) -> Outcome {
     for s in &snapshots {
         outln!(
             out,
-            "{}  lsn {:>10}  {:>10}  taken at {} (unix seconds)",
+            "{}  lsn {:>10}  {:>10}  stored at {} (unix seconds)",
             s.name,
             s.lsn,
             human_bytes(s.bytes),
-            s.taken_at
+            s.stored_at_ms.div_euclid(1000)
+        );
+    }
+    if let Some(oldest) = snapshots.first() {
+        outln!(
+            out,
+            "a restore --at reaches back to {} (unix seconds, the oldest snapshot kept)",
+            oldest.stored_at_ms.div_euclid(1000)
         );
     }
     let how = match (records.replicated, records.asynchronous) {

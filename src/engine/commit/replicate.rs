@@ -78,6 +78,22 @@ impl Engine {
         }
     }
 
+    /// The sequence number of the last batch committed, read under the
+    /// write lane: a read snapshot begun before this call holds no later
+    /// write (the published `status.lsn` may trail a commit for a moment).
+    /// Blocking.
+    pub fn committed_lsn(&self) -> u64 {
+        self.lane.exclusive(|writer, _| writer.lsn)
+    }
+
+    /// Where the records go, if the store replicates and its replica has
+    /// not stopped for good.
+    pub fn replica_sink(&self) -> Option<Arc<dyn RecordSink>> {
+        let slot = self.replica.lock().unwrap_or_else(|p| p.into_inner());
+        let watch = slot.as_ref()?;
+        watch.status().refused.is_none().then(|| watch.sink())
+    }
+
     /// What the replica holds, if the store replicates.
     pub fn replica_status(&self) -> Option<ShipStatus> {
         let slot = self.replica.lock().unwrap_or_else(|p| p.into_inner());

@@ -47,7 +47,7 @@ use crate::error::WriteError;
 /// Where a replicated store's records go (the replica target implements
 /// it). Called from the shipper's thread only, one call at a time, in
 /// order; blocking.
-pub(crate) trait RecordSink: Send + Sync {
+pub(crate) trait RecordSink: std::any::Any + Send + Sync {
     /// The target, as errors show it (a URL without credentials).
     fn target(&self) -> String;
     /// Stores `object` (a journal header followed by records `first..=last`)
@@ -259,6 +259,11 @@ impl State {
 }
 
 impl ShipWatch {
+    /// Where the records go (for the layer above, which made it).
+    pub fn sink(&self) -> Arc<dyn RecordSink> {
+        self.0.sink.clone()
+    }
+
     /// The base is in the replica: stored records may be acknowledged.
     pub fn open_gate(&self) {
         self.0.state().gate_open = true;

@@ -2,6 +2,8 @@
 //! store file in S3-compatible object storage or a directory, and restores
 //! from them on any host.
 
+pub(crate) mod keep;
+pub(crate) mod restore;
 pub(crate) mod snapshot;
 pub(crate) mod stream;
 pub(crate) mod target;

@@ -10,6 +10,7 @@
 //! the one store the target holds.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
@@ -18,11 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wacore::store::error::StoreError;
 
 use super::target::ReplicaTarget;
-use crate::config::RedbStoreConfig;
-use crate::engine::{Engine, Keying, files, journal_path};
+use crate::engine::{Engine, Keying, files};
 use crate::error::{Error, FileOpError, StorageError};
 use crate::handle::RedbStore;
-use crate::ops::whole_file::{Identity, copy_to_temp, publish, refuse_existing};
+use crate::ops::whole_file::{Identity, copy_to_temp};
 
 type Result<T, E = FileOpError> = std::result::Result<T, E>;
 
@@ -38,26 +38,48 @@ pub struct ReplicaSnapshot {
     pub name: String,
     /// When it was taken (Unix seconds).
     pub taken_at: i64,
-    /// The store's last write sequence number it holds, at least.
+    /// The store's last write sequence number it holds, at least: records
+    /// after it are replayed onto it.
     pub lsn: u64,
+    /// Writes committed while it was copied may be in it too: it is a
+    /// consistent state only once the records up to this one are replayed
+    /// onto it (a restore that cannot reach it starts from an older
+    /// snapshot). Equal to `lsn` in snapshots of earlier builds.
+    pub replay_to: u64,
     /// Its size in bytes.
     pub bytes: u64,
+    /// When the object store stored it (Unix milliseconds, its clock): a
+    /// restore at a point in time starts from the newest snapshot stored
+    /// by then.
+    pub stored_at_ms: i64,
 }
 
 impl ReplicaSnapshot {
-    fn name_for(taken_at: i64, lsn: u64) -> String {
-        format!("snapshots/{taken_at:020}-{lsn:020}.redb")
+    fn name_for(taken_at: i64, lsn: u64, replay_to: u64) -> String {
+        format!("snapshots/{taken_at:020}-{lsn:020}-{replay_to:020}.redb")
     }
 
-    /// The snapshot an object name stands for; `None` for another object.
-    fn parse(name: &str, bytes: u64) -> Option<Self> {
+    /// The snapshot an object name stands for (`<taken at>-<lsn>`, or with
+    /// `-<replay to>` after it); `None` for another object.
+    fn parse(name: &str, bytes: u64, stored_at_ms: i64) -> Option<Self> {
         let stem = name.strip_prefix("snapshots/")?.strip_suffix(".redb")?;
-        let (taken_at, lsn) = stem.split_once('-')?;
+        let mut parts = stem.split('-');
+        let taken_at = parts.next()?.parse().ok()?;
+        let lsn = parts.next()?.parse().ok()?;
+        let replay_to = match parts.next() {
+            Some(to) => to.parse().ok().filter(|&to| to >= lsn)?,
+            None => lsn,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
         Some(ReplicaSnapshot {
             name: name.to_string(),
-            taken_at: taken_at.parse().ok()?,
-            lsn: lsn.parse().ok()?,
+            taken_at,
+            lsn,
+            replay_to,
             bytes,
+            stored_at_ms,
         })
     }
 }
@@ -128,7 +150,8 @@ impl ReplicaTarget {
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| self.failed("listing snapshots", e))?;
             let name = self.relative(&meta.location);
-            if let Some(s) = ReplicaSnapshot::parse(&name, meta.size) {
+            let at = meta.last_modified.timestamp_millis();
+            if let Some(s) = ReplicaSnapshot::parse(&name, meta.size, at) {
                 found.push(s);
             }
         }
@@ -185,7 +208,13 @@ impl ReplicaTarget {
 
     /// Downloads the object `name` into `file` (named `to`; empty), and
     /// syncs it.
-    async fn download(&self, name: &str, file: std::fs::File, to: &Path, bytes: u64) -> Result<()> {
+    pub(super) async fn download(
+        &self,
+        name: &str,
+        file: std::fs::File,
+        to: &Path,
+        bytes: u64,
+    ) -> Result<()> {
         let failed = |e: &dyn std::fmt::Display| self.failed(&format!("downloading {name}"), e);
         let got = self
             .store
@@ -212,45 +241,6 @@ impl ReplicaTarget {
     }
 }
 
-/// What [`RedbStore::restore_from_replica`] restored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct ReplicaRestored {
-    /// The snapshot it started from.
-    pub snapshot: ReplicaSnapshot,
-    /// Records replayed on top of it (writes made after it).
-    pub records: u64,
-    /// The sequence number of the store's last write it holds.
-    pub lsn: u64,
-}
-
-/// How [`RedbStore::restore_from_replica`] goes.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct ReplicaRestoreOptions {
-    /// Must be set for a restore to happen: a snapshot holds the store as
-    /// it was when it was taken, not the writes after it. A client resumed
-    /// from it has older Signal sessions and sender keys than its contacts
-    /// have seen, so it may encrypt with message keys it already used and
-    /// its next messages may fail to decrypt until the sessions are
-    /// renewed; pre-keys it uploaded since may be offered again. The
-    /// pairing itself is kept. Setting this says the caller accepts that.
-    /// Not needed for a target that a store replicates to
-    /// ([`RedbStore::replicate_to`]): its records hold every acknowledged
-    /// write.
-    pub accept_stale_state: bool,
-}
-
-impl ReplicaRestoreOptions {
-    /// Options that accept the state of the snapshot (see
-    /// [`ReplicaRestoreOptions::accept_stale_state`]).
-    pub fn accepting_stale_state() -> Self {
-        ReplicaRestoreOptions {
-            accept_stale_state: true,
-        }
-    }
-}
-
 impl RedbStore {
     /// Writes a snapshot of the whole store file (every account, as of
     /// now) to `target`, then keeps the newest `keep` snapshots there
@@ -262,7 +252,20 @@ impl RedbStore {
         target: &ReplicaTarget,
         keep: usize,
     ) -> Result<ReplicaSnapshot, StoreError> {
-        if keep == 0 {
+        let retention = Retention {
+            count: keep,
+            max_age: Duration::ZERO,
+        };
+        self.push_snapshot_kept(target, retention).await
+    }
+
+    /// [`RedbStore::push_snapshot`], keeping what `retention` says.
+    pub(crate) async fn push_snapshot_kept(
+        &self,
+        target: &ReplicaTarget,
+        retention: Retention,
+    ) -> Result<ReplicaSnapshot, StoreError> {
+        if retention.count == 0 {
             return Err(Error::from(target.refused(
                 "keeping 0 snapshots would delete the one just pushed; keep at least 1",
             ))
@@ -302,46 +305,14 @@ impl RedbStore {
                 Ok(temp)
             })
             .await?;
-        let name = ReplicaSnapshot::name_for(taken_at, lsn);
-        Ok(push_and_prune(target, temp, &name, keep)
-            .await
-            .map_err(Error::from)?)
-    }
-
-    /// Restores the newest snapshot of `target` as a new store file at
-    /// `path` (never over an existing file), after checking every page of
-    /// it (with `config`'s key, for an encrypted store), with the records
-    /// after it replayed (each checked), and says what it restored. A
-    /// restored store keeps its accounts' pairing. From a target that a
-    /// store replicates to ([`RedbStore::replicate_to`]), that is every
-    /// acknowledged write; from snapshots alone, it is refused unless
-    /// `options` accept the snapshot's state (see
-    /// [`ReplicaRestoreOptions::accept_stale_state`]).
-    pub async fn restore_from_replica(
-        target: &ReplicaTarget,
-        path: impl AsRef<Path>,
-        config: &RedbStoreConfig,
-        options: &ReplicaRestoreOptions,
-    ) -> Result<ReplicaRestored, StoreError> {
-        let why = match target.replication().await.map_err(Error::from)? {
-            Some(true) => None,
-            Some(false) => Some(
-                "restore refused: the replica was written asynchronously, so the newest \
-                 acknowledged writes may be missing, and a client resumed from it may reuse \
-                 Signal message keys; set ReplicaRestoreOptions::accept_stale_state to restore \
-                 it anyway",
-            ),
-            None => Some(
-                "restore refused: a snapshot lacks the writes made after it, and a client \
-                 resumed from it may reuse Signal message keys; set \
-                 ReplicaRestoreOptions::accept_stale_state to restore it anyway",
-            ),
-        };
-        if let Some(why) = why.filter(|_| !options.accept_stale_state) {
-            return Err(Error::from(target.refused(why)).into());
-        }
-        let path = path.as_ref().to_path_buf();
-        Ok(restore(target, path, config.clone())
+        // Taken after the copy's read snapshot began, under the write
+        // lane: no write in the copy comes after it.
+        let settled = engine.clone();
+        let replay_to =
+            crate::handle::blocking(move || Ok::<_, StoreError>(settled.committed_lsn().max(lsn)))
+                .await?;
+        let name = ReplicaSnapshot::name_for(taken_at, lsn, replay_to);
+        Ok(push_and_prune(target, temp, &name, retention)
             .await
             .map_err(Error::from)?)
     }
@@ -349,25 +320,25 @@ impl RedbStore {
 
 /// A temporary file (and, while it is uploaded, its locked handle),
 /// removed when this is dropped unless it was [`Temp::keep`]-ed.
-struct Temp {
+pub(super) struct Temp {
     path: Option<PathBuf>,
     file: Option<std::fs::File>,
 }
 
 impl Temp {
-    fn new(path: PathBuf) -> Self {
+    pub(super) fn new(path: PathBuf) -> Self {
         Temp {
             path: Some(path),
             file: None,
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.path.as_deref().expect("kept only at the end")
     }
 
     /// The file is in place under another name: nothing to remove.
-    fn keep(mut self) {
+    pub(super) fn keep(mut self) {
         self.path = None;
     }
 }
@@ -382,11 +353,20 @@ impl Drop for Temp {
     }
 }
 
+/// Which snapshots a push keeps: the newest `count`, and any younger than
+/// `max_age` (by when they were taken). Records are kept from the oldest
+/// snapshot kept on, so a restore at a point in time reaches back to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    pub count: usize,
+    pub max_age: Duration,
+}
+
 async fn push_and_prune(
     target: &ReplicaTarget,
     mut temp: Temp,
     name: &str,
-    keep: usize,
+    retention: Retention,
 ) -> Result<ReplicaSnapshot> {
     let tmp = temp.path().to_path_buf();
     let file = temp.file.take().expect("opened with the copy");
@@ -397,8 +377,14 @@ async fn push_and_prune(
     target.upload(file, &tmp, name).await?;
     drop(temp);
     let all = target.list_snapshots().await?;
-    let old = all.len().saturating_sub(keep);
-    for s in all.iter().take(old).filter(|s| s.name != name) {
+    let beyond_count = all.len().saturating_sub(retention.count);
+    let max_age = i64::try_from(retention.max_age.as_secs()).unwrap_or(i64::MAX);
+    let young_from = crate::clock::now_secs().saturating_sub(max_age);
+    let (old, kept): (Vec<_>, Vec<_>) = all.into_iter().enumerate().partition(|(i, s)| {
+        let old_enough = retention.max_age.is_zero() || s.taken_at < young_from;
+        *i < beyond_count && old_enough && s.name != name
+    });
+    for (_, s) in &old {
         target
             .store
             .delete(&target.object(&s.name))
@@ -406,125 +392,12 @@ async fn push_and_prune(
             .map_err(|e| target.failed(&format!("deleting {}", s.name), e))?;
     }
     // Records the oldest snapshot kept already holds are never replayed.
-    if let Some(oldest) = all.iter().skip(old).map(|s| s.lsn).min() {
+    if let Some(oldest) = kept.iter().map(|(_, s)| s.lsn).min() {
         target.prune_records(oldest).await?;
     }
-    ReplicaSnapshot::parse(name, bytes)
-        .ok_or_else(|| target.refused(format!("the snapshot name {name} does not parse")))
-}
-
-async fn restore(
-    target: &ReplicaTarget,
-    path: PathBuf,
-    config: RedbStoreConfig,
-) -> Result<ReplicaRestored> {
-    refuse_existing(&path)?;
-    let newest = target
-        .list_snapshots()
-        .await?
-        .pop()
-        .ok_or_else(|| target.refused("nothing to restore: the replica holds no snapshot"))?;
-    files::remove_stale_temps(&path);
-    let (tmp, file) = files::create_temp(&path, files::TempKind::Restoring)?;
-    // Removed if the restore fails or is dropped at any point (its
-    // journal too, should a replay have stopped half-way).
-    let temp = Temp::new(tmp.clone());
-    let _journal = Temp::new(journal_path(&tmp));
-    target
-        .download(&newest.name, file, &tmp, newest.bytes)
-        .await?;
-    // The records the snapshot lacks, before anything is checked: a
-    // replica that cannot give them fails the restore.
-    let journal = target.journal_after(newest.lsn).await?;
-    let worker = |f: Box<dyn FnOnce() -> Result<()> + Send>| async {
-        crate::engine::run_blocking(f)
-            .await
-            .unwrap_or_else(|| Err(target.refused("restoring: a worker task panicked")))
-    };
-    let (checked, shown, key) = (tmp.clone(), path.clone(), config.encryption.clone());
-    worker(Box::new(move || verify(&checked, &shown, key.as_ref()))).await?;
-    let (records, lsn) = match journal {
-        Some((journal, last)) => (
-            replay(target, &tmp, &path, journal, last, &config).await?,
-            last,
-        ),
-        None => (0, newest.lsn),
-    };
-    worker(Box::new(move || {
-        // A journal without its store belongs to nothing; and the restored
-        // store keeps the file id of the one the snapshot was taken from,
-        // so a journal of that store left here would be replayed into it.
-        files::remove_if_present(&journal_path(&path))?;
-        publish(temp.path(), &path)?;
-        temp.keep();
-        Ok(())
-    }))
-    .await?;
-    Ok(ReplicaRestored {
-        snapshot: newest,
-        records,
-        lsn,
-    })
-}
-
-/// Checks every page of the downloaded copy (and that the key opens it).
-fn verify(tmp: &Path, path: &Path, key: Option<&crate::config::EncryptionKey>) -> Result<()> {
-    drop(
-        Engine::open_to_look(crate::tables::CATALOG, tmp, true, key)
-            .map_err(|e| e.with_path(path))?,
-    );
-    Ok(())
-}
-
-/// Replays the records after the snapshot into the copy at `tmp`: they
-/// become its journal, which an open of it replays (checking every
-/// record), and its close makes part of the file. Says how many.
-async fn replay(
-    target: &ReplicaTarget,
-    tmp: &Path,
-    path: &Path,
-    journal: Vec<u8>,
-    last: u64,
-    config: &RedbStoreConfig,
-) -> Result<u64> {
-    let at = journal_path(tmp);
-    let written = at.clone();
-    crate::engine::run_blocking(move || {
-        let file = files::create_private(&written, false)?;
-        files::write_all_at(&file, &journal, 0).map_err(|e| StorageError::io(&written, e))?;
-        file.sync_all().map_err(|e| StorageError::io(&written, e))
-    })
-    .await
-    .unwrap_or_else(|| {
-        Err(StorageError::io(
-            &at,
-            std::io::Error::other("worker panicked"),
-        ))
-    })?;
-    let fail = |e: StoreError| {
-        target.refused(format!(
-            "replaying its records into {}: {e}",
-            path.display()
-        ))
-    };
-    // Every page was just checked: the replay's open need not check them
-    // again because the journal makes the copy look uncleanly closed.
-    let config = config
-        .clone()
-        .with_integrity_check(crate::config::IntegrityCheck::Never);
-    let store = RedbStore::with_config(tmp, config).await.map_err(fail)?;
-    let report = store.recovery_report().clone();
-    let reached = store
-        .engine
-        .status
-        .lsn
-        .load(std::sync::atomic::Ordering::Acquire);
-    store.close().await.map_err(fail)?;
-    if reached < last {
-        return Err(target.refused(format!(
-            "its records replay only up to {reached} of {last} ({}); the replica is damaged",
-            report.stopped.as_deref().unwrap_or("no reason given")
-        )));
-    }
-    Ok(report.records_replayed)
+    let all = kept.into_iter().map(|(_, s)| s);
+    let pushed = all.into_iter().find(|s| s.name == name);
+    pushed
+        .filter(|s| s.bytes == bytes)
+        .ok_or_else(|| target.refused(format!("the snapshot {name} is not there after its upload")))
 }

@@ -21,6 +21,8 @@ use futures_util::StreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
 use wacore::store::error::StoreError;
 
+use super::keep::Upkeep;
+use super::snapshot::Retention;
 use super::target::ReplicaTarget;
 use crate::engine::{RecordSink, ShipBounds, SinkError};
 use crate::error::{Error, FileOpError};
@@ -61,6 +63,19 @@ pub struct ReplicationOptions {
     /// [`crate::ReplicaRestoreOptions::accept_stale_state`]. `None` (the
     /// default): synchronous, every write waits for the replica.
     pub max_lag: Option<Duration>,
+    /// [`RedbStore::maintenance`] pushes a new snapshot once the newest is
+    /// this old (and prunes by `keep_snapshots` and `keep_snapshots_for`),
+    /// so that the replica's size and a restore's time stay bounded.
+    /// Default 24 h.
+    pub snapshot_every: Duration,
+    /// ... or once the records stored after the newest snapshot exceed
+    /// this many bytes. Default 64 MiB.
+    pub snapshot_after_bytes: u64,
+    /// Snapshots taken within this long are kept too, beyond the newest
+    /// `keep_snapshots`, with the records after them: how far back a
+    /// restore at a point in time ([`crate::ReplicaRestoreOptions::at`])
+    /// can go. Default zero (`keep_snapshots` alone decides).
+    pub keep_snapshots_for: Duration,
 }
 
 impl Default for ReplicationOptions {
@@ -70,6 +85,9 @@ impl Default for ReplicationOptions {
             max_backlog_bytes: 64 << 20,
             keep_snapshots: 2,
             max_lag: None,
+            snapshot_every: Duration::from_secs(24 * 3600),
+            snapshot_after_bytes: 64 << 20,
+            keep_snapshots_for: Duration::ZERO,
         }
     }
 }
@@ -92,6 +110,30 @@ impl ReplicationOptions {
     pub fn with_max_backlog_bytes(mut self, bytes: usize) -> Self {
         self.max_backlog_bytes = bytes;
         self
+    }
+
+    /// Sets when [`RedbStore::maintenance`] pushes a new snapshot: once
+    /// the newest is `every` old, or `after_bytes` of records were stored
+    /// after it.
+    pub fn snapshot_every(mut self, every: Duration, after_bytes: u64) -> Self {
+        self.snapshot_every = every;
+        self.snapshot_after_bytes = after_bytes;
+        self
+    }
+
+    /// Sets the retention of snapshots: the newest `count`, and any taken
+    /// within `max_age`.
+    pub fn keep_snapshots(mut self, count: usize, max_age: Duration) -> Self {
+        self.keep_snapshots = count;
+        self.keep_snapshots_for = max_age;
+        self
+    }
+
+    pub(crate) fn retention(&self) -> Retention {
+        Retention {
+            count: self.keep_snapshots,
+            max_age: self.keep_snapshots_for,
+        }
     }
 }
 
@@ -119,6 +161,8 @@ pub(crate) struct RecordObject {
     pub name: String,
     pub first: u64,
     pub bytes: u64,
+    /// When the object store stored it (Unix milliseconds, its clock).
+    pub stored_at_ms: i64,
 }
 
 impl RecordObject {
@@ -126,12 +170,13 @@ impl RecordObject {
         format!("records/{first:020}")
     }
 
-    fn parse(name: &str, bytes: u64) -> Option<Self> {
+    fn parse(name: &str, bytes: u64, stored_at_ms: i64) -> Option<Self> {
         let first = name.strip_prefix("records/")?.parse().ok()?;
         Some(RecordObject {
             name: name.to_string(),
             first,
             bytes,
+            stored_at_ms,
         })
     }
 }
@@ -178,7 +223,8 @@ impl ReplicaTarget {
         let mut found = Vec::new();
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| self.failed("listing records", e))?;
-            if let Some(r) = RecordObject::parse(&self.relative(&meta.location), meta.size) {
+            let (name, at) = (self.relative(&meta.location), meta.last_modified);
+            if let Some(r) = RecordObject::parse(&name, meta.size, at.timestamp_millis()) {
                 found.push(r);
             }
         }
@@ -218,11 +264,22 @@ impl ReplicaTarget {
     }
 
     /// The records after `lsn` as a journal (header, records in order, end
-    /// marker) and the last one's number; `None` if there are none. Fails
-    /// if they do not follow one another from `lsn` on, or their objects
-    /// are not of one journal.
-    pub(crate) async fn journal_after(&self, lsn: u64) -> Result<Option<(Vec<u8>, u64)>> {
-        let all = self.list_records().await?;
+    /// marker) and the last one's number; `None` if there are none. Only
+    /// those stored by `until` (Unix milliseconds, the object store's
+    /// clock), if given: the objects up to the first one stored later
+    /// (uploads go one at a time, so that is every record the replica held
+    /// at that moment). Fails if they do not follow one another from `lsn`
+    /// on, or their objects are not of one journal.
+    pub(crate) async fn journal_after(
+        &self,
+        lsn: u64,
+        until: Option<i64>,
+    ) -> Result<Option<(Vec<u8>, u64)>> {
+        let mut all = self.list_records().await?;
+        if let Some(until) = until {
+            let held = all.iter().take_while(|r| r.stored_at_ms <= until).count();
+            all.truncate(held);
+        }
         // From the last object that starts at or before the first record
         // wanted (it may hold it) on.
         let from = all.iter().rposition(|r| r.first <= lsn + 1).unwrap_or(0);
@@ -327,10 +384,25 @@ impl ReplicaTarget {
 }
 
 /// The shipper's sink: a client of its own, driven by a runtime of its
-/// own on the shipper's thread.
-struct Uploader {
-    target: ReplicaTarget,
-    runtime: tokio::runtime::Runtime,
+/// own on the shipper's thread; and the replica's upkeep, which
+/// [`RedbStore::maintenance`] finds through it.
+pub(super) struct Uploader {
+    pub(super) target: ReplicaTarget,
+    /// `None` only while dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    pub(super) upkeep: Upkeep,
+}
+
+impl Drop for Uploader {
+    /// The last reference may go inside the application's runtime (a
+    /// replicated store dropped in an async task), where dropping a
+    /// runtime panics: this one runs no task of its own, so it is shut
+    /// down without waiting.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl RecordSink for Uploader {
@@ -345,7 +417,10 @@ impl RecordSink for Uploader {
         object: &[u8],
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        self.runtime.block_on(async {
+        let Some(runtime) = &self.runtime else {
+            return Err(SinkError::Transient("the uploader is shut down".into()));
+        };
+        let stored = runtime.block_on(async {
             let put = self.target.put_records(first, object);
             match tokio::time::timeout_at(deadline.into(), put).await {
                 Ok(done) => done,
@@ -353,7 +428,11 @@ impl RecordSink for Uploader {
                     "the replica did not answer in time".into(),
                 )),
             }
-        })
+        });
+        if stored.is_ok() {
+            self.upkeep.stored(object.len() as u64);
+        }
+        stored
     }
 }
 
@@ -412,9 +491,16 @@ impl RedbStore {
             .enable_all()
             .build()
             .map_err(|e| Error::from(target.refused(format!("starting its uploader: {e}"))))?;
+        // What the upkeep counts from: the newest snapshot, and the
+        // records stored after it.
+        let after = newest_snapshot.as_ref().map_or(0, |s| s.lsn);
+        let listed = target.list_records().await.map_err(Error::from)?;
+        let since = listed.iter().filter(|r| r.first > after).map(|r| r.bytes);
+        let newest_at = newest_snapshot.as_ref().map_or(0, |s| s.taken_at);
         let sink = Arc::new(Uploader {
             target: target.fresh().map_err(Error::from)?,
-            runtime,
+            runtime: Some(runtime),
+            upkeep: Upkeep::new(options, newest_at, since.sum()),
         });
         let bounds = ShipBounds {
             timeout: options.timeout,
@@ -422,7 +508,8 @@ impl RedbStore {
             max_lag: options.max_lag,
         };
         let started = engine.clone();
-        let from = crate::handle::blocking(move || started.replicate(sink, bounds)).await?;
+        let shipped = sink.clone();
+        let from = crate::handle::blocking(move || started.replicate(shipped, bounds)).await?;
         // The replica already holds every write up to where the records
         // start (this store replicated there before, and wrote nothing
         // since): no new base. Otherwise a snapshot, which holds at least
@@ -430,11 +517,13 @@ impl RedbStore {
         let current = newest_snapshot.is_some() && newest == from;
         let based = match current {
             true => Ok(()),
-            false => self
-                .push_snapshot(target, options.keep_snapshots)
-                .await
-                .map(drop)
-                .map_err(|e| format!("its base snapshot could not be stored: {e}")),
+            false => match self.push_snapshot_kept(target, options.retention()).await {
+                Ok(base) => {
+                    sink.upkeep.snapshotted(base.taken_at, 0);
+                    Ok(())
+                }
+                Err(e) => Err(format!("its base snapshot could not be stored: {e}")),
+            },
         };
         let marked = match based {
             Ok(()) => {
