@@ -213,7 +213,7 @@ async fn a_second_host_with_an_older_copy_cannot_write_the_replica() {
 }
 
 #[tokio::test]
-async fn of_two_hosts_writing_one_replica_the_second_is_refused() {
+async fn a_host_that_takes_the_replica_over_fences_the_one_before() {
     // Host A is presumed dead; host B takes over (restores, replicates)
     // while A in fact runs on.
     let TwoHosts {
@@ -227,25 +227,24 @@ async fn of_two_hosts_writing_one_replica_the_second_is_refused() {
     b.replicate_to(&target, &ReplicationOptions::default())
         .await
         .unwrap();
-    // A writes first: its record takes the next name. B's write of the
-    // same number is refused, and so is every later one.
-    write_sessions(&a, 10, 5).await;
+    // B's takeover took the next record name: A, the older writer, is
+    // refused at its next upload, and for good; B writes on.
     for _ in 0..2 {
-        let err = tokio::time::timeout(BOUND, b.put_session("55b@c.us.0", b"from b"))
+        let err = tokio::time::timeout(BOUND, a.put_session("55a@c.us.0", b"from a"))
             .await
             .unwrap()
             .unwrap_err();
         let why = Error::find_in(&err).unwrap().to_string();
         assert!(why.contains("another host writes this store"), "{why}");
     }
-    assert!(b.replication_status().unwrap().stopped.is_some());
-    write_sessions(&a, 15, 5).await;
-    b.close().await.unwrap_err();
-    a.close().await.unwrap();
+    assert!(a.replication_status().unwrap().stopped.is_some());
+    write_sessions(&b, 10, 10).await;
+    a.close().await.unwrap_err();
+    b.close().await.unwrap();
     let restored = host_b.path().join("again.redb");
     restore_and_check(&target, &restored, RedbStoreConfig::default(), 20).await;
     let s = RedbStore::new(&restored).await.unwrap();
-    assert!(s.get_session("55b@c.us.0").await.unwrap().is_none());
+    assert!(s.get_session("55a@c.us.0").await.unwrap().is_none());
     s.close().await.unwrap();
 }
 

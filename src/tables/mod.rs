@@ -245,3 +245,8 @@ pub(crate) use crate::engine::META_CREATED_BY;
 /// `META` key (the catalog's own): the last insertion sequence number given
 /// to a LID mapping, u64 LE.
 pub(crate) const META_LID_SEQ: &str = "lid_seq";
+
+/// `META` key (the catalog's own): who last took the store's replica over
+/// (`replicate_to`), UTF-8; the write that fences the host before it.
+#[cfg(feature = "replica")]
+pub(crate) const META_REPLICA_CLAIM: &str = "replica_claim";

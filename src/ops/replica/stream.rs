@@ -541,7 +541,7 @@ impl RedbStore {
         match marked {
             Ok(()) => {
                 engine.replica_ready();
-                Ok(())
+                self.take_over(target).await
             }
             Err(why) => {
                 let failed = engine.clone();
@@ -554,6 +554,41 @@ impl RedbStore {
                 Err(Error::from(target.refused(why)).into())
             }
         }
+    }
+
+    /// Fences every other host writing `target`: a write of its own (who
+    /// took the replica over, and when) whose record takes the next object
+    /// name, create-only, before any write of the application. From then
+    /// on the host that replicated before is refused at its next upload
+    /// ("another host writes this store") and stops replicating; if that
+    /// host wrote first (after this store's restore), this is refused
+    /// instead, and this store must be restored again.
+    async fn take_over(&self, target: &ReplicaTarget) -> Result<(), StoreError> {
+        let claim = format!("pid {} at {}", std::process::id(), crate::clock::now_secs());
+        let written = self
+            .write(claim.len(), move |tx| {
+                tx.table(crate::tables::META)?
+                    .put(crate::tables::META_REPLICA_CLAIM, claim.as_bytes())?;
+                Ok(())
+            })
+            .await;
+        // In asynchronous mode the write is answered before it is stored:
+        // the fence holds only once it is.
+        let stored = match written {
+            Ok(()) => self.wait_for_replica().await,
+            Err(e) => Err(e),
+        };
+        stored.map_err(|e| {
+            let why = match Error::find_in(&e) {
+                Some(cause) => cause.to_string(),
+                None => e.to_string(),
+            };
+            Error::from(target.refused(format!(
+                "taking the replica over: {why}. If another host wrote it after this store was \
+                 restored, stop that host and restore again"
+            )))
+            .into()
+        })
     }
 
     /// Waits until the replica holds every write made so far (at most the
