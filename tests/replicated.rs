@@ -238,6 +238,10 @@ async fn a_host_that_takes_the_replica_over_fences_the_one_before() {
         assert!(why.contains("another host writes this store"), "{why}");
     }
     assert!(a.replication_status().unwrap().stopped.is_some());
+    // Nor may it push a snapshot of its own history.
+    let err = a.push_snapshot(&target, 2).await.unwrap_err();
+    let why = Error::find_in(&err).unwrap().to_string();
+    assert!(why.contains("does not (or was fenced)"), "{why}");
     write_sessions(&b, 10, 10).await;
     a.close().await.unwrap_err();
     b.close().await.unwrap();

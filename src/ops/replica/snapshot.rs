@@ -273,6 +273,19 @@ impl RedbStore {
         }
         let engine = self.engine.clone();
         target.claim_for(&engine).await?;
+        // Records of a replicating store follow its own history: a
+        // snapshot of another copy (a host it fenced, a file closed
+        // behind it) may hold writes of another history under the same
+        // numbers, and a restore would replay the records onto it.
+        let replicated = target.replication().await.map_err(Error::from)?;
+        if replicated.is_some() && engine.replica_sink().is_none() {
+            return Err(Error::from(target.refused(
+                "a store replicates to this target, and this one does not (or was fenced): \
+                 the snapshots come from the replicating store (`replicate_to`, then \
+                 `maintenance()`), since a snapshot of another copy may hold another history",
+            ))
+            .into());
+        }
         // Read before the copy's snapshot begins: the copy holds at least
         // every write up to it.
         let lsn = engine.status.lsn.load(std::sync::atomic::Ordering::Acquire);

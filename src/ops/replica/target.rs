@@ -41,9 +41,10 @@ const RETRIES: usize = 3;
 /// after it: see [`crate::ReplicaRestoreOptions`] for what resuming from one
 /// means for Signal state. A target holds the snapshots of one store (an
 /// object `store` names it by file id; another store's push is refused);
-/// a restored store keeps that identity and pushes on. Nothing yet keeps
-/// two hosts running the same store from both pushing: stop the old host
-/// before restoring on a new one.
+/// a restored store keeps that identity and pushes on. Of two hosts
+/// writing one store's replica, the one that took it over last
+/// ([`crate::RedbStore::replicate_to`]) goes on and the other is refused
+/// (see the README's "Replication" for the failover procedure).
 #[derive(Clone)]
 pub struct ReplicaTarget {
     pub(crate) store: Arc<dyn ObjectStore>,
