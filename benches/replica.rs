@@ -1,8 +1,10 @@
 //! What a replica costs: `push_snapshot` and `restore_from_replica` of a
 //! store of about 100 MiB (sessions of two accounts, 64 KiB values); and
 //! replicated durability (`replicate_to`): an awaited `put_session`
-//! (1.2 KB) alone and from 32 tasks at once, against the same store
-//! without a replica. Targets: a directory on the same disk and moto's S3
+//! (1.2 KB) alone and from 32 tasks at once, real Signal traffic between
+//! two devices (wacore's `SignalStoreCache`, the pre-wire flush and the
+//! receive flush waiting for the replica), and 1,000 accounts in one file
+//! written from 64 tasks, each against the same without a replica. Targets: a directory on the same disk and moto's S3
 //! server on 127.0.0.1 (if `moto_server` is installed; it stands for an S3
 //! endpoint with no network latency, and is itself the bottleneck: a
 //! Python server). Release build:
@@ -15,11 +17,18 @@
 mod big_store;
 #[path = "../tests/util/s3.rs"]
 mod s3;
+#[path = "../tests/util/signal/mod.rs"]
+mod stack;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wacore::store::traits::SignalStore;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use stack::{ALICE, BOB, Peer, Profile, Stats, StoreHandle, message};
+use wacore::store::traits::{Backend, SignalStore};
 use whatsapp_rust_redb_storage::{
     RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaTarget, ReplicationOptions,
 };
@@ -130,6 +139,170 @@ async fn replicated(label: &str, target: Option<&ReplicaTarget>, dir: &Path) {
     store.close().await.expect("close");
 }
 
+/// A device's store, replicating to `target` if given (a prefix of its
+/// own: one store per target).
+struct Handle(RedbStore);
+
+impl StoreHandle for Handle {
+    fn backend(&self) -> Arc<dyn Backend> {
+        Arc::new(self.0.clone())
+    }
+
+    async fn close(self) {
+        self.0.close().await.expect("close");
+    }
+}
+
+async fn peer(
+    dir: &Path,
+    profile: &'static Profile,
+    target: Option<(ReplicaTarget, ReplicationOptions)>,
+) -> Peer<Handle> {
+    let store = RedbStore::new(dir.join(format!("{}.redb", profile.name)))
+        .await
+        .expect("open");
+    if let Some((target, options)) = target {
+        store
+            .replicate_to(&target, &options)
+            .await
+            .expect("replicate");
+    }
+    Peer::open(Handle(store), profile, 1).await
+}
+
+/// µs per message of seeded traffic (a quarter of it group messages),
+/// after the pre-key exchange; `targets` for Alice and Bob.
+async fn signal_traffic(
+    dir: &Path,
+    targets: Option<([ReplicaTarget; 2], ReplicationOptions)>,
+) -> f64 {
+    let [a, b] = match targets {
+        Some(([a, b], options)) => [Some((a, options.clone())), Some((b, options))],
+        None => [None, None],
+    };
+    let mut alice = peer(dir, &ALICE, a).await;
+    let mut bob = peer(dir, &BOB, b).await;
+    alice.provision().await;
+    bob.provision().await;
+    let bundle = bob.bundle(7).await;
+    let bob_address = bob.address.clone();
+    alice.install_bundle(&bob_address, &bundle).await;
+    let mut stats = Stats::default();
+    message(&mut alice, &mut bob, false, &mut stats).await;
+    let mut rng = StdRng::seed_from_u64(0x5157_0A11);
+    const MESSAGES: usize = 600;
+    let t = Instant::now();
+    for _ in 0..MESSAGES {
+        let group = rng.random_bool(0.25);
+        match rng.random_bool(0.5) {
+            true => message(&mut alice, &mut bob, group, &mut stats).await,
+            false => message(&mut bob, &mut alice, group, &mut stats).await,
+        }
+    }
+    let per = t.elapsed().as_secs_f64() * 1e6 / MESSAGES as f64;
+    assert_eq!(stats.direct_received, stats.direct_sent, "{stats:?}");
+    alice.shut_down().await;
+    bob.shut_down().await;
+    per
+}
+
+/// Writes per second into one file holding `ACCOUNTS` accounts, from 64
+/// tasks, each `put_session` (1.2 KB) awaited, to accounts in turn.
+async fn fleet_in_one_file(dir: &Path, target: Option<(ReplicaTarget, ReplicationOptions)>) -> f64 {
+    const ACCOUNTS: i32 = 1000;
+    const WRITES: usize = 20_000;
+    let store = RedbStore::new(dir.join("fleet.redb")).await.expect("open");
+    if let Some((target, options)) = target {
+        store
+            .replicate_to(&target, &options)
+            .await
+            .expect("replicate");
+    }
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let value = vec![7u8; 1200];
+                for i in (task..WRITES).step_by(64) {
+                    let account = store.for_device(1 + (i as i32 % ACCOUNTS));
+                    account
+                        .put_session(&format!("55{i:08}@c.us.0"), &value)
+                        .await
+                        .expect("write");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let per_second = WRITES as f64 / t.elapsed().as_secs_f64();
+    store.close().await.expect("close");
+    per_second
+}
+
+/// The Signal and fleet rows: no replica, a directory, moto S3, and moto
+/// S3 in asynchronous mode (a lag of 1 s at most).
+async fn traffic(dir: &Path) {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let fresh = || {
+        let sub = dir.join(format!("traffic-{}", n.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&sub).expect("dir");
+        sub
+    };
+    let sync = ReplicationOptions::default();
+    let lagging = ReplicationOptions::default().asynchronous(Duration::from_secs(1));
+    let in_dir = |sub: &Path, name: &str| {
+        ReplicaTarget::new(&format!("file://{}", sub.join(name).display())).expect("target")
+    };
+    let server = s3::S3Server::start();
+    let in_s3 = |name: String| {
+        let server = server.as_ref()?;
+        server.create_bucket("traffic");
+        let url = format!("s3://traffic/{name}");
+        Some(ReplicaTarget::with_options(&url, s3::s3_options(server.port)).expect("target"))
+    };
+    let shown = |v: Option<f64>, decimals: usize, unit: &str| match v {
+        Some(v) => format!("{v:.decimals$}{unit}"),
+        None => "moto not installed".into(),
+    };
+    println!(
+        "| workload | no replica (`Normal`) | replicated, directory | replicated, moto S3 | asynchronous (1 s), moto S3 |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    let none = signal_traffic(&fresh(), None).await;
+    let sub = fresh();
+    let pair = [in_dir(&sub, "alice"), in_dir(&sub, "bob")];
+    let in_directory = signal_traffic(&sub, Some((pair, sync.clone()))).await;
+    let mut in_moto = [None, None];
+    for (i, options) in [&sync, &lagging].into_iter().enumerate() {
+        if let (Some(a), Some(b)) = (in_s3(format!("alice-{i}")), in_s3(format!("bob-{i}"))) {
+            in_moto[i] = Some(signal_traffic(&fresh(), Some(([a, b], options.clone()))).await);
+        }
+    }
+    println!(
+        "| Signal traffic, µs per message | {none:.1} µs | {in_directory:.1} µs | {} | {} |",
+        shown(in_moto[0], 1, " µs"),
+        shown(in_moto[1], 1, " µs")
+    );
+    let none = fleet_in_one_file(&fresh(), None).await;
+    let sub = fresh();
+    let target = in_dir(&sub, "replica");
+    let in_directory = fleet_in_one_file(&sub, Some((target, sync.clone()))).await;
+    let mut in_moto = [None, None];
+    for (i, options) in [&sync, &lagging].into_iter().enumerate() {
+        if let Some(target) = in_s3(format!("fleet-{i}")) {
+            in_moto[i] = Some(fleet_in_one_file(&fresh(), Some((target, options.clone()))).await);
+        }
+    }
+    println!(
+        "| 1,000 accounts in one file, 64 tasks, writes per second | {none:.0} | {in_directory:.0} | {} | {} |",
+        shown(in_moto[0], 0, ""),
+        shown(in_moto[1], 0, "")
+    );
+}
+
 fn main() {
     // Not a criterion bench: `cargo bench` passes `--bench`, nothing to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -138,6 +311,10 @@ fn main() {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     rt.block_on(async {
+        if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("traffic") {
+            traffic(dir.path()).await;
+            return;
+        }
         let store = store_of(&dir.path().join("store.redb"), 100).await;
         println!("| target | snapshot | push: median of {ROUNDS} | restore (download, check every page) |");
         println!("|---|---:|---:|---:|");
@@ -171,5 +348,7 @@ fn main() {
                     .expect("target");
             replicated("replicated, moto S3 on 127.0.0.1", Some(&target), dir.path()).await;
         }
+        println!();
+        traffic(dir.path()).await;
     });
 }

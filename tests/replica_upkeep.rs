@@ -14,7 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use replicas::{BOUND, assert_sessions, paired, session, url_of, write_sessions};
 use wacore::store::traits::SignalStore;
 use whatsapp_rust_redb_storage::{
-    RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaTarget, ReplicationOptions,
+    RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaRestored, ReplicaTarget,
+    ReplicationOptions,
 };
 
 fn files_under(dir: &Path) -> Vec<std::fs::DirEntry> {
@@ -66,12 +67,13 @@ async fn get(path: &Path, i: usize) -> Option<Vec<u8>> {
 
 #[tokio::test]
 async fn a_restore_at_a_point_in_time_has_the_writes_the_replica_held_then() {
-    let (host, replica, other) = (tempdir(), tempdir(), tempdir());
-    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
-    let s = paired(&host.path().join("bot.redb"), RedbStoreConfig::default()).await;
-    s.replicate_to(&target, &ReplicationOptions::default())
-        .await
-        .unwrap();
+    let Replicating {
+        s,
+        target,
+        replica,
+        other,
+        _host,
+    } = replicating(&ReplicationOptions::default()).await;
     let before_any = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
     write_sessions(&s, 0, 40).await;
     let then = newest_ms(&replica.path().join("records"));
@@ -83,17 +85,12 @@ async fn a_restore_at_a_point_in_time_has_the_writes_the_replica_held_then() {
     // A past state is stale for Signal: refused without the flag.
     let past = other.path().join("past.redb");
     let options = ReplicaRestoreOptions::default().at(at);
-    let e = RedbStore::restore_from_replica(&target, &past, &RedbStoreConfig::default(), &options)
-        .await
-        .unwrap_err();
+    let e = restore(&target, &past, &options).await.unwrap_err();
     assert!(format!("{e:?}").contains("a state from the past"), "{e:?}");
     assert!(!past.exists());
 
     let options = ReplicaRestoreOptions::accepting_stale_state().at(at);
-    let got =
-        RedbStore::restore_from_replica(&target, &past, &RedbStoreConfig::default(), &options)
-            .await
-            .unwrap();
+    let got = restore(&target, &past, &options).await.unwrap();
     assert!(got.records > 0, "{got:?}");
     for i in [0, 17, 39] {
         assert_eq!(get(&past, i).await.as_deref(), Some(&session(i)[..]), "{i}");
@@ -106,37 +103,71 @@ async fn a_restore_at_a_point_in_time_has_the_writes_the_replica_held_then() {
     // snapshot has nothing to restore, and says how far back it goes.
     let newest = other.path().join("newest.redb");
     let options = ReplicaRestoreOptions::default();
-    RedbStore::restore_from_replica(&target, &newest, &RedbStoreConfig::default(), &options)
-        .await
-        .unwrap();
+    restore(&target, &newest, &options).await.unwrap();
     assert_sessions(&newest, RedbStoreConfig::default(), 80).await;
     let options = ReplicaRestoreOptions::accepting_stale_state().at(before_any);
-    let e = RedbStore::restore_from_replica(
-        &target,
-        other.path().join("none.redb"),
-        &RedbStoreConfig::default(),
-        &options,
-    )
-    .await
-    .unwrap_err();
+    let e = restore(&target, other.path().join("none.redb"), &options)
+        .await
+        .unwrap_err();
     assert!(format!("{e:?}").contains("oldest snapshot"), "{e:?}");
+}
+
+/// Restores `target` at `path` with the default configuration.
+async fn restore(
+    target: &ReplicaTarget,
+    path: impl AsRef<Path>,
+    options: &ReplicaRestoreOptions,
+) -> Result<ReplicaRestored, wacore::store::error::StoreError> {
+    RedbStore::restore_from_replica(target, path, &RedbStoreConfig::default(), options).await
 }
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-#[tokio::test]
-async fn maintenance_pushes_a_snapshot_when_due_and_keeps_what_retention_says() {
+/// A paired store on one "host" replicating to a directory with
+/// `options`, and a second "host" to restore on.
+struct Replicating {
+    s: RedbStore,
+    target: ReplicaTarget,
+    replica: tempfile::TempDir,
+    other: tempfile::TempDir,
+    _host: tempfile::TempDir,
+}
+
+async fn replicating(options: &ReplicationOptions) -> Replicating {
     let (host, replica, other) = (tempdir(), tempdir(), tempdir());
     let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
     let s = paired(&host.path().join("bot.redb"), RedbStoreConfig::default()).await;
+    s.replicate_to(&target, options).await.unwrap();
+    Replicating {
+        s,
+        target,
+        replica,
+        other,
+        _host: host,
+    }
+}
+
+/// Snapshots due after any record stored, `count` kept (and those younger
+/// than `max_age`).
+fn due_at_once(count: usize, max_age: Duration) -> ReplicationOptions {
+    ReplicationOptions::default()
+        .snapshot_every(Duration::from_secs(3600), 1)
+        .keep_snapshots(count, max_age)
+}
+
+#[tokio::test]
+async fn maintenance_pushes_a_snapshot_when_due_and_keeps_what_retention_says() {
     // Due after any record: every write below makes the next maintenance
     // push one. Two snapshots kept, whatever their age.
-    let options = ReplicationOptions::default()
-        .snapshot_every(Duration::from_secs(3600), 1)
-        .keep_snapshots(2, Duration::ZERO);
-    s.replicate_to(&target, &options).await.unwrap();
+    let Replicating {
+        s,
+        target,
+        replica,
+        other,
+        _host,
+    } = replicating(&due_at_once(2, Duration::ZERO)).await;
     assert_eq!(target.snapshots().await.unwrap().len(), 1);
     // The takeover's own record (see `replicate_to`) makes one due; then
     // nothing is stored since: not due.
@@ -174,23 +205,20 @@ async fn maintenance_pushes_a_snapshot_when_due_and_keeps_what_retention_says() 
     drop(s);
     let restored = other.path().join("bot.redb");
     let options = ReplicaRestoreOptions::default();
-    let got =
-        RedbStore::restore_from_replica(&target, &restored, &RedbStoreConfig::default(), &options)
-            .await
-            .unwrap();
+    let got = restore(&target, &restored, &options).await.unwrap();
     assert_eq!(got.snapshot, kept[1]);
     assert_sessions(&restored, RedbStoreConfig::default(), 65).await;
 }
 
 #[tokio::test]
 async fn snapshots_younger_than_the_age_bound_are_kept_beyond_the_count() {
-    let (host, replica) = (tempdir(), tempdir());
-    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
-    let s = paired(&host.path().join("bot.redb"), RedbStoreConfig::default()).await;
-    let options = ReplicationOptions::default()
-        .snapshot_every(Duration::from_secs(3600), 1)
-        .keep_snapshots(1, Duration::from_secs(3600));
-    s.replicate_to(&target, &options).await.unwrap();
+    let Replicating {
+        s,
+        target,
+        _host,
+        replica: _replica,
+        ..
+    } = replicating(&due_at_once(1, Duration::from_secs(3600))).await;
     for round in 0..3 {
         write_sessions(&s, round * 5, 5).await;
         assert!(s.maintenance().await.unwrap().replica_snapshot.is_some());
@@ -207,13 +235,13 @@ async fn snapshots_younger_than_the_age_bound_are_kept_beyond_the_count() {
 /// mix two states. The restore starts from the snapshot before it.
 #[tokio::test]
 async fn a_snapshot_its_records_do_not_reach_is_passed_over_for_an_older_one() {
-    let (host, replica, other) = (tempdir(), tempdir(), tempdir());
-    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
-    let s = paired(&host.path().join("bot.redb"), RedbStoreConfig::default()).await;
-    let options = ReplicationOptions::default()
-        .snapshot_every(Duration::from_secs(3600), 1)
-        .keep_snapshots(3, Duration::ZERO);
-    s.replicate_to(&target, &options).await.unwrap();
+    let Replicating {
+        s,
+        target,
+        replica,
+        other,
+        _host,
+    } = replicating(&due_at_once(3, Duration::ZERO)).await;
     write_sessions(&s, 0, 30).await;
     let good = s.maintenance().await.unwrap().replica_snapshot.unwrap();
     write_sessions(&s, 30, 10).await;
@@ -231,10 +259,7 @@ async fn a_snapshot_its_records_do_not_reach_is_passed_over_for_an_older_one() {
 
     let restored = other.path().join("bot.redb");
     let options = ReplicaRestoreOptions::default();
-    let got =
-        RedbStore::restore_from_replica(&target, &restored, &RedbStoreConfig::default(), &options)
-            .await
-            .unwrap();
+    let got = restore(&target, &restored, &options).await.unwrap();
     assert_eq!(got.snapshot, good);
     assert_sessions(&restored, RedbStoreConfig::default(), 40).await;
 
@@ -244,14 +269,9 @@ async fn a_snapshot_its_records_do_not_reach_is_passed_over_for_an_older_one() {
             std::fs::remove_file(s.path()).unwrap();
         }
     }
-    let e = RedbStore::restore_from_replica(
-        &target,
-        other.path().join("none.redb"),
-        &RedbStoreConfig::default(),
-        &options,
-    )
-    .await
-    .unwrap_err();
+    let e = restore(&target, other.path().join("none.redb"), &options)
+        .await
+        .unwrap_err();
     assert!(
         format!("{e:?}").contains("no snapshot is consistent"),
         "{e:?}"
@@ -283,14 +303,7 @@ fn a_replicated_store_dropped_inside_a_runtime_hands_its_file_over() {
             assert_sessions(&path, RedbStoreConfig::default(), 10).await;
             let restored = other.path().join("bot.redb");
             let options = ReplicaRestoreOptions::default();
-            RedbStore::restore_from_replica(
-                &target,
-                &restored,
-                &RedbStoreConfig::default(),
-                &options,
-            )
-            .await
-            .unwrap();
+            restore(&target, &restored, &options).await.unwrap();
             assert_sessions(&restored, RedbStoreConfig::default(), 10).await;
         });
     }

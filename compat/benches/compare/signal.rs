@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use stack::{ALICE, BOB, Peer, Profile, Stats, StoreHandle};
+use stack::{ALICE, BOB, Peer, Profile, Stats, StoreHandle, message};
 use wacore::store::traits::Backend;
 
 use crate::measure::{Outcome, Scale, micros, millis};
@@ -42,26 +42,6 @@ impl StoreHandle for Handle {
 async fn open(kind: Kind, dir: &Path, profile: &'static Profile, run: u32) -> Peer<Handle> {
     let path = dir.join(format!("{}.{}", profile.name, kind.file_name()));
     Peer::open(Handle(Store::open_at(kind, &path, 1).await), profile, run).await
-}
-
-/// Sends one message from `from` to `to` and delivers it, flushing each
-/// side's cache after its half, like the client's send path (pre-wire
-/// flush) and receive path (commit of the received batch).
-async fn message(from: &mut Peer<Handle>, to: &mut Peer<Handle>, group: bool, stats: &mut Stats) {
-    let mut envelopes = Vec::with_capacity(2);
-    if group {
-        if let Some(distribution) = from.distribute_sender_key(to, stats).await {
-            envelopes.push(distribution);
-        }
-        envelopes.push(from.send_group(stats).await);
-    } else {
-        envelopes.push(from.send_text(to, stats).await);
-    }
-    from.flush().await;
-    for envelope in envelopes {
-        to.receive(envelope, stats).await;
-    }
-    to.flush().await;
 }
 
 pub(crate) async fn w_signal(kind: Kind, dir: &Path, sc: Scale) -> Outcome {

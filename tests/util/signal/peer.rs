@@ -687,3 +687,28 @@ impl<S: StoreHandle> Peer<S> {
         record
     }
 }
+
+/// Sends one message from `from` to `to` and delivers it, flushing each
+/// side's cache after its half, like the client's send path (pre-wire
+/// flush) and receive path (commit of the received batch).
+pub async fn message<S: StoreHandle>(
+    from: &mut Peer<S>,
+    to: &mut Peer<S>,
+    group: bool,
+    stats: &mut Stats,
+) {
+    let mut envelopes = Vec::with_capacity(2);
+    if group {
+        if let Some(distribution) = from.distribute_sender_key(to, stats).await {
+            envelopes.push(distribution);
+        }
+        envelopes.push(from.send_group(stats).await);
+    } else {
+        envelopes.push(from.send_text(to, stats).await);
+    }
+    from.flush().await;
+    for envelope in envelopes {
+        to.receive(envelope, stats).await;
+    }
+    to.flush().await;
+}
