@@ -22,6 +22,9 @@ use whatsapp_rust_redb_storage::{EncryptionKey, RedbStore, RedbStoreConfig, Reke
 
 /// The longest any one step of a child may take before the test fails.
 const STEP: Duration = Duration::from_secs(120);
+/// The longest a child may take to start (under an emulator too) before
+/// it is taken for one that never will, and spawned again.
+const START: Duration = Duration::from_secs(60);
 
 fn rounds() -> usize {
     std::env::var("WA_REDB_HANDOVER_ROUNDS")
@@ -49,7 +52,24 @@ struct Child {
 }
 
 impl Child {
+    /// Starts the child test `test` and waits for its `READY`. A child
+    /// that never says it is spawned again (three tries): under qemu-user
+    /// the fork of a multithreaded test process can deadlock before its
+    /// exec (the forked copy then sits on a lock of the emulator's, and
+    /// this process's stdout), which is the emulator's, not the store's.
     fn spawn(test: &str, envs: &[(&str, &Path)]) -> Child {
+        for attempt in 1..=3 {
+            let child = Self::spawn_once(test, envs);
+            match child.lines.recv_timeout(START) {
+                Ok(line) if line.contains("READY") => return child,
+                Ok(line) => panic!("the child's first line is not READY: {line}"),
+                Err(_) => eprintln!("the child {test} did not start (attempt {attempt}): again"),
+            }
+        }
+        panic!("the child {test} did not start in three tries");
+    }
+
+    fn spawn_once(test: &str, envs: &[(&str, &Path)]) -> Child {
         let mut cmd = process::self_command(test);
         for (k, v) in envs {
             cmd.env(k, v);
@@ -62,7 +82,12 @@ impl Child {
         let out = BufReader::new(child.stdout.take().unwrap());
         let (tx, lines) = channel();
         std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
+            // libtest's own lines (`running 1 test`) are not the child's.
+            let own = out
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.starts_with("running ") && !l.trim().is_empty());
+            for line in own {
                 if tx.send(line).is_err() {
                     return;
                 }
@@ -98,6 +123,18 @@ impl Child {
     }
 }
 
+impl Drop for Child {
+    /// A child left behind by a failed test (or one that never started)
+    /// is killed: it would hold this process's output open and keep the
+    /// test run from ending.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn stdin_lines() -> impl Iterator<Item = String> {
     std::io::stdin().lines().map_while(Result::ok)
 }
@@ -117,6 +154,7 @@ fn handover_child() {
         return;
     };
     let rt = runtime();
+    say("READY");
     for round in stdin_lines() {
         let outcome = rt.block_on(async {
             let s = RedbStore::with_config(&path, at_once()).await?;
@@ -263,7 +301,6 @@ async fn race(
     kept: impl Fn() -> Vec<PathBuf>,
 ) {
     let mut child = Child::spawn("replacement_race_child", &[("WA_REDB_RACE_FILE", path)]);
-    child.expect("READY");
     for round in 0..rounds {
         replace(round);
     }
