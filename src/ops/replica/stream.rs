@@ -538,11 +538,15 @@ impl RedbStore {
             }
             Err(why) => Err(why),
         };
-        match marked {
+        let started = match marked {
             Ok(()) => {
                 engine.replica_ready();
-                self.take_over(target).await
+                self.take_over().await
             }
+            Err(why) => Err(why),
+        };
+        match started {
+            Ok(()) => Ok(()),
             Err(why) => {
                 let failed = engine.clone();
                 let told = why.clone();
@@ -556,14 +560,15 @@ impl RedbStore {
         }
     }
 
-    /// Fences every other host writing `target`: a write of its own (who
-    /// took the replica over, and when) whose record takes the next object
-    /// name, create-only, before any write of the application. From then
-    /// on the host that replicated before is refused at its next upload
-    /// ("another host writes this store") and stops replicating; if that
-    /// host wrote first (after this store's restore), this is refused
-    /// instead, and this store must be restored again.
-    async fn take_over(&self, target: &ReplicaTarget) -> Result<(), StoreError> {
+    /// Fences every other host writing the replica: a write of its own
+    /// (who took the replica over, and when) whose record takes the next
+    /// object name, create-only, before any write of the application. From
+    /// then on the host that replicated before is refused at its next
+    /// upload ("another host writes this store") and stops replicating; if
+    /// that host wrote first (after this store's restore), this is refused
+    /// instead, and this store must be restored again. Any failure is why
+    /// replication did not start.
+    async fn take_over(&self) -> Result<(), String> {
         let claim = format!("pid {} at {}", std::process::id(), crate::clock::now_secs());
         let written = self
             .write(claim.len(), move |tx| {
@@ -583,11 +588,7 @@ impl RedbStore {
                 Some(cause) => cause.to_string(),
                 None => e.to_string(),
             };
-            Error::from(target.refused(format!(
-                "taking the replica over: {why}. If another host wrote it after this store was \
-                 restored, stop that host and restore again"
-            )))
-            .into()
+            format!("taking the replica over: {why}")
         })
     }
 
