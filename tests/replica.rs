@@ -57,6 +57,46 @@ fn url_of(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
+/// What a progress callback was told: (stage, done, total) in order.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, u64, u64)>>>;
+
+fn watching(target: ReplicaTarget) -> (ReplicaTarget, Seen) {
+    let seen = Seen::default();
+    let into = seen.clone();
+    let target = target.with_progress(std::sync::Arc::new(move |p| {
+        let mut seen = into.lock().unwrap();
+        seen.push((p.stage.to_string(), p.done, p.total));
+    }));
+    (target, seen)
+}
+
+/// The reports of one stage: from 0, never backwards, ending at `bytes`.
+fn assert_transfer(seen: &Seen, stage: &str, bytes: u64) {
+    let seen = seen.lock().unwrap();
+    let ours: Vec<_> = seen.iter().filter(|(s, ..)| s == stage).collect();
+    assert!(ours.len() >= 2, "{stage}: {seen:?}");
+    assert_eq!(ours[0].1, 0, "{stage}");
+    assert!(ours.windows(2).all(|w| w[0].1 <= w[1].1), "{stage}");
+    assert_eq!(ours.last().map(|r| (r.1, r.2)), Some((bytes, bytes)));
+}
+
+#[tokio::test]
+async fn a_push_and_a_restore_report_their_progress_in_bytes() {
+    let (host, replica) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (target, seen) = watching(ReplicaTarget::new(&url_of(replica.path())).unwrap());
+    let s = store_with_data(&host.path().join("bot.redb"), RedbStoreConfig::default()).await;
+    let pushed = s.push_snapshot(&target, 1).await.unwrap();
+    s.close().await.unwrap();
+    assert_transfer(&seen, &format!("uploading {}", pushed.name), pushed.bytes);
+    let restored = host.path().join("restored.redb");
+    let config = RedbStoreConfig::default();
+    RedbStore::restore_from_replica(&target, &restored, &config, &accept())
+        .await
+        .unwrap();
+    assert_transfer(&seen, &format!("downloading {}", pushed.name), pushed.bytes);
+    assert_restored(&restored, config).await;
+}
+
 #[tokio::test]
 async fn a_snapshot_in_a_directory_restores_on_another_host() {
     let host_a = tempfile::tempdir().unwrap();

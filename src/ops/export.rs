@@ -37,9 +37,10 @@ use crate::tables::{
 pub struct Progress<'a> {
     /// What is being done now, e.g. `"device 1: sessions"`.
     pub stage: &'a str,
-    /// Rows done so far.
+    /// Rows done so far (bytes, for a replica's transfers).
     pub done: u64,
-    /// Rows in all (an estimate until the work is done).
+    /// Rows in all (an estimate until the work is done; bytes, for a
+    /// replica's transfers).
     pub total: u64,
 }
 

@@ -2,9 +2,10 @@
 //! `{msg:20} [{bar:24}] {rows:15} {eta:13}` is 20 + 2 + 24 + 2 + 15 + 1 + 13
 //! = 77 columns at the widest (the message is cut to 20 characters, row
 //! counts past 9 999 999 abbreviated, the ETA at most "99:59:59 left").
-//! Only the SQLite commands report progress; the others show a spinner.
+//! The SQLite commands and a replica's transfers report progress; the
+//! others show a spinner.
 
-#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "sqlite", feature = "replica")), allow(dead_code))]
 
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ fn style() -> ProgressStyle {
 }
 
 /// A progress bar, and the callback that moves it.
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "replica"))]
 pub fn progress_bar() -> (ProgressBar, whatsapp_rust_redb_storage::ProgressFn) {
     let bar = ProgressBar::new(0);
     bar.set_style(style());

@@ -14,7 +14,7 @@ use whatsapp_rust_redb_storage::{
 use crate::args::ReplicaCommand;
 use crate::failure::{Failure, Outcome};
 use crate::output::{Out, human_bytes, outln, print_json};
-use crate::progress::spinner;
+use crate::progress::progress_bar;
 use crate::support::{close, fresh_destination, look, runtime};
 
 pub fn run(
@@ -43,10 +43,10 @@ fn push(
     config: &RedbStoreConfig,
     json: bool,
 ) -> Outcome {
-    let target = ReplicaTarget::new(url)?;
+    let (bar, progress) = progress_bar();
+    let target = ReplicaTarget::new(url)?.with_progress(progress);
     let rt = runtime()?;
     let store = look(file, config)?;
-    let bar = spinner(format!("pushing a snapshot of {} to {url}", file.display()));
     let result = rt.block_on(store.push_snapshot(&target, keep));
     bar.finish_and_clear();
     close(&rt, store)?;
@@ -73,12 +73,9 @@ fn restore(
     json: bool,
 ) -> Outcome {
     fresh_destination(output, "restored store")?;
-    let target = ReplicaTarget::new(url)?;
+    let (bar, progress) = progress_bar();
+    let target = ReplicaTarget::new(url)?.with_progress(progress);
     let rt = runtime()?;
-    let bar = spinner(match at {
-        None => format!("restoring the newest state in {url}"),
-        Some(_) => format!("restoring a past state in {url}"),
-    });
     let mut options = match accept {
         true => ReplicaRestoreOptions::accepting_stale_state(),
         false => ReplicaRestoreOptions::default(),

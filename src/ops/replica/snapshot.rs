@@ -171,8 +171,12 @@ impl ReplicaTarget {
         }
     }
 
-    /// Uploads `file` (named `from`) as the object `name`, in parts.
-    async fn upload(&self, file: std::fs::File, from: &Path, name: &str) -> Result<()> {
+    /// Uploads `file` (named `from`, `bytes` long) as the object `name`,
+    /// in parts.
+    async fn upload(&self, file: std::fs::File, from: &Path, name: &str, bytes: u64) -> Result<()> {
+        let stage = format!("uploading {name}");
+        let mut done = 0u64;
+        self.report(&stage, done, bytes);
         let failed = |e: &dyn std::fmt::Display| self.failed(&format!("uploading {name}"), e);
         let mut file = tokio::fs::File::from_std(file);
         let upload = self
@@ -201,6 +205,8 @@ impl ReplicaTarget {
                 return Err(failed(&e));
             }
             parts.write(&buf[..n]);
+            done += n as u64;
+            self.report(&stage, done, bytes.max(done));
         }
         parts.finish().await.map_err(|e| failed(&e))?;
         Ok(())
@@ -224,12 +230,15 @@ impl ReplicaTarget {
         let mut file = tokio::fs::File::from_std(file);
         let mut stream = got.into_stream();
         let mut written = 0u64;
+        let stage = format!("downloading {name}");
+        self.report(&stage, written, bytes);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| failed(&e))?;
             file.write_all(&chunk)
                 .await
                 .map_err(|e| StorageError::io(to, e))?;
             written += chunk.len() as u64;
+            self.report(&stage, written, bytes.max(written));
         }
         file.sync_all().await.map_err(|e| StorageError::io(to, e))?;
         if written != bytes {
@@ -387,7 +396,7 @@ async fn push_and_prune(
         .metadata()
         .map_err(|e| StorageError::io(&tmp, e))?
         .len();
-    target.upload(file, &tmp, name).await?;
+    target.upload(file, &tmp, name, bytes).await?;
     drop(temp);
     let all = target.list_snapshots().await?;
     let beyond_count = all.len().saturating_sub(retention.count);

@@ -13,6 +13,7 @@ use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use wacore::store::error::StoreError;
 
 use crate::error::{Error, FileOpError};
+use crate::ops::export::{Progress, ProgressFn};
 
 /// How long one request may take, and for how long a failed one is
 /// retried: a store operation against an unreachable target fails within
@@ -54,6 +55,8 @@ pub struct ReplicaTarget {
     /// The options it was made with, to make another client for it
     /// ([`ReplicaTarget::fresh`]).
     options: Arc<Vec<(String, String)>>,
+    /// Told how far snapshot transfers are ([`ReplicaTarget::with_progress`]).
+    pub(crate) progress: Option<ProgressFn>,
 }
 
 impl std::fmt::Debug for ReplicaTarget {
@@ -86,11 +89,30 @@ impl ReplicaTarget {
         Ok(Self::parse(url, options).map_err(Error::from)?)
     }
 
+    /// This target, telling `progress` how far each snapshot transfer
+    /// through it is (a push's upload, a restore's download): the stage
+    /// names the transfer and its object, `done` and `total` count bytes.
+    /// Called often, from the task doing the transfer.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// The same target through a client of its own: HTTP connections
     /// belong to the runtime that opened them, and the shipper's thread
     /// runs its own.
     pub(crate) fn fresh(&self) -> Result<Self, FileOpError> {
-        Self::parse(&self.shown, self.options.iter().cloned())
+        let mut fresh = Self::parse(&self.shown, self.options.iter().cloned())?;
+        fresh.progress = self.progress.clone();
+        Ok(fresh)
+    }
+
+    /// Tells the progress callback, if there is one, that `done` of
+    /// `total` bytes of `stage` are through.
+    pub(crate) fn report(&self, stage: &str, done: u64, total: u64) {
+        if let Some(progress) = &self.progress {
+            progress(&Progress { stage, done, total });
+        }
     }
 
     fn parse<K: AsRef<str>, V: Into<String>>(
@@ -139,6 +161,7 @@ impl ReplicaTarget {
                 prefix: ObjectPath::from(prefix),
                 shown: url.to_string(),
                 options: kept,
+                progress: None,
             });
         }
         let dir = url.strip_prefix("file://").unwrap_or(url);
@@ -159,6 +182,7 @@ impl ReplicaTarget {
             prefix: ObjectPath::default(),
             shown: url.to_string(),
             options: kept,
+            progress: None,
         })
     }
 
