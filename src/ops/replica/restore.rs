@@ -82,10 +82,12 @@ fn unix_ms(at: std::time::SystemTime) -> i64 {
 }
 
 impl RedbStore {
-    /// Restores the newest snapshot of `target` as a new store file at
-    /// `path` (never over an existing file), after checking every page of
-    /// it (with `config`'s key, for an encrypted store), with the records
-    /// after it replayed (each checked), and says what it restored. A
+    /// Restores the newest state of `target` (or the state at
+    /// [`ReplicaRestoreOptions::at`]) as a new store file at `path` (never
+    /// over an existing file): the newest snapshot its records reach,
+    /// every page of it checked (with `config`'s key, for an encrypted
+    /// store), with the records after it replayed (each checked); says
+    /// what it restored. A
     /// restored store keeps its accounts' pairing. From a target that a
     /// store replicates to ([`RedbStore::replicate_to`]), that is every
     /// acknowledged write; from snapshots alone, it is refused unless
