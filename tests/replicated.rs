@@ -285,6 +285,15 @@ async fn a_restarted_store_replicates_on_without_a_new_base() {
     write_sessions(&s, 20, 10).await;
     let records = target.records().await.unwrap();
     assert!(records.replicated && records.objects > 0, "{records:?}");
+    let fresh = records.newest_stored_at_ms.expect("a record's time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        (now - BOUND.as_millis() as i64..=now).contains(&fresh),
+        "{records:?}"
+    );
     assert_eq!(
         records.newest_lsn,
         s.replication_status().unwrap().local_lsn

@@ -159,5 +159,16 @@ fn status(out: &mut Out, url: &str, json: bool) -> Outcome {
         human_bytes(records.bytes),
         records.newest_lsn
     );
+    if let Some(ms) = records.newest_stored_at_ms {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        outln!(
+            out,
+            "newest record stored at {} (unix seconds), {} s ago",
+            ms.div_euclid(1000),
+            (now - ms).max(0) / 1000
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -216,7 +216,8 @@ async fn base_and_records(
     Err(match (short, at, oldest) {
         (Some((name, reached, needed)), _, _) => target.refused(format!(
             "no snapshot is consistent with the records: those after {name} reach write \
-             {reached}, and it needs them up to {needed}; no older snapshot is kept"
+             {reached}, and it needs them up to {needed}; no older snapshot is kept (keep more \
+             with ReplicationOptions::keep_snapshots)"
         )),
         (None, Some(at), Some(oldest)) => target.refused(format!(
             "nothing to restore at {} (Unix seconds): the oldest snapshot the replica keeps was \

@@ -199,6 +199,9 @@ pub struct ReplicaRecords {
     pub bytes: u64,
     /// The sequence number of the newest write in them (0: none).
     pub newest_lsn: u64,
+    /// When the newest record object was stored (Unix milliseconds, the
+    /// object store's clock): how fresh the replica is.
+    pub newest_stored_at_ms: Option<i64>,
 }
 
 impl ReplicaTarget {
@@ -213,6 +216,7 @@ impl ReplicaTarget {
             objects: all.len(),
             bytes: all.iter().map(|r| r.bytes).sum(),
             newest_lsn: self.newest_record().await.map_err(Error::from)?,
+            newest_stored_at_ms: all.iter().map(|r| r.stored_at_ms).max(),
         })
     }
 
