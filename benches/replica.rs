@@ -11,7 +11,9 @@
 //!
 //! `cargo bench --features replica --bench replica` (results in
 //! compat/benches/README.md, "Replication"); under
-//! `taskset -c 0` for one CPU.
+//! `taskset -c 0` for one CPU. `WA_BENCH_REPLICA=traffic`: the Signal
+//! and one-file rows alone; `=files`: 200 files of one account each,
+//! replicated or not (threads, memory, writes per second).
 
 #[path = "../tests/util/big_store.rs"]
 mod big_store;
@@ -303,6 +305,67 @@ async fn traffic(dir: &Path) {
     );
 }
 
+/// Threads of this process, and its resident memory in KiB.
+fn threads_and_rss() -> (usize, u64) {
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    (threads, rss)
+}
+
+/// `n` store files, one account each, replicating to prefixes of their
+/// own in `targets` if given: the threads and memory each costs once
+/// open, and the writes per second of 64 tasks across them.
+async fn fleet_of_files(dir: &Path, n: usize, replicated: Option<&str>) -> String {
+    let (threads_before, rss_before) = threads_and_rss();
+    let mut stores = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = RedbStore::new(dir.join(format!("{i}.redb")))
+            .await
+            .expect("open");
+        if let Some(url) = replicated {
+            let target = ReplicaTarget::new(&format!("{url}/{i}")).expect("target");
+            s.replicate_to(&target, &ReplicationOptions::default())
+                .await
+                .expect("replicate");
+        }
+        stores.push(s);
+    }
+    let (threads, rss) = threads_and_rss();
+    const WRITES: usize = 20_000;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|task| {
+            let stores = stores.clone();
+            tokio::spawn(async move {
+                let value = vec![7u8; 1200];
+                for i in (task..WRITES).step_by(64) {
+                    stores[i % stores.len()]
+                        .put_session(&format!("55{i:08}@c.us.0"), &value)
+                        .await
+                        .expect("write");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let per_second = WRITES as f64 / t.elapsed().as_secs_f64();
+    for s in stores {
+        s.close().await.expect("close");
+    }
+    format!(
+        "{} | {:.1} KiB | {per_second:.0}",
+        threads - threads_before,
+        rss.saturating_sub(rss_before) as f64 / n as f64
+    )
+}
+
 fn main() {
     // Not a criterion bench: `cargo bench` passes `--bench`, nothing to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -313,6 +376,20 @@ fn main() {
     rt.block_on(async {
         if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("traffic") {
             traffic(dir.path()).await;
+            return;
+        }
+        if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("files") {
+            let n = 200;
+            println!("| {n} files, an account each | threads added | RSS per open file | writes per second (64 tasks) |");
+            println!("|---|---:|---:|---:|");
+            let plain = dir.path().join("files-plain");
+            std::fs::create_dir_all(&plain).expect("dir");
+            println!("| no replica | {} |", fleet_of_files(&plain, n, None).await);
+            let replicated = dir.path().join("files-replicated");
+            std::fs::create_dir_all(&replicated).expect("dir");
+            let url = format!("file://{}", dir.path().join("files-replica").display());
+            let row = fleet_of_files(&replicated, n, Some(&url)).await;
+            println!("| replicated, directory | {row} |");
             return;
         }
         let store = store_of(&dir.path().join("store.redb"), 100).await;
