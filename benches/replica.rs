@@ -356,12 +356,16 @@ async fn fleet_of_files(dir: &Path, n: usize, replicated: Option<&str>) -> Strin
         task.await.expect("task");
     }
     let per_second = WRITES as f64 / t.elapsed().as_secs_f64();
+    // Idle for a while: what the open files hold then.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (idle_threads, _) = threads_and_rss();
     for s in stores {
         s.close().await.expect("close");
     }
     format!(
-        "{} | {:.1} KiB | {per_second:.0}",
+        "{} | {} | {:.1} KiB | {per_second:.0}",
         threads - threads_before,
+        idle_threads - threads_before,
         rss.saturating_sub(rss_before) as f64 / n as f64
     )
 }
@@ -380,8 +384,8 @@ fn main() {
         }
         if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("files") {
             let n = 200;
-            println!("| {n} files, an account each | threads added | RSS per open file | writes per second (64 tasks) |");
-            println!("|---|---:|---:|---:|");
+            println!("| {n} files, an account each | threads added | after 3 s idle | RSS per open file | writes per second (64 tasks) |");
+            println!("|---|---:|---:|---:|---:|");
             let plain = dir.path().join("files-plain");
             std::fs::create_dir_all(&plain).expect("dir");
             println!("| no replica | {} |", fleet_of_files(&plain, n, None).await);

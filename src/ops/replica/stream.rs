@@ -491,8 +491,13 @@ impl RedbStore {
             )))
             .into());
         }
+        // Its blocking pool runs a directory target's file I/O (and DNS
+        // lookups): one thread at most, gone after a second idle, so that
+        // an idle replicated file holds only its uploader's thread.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .max_blocking_threads(1)
+            .thread_keep_alive(Duration::from_secs(1))
             .build()
             .map_err(|e| Error::from(target.refused(format!("starting its uploader: {e}"))))?;
         // What the upkeep counts from: the newest snapshot, and the
