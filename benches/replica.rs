@@ -208,27 +208,19 @@ async fn signal_traffic(
     per
 }
 
-/// Writes per second into one file holding `ACCOUNTS` accounts, from 64
-/// tasks, each `put_session` (1.2 KB) awaited, to accounts in turn.
-async fn fleet_in_one_file(dir: &Path, target: Option<(ReplicaTarget, ReplicationOptions)>) -> f64 {
-    const ACCOUNTS: i32 = 1000;
+/// Writes per second of 20,000 awaited `put_session`s (1.2 KB) from 64
+/// tasks, each write to the next of `handles` in turn.
+async fn writes_across(handles: Vec<RedbStore>) -> f64 {
     const WRITES: usize = 20_000;
-    let store = RedbStore::new(dir.join("fleet.redb")).await.expect("open");
-    if let Some((target, options)) = target {
-        store
-            .replicate_to(&target, &options)
-            .await
-            .expect("replicate");
-    }
+    let handles = Arc::new(handles);
     let t = Instant::now();
     let tasks: Vec<_> = (0..64)
         .map(|task| {
-            let store = store.clone();
+            let handles = handles.clone();
             tokio::spawn(async move {
                 let value = vec![7u8; 1200];
                 for i in (task..WRITES).step_by(64) {
-                    let account = store.for_device(1 + (i as i32 % ACCOUNTS));
-                    account
+                    handles[i % handles.len()]
                         .put_session(&format!("55{i:08}@c.us.0"), &value)
                         .await
                         .expect("write");
@@ -239,7 +231,22 @@ async fn fleet_in_one_file(dir: &Path, target: Option<(ReplicaTarget, Replicatio
     for task in tasks {
         task.await.expect("task");
     }
-    let per_second = WRITES as f64 / t.elapsed().as_secs_f64();
+    WRITES as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Writes per second into one file holding `ACCOUNTS` accounts, from 64
+/// tasks, each `put_session` (1.2 KB) awaited, to accounts in turn.
+async fn fleet_in_one_file(dir: &Path, target: Option<(ReplicaTarget, ReplicationOptions)>) -> f64 {
+    const ACCOUNTS: i32 = 1000;
+    let store = RedbStore::new(dir.join("fleet.redb")).await.expect("open");
+    if let Some((target, options)) = target {
+        store
+            .replicate_to(&target, &options)
+            .await
+            .expect("replicate");
+    }
+    let accounts = (1..=ACCOUNTS).map(|d| store.for_device(d)).collect();
+    let per_second = writes_across(accounts).await;
     store.close().await.expect("close");
     per_second
 }
@@ -336,26 +343,7 @@ async fn fleet_of_files(dir: &Path, n: usize, replicated: Option<&str>) -> Strin
         stores.push(s);
     }
     let (threads, rss) = threads_and_rss();
-    const WRITES: usize = 20_000;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..64)
-        .map(|task| {
-            let stores = stores.clone();
-            tokio::spawn(async move {
-                let value = vec![7u8; 1200];
-                for i in (task..WRITES).step_by(64) {
-                    stores[i % stores.len()]
-                        .put_session(&format!("55{i:08}@c.us.0"), &value)
-                        .await
-                        .expect("write");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let per_second = WRITES as f64 / t.elapsed().as_secs_f64();
+    let per_second = writes_across(stores.clone()).await;
     // Idle for a while: what the open files hold then.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (idle_threads, _) = threads_and_rss();
