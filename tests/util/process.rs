@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::Duration;
 
 /// A command that runs one test of this test binary in a child process
 /// (for tests that need a second process, or to kill one). Under an
@@ -51,19 +53,96 @@ pub fn report_and_wait(marker: &str) {
     let _ = std::io::stdin().read_line(&mut line);
 }
 
+/// How long a child test process may take to print its first line
+/// (libtest's `running 1 test`, as soon as it starts). Past it, it is taken
+/// for one that never will: under qemu-user the fork of a multithreaded
+/// test process can deadlock before its exec, and that forked copy would
+/// also hold this process's output open. It is killed and spawned again.
+const START: Duration = Duration::from_secs(60);
+/// How long a started child may take to print its marker (work under an
+/// emulator included) before the test fails.
+const MARKED: Duration = Duration::from_secs(600);
+
+/// What the reader of a child's output tells the test.
+enum Heard {
+    /// The child's first line: it started.
+    Started,
+    /// The marker, and the rest of the output.
+    Marker(BufReader<ChildStdout>),
+    /// The output ended first.
+    Ended,
+}
+
 /// Spawns `cmd` with stdin and stdout piped and reads its stdout until a
-/// line ends with `marker`. Keep the returned reader until the child has
-/// exited (a closed pipe would fail its next print); dropping the child's
-/// stdin (`child.stdin`) is how the helper children are told to finish.
+/// line ends with `marker`, every wait bounded: a child that prints
+/// nothing within [`START`] is killed and spawned again (three tries).
+/// Keep the returned reader until the child has exited (a closed pipe
+/// would fail its next print); dropping the child's stdin (`child.stdin`)
+/// is how the helper children are told to finish.
 pub fn spawn_until(mut cmd: Command, marker: &str) -> (Child, BufReader<ChildStdout>) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the child test process");
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    wait_for_line(&mut out, marker);
-    (child, out)
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    for attempt in 1..=3 {
+        let mut child = cmd.spawn().expect("spawn the child test process");
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let heard = listen(out, marker);
+        let fail = |child: &mut Child, why: String| -> ! {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{why}");
+        };
+        match heard.recv_timeout(START) {
+            Ok(Heard::Started) => {}
+            Ok(Heard::Marker(out)) => return (child, out),
+            Ok(Heard::Ended) | Err(RecvTimeoutError::Disconnected) => fail(
+                &mut child,
+                format!("the child exited before printing {marker}"),
+            ),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("the child printed nothing within {START:?} (attempt {attempt}): again");
+                continue;
+            }
+        }
+        match heard.recv_timeout(MARKED) {
+            Ok(Heard::Marker(out)) => return (child, out),
+            Ok(_) | Err(RecvTimeoutError::Disconnected) => fail(
+                &mut child,
+                format!("the child exited before printing {marker}"),
+            ),
+            Err(RecvTimeoutError::Timeout) => fail(
+                &mut child,
+                format!("the child did not print {marker} within {MARKED:?}"),
+            ),
+        }
+    }
+    panic!("the child never started in three tries");
+}
+
+/// Reads `out` on a thread of its own: says when the first line came,
+/// then hands the reader back once a line ends with `marker`.
+fn listen(mut out: BufReader<ChildStdout>, marker: &str) -> Receiver<Heard> {
+    let (tx, heard) = channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut first = true;
+        loop {
+            line.clear();
+            if !matches!(out.read_line(&mut line), Ok(n) if n > 0) {
+                let _ = tx.send(Heard::Ended);
+                return;
+            }
+            if std::mem::take(&mut first) {
+                let _ = tx.send(Heard::Started);
+            }
+            if line.trim_end().ends_with(&marker) {
+                let _ = tx.send(Heard::Marker(out));
+                return;
+            }
+        }
+    });
+    heard
 }
 
 /// Reads lines until one ends with `marker` (libtest may print
