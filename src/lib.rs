@@ -82,11 +82,13 @@ pub use ops::inspect::{AccountInfo, CheckReport, StoreInfo, TableInfo, table_nam
 pub use ops::maintenance::MaintenanceReport;
 pub use ops::rekey::Rekey;
 #[cfg(feature = "replica")]
+pub use ops::replica::options::ReplicationOptions;
+#[cfg(feature = "replica")]
 pub use ops::replica::restore::{ReplicaRestoreOptions, ReplicaRestored};
 #[cfg(feature = "replica")]
 pub use ops::replica::snapshot::ReplicaSnapshot;
 #[cfg(feature = "replica")]
-pub use ops::replica::stream::{ReplicaRecords, ReplicationOptions, ReplicationStatus};
+pub use ops::replica::stream::{ReplicaRecords, ReplicationStatus};
 #[cfg(feature = "replica")]
 pub use ops::replica::target::ReplicaTarget;
 pub use ops::salvage::{SalvageReport, TableSalvage};

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use wacore::store::error::StoreError;
 
+use super::options::ReplicationOptions;
 use super::snapshot::{ReplicaSnapshot, Retention};
-use super::stream::{ReplicationOptions, Uploader};
+use super::stream::Uploader;
 use crate::error::Error;
 use crate::handle::RedbStore;
 

@@ -3,6 +3,7 @@
 //! from them on any host.
 
 pub(crate) mod keep;
+pub(crate) mod options;
 pub(crate) mod restore;
 pub(crate) mod snapshot;
 pub(crate) mod stream;
