@@ -115,7 +115,7 @@ impl ReplicaTarget {
             asynchronous: mode == Some(false),
             objects: all.len(),
             bytes: all.iter().map(|r| r.bytes).sum(),
-            newest_lsn: self.newest_record().await.map_err(Error::from)?,
+            newest_lsn: self.newest_record(&all).await.map_err(Error::from)?,
             newest_stored_at_ms: all.iter().map(|r| r.stored_at_ms).max(),
         })
     }
@@ -223,9 +223,10 @@ impl ReplicaTarget {
         Ok(Some((journal, next - 1)))
     }
 
-    /// The number of the newest record in this target (0: none).
-    pub(crate) async fn newest_record(&self) -> Result<u64> {
-        let Some(last) = self.list_records().await?.pop() else {
+    /// The number of the newest record in `all`, this target's record
+    /// objects as listed (0: none): its last object's last record.
+    pub(crate) async fn newest_record(&self, all: &[RecordObject]) -> Result<u64> {
+        let Some(last) = all.last() else {
             return Ok(0);
         };
         let object = self.get_bytes(&last.name).await?;
@@ -378,8 +379,9 @@ impl RedbStore {
         target.claim_for(&engine).await?;
         let local = engine.status.lsn.load(std::sync::atomic::Ordering::Acquire);
         let newest_snapshot = target.list_snapshots().await.map_err(Error::from)?.pop();
+        let listed = target.list_records().await.map_err(Error::from)?;
         let newest = target
-            .newest_record()
+            .newest_record(&listed)
             .await
             .map_err(Error::from)?
             .max(newest_snapshot.as_ref().map_or(0, |s| s.lsn));
@@ -403,7 +405,6 @@ impl RedbStore {
         // What the upkeep counts from: the newest snapshot, and the
         // records stored after it.
         let after = newest_snapshot.as_ref().map_or(0, |s| s.lsn);
-        let listed = target.list_records().await.map_err(Error::from)?;
         let since = listed.iter().filter(|r| r.first > after).map(|r| r.bytes);
         let (since, newest_at): (u64, _) = (
             since.sum(),
