@@ -11,9 +11,8 @@
 #[path = "util/process.rs"]
 mod process;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
@@ -22,8 +21,7 @@ use whatsapp_rust_redb_storage::{EncryptionKey, RedbStore, RedbStoreConfig, Reke
 
 /// The longest any one step of a child may take before the test fails.
 const STEP: Duration = Duration::from_secs(120);
-/// The longest a child may take to start (under an emulator too) before
-/// it is taken for one that never will, and spawned again.
+/// The longest a child may take to say READY: it says so first.
 const START: Duration = Duration::from_secs(60);
 
 fn rounds() -> usize {
@@ -52,42 +50,19 @@ struct Child {
 }
 
 impl Child {
-    /// Starts the child test `test` and waits for its `READY`. A child
-    /// that never says it is spawned again (three tries): under qemu-user
-    /// the fork of a multithreaded test process can deadlock before its
-    /// exec (the forked copy then sits on a lock of the emulator's, and
-    /// this process's stdout), which is the emulator's, not the store's.
+    /// Starts the child test `test` and waits for its `READY`
+    /// ([`process::spawn_until_within`]: a child that never starts, as
+    /// when qemu-user deadlocks the fork before its exec, is spawned
+    /// again).
     fn spawn(test: &str, envs: &[(&str, &Path)]) -> Child {
-        for attempt in 1..=3 {
-            let child = Self::spawn_once(test, envs);
-            match child.lines.recv_timeout(START) {
-                Ok(line) if line.contains("READY") => return child,
-                Ok(line) => panic!("the child's first line is not READY: {line}"),
-                Err(_) => eprintln!("the child {test} did not start (attempt {attempt}): again"),
-            }
-        }
-        panic!("the child {test} did not start in three tries");
-    }
-
-    fn spawn_once(test: &str, envs: &[(&str, &Path)]) -> Child {
         let mut cmd = process::self_command(test);
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn the child test process");
-        let out = BufReader::new(child.stdout.take().unwrap());
+        let (child, out) = process::spawn_until_within(cmd, "READY", START);
         let (tx, lines) = channel();
         std::thread::spawn(move || {
-            // libtest's own lines (`running 1 test`) are not the child's.
-            let own = out
-                .lines()
-                .map_while(Result::ok)
-                .filter(|l| !l.starts_with("running ") && !l.trim().is_empty());
-            for line in own {
+            for line in out.lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
                     return;
                 }

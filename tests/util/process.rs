@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A command that runs one test of this test binary in a child process
 /// (for tests that need a second process, or to kill one). Under an
@@ -59,8 +59,8 @@ pub fn report_and_wait(marker: &str) {
 /// test process can deadlock before its exec, and that forked copy would
 /// also hold this process's output open. It is killed and spawned again.
 const START: Duration = Duration::from_secs(60);
-/// How long a started child may take to print its marker (work under an
-/// emulator included) before the test fails.
+/// How long a child may take to print its marker (work under an emulator
+/// included), from its spawn, before the test fails.
 const MARKED: Duration = Duration::from_secs(600);
 
 /// What the reader of a child's output tells the test.
@@ -75,13 +75,24 @@ enum Heard {
 
 /// Spawns `cmd` with stdin and stdout piped and reads its stdout until a
 /// line ends with `marker`, every wait bounded: a child that prints
-/// nothing within [`START`] is killed and spawned again (three tries).
-/// Keep the returned reader until the child has exited (a closed pipe
-/// would fail its next print); dropping the child's stdin (`child.stdin`)
-/// is how the helper children are told to finish.
-pub fn spawn_until(mut cmd: Command, marker: &str) -> (Child, BufReader<ChildStdout>) {
+/// nothing within [`START`] is killed and spawned again (three tries), one
+/// that does not print `marker` within [`MARKED`] of its spawn fails the
+/// test. Keep the returned reader until the child has exited (a closed
+/// pipe would fail its next print); dropping the child's stdin
+/// (`child.stdin`) is how the helper children are told to finish.
+pub fn spawn_until(cmd: Command, marker: &str) -> (Child, BufReader<ChildStdout>) {
+    spawn_until_within(cmd, marker, MARKED)
+}
+
+/// [`spawn_until`], with `marker` due `within` of the child's spawn.
+pub fn spawn_until_within(
+    mut cmd: Command,
+    marker: &str,
+    within: Duration,
+) -> (Child, BufReader<ChildStdout>) {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
     for attempt in 1..=3 {
+        let spawned = Instant::now();
         let mut child = cmd.spawn().expect("spawn the child test process");
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         let heard = listen(out, marker);
@@ -90,7 +101,8 @@ pub fn spawn_until(mut cmd: Command, marker: &str) -> (Child, BufReader<ChildStd
             let _ = child.wait();
             panic!("{why}");
         };
-        match heard.recv_timeout(START) {
+        let start = START.min(within);
+        match heard.recv_timeout(start) {
             Ok(Heard::Started) => {}
             Ok(Heard::Marker(out)) => return (child, out),
             Ok(Heard::Ended) | Err(RecvTimeoutError::Disconnected) => fail(
@@ -100,11 +112,11 @@ pub fn spawn_until(mut cmd: Command, marker: &str) -> (Child, BufReader<ChildStd
             Err(RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                eprintln!("the child printed nothing within {START:?} (attempt {attempt}): again");
+                eprintln!("the child printed nothing within {start:?} (attempt {attempt}): again");
                 continue;
             }
         }
-        match heard.recv_timeout(MARKED) {
+        match heard.recv_timeout(within.saturating_sub(spawned.elapsed())) {
             Ok(Heard::Marker(out)) => return (child, out),
             Ok(_) | Err(RecvTimeoutError::Disconnected) => fail(
                 &mut child,
@@ -112,7 +124,7 @@ pub fn spawn_until(mut cmd: Command, marker: &str) -> (Child, BufReader<ChildStd
             ),
             Err(RecvTimeoutError::Timeout) => fail(
                 &mut child,
-                format!("the child did not print {marker} within {MARKED:?}"),
+                format!("the child did not print {marker} within {within:?}"),
             ),
         }
     }
