@@ -26,7 +26,8 @@ pub enum Synchronous {
     Off,
     /// Every acknowledged write is in the operating system (the journal)
     /// before `Ok`; no fsync per call. Power loss may drop the tail written
-    /// since the last checkpoint.
+    /// in the last `checkpoint_interval` (the journal is fsynced that often
+    /// while writes keep coming).
     #[default]
     Normal,
     /// Every acknowledged write is fsynced before `Ok`; concurrent callers
@@ -174,15 +175,21 @@ pub struct RedbStoreConfig {
     pub cache_budget_kib: Option<u32>,
     /// Durability of an acknowledged write. Default [`Synchronous::Normal`].
     pub synchronous: Synchronous,
-    /// Longest time acknowledged writes stay only in the journal before a
-    /// checkpoint makes them part of the redb file. Default 2 s; more than
-    /// zero; `Duration::MAX` means no checkpoint by time (the journal's size
-    /// still triggers them, and in `Off` mode only the close does).
+    /// Longest time an acknowledged write waits for stable storage (in
+    /// `Full`, none: each is fsynced before `Ok`). In `Normal` mode, while
+    /// writes keep coming, the journal is fsynced this often (one fsync of
+    /// what was appended, not a checkpoint); once no write came for this
+    /// long, a checkpoint puts the journal's writes in the redb file and
+    /// rewinds it, in every mode. In `Off` mode (no journal) a checkpoint
+    /// every interval. Default 2 s; more than zero; `Duration::MAX` means
+    /// nothing by time (the journal's size still triggers checkpoints, and
+    /// in `Off` mode only the close does).
     pub checkpoint_interval: Duration,
-    /// Journal size that triggers a checkpoint early. Default 16 MiB: each
-    /// checkpoint costs two fsyncs and stalls the writer for a few
-    /// milliseconds, so not too often; the journal is rewound, not grown,
-    /// after each. At least 64 KiB; `u64::MAX` means none by size.
+    /// Journal size that triggers a checkpoint while writes keep coming,
+    /// and so the most a crash leaves to replay at the next open. Default
+    /// 16 MiB: each checkpoint writes every page changed since the last and
+    /// costs two fsyncs, so not too often; the journal is rewound, not
+    /// grown, after each. At least 64 KiB; `u64::MAX` means none by size.
     pub checkpoint_journal_bytes: u64,
     /// Largest single value (session, payload, blob) accepted. Default 64 MiB;
     /// 1 byte to 1 GiB (256 MiB on 32-bit targets).
@@ -283,7 +290,8 @@ impl RedbStoreConfig {
         self
     }
 
-    /// Sets the longest time between checkpoints.
+    /// Sets the longest time an acknowledged write waits for stable
+    /// storage, and the idle time after which a checkpoint runs.
     pub fn with_checkpoint_interval(mut self, interval: Duration) -> Self {
         self.checkpoint_interval = interval;
         self

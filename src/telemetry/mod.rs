@@ -28,6 +28,9 @@ pub const JOURNAL_BYTES: &str = "wa_redb_journal_bytes";
 pub const CHECKPOINTS: &str = "wa_redb_checkpoints_total";
 /// Time of one checkpoint, seconds, label `file`.
 pub const CHECKPOINT_DURATION: &str = "wa_redb_checkpoint_duration_seconds";
+/// Journal syncs (`Normal`: the fdatasync that makes the records of the
+/// last `checkpoint_interval` durable while writes keep coming), label `file`.
+pub const JOURNAL_SYNCS: &str = "wa_redb_journal_syncs_total";
 /// Writers halted by a failure, labels `file` and `cause` (`no_space`,
 /// `io`, `corrupted`, `storage`, `other`).
 pub const HALTS: &str = "wa_redb_halts_total";

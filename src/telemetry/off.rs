@@ -36,6 +36,8 @@ impl FileMetrics {
     #[inline(always)]
     pub fn checkpointed(&self, _started: Started, _journal_bytes: Option<u64>) {}
     #[inline(always)]
+    pub fn journal_synced(&self) {}
+    #[inline(always)]
     pub fn halted(&self, _err: &StorageError) {}
     #[inline(always)]
     pub fn sample_due(&self) -> bool {

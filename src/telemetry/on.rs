@@ -54,6 +54,7 @@ pub(crate) struct FileMetrics {
     journal_bytes: Gauge,
     checkpoints: Counter,
     checkpoint_seconds: Histogram,
+    journal_syncs: Counter,
     read_bytes: Counter,
     written_bytes: Counter,
     file_bytes: Gauge,
@@ -86,6 +87,7 @@ impl FileMetrics {
             journal_bytes: gauge!(JOURNAL_BYTES, &l()),
             checkpoints: counter!(CHECKPOINTS, &l()),
             checkpoint_seconds: histogram!(CHECKPOINT_DURATION, &l()),
+            journal_syncs: counter!(JOURNAL_SYNCS, &l()),
             read_bytes: counter!(READ_BYTES, &l()),
             written_bytes: counter!(WRITTEN_BYTES, &l()),
             file_bytes: gauge!(FILE_BYTES, &l()),
@@ -120,6 +122,11 @@ impl FileMetrics {
         if let Some(n) = journal_bytes {
             self.journal_bytes.set(n as f64);
         }
+    }
+
+    /// A journal sync finished.
+    pub fn journal_synced(&self) {
+        self.journal_syncs.increment(1);
     }
 
     /// The writer halted on `err`.
@@ -172,6 +179,11 @@ pub fn describe() {
         ),
         (COMMITS, Unit::Count, "Write transactions committed"),
         (CHECKPOINTS, Unit::Count, "Checkpoints"),
+        (
+            JOURNAL_SYNCS,
+            Unit::Count,
+            "Journal syncs between checkpoints",
+        ),
         (HALTS, Unit::Count, "Writers halted by a failure, by cause"),
         (READ_BYTES, Unit::Bytes, "Bytes read from the store's files"),
         (

@@ -24,6 +24,7 @@ mod heal;
 mod journal;
 mod layer;
 mod open;
+mod timed;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -44,8 +44,8 @@ use tokio::sync::oneshot;
 
 use crate::engine::pool;
 use crate::engine::writer::{
-    INLINE_MAX_JOBS, INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Pending, Writer,
-    clone_outcome,
+    Due, INLINE_MAX_JOBS, INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Pending,
+    Writer, clone_outcome,
 };
 use crate::error::{CheckpointError, WriteError};
 
@@ -520,17 +520,25 @@ impl Lane {
             }
             owner.spare = jobs;
             if checkpoint {
-                let outcome = if waiters.is_empty() && !writer.checkpoint_due() {
-                    // A timer that fired for writes a checkpoint covered
-                    // since: nothing due yet.
-                    Ok(())
-                } else {
-                    writer.checkpoint()
+                let due = match waiters.is_empty() {
+                    true => writer.due(),
+                    false => Due::Checkpoint,
+                };
+                let outcome = match due {
+                    // A timer that fired for writes covered since: nothing
+                    // due yet.
+                    Due::Nothing => Ok(()),
+                    Due::Sync => writer.sync_journal(),
+                    Due::Checkpoint => writer.checkpoint(),
                 };
                 if let Err(e) = &outcome
                     && waiters.is_empty()
                 {
-                    log::error!("{}: checkpoint failed: {e}", writer.path.display());
+                    let what = match due {
+                        Due::Sync => "journal sync",
+                        _ => "checkpoint",
+                    };
+                    log::error!("{}: {what} failed: {e}", writer.path.display());
                 }
                 for reply in waiters {
                     let _ = reply.send(clone_outcome(&outcome, &writer.path));

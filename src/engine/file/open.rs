@@ -295,6 +295,8 @@ impl Engine {
             config: config.clone(),
             status: status.clone(),
             dirty_since: None,
+            unsynced_since: None,
+            last_write_at: None,
             halted: None,
             log: journal::EffectLog::new(),
             deleted_since_checkpoint: 0,

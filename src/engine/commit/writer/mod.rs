@@ -12,12 +12,17 @@
 //! 4. every job gets its reply.
 //!
 //! Concurrent callers therefore share one transaction and one journal write
-//! (group commit). Every `checkpoint_interval`, when the journal passes
-//! `checkpoint_journal_bytes` and on request, a checkpoint commits
-//! `Durability::Immediate` with quick-repair, recording the last journal
-//! sequence number it covers, and rewinds the journal. At close the last
-//! sequence number is recorded without fsync, and redb's own closing
-//! commit makes it durable.
+//! (group commit). A checkpoint commits `Durability::Immediate` with
+//! quick-repair, recording the last journal sequence number it covers, and
+//! rewinds the journal: when the journal passes `checkpoint_journal_bytes`,
+//! on request, and once no write came for a `checkpoint_interval` (idle
+//! time). While writes keep coming, the journal itself is what makes them
+//! durable within `checkpoint_interval`: in `Normal` mode one fdatasync of
+//! the records written since the last (a journal sync) instead of a
+//! checkpoint, which would write every page changed since and fsync twice.
+//! In `Off` mode there is no journal: a checkpoint every
+//! `checkpoint_interval`. At close the last sequence number is recorded
+//! without fsync, and redb's own closing commit makes it durable.
 //!
 //! A job that fails leaves its neighbours untouched: every job reads and
 //! checks what it needs before its first change (see [`crate::engine::tx`]),
@@ -31,20 +36,21 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redb::{Database, Durability};
 
 use crate::config::{RedbStoreConfig, Synchronous};
-use crate::engine::catalog::{META_CHECKPOINT_LSN, META_CHECKPOINTED_AT};
 use crate::engine::journal::{EffectLog, Journal, JournalSpec};
-use crate::engine::schema;
 use crate::engine::ship::Shipper;
 use crate::engine::tx::Tx;
 use crate::error::{CheckpointError, StorageError, StorageResult as Result, WriteError};
 use crate::telemetry::FileMetrics;
 
+mod durable;
 mod job;
+
+pub(crate) use durable::{Due, Pending, clone_outcome};
 
 pub(crate) use job::{
     FnJob, INLINE_MAX_JOBS, INLINE_MAX_WEIGHT, Job, MAX_BATCH_JOBS, MAX_BATCH_WEIGHT, Weight,
@@ -77,6 +83,12 @@ pub(crate) struct Writer {
     pub status: Arc<WriterStatus>,
     /// When the oldest change not yet covered by a checkpoint was committed.
     pub dirty_since: Option<Instant>,
+    /// When the oldest journal record not yet on stable storage was
+    /// appended (`Normal` only: `Full` fsyncs each record).
+    pub unsynced_since: Option<Instant>,
+    /// When the newest change was committed: a checkpoint waits for an
+    /// interval without one.
+    pub last_write_at: Option<Instant>,
     pub halted: Option<StorageError>,
     pub log: EffectLog,
     /// Rows deleted since the last checkpoint: the close then commits
@@ -91,26 +103,7 @@ pub(crate) struct Writer {
     pub ship: Option<Shipper>,
 }
 
-/// What the lane does after a batch: arm the checkpoint timer (the writer is
-/// dirty until then), ask for a checkpoint, grow the journal.
-pub(crate) struct Pending {
-    pub deadline: Option<Instant>,
-    pub full: bool,
-    pub room: bool,
-}
-
 impl Writer {
-    /// How long until a checkpoint is due by time; `None` when every write
-    /// is covered by one.
-    fn time_to_checkpoint(&self) -> Option<Duration> {
-        let since = self.dirty_since?;
-        Some(
-            self.config
-                .checkpoint_interval
-                .saturating_sub(since.elapsed()),
-        )
-    }
-
     /// Adopts what another handle of the file asks for (see
     /// `RedbStoreConfig::merged_with`): a stronger durability takes effect
     /// for every later batch, after a checkpoint has made everything
@@ -135,29 +128,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether the journal should grow its preallocated room now, so that
-    /// batches committed on a caller's thread do not have to.
-    pub fn journal_room_low(&self) -> bool {
-        self.journal.as_ref().is_some_and(Journal::room_low)
-    }
-
-    /// Grows the journal's preallocated room by one step. A failure (a full
-    /// disk) is only logged: the batch that needs the room reports it.
-    pub fn grow_journal(&mut self) {
-        if let Some(journal) = &mut self.journal
-            && let Err(e) = journal.make_room()
-        {
-            log::warn!("{}: {e}", self.path.display());
-        }
-    }
-
-    /// Whether the journal has grown enough that a checkpoint should run.
-    pub fn journal_full(&self) -> bool {
-        self.journal
-            .as_ref()
-            .is_some_and(|j| j.used() >= self.config.checkpoint_journal_bytes)
-    }
-
     fn halt(&mut self, err: &StorageError) {
         if self.halted.is_none() {
             log::error!(
@@ -170,6 +140,7 @@ impl Writer {
             self.halted = Some(err.clone());
             // No checkpoint can succeed any more.
             self.dirty_since = None;
+            self.unsynced_since = None;
         }
     }
 
@@ -189,6 +160,8 @@ impl Writer {
         self.lsn = lsn;
         self.checkpoint_lsn = lsn;
         self.dirty_since = None;
+        self.unsynced_since = None;
+        self.last_write_at = None;
         self.halted = None;
         self.status.lsn.store(lsn, Ordering::Relaxed);
         self.status.checkpoint_lsn.store(lsn, Ordering::Relaxed);
@@ -387,7 +360,12 @@ impl Writer {
         self.deleted_since_checkpoint += self.log.deletes();
         self.lsn = lsn;
         self.status.lsn.store(lsn, Ordering::Relaxed);
-        self.dirty_since.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        self.dirty_since.get_or_insert(now);
+        self.last_write_at = Some(now);
+        if self.append && !self.journal_spec.sync_each {
+            self.unsynced_since.get_or_insert(now);
+        }
         Ok(())
     }
 
@@ -425,148 +403,6 @@ impl Writer {
         }
         outcome
     }
-
-    /// Whether a checkpoint is due, by time or by journal size.
-    pub fn checkpoint_due(&self) -> bool {
-        self.journal_full() || self.time_to_checkpoint() == Some(Duration::ZERO)
-    }
-
-    /// What the lane should arrange after a batch or checkpoint.
-    pub fn pending(&self) -> Pending {
-        Pending {
-            deadline: self.checkpoint_deadline(),
-            full: self.journal_full(),
-            room: self.journal_room_low(),
-        }
-    }
-
-    /// When the next timed checkpoint is due, if one will be. An interval
-    /// too long to add to an instant (`Duration::MAX`, the natural way to
-    /// say "never") sets no timer: only the journal's size and explicit
-    /// requests then checkpoint.
-    pub fn checkpoint_deadline(&self) -> Option<Instant> {
-        self.dirty_since?
-            .checked_add(self.config.checkpoint_interval)
-    }
-
-    /// Records the last sequence number for redb's close to make durable:
-    /// a commit without fsync (`Durability::None`), which redb's closing
-    /// commit then includes, so that the close costs no checkpoint of its
-    /// own. After deletions it is a durable commit (one fsync): pages freed
-    /// by commits without fsync are released only by a durable one, and
-    /// redb's closing commit releases none, so without it the close could
-    /// not trim a file that a large deletion grew (a transaction cannot
-    /// reuse the pages it frees). Refused (and the journal kept) if the
-    /// writer halted.
-    pub fn record_for_close(&mut self) -> Result<(), CheckpointError> {
-        if !self.must_record()? {
-            return Ok(());
-        }
-        let how = match self.deleted_since_checkpoint {
-            0 => Record::InMemory,
-            _ => Record::Durable,
-        };
-        let result = self.record_lsn(self.live_database()?, how);
-        if let Err(e) = &result {
-            self.halt(e);
-        }
-        Ok(result?)
-    }
-
-    /// Commits durably everything acknowledged so far and rewinds the
-    /// journal.
-    pub fn checkpoint(&mut self) -> Result<(), CheckpointError> {
-        if !self.must_record()? {
-            return Ok(());
-        }
-        crate::telemetry::file_span!("wa_redb.checkpoint", self.path);
-        let started = self.metrics.start();
-        let result = self.record_lsn(self.live_database()?, Record::Checkpoint);
-        match &result {
-            Ok(()) => {
-                self.checkpoint_lsn = self.lsn;
-                self.dirty_since = None;
-                self.deleted_since_checkpoint = 0;
-                self.status
-                    .checkpoint_lsn
-                    .store(self.lsn, Ordering::Relaxed);
-                // The checkpoint is durable; old records are redundant. A
-                // failed rewind leaves a longer journal, nothing worse.
-                if let Some(journal) = &mut self.journal
-                    && let Err(e) = journal.rewind()
-                {
-                    log::warn!("{}: {e}", self.path.display());
-                }
-                self.metrics
-                    .checkpointed(started, self.journal.as_ref().map(Journal::used));
-            }
-            Err(e) => self.halt(e),
-        }
-        Ok(result?)
-    }
-
-    /// Whether there is a sequence number to record; refused if the
-    /// writer halted.
-    fn must_record(&self) -> Result<bool, CheckpointError> {
-        if let Some(refusal) = self.checkpoint_refusal() {
-            return Err(refusal);
-        }
-        Ok(self.dirty_since.is_some() || self.lsn != self.checkpoint_lsn)
-    }
-
-    /// The database to checkpoint, or why there is none.
-    fn live_database(&self) -> Result<&Database, CheckpointError> {
-        let closed = |path| CheckpointError::Closed { path };
-        self.database(Self::checkpoint_refusal, closed)
-    }
-
-    /// Commits the last sequence number as the file's checkpoint, `how`
-    /// says how durably. Redb's panics on damage are contained.
-    fn record_lsn(&self, db: &Database, how: Record) -> Result<()> {
-        crate::engine::contain_panic(&self.path.clone(), || {
-            let mut txn = match how {
-                Record::InMemory => {
-                    let mut txn = db
-                        .begin_write()
-                        .map_err(|e| StorageError::storage(&self.path, e))?;
-                    txn.set_durability(Durability::None)
-                        .map_err(|e| StorageError::storage(&self.path, e))?;
-                    txn
-                }
-                Record::Durable | Record::Checkpoint => schema::begin_durable(db, &self.path)?,
-            };
-            // Quick-repair: reopening after a crash is instant rather than
-            // a full scan of the file. Not before a close, whose own commit
-            // records the allocator state right after.
-            txn.set_quick_repair(how == Record::Checkpoint);
-            self.put_checkpoint_meta(&txn)?;
-            txn.commit()
-                .map_err(|e| StorageError::storage(&self.path, e))
-        })
-    }
-
-    /// The last sequence number and the time, as the file's checkpoint.
-    fn put_checkpoint_meta(&self, txn: &redb::WriteTransaction) -> Result<()> {
-        let lsn = self.lsn.to_le_bytes();
-        let at = crate::clock::now_secs().to_le_bytes();
-        schema::put_meta(
-            txn,
-            &self.path,
-            &[(META_CHECKPOINT_LSN, &lsn), (META_CHECKPOINTED_AT, &at)],
-        )
-    }
-}
-
-/// How [`Writer::record_lsn`] commits the last sequence number.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Record {
-    /// A checkpoint: durable, with quick-repair.
-    Checkpoint,
-    /// Before a close after deletions: durable (it releases the pages
-    /// freed since the last checkpoint), no quick-repair.
-    Durable,
-    /// Before a close: in memory; redb's closing commit makes it durable.
-    InMemory,
 }
 
 /// Why a batch was not committed, which decides what its jobs are told.
@@ -606,19 +442,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".to_string()
-    }
-}
-
-/// One checkpoint outcome for several waiters: a failed checkpoint halts
-/// the writer, and each waiter is told so.
-pub(crate) fn clone_outcome(
-    outcome: &Result<(), CheckpointError>,
-    path: &std::path::Path,
-) -> Result<(), CheckpointError> {
-    match outcome {
-        Ok(()) => Ok(()),
-        Err(CheckpointError::Storage(cause)) => Err(CheckpointError::halted(path, cause)),
-        Err(refused) => Err(refused.clone()),
     }
 }
 

@@ -248,6 +248,9 @@ pub(crate) struct Journal {
     allocated: u64,
     /// fdatasync every record (`Synchronous::Full`).
     sync_each: bool,
+    /// The file and its directory entry are on stable storage: from then
+    /// on an fdatasync makes records durable.
+    entry_durable: bool,
     /// Size the file is cut back to when rewound.
     retain: u64,
     stats: Arc<IoStats>,
@@ -275,6 +278,7 @@ impl Journal {
             last_pos: None,
             allocated: 0,
             sync_each: spec.sync_each,
+            entry_durable: spec.sync_each,
             retain: spec.retain.max(MIN_GROWTH),
             stats: spec.stats,
             faults: spec.faults,
@@ -296,10 +300,23 @@ impl Journal {
     /// journal that fsyncs from the start.
     pub fn set_sync_each(&mut self, on: bool) -> Result<()> {
         if on && !self.sync_each {
-            self.sync_all()?;
-            crate::engine::files::sync_parent_dir(&self.path)?;
+            self.sync()?;
         }
         self.sync_each = on;
+        Ok(())
+    }
+
+    /// Puts every record appended so far on stable storage (`Normal`'s
+    /// timed journal sync). The first sync of a journal also makes its
+    /// header, size and directory entry durable: a record is found after a
+    /// power cut only if its file is.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.entry_durable {
+            return self.sync_data();
+        }
+        self.sync_all()?;
+        crate::engine::files::sync_parent_dir(&self.path)?;
+        self.entry_durable = true;
         Ok(())
     }
 
