@@ -16,7 +16,7 @@ use crate::fault::IoFaults;
 /// | mode | survives kill -9 / abort / panic | survives power loss / OS crash |
 /// |---|---|---|
 /// | `Off` | all but the last `checkpoint_interval` of writes | same; never corrupts |
-/// | `Normal` (default) | every `Ok` | all but the un-synced tail; never corrupts |
+/// | `Normal` (default) | every `Ok` | all but the writes of the last `checkpoint_interval`; never corrupts |
 /// | `Full` | every `Ok` | every `Ok` |
 /// Ordered by strength: `Off < Normal < Full`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
