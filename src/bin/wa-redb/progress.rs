@@ -73,14 +73,24 @@ fn eta(done: u64, total: u64, elapsed: Duration) -> String {
 }
 
 fn style() -> ProgressStyle {
+    style_timed_by(ProgressState::elapsed)
+}
+
+/// The style, with the time the ETA is computed from taken by `elapsed`
+/// (a test gives a fixed one: an `Instant` cannot go back further than the
+/// machine's uptime on every platform).
+fn style_timed_by(elapsed: fn(&ProgressState) -> Duration) -> ProgressStyle {
     ProgressStyle::with_template("{msg:20} [{bar:24}] {rows:15} {eta}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .with_key("rows", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = write!(w, "{}/{}", count(s.pos()), count(s.len().unwrap_or(0)));
         })
-        .with_key("eta", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = w.write_str(&eta(s.pos(), s.len().unwrap_or(0), s.elapsed()));
-        })
+        .with_key(
+            "eta",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&eta(s.pos(), s.len().unwrap_or(0), elapsed(s)));
+            },
+        )
         .progress_chars("=> ")
 }
 
@@ -156,9 +166,8 @@ mod tests {
         let bar = ProgressBar::with_draw_target(
             Some(u64::MAX),
             ProgressDrawTarget::term_like(Box::new(screen.clone())),
-        )
-        .with_elapsed(Duration::from_secs(19_999));
-        bar.set_style(style());
+        );
+        bar.set_style(style_timed_by(|_| Duration::from_secs(19_999)));
         bar.set_message(fit(&"app_state_mutation_macs ".repeat(4), MSG_WIDTH));
         bar.set_position(u64::MAX / 19);
         bar.force_draw();
