@@ -78,5 +78,13 @@ system32="$WINEPREFIX/drive_c/windows/system32"
 x86_64-w64-mingw32-gcc -shared -O2 -o "$system32/bcryptprimitives.dll" \
     scripts/windows/bcryptprimitives.c -ladvapi32
 
+# One wineserver for the whole run: by default it exits a few seconds after
+# its last client, and a test binary that starts just then is refused ("wine
+# client error:0: recvmsg: Connection reset by peer") before any test runs.
+WINESERVER="$(dirname "$WINE")/wineserver"
+[[ -x "$WINESERVER" ]] || WINESERVER=wineserver
+"$WINESERVER" -p
+trap '"$WINESERVER" -k 2>/dev/null || true' EXIT
+
 echo "==> the test suite under wine"
 cargo test --target "$T" --features "$FEATURES" -- ${args[@]+"${args[@]}"}
