@@ -3,15 +3,19 @@
 //! only they needed; a restore at a point in time has exactly the writes
 //! the replica held then; a snapshot whose records were not all stored is
 //! passed over for an older one. Against directory targets, whose objects'
-//! times the test can read from the file system.
+//! times the test can read from the file system, and a restore at a point
+//! in time against a real S3 server (moto's, see `tests/replica.rs`).
 
 #[path = "util/replicas.rs"]
 mod replicas;
+#[path = "util/s3.rs"]
+mod s3;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use replicas::{BOUND, assert_sessions, paired, session, url_of, write_sessions};
+use s3::{S3Server, s3_options};
 use wacore::store::traits::SignalStore;
 use whatsapp_rust_redb_storage::{
     RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaRestored, ReplicaTarget,
@@ -110,6 +114,54 @@ async fn a_restore_at_a_point_in_time_has_the_writes_the_replica_held_then() {
         .await
         .unwrap_err();
     assert!(format!("{e:?}").contains("oldest snapshot"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_restore_at_a_point_in_time_from_s3_has_the_writes_stored_by_then() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket("replicas");
+    let target =
+        ReplicaTarget::with_options("s3://replicas/pitr/bot", s3_options(server.port)).unwrap();
+    let (host, other) = (tempdir(), tempdir());
+    let s = paired(&host.path().join("bot.redb"), RedbStoreConfig::default()).await;
+    s.replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    write_sessions(&s, 0, 40).await;
+    let newest = || async { target.records().await.unwrap().newest_stored_at_ms.unwrap() };
+    let then = newest().await;
+    // The server's clock (S3 times may be whole seconds) decides which
+    // writes were stored after `then`: one at a time until one is.
+    let started = Instant::now();
+    let mut written = 40;
+    while newest().await <= then {
+        assert!(started.elapsed() < BOUND, "the server's clock stood still");
+        write_sessions(&s, written, 1).await;
+        written += 1;
+    }
+    s.close().await.unwrap();
+
+    let past = other.path().join("past.redb");
+    let at = UNIX_EPOCH + Duration::from_millis(then as u64);
+    let options = ReplicaRestoreOptions::accepting_stale_state().at(at);
+    let got = restore(&target, &past, &options).await.unwrap();
+    assert!(got.records > 0, "{got:?}");
+    for i in [0, 17, 39] {
+        assert_eq!(get(&past, i).await.as_deref(), Some(&session(i)[..]), "{i}");
+    }
+    let last = written - 1;
+    assert_eq!(
+        get(&past, last).await,
+        None,
+        "{last} was stored after the moment"
+    );
+    let newest_path = other.path().join("newest.redb");
+    restore(&target, &newest_path, &ReplicaRestoreOptions::default())
+        .await
+        .unwrap();
+    assert_sessions(&newest_path, RedbStoreConfig::default(), written).await;
 }
 
 /// Restores `target` at `path` with the default configuration.
