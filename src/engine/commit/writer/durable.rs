@@ -98,7 +98,7 @@ impl Writer {
         };
         if at > now {
             Due::Nothing
-        } else if self.append && self.unsynced_since.is_some() && !self.idle(now) {
+        } else if self.unsynced_since.is_some() && !self.idle(now) {
             Due::Sync
         } else {
             Due::Checkpoint
@@ -131,21 +131,16 @@ impl Writer {
         if let Some(refusal) = self.checkpoint_refusal() {
             return Err(refusal);
         }
-        let Some(journal) = &mut self.journal else {
-            self.unsynced_since = None;
-            return Ok(());
-        };
-        match journal.sync() {
-            Ok(()) => {
-                self.unsynced_since = None;
-                self.metrics.journal_synced();
-                Ok(())
-            }
-            Err(e) => {
+        // (`unsynced_since` is set only once a record is in the journal.)
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = journal.sync() {
                 self.halt(&e);
-                Err(e.into())
+                return Err(e.into());
             }
+            self.metrics.journal_synced();
         }
+        self.unsynced_since = None;
+        Ok(())
     }
 
     /// Records the last sequence number for redb's close to make durable:
