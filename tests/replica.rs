@@ -287,9 +287,7 @@ async fn a_snapshot_in_s3_restores_on_another_host() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    server.create_bucket("replicas");
-    let target =
-        ReplicaTarget::with_options("s3://replicas/fleet/bot-1", s3_options(server.port)).unwrap();
+    let target = server.target("s3://replicas/fleet/bot-1");
     let host_a = tempfile::tempdir().unwrap();
     let host_b = tempfile::tempdir().unwrap();
     let s = store_with_data(&host_a.path().join("bot.redb"), RedbStoreConfig::default()).await;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use replicas::{BOUND, assert_sessions, paired, session, url_of, write_sessions};
-use s3::{S3Server, s3_options};
+use s3::S3Server;
 use wacore::store::traits::SignalStore;
 use whatsapp_rust_redb_storage::{
     RedbStore, RedbStoreConfig, ReplicaRestoreOptions, ReplicaRestored, ReplicaTarget,
@@ -121,9 +121,7 @@ async fn a_restore_at_a_point_in_time_from_s3_has_the_writes_stored_by_then() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    server.create_bucket("replicas");
-    let target =
-        ReplicaTarget::with_options("s3://replicas/pitr/bot", s3_options(server.port)).unwrap();
+    let target = server.target("s3://replicas/pitr/bot");
     let (host, other) = (tempdir(), tempdir());
     let s = paired(&host.path().join("bot.redb"), RedbStoreConfig::default()).await;
     s.replicate_to(&target, &ReplicationOptions::default())

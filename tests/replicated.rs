@@ -69,9 +69,7 @@ async fn every_acknowledged_write_restores_from_s3() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    server.create_bucket("replicas");
-    let target =
-        ReplicaTarget::with_options("s3://replicas/bot-1", s3_options(server.port)).unwrap();
+    let target = server.target("s3://replicas/bot-1");
     host_loss(&target, RedbStoreConfig::default(), 300).await;
 }
 

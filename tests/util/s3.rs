@@ -74,6 +74,17 @@ impl S3Server {
         Some(S3Server { child, port })
     }
 
+    /// A target at `url` (`s3://bucket/prefix`) on this server, its bucket
+    /// created.
+    pub fn target(&self, url: &str) -> whatsapp_rust_redb_storage::ReplicaTarget {
+        let bucket = url
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split('/').next())
+            .expect("an s3:// URL");
+        self.create_bucket(bucket);
+        whatsapp_rust_redb_storage::ReplicaTarget::with_options(url, s3_options(self.port)).unwrap()
+    }
+
     /// Creates `bucket` (moto accepts an unsigned request).
     pub fn create_bucket(&self, bucket: &str) {
         let mut conn = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
