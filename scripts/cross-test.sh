@@ -15,6 +15,10 @@
 #   --features LIST   cargo features for the build and tests (e.g. sqlite,cli);
 #   --all-features    test targets whose required-features are not enabled are
 #                     skipped (and listed), as plain `cargo test` does
+#   --check TRIPLE    lint this triple instead of running its tests: clippy on
+#                     every target (tests, examples, benches) with -D warnings,
+#                     no binary built or run (repeatable; CI checks aarch64
+#                     this way and runs the suite on armv7)
 #   --lint32          also run clippy on the library for armv7 with the
 #                     cast_possible_truncation/wrap lints (report only)
 #   -- ARGS           passed to every test binary (e.g. a name filter)
@@ -64,7 +68,7 @@ LOGDIR="$CARGO_TARGET_DIR/cross-logs"
 
 do_setup=1 do_tests=1 do_sizes=1 setup_only=0 lint32=0
 example=quickstart
-triples=() harness_args=() feature_args=()
+triples=() checked=() harness_args=() feature_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --no-setup) do_setup=0 ;;
@@ -74,18 +78,20 @@ while [[ $# -gt 0 ]]; do
         --example) [[ $# -ge 2 ]] || { echo "--example needs a name" >&2; exit 2; }; example="$2"; shift ;;
         --example=*) example="${1#--example=}" ;;
         --lint32) lint32=1 ;;
+        --check) [[ $# -ge 2 ]] || { echo "--check needs a triple" >&2; exit 2; }
+                 checked+=("$2"); shift ;;
         --features) [[ $# -ge 2 ]] || { echo "--features needs a list" >&2; exit 2; }
                     feature_args+=(--features "$2"); shift ;;
         --features=*) feature_args+=("$1") ;;
         --all-features) feature_args+=(--all-features) ;;
-        -h|--help) sed -n '2,42p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,46p' "${BASH_SOURCE[0]}"; exit 0 ;;
         --) shift; harness_args=("$@"); break ;;
         -*) echo "cross-test: unknown option $1" >&2; exit 2 ;;
         *) triples+=("$1") ;;
     esac
     shift
 done
-[[ ${#triples[@]} -gt 0 ]] || triples=("${DEFAULT_TRIPLES[@]}")
+[[ ${#triples[@]} -gt 0 || ${#checked[@]} -gt 0 ]] || triples=("${DEFAULT_TRIPLES[@]}")
 for s in ${CROSS_SKIP_TARGETS:-}; do SKIP_TARGETS[$s]="requested by CROSS_SKIP_TARGETS"; done
 for s in ${CROSS_SKIP_TESTS:-}; do SKIP_TESTS[$s]="requested by CROSS_SKIP_TESTS"; done
 
@@ -103,7 +109,8 @@ triple_info() {
         *) echo "cross-test: unsupported triple $1" >&2; exit 2 ;;
     esac
 }
-for t in "${triples[@]}"; do triple_info "$t"; done  # validate early
+all_triples=(${triples[@]+"${triples[@]}"} ${checked[@]+"${checked[@]}"})
+for t in "${all_triples[@]}"; do triple_info "$t"; done  # validate early
 
 hr() { printf '\n== %s ==\n' "$*"; }
 setenv_default() { # NAME VALUE: export unless the caller already set it
@@ -116,7 +123,7 @@ setup() {
     local t installed missing=() debs=(qemu-user)
     if command -v rustup >/dev/null; then
         installed="$(rustup target list --installed)"
-        for t in "${triples[@]}"; do
+        for t in "${all_triples[@]}"; do
             [[ "$t" == "$HOST" ]] && continue
             if grep -qx "$t" <<<"$installed"; then
                 echo "rust target $t: installed"
@@ -126,12 +133,12 @@ setup() {
             fi
         done
     else
-        for t in "${triples[@]}"; do
+        for t in "${all_triples[@]}"; do
             [[ -d "$(rustc --print sysroot)/lib/rustlib/$t" ]] ||
                 { echo "cross-test: no rustup and no std for $t" >&2; exit 2; }
         done
     fi
-    for t in "${triples[@]}"; do triple_info "$t"; debs+=(${DEBS[@]+"${DEBS[@]}"}); done
+    for t in "${all_triples[@]}"; do triple_info "$t"; debs+=(${DEBS[@]+"${DEBS[@]}"}); done
     for d in "${debs[@]}"; do
         if dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q 'install ok installed'; then
             echo "deb $d: installed"
@@ -378,6 +385,24 @@ sizes() {
 }
 
 # --------------------------------------------------------------------------
+# Lint a triple without building or running anything: every target of the
+# package checked for it (cfg'd code, type sizes), warnings as errors. Build
+# scripts still run, so the SQLite dev-dependency's C is compiled for it.
+check_triple() {
+    local t="$1" start=$SECONDS rc=0
+    configure "$t"
+    hr "$t: clippy on every target, -D warnings (no test runs)"
+    cargo clippy --target "$t" --all-targets ${feature_args[@]+"${feature_args[@]}"} -- -D warnings || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        RESULT_LINE[$t]="$t: checked (clippy, every target, no warnings) in $((SECONDS - start))s; no test ran"
+    else
+        RESULT_LINE[$t]="$t: CHECK FAILED (clippy exit $rc)"
+        total_fail=$((total_fail + 1))
+        overall=1
+    fi
+}
+
+# --------------------------------------------------------------------------
 lint32() {
     local t=armv7-unknown-linux-gnueabihf
     configure "$t"
@@ -431,12 +456,13 @@ if [[ $do_tests -eq 1 ]]; then
         run_tests "$t"
     done
 fi
+for t in ${checked[@]+"${checked[@]}"}; do check_triple "$t"; done
 [[ $lint32 -eq 1 ]] && lint32
 [[ $do_sizes -eq 1 ]] && sizes
 
 if [[ $do_tests -eq 1 ]]; then
     hr "summary"
-    for t in "${triples[@]}"; do
+    for t in "${all_triples[@]}"; do
         [[ -n "${RESULT_LINE[$t]+x}" ]] && echo "${RESULT_LINE[$t]}"
     done
     for name in "${!SKIP_TARGETS[@]}"; do echo "skipped test target $name: ${SKIP_TARGETS[$name]}"; done
