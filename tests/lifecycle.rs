@@ -7,6 +7,11 @@
 //! Deterministic: fault hooks that park an I/O until the test lets it go
 //! stand in for slow disks; child processes for exits. No sleeps.
 
+// The cases with child processes run on Unix only (see each one); on other
+// systems their helpers are unused, and the Windows build under wine would
+// warn about every one of them.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 #[path = "util/big_store.rs"]
 mod big_store;
 #[path = "util/process.rs"]
