@@ -354,7 +354,7 @@ sizes() {
         return 0
     fi
     local t bin out rows=() smoke
-    for t in "$HOST" "${triples[@]}"; do
+    for t in "$HOST" ${triples[@]+"${triples[@]}"}; do
         configure "$t"
         echo "building $example for $t (release)..."
         if ! cargo build --release --example "$example" --target "$t" 2>"$LOGDIR/$t-size-build.err"; then
@@ -451,7 +451,7 @@ mkdir -p "$LOGDIR"
 
 command -v python3 >/dev/null || { echo "cross-test: python3 needed" >&2; exit 2; }
 if [[ $do_tests -eq 1 ]]; then
-    for t in "${triples[@]}"; do
+    for t in ${triples[@]+"${triples[@]}"}; do
         [[ "$t" == "$HOST" ]] && { echo "skipping tests for host triple $t (use cargo test)"; continue; }
         run_tests "$t"
     done
