@@ -163,7 +163,7 @@ pub struct RedbStoreConfig {
     /// The most page cache this file may use, in KiB (reads and
     /// not-yet-checkpointed writes), shared by every account of the file.
     /// It comes out of the process-wide budget ([`Self::cache_budget_kib`]):
-    /// a file gets this much while the budget lasts, and 16 KiB once it is
+    /// a file gets this much while the budget lasts, and 64 KiB once it is
     /// used up (its reads then come from the operating system's page cache).
     /// Default 6 MiB: the working set of one account; raise it for many
     /// accounts in one file.
