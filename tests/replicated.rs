@@ -6,6 +6,8 @@
 //! the first's records. Against a directory target and moto's S3 server
 //! (see `tests/replica.rs` for how it is started or skipped).
 
+#[path = "util/process.rs"]
+mod process;
 #[path = "util/proxy.rs"]
 mod proxy;
 #[path = "util/replicas.rs"]
@@ -29,7 +31,14 @@ use whatsapp_rust_redb_storage::{
 /// Host A replicates and writes; its files are then lost (the store is
 /// never closed: its journal and file are simply gone) and host B restores
 /// from the replica alone, with no flag: every acknowledged write is there.
-async fn host_loss(target: &ReplicaTarget, config: RedbStoreConfig, n: usize) {
+/// With `idle`, host A writes half, stays idle that long, then writes the
+/// rest.
+async fn host_loss(
+    target: &ReplicaTarget,
+    config: RedbStoreConfig,
+    n: usize,
+    idle: Option<Duration>,
+) {
     let host_a = tempfile::tempdir().unwrap();
     let host_b = tempfile::tempdir().unwrap();
     let s = paired(&host_a.path().join("bot.redb"), config.clone()).await;
@@ -38,7 +47,14 @@ async fn host_loss(target: &ReplicaTarget, config: RedbStoreConfig, n: usize) {
         .unwrap();
     // The device record above was written before replication: the base
     // snapshot holds it. Everything below is in records only.
-    write_sessions(&s, 0, n).await;
+    match idle {
+        None => write_sessions(&s, 0, n).await,
+        Some(idle) => {
+            write_sessions(&s, 0, n / 2).await;
+            tokio::time::sleep(idle).await;
+            write_sessions(&s, n / 2, n - n / 2).await;
+        }
+    }
     let status = s.replication_status().expect("replicating");
     assert_eq!(status.stored_lsn, status.local_lsn, "{status:?}");
     assert!(status.last_error.is_none() && status.stopped.is_none());
@@ -61,7 +77,7 @@ async fn host_loss(target: &ReplicaTarget, config: RedbStoreConfig, n: usize) {
 async fn every_acknowledged_write_restores_from_a_directory_replica() {
     let replica = tempfile::tempdir().unwrap();
     let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
-    host_loss(&target, RedbStoreConfig::default(), 400).await;
+    host_loss(&target, RedbStoreConfig::default(), 400, None).await;
 }
 
 #[tokio::test]
@@ -70,7 +86,95 @@ async fn every_acknowledged_write_restores_from_s3() {
         return;
     };
     let target = server.target("s3://replicas/bot-1");
-    host_loss(&target, RedbStoreConfig::default(), 300).await;
+    host_loss(&target, RedbStoreConfig::default(), 300, None).await;
+}
+
+/// Writes after a pause longer than the upload runtime's keep-alive (its
+/// blocking threads gone, every wake-up the shipper asked for come) reach
+/// the replica through the same client.
+#[tokio::test]
+async fn writes_after_the_uploader_went_idle_reach_the_replica() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let target = server.target("s3://replicas/bot-idle");
+    let idle = Some(Duration::from_millis(1500));
+    host_loss(&target, RedbStoreConfig::default(), 200, idle).await;
+}
+
+/// The threads of this process (Linux).
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line["Threads:".len()..].trim().parse().unwrap()
+}
+
+/// A fleet in one process: `FLEET_FILES` replicated files, a write to each
+/// in turn; the threads counted before the first file is opened and right
+/// after the last write (printed).
+const FLEET_FILES: usize = 40;
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore]
+async fn fleet_child() {
+    let Some(dir) = std::env::var_os("WA_REDB_FLEET_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let before = threads();
+    let mut stores = Vec::new();
+    for i in 0..FLEET_FILES {
+        let s = paired(
+            &dir.join(format!("bot-{i}.redb")),
+            RedbStoreConfig::default(),
+        )
+        .await;
+        let replica = dir.join(format!("replica-{i}"));
+        std::fs::create_dir_all(&replica).unwrap();
+        let target = ReplicaTarget::new(&url_of(&replica)).unwrap();
+        s.replicate_to(&target, &ReplicationOptions::default())
+            .await
+            .unwrap();
+        stores.push(s);
+    }
+    for (i, s) in stores.iter().enumerate() {
+        write_sessions(s, i, 1).await;
+    }
+    let after = threads();
+    println!("FLEET\nTHREADS {before} {after}");
+}
+
+/// Every replicated file of a process uploads on one shared runtime: a
+/// fleet of files written one after another holds no thread per file (each
+/// held one while it uploaded, and for a second after).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_fleet_of_replicated_files_holds_no_thread_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = process::self_command("fleet_child");
+    cmd.env("WA_REDB_FLEET_DIR", dir.path());
+    let (mut child, mut out) = process::spawn_until(cmd, "FLEET");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(child.wait().unwrap().success());
+    let counts: Vec<usize> = line
+        .trim()
+        .strip_prefix("THREADS ")
+        .unwrap_or_else(|| panic!("the child printed {line:?}"))
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    // The upload runtime's worker and its blocking threads (a directory
+    // target's file I/O, one upload at a time here), and the test
+    // runtime's blocking pool (the stores' calls, snapshots): 11 seen
+    // here, and a margin (a thread per file, as before this runtime was
+    // shared, was 85 more).
+    assert!(
+        counts[1] <= counts[0] + 20,
+        "{FLEET_FILES} files written: {} threads before, {} after",
+        counts[0],
+        counts[1]
+    );
 }
 
 #[tokio::test]
@@ -78,7 +182,7 @@ async fn an_encrypted_stores_records_hold_no_plaintext() {
     let replica = tempfile::tempdir().unwrap();
     let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
     let config = RedbStoreConfig::default().with_encryption(EncryptionKey::raw([7; 32]));
-    host_loss(&target, config, 100).await;
+    host_loss(&target, config, 100, None).await;
     let mut records = 0;
     for entry in walk(replica.path()) {
         let bytes = std::fs::read(&entry).unwrap();

@@ -72,7 +72,7 @@ pub(crate) use catalog::{Bounds, Catalog, META_CREATED_BY, Migration, Table, Tab
 pub(crate) use catalog::{META_CHECKPOINTED_AT, META_SCHEMA_VERSION};
 pub(crate) use commit::pool::run as run_blocking;
 #[cfg(feature = "replica")]
-pub(crate) use commit::ship::{RecordSink, ShipBounds, SinkError};
+pub(crate) use commit::ship::{RecordSink, ShipBounds, SinkError, UploadDone};
 pub(crate) use commit::writer::Weight;
 pub use file::compact::Packing;
 pub(crate) use file::compact::compact_lean;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::engine::ship::{self, RecordSink, ShipBounds, ShipStatus, ShipWatch};
-use crate::error::{StorageError, WriteError};
+use crate::error::WriteError;
 
 impl Engine {
     /// Starts replicated durability: from the next batch on, every journal
@@ -41,9 +41,8 @@ impl Engine {
                 ));
             }
             let header = writer.journal_spec.header();
-            let started =
+            let (shipper, watch) =
                 ship::Shipper::start(self.path.clone(), sink.clone(), header, bounds, writer.lsn);
-            let (shipper, watch) = started.map_err(|e| StorageError::io(&self.path, e))?;
             writer.ship = Some(shipper);
             Ok((watch, writer.lsn))
         })?;

@@ -4,8 +4,8 @@
 //! The writer hands each committed batch's journal record, exactly as it
 //! was written (checksummed, sealed when the store is encrypted, bound to
 //! the file id), to the shipper, and hands it the batch's jobs instead of
-//! answering them. The shipper's thread uploads what has gathered since its
-//! last upload as one object (group commit: every batch of every account of
+//! answering them. The shipper uploads what has gathered since its last
+//! upload as one object (group commit: every batch of every account of
 //! the file that arrived meanwhile shares it), in order, and answers the
 //! jobs of every batch that object completes. The lane does not wait: the
 //! next batches commit while an upload is under way, so the writer's
@@ -31,10 +31,14 @@
 //! gate is closed: records are uploaded, but no job is answered `Ok` for
 //! them, since a restore could not use them yet.
 //!
-//! The thread owns nothing of the file: a store closed or dropped while
-//! records are still waiting lets the thread go on uploading them (for at
-//! most `timeout` once it has no more progress to make) without holding
-//! up the close.
+//! The shipper has no thread: it is driven by events (a record, a job, an
+//! upload's outcome, a wake-up it asked the sink for), and the sink runs
+//! the uploads and the wake-ups (the replica's: on one runtime for every
+//! replicated file of the process), so a fleet of replicated files holds
+//! no thread per file, busy or idle. It owns nothing of the file: a store
+//! closed or dropped while records are still waiting lets the uploads go
+//! on (for at most `timeout` once they make no more progress) without
+//! holding up the close.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -50,14 +54,27 @@ use crate::error::WriteError;
 pub(crate) trait RecordSink: std::any::Any + Send + Sync {
     /// The target, as errors show it (a URL without credentials).
     fn target(&self) -> String;
-    /// Stores `object` (a journal header followed by records `first..=last`)
-    /// durably, create-only, under a name that says `first`, giving up (as a
-    /// [`SinkError::Transient`]) at `deadline`: the shipper answers late
-    /// callers between attempts. Storing the same object again must succeed
-    /// (a retry after an answer that was lost).
-    fn put(&self, first: u64, last: u64, object: &[u8], deadline: Instant)
-    -> Result<(), SinkError>;
+    /// Starts storing `object` (a journal header followed by records
+    /// `first..=last`) durably, create-only, under a name that says
+    /// `first`, and calls `done` once with the outcome: by `deadline` at
+    /// the latest (a [`SinkError::Transient`] then), from another thread or
+    /// task, never inside this call. Storing the same object again must
+    /// succeed (a retry after an answer that was lost).
+    fn put(
+        self: Arc<Self>,
+        first: u64,
+        last: u64,
+        object: Arc<[u8]>,
+        deadline: Instant,
+        done: UploadDone,
+    );
+    /// Calls `wake` once, at `at` or soon after, from another thread or
+    /// task, never inside this call.
+    fn wake_at(&self, at: Instant, wake: Box<dyn FnOnce() + Send>);
 }
+
+/// What a sink calls, once, with an upload's outcome.
+pub(crate) type UploadDone = Box<dyn FnOnce(Result<(), SinkError>) + Send>;
 
 /// Why a sink did not store an object.
 #[derive(Debug, Clone)]
@@ -104,6 +121,14 @@ struct Waiter {
     jobs: Vec<Answer>,
 }
 
+/// One object: the header and records `first..=last`. Kept as it is
+/// until stored, so that a retry sends the same bytes under the same name.
+struct Upload {
+    first: u64,
+    last: u64,
+    object: Arc<[u8]>,
+}
+
 #[derive(Default)]
 struct State {
     /// Records not yet in an upload, in order.
@@ -114,8 +139,18 @@ struct State {
     /// under way, were queued (the replica's lag).
     pending_since: Option<Instant>,
     inflight_since: Option<Instant>,
-    /// Bytes of the upload under way.
-    inflight: usize,
+    /// The upload under way, or failed and waiting for its retry.
+    upload: Option<Upload>,
+    /// The sink has the upload and has not answered yet.
+    sent: bool,
+    /// A failed upload is sent again from then on.
+    retry_at: Option<Instant>,
+    /// Failed attempts of the upload in a row.
+    attempts: u32,
+    /// Once closed, how long a failing upload may still be retried.
+    give_up: Option<Instant>,
+    /// The earliest wake-up asked of the sink that has not come yet.
+    timer: Option<Instant>,
     /// Every record up to here is stored.
     stored: u64,
     /// Whether `Ok` may be given for stored records (the base is in place).
@@ -125,8 +160,6 @@ struct State {
     refused: Option<String>,
     /// No more records come: upload what is left, then stop.
     closing: bool,
-    /// The thread has stopped.
-    done: bool,
 }
 
 struct Shared {
@@ -137,13 +170,12 @@ struct Shared {
     header: Vec<u8>,
     bounds: ShipBounds,
     state: Mutex<State>,
-    /// Wakes the thread (records, waiters, closing) and whoever waits for
-    /// the thread ([`Shipper::drain`]).
+    /// Wakes whoever waits for uploads ([`ShipWatch::drain`]).
     wake: Condvar,
 }
 
 /// The writer's end of a shipper; dropping it (the store closed) lets the
-/// thread finish uploading and stop.
+/// uploads finish.
 pub(crate) struct Shipper(Arc<Shared>);
 
 /// Another handle on the same shipper, for status and draining.
@@ -159,7 +191,7 @@ impl Shipper {
         header: Vec<u8>,
         bounds: ShipBounds,
         lsn: u64,
-    ) -> std::io::Result<(Shipper, ShipWatch)> {
+    ) -> (Shipper, ShipWatch) {
         let shared = Arc::new(Shared {
             path,
             sink,
@@ -171,11 +203,7 @@ impl Shipper {
             }),
             wake: Condvar::new(),
         });
-        let thread = shared.clone();
-        std::thread::Builder::new()
-            .name("wa-redb-ship".into())
-            .spawn(move || thread.run())?;
-        Ok((Shipper(shared.clone()), ShipWatch(shared)))
+        (Shipper(shared.clone()), ShipWatch(shared))
     }
 
     /// Refuses a batch before it changes anything, when replication
@@ -185,7 +213,7 @@ impl Shipper {
         if let Some(why) = &s.refused {
             return Err(self.0.error(why.clone()));
         }
-        let backlog = s.pending.len() + s.inflight;
+        let backlog = s.backlog();
         if backlog > self.0.bounds.max_backlog {
             let why = format!(
                 "{} KiB of writes wait for the replica (the bound is {} KiB){}",
@@ -211,7 +239,7 @@ impl Shipper {
         s.pending_last = lsn;
         s.pending.extend_from_slice(record);
         drop(s);
-        self.0.wake.notify_all();
+        self.0.pump();
     }
 
     /// Answers `jobs` once record `lsn` is stored (at once if it is, or
@@ -238,14 +266,14 @@ impl Shipper {
             jobs,
         });
         drop(s);
-        self.0.wake.notify_all();
+        self.0.pump();
     }
 }
 
 impl Drop for Shipper {
     fn drop(&mut self) {
         self.0.state().closing = true;
-        self.0.wake.notify_all();
+        self.0.pump();
     }
 }
 
@@ -255,6 +283,17 @@ impl State {
         self.inflight_since
             .or(self.pending_since)
             .map(|t| t.elapsed())
+    }
+
+    /// Nothing more will be uploaded: replication stopped, or the store
+    /// closed with every record stored.
+    fn done(&self) -> bool {
+        self.refused.is_some() || (self.closing && self.upload.is_none() && self.pending.is_empty())
+    }
+
+    /// Bytes of records not yet stored.
+    fn backlog(&self) -> usize {
+        self.pending.len() + self.upload.as_ref().map_or(0, |u| u.object.len())
     }
 }
 
@@ -267,21 +306,21 @@ impl ShipWatch {
     /// The base is in the replica: stored records may be acknowledged.
     pub fn open_gate(&self) {
         self.0.state().gate_open = true;
-        self.0.wake.notify_all();
+        self.0.pump();
     }
 
     /// Stops replication for good (the base could not be stored): every
     /// job waiting and every later batch gets `why`.
     pub fn refuse(&self, why: String) {
         self.0.state().refused = Some(why);
-        self.0.wake.notify_all();
+        self.0.pump();
     }
 
     pub fn status(&self) -> ShipStatus {
         let s = self.0.state();
         ShipStatus {
             stored_lsn: s.stored,
-            backlog: s.pending.len() + s.inflight,
+            backlog: s.backlog(),
             last_error: s.last_error.clone(),
             refused: s.refused.clone(),
             lag: s.lag().unwrap_or_default(),
@@ -301,7 +340,7 @@ impl ShipWatch {
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || s.done {
+            if left.is_zero() || s.done() {
                 return Err(self.0.error(self.0.late(&s)));
             }
             s = self
@@ -397,132 +436,142 @@ impl Shared {
         }
     }
 
-    /// The thread: uploads what gathered, answers waiters, until closed
-    /// with nothing left (or nothing more it can do).
-    fn run(self: Arc<Self>) {
-        let mut s = self.state();
-        let mut attempt = 0u32;
-        // Once closed, how long uploads may still be retried.
-        let mut give_up: Option<Instant> = None;
+    /// Does what can be done now: answers the jobs that can be
+    /// answered, sends the next upload when none is under way, and asks
+    /// the sink to wake it for the next deadline. Called on every event
+    /// (a record, a job, an upload's outcome, a wake-up); never blocks.
+    fn pump(self: &Arc<Self>) {
         loop {
+            let mut s = self.state();
             let now = Instant::now();
             let ready = self.ready(&mut s, now);
             if !ready.is_empty() {
                 drop(s);
                 self.answer(ready);
-                s = self.state();
                 continue;
             }
             if s.refused.is_some() {
                 // Every waiter was answered above, and no more come.
-                break;
-            }
-            if s.pending.is_empty() {
-                if s.closing && s.waiters.is_empty() {
-                    break;
+                s.pending.clear();
+                (s.pending_since, s.retry_at) = (None, None);
+                if !s.sent {
+                    s.upload = None;
+                    s.inflight_since = None;
                 }
-                // Sleep until records come, or the next deadline.
-                let wait = s
-                    .waiters
-                    .front()
-                    .map(|w| w.deadline.saturating_duration_since(now))
-                    .unwrap_or(Duration::from_secs(3600));
-                s = self
-                    .wake
-                    .wait_timeout(s, wait)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-                continue;
             }
-            // One object: everything pending now.
-            let (first, last) = (s.pending_first, s.pending_last);
-            let mut object = Vec::with_capacity(self.header.len() + s.pending.len());
-            object.extend_from_slice(&self.header);
-            object.append(&mut s.pending);
-            s.inflight = object.len();
-            s.inflight_since = s.pending_since.take();
-            drop(s);
-            loop {
-                // Bounded by the oldest caller's deadline, so that it is
-                // answered in time even if the request hangs.
-                let deadline = {
-                    let s = self.state();
-                    s.waiters
+            let mut send = None;
+            if !s.done() && !s.sent && s.retry_at.is_none_or(|t| t <= now) {
+                if s.upload.is_none() && !s.pending.is_empty() {
+                    // One object: everything pending now.
+                    let mut object = Vec::with_capacity(self.header.len() + s.pending.len());
+                    object.extend_from_slice(&self.header);
+                    object.append(&mut s.pending);
+                    s.inflight_since = s.pending_since.take();
+                    s.upload = Some(Upload {
+                        first: s.pending_first,
+                        last: s.pending_last,
+                        object: object.into(),
+                    });
+                }
+                if let Some(u) = &s.upload {
+                    // Bounded by the oldest caller's deadline, so that it
+                    // is answered in time even if the request hangs.
+                    let deadline = s
+                        .waiters
                         .front()
                         .map(|w| w.deadline)
-                        .unwrap_or_else(|| Instant::now() + self.bounds.timeout)
-                        .max(Instant::now() + MIN_ATTEMPT)
-                };
-                match self.sink.put(first, last, &object, deadline) {
-                    Ok(()) => {
-                        s = self.state();
-                        s.stored = last;
-                        s.inflight = 0;
-                        s.inflight_since = None;
-                        s.last_error = None;
-                        attempt = 0;
-                        break;
-                    }
-                    Err(SinkError::Refused(why)) => {
-                        log::error!(
-                            "{}: replication to {} stopped: {why}",
-                            self.path.display(),
-                            self.sink.target()
-                        );
-                        s = self.state();
-                        s.refused = Some(why);
-                        s.inflight = 0;
-                        s.inflight_since = None;
-                        break;
-                    }
-                    Err(SinkError::Transient(why)) => {
-                        if attempt == 0 {
-                            log::warn!(
-                                "{}: upload to {} failed, retrying: {why}",
-                                self.path.display(),
-                                self.sink.target()
-                            );
-                        }
-                        s = self.state();
-                        s.last_error = Some(why);
-                        let now = Instant::now();
-                        if s.closing && give_up.is_none() {
-                            give_up = Some(now + self.bounds.timeout);
-                        }
-                        if give_up.is_some_and(|t| now >= t) {
-                            log::error!(
-                                "{}: records {first}..={last} did not reach {} before the store \
-                                 closed; the local store has them",
-                                self.path.display(),
-                                self.sink.target()
-                            );
-                            s.inflight = 0;
-                            s.pending.clear();
-                            (s.inflight_since, s.pending_since) = (None, None);
-                            s.refused =
-                                Some("the store closed before its records were stored".into());
-                            break;
-                        }
-                        let ready = self.ready(&mut s, now);
-                        drop(s);
-                        self.answer(ready);
-                        s = self.state();
-                        let pause = backoff(attempt);
-                        attempt += 1;
-                        s = self
-                            .wake
-                            .wait_timeout(s, pause)
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0;
-                        drop(s);
-                    }
+                        .unwrap_or(now + self.bounds.timeout)
+                        .max(now + MIN_ATTEMPT);
+                    send = Some((u.first, u.last, u.object.clone(), deadline));
+                    (s.sent, s.retry_at) = (true, None);
                 }
             }
+            // The next moment something is due: a caller's deadline, a
+            // retry. One wake-up asked at a time, the earliest.
+            let due = [s.waiters.front().map(|w| w.deadline), s.retry_at];
+            let due = due.into_iter().flatten().min();
+            let wake = due.filter(|t| s.timer.is_none_or(|asked| *t < asked));
+            if wake.is_some() {
+                s.timer = wake;
+            }
+            drop(s);
             self.wake.notify_all();
+            if let Some((first, last, object, deadline)) = send {
+                let shared = self.clone();
+                let done = Box::new(move |outcome| shared.uploaded(outcome));
+                self.sink.clone().put(first, last, object, deadline, done);
+            }
+            if let Some(at) = wake {
+                let shared = self.clone();
+                let woken = Box::new(move || shared.woken(at));
+                self.sink.wake_at(at, woken);
+            }
+            return;
         }
-        s.done = true;
+    }
+
+    /// A wake-up asked for `at` came.
+    fn woken(self: &Arc<Self>, at: Instant) {
+        let mut s = self.state();
+        if s.timer == Some(at) {
+            s.timer = None;
+        }
         drop(s);
-        self.wake.notify_all();
+        self.pump();
+    }
+
+    /// The sink's outcome of the upload under way.
+    fn uploaded(self: &Arc<Self>, outcome: Result<(), SinkError>) {
+        let mut s = self.state();
+        s.sent = false;
+        let Some(Upload { first, last, .. }) = s.upload else {
+            return;
+        };
+        match outcome {
+            Ok(()) => {
+                s.stored = last;
+                s.upload = None;
+                s.inflight_since = None;
+                s.last_error = None;
+                s.attempts = 0;
+            }
+            Err(SinkError::Refused(why)) => {
+                log::error!(
+                    "{}: replication to {} stopped: {why}",
+                    self.path.display(),
+                    self.sink.target()
+                );
+                s.refused = Some(why);
+            }
+            Err(SinkError::Transient(why)) => {
+                if s.attempts == 0 {
+                    log::warn!(
+                        "{}: upload to {} failed, retrying: {why}",
+                        self.path.display(),
+                        self.sink.target()
+                    );
+                }
+                s.last_error = Some(why);
+                let now = Instant::now();
+                if s.closing && s.give_up.is_none() {
+                    s.give_up = Some(now + self.bounds.timeout);
+                }
+                if s.give_up.is_some_and(|t| now >= t) {
+                    log::error!(
+                        "{}: records {first}..={last} did not reach {} before the store closed; \
+                         the local store has them",
+                        self.path.display(),
+                        self.sink.target()
+                    );
+                    s.refused = Some("the store closed before its records were stored".into());
+                } else {
+                    s.retry_at = Some(now + backoff(s.attempts));
+                    s.attempts += 1;
+                }
+            }
+        }
+        drop(s);
+        self.pump();
     }
 }
 

@@ -93,7 +93,7 @@ impl RedbStore {
         }
         let _busy = Busy(&upkeep.busy);
         let counted = upkeep.since.load(Ordering::Relaxed);
-        // A client of its own: the uploader's belongs to the shipper's
+        // A client of its own: the uploader's belongs to the upload
         // runtime, this push runs on the caller's.
         let target = uploader.target.fresh().map_err(Error::from)?;
         let pushed = self.push_snapshot_kept(&target, upkeep.retention).await?;

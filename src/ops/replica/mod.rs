@@ -8,3 +8,4 @@ pub(crate) mod restore;
 pub(crate) mod snapshot;
 pub(crate) mod stream;
 pub(crate) mod target;
+mod uploads;

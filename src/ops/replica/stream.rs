@@ -24,7 +24,8 @@ use wacore::store::error::StoreError;
 use super::keep::Upkeep;
 use super::options::ReplicationOptions;
 use super::target::ReplicaTarget;
-use crate::engine::{RecordSink, ShipBounds, SinkError};
+use super::uploads::Uploads;
+use crate::engine::{RecordSink, ShipBounds, SinkError, UploadDone};
 use crate::error::{Error, FileOpError};
 use crate::handle::RedbStore;
 
@@ -288,26 +289,13 @@ impl ReplicaTarget {
     }
 }
 
-/// The shipper's sink: a client of its own, driven by a runtime of its
-/// own on the shipper's thread; and the replica's upkeep, which
+/// The shipper's sink: a client of its own, on the process's upload
+/// runtime ([`Uploads`]); and the replica's upkeep, which
 /// [`RedbStore::maintenance`] finds through it.
 pub(super) struct Uploader {
     pub(super) target: ReplicaTarget,
-    /// `None` only while dropped.
-    runtime: Option<tokio::runtime::Runtime>,
+    uploads: Arc<Uploads>,
     pub(super) upkeep: Upkeep,
-}
-
-impl Drop for Uploader {
-    /// The last reference may go inside the application's runtime (a
-    /// replicated store dropped in an async task), where dropping a
-    /// runtime panics: this one runs no task of its own, so it is shut
-    /// down without waiting.
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 impl RecordSink for Uploader {
@@ -316,28 +304,58 @@ impl RecordSink for Uploader {
     }
 
     fn put(
-        &self,
+        self: Arc<Self>,
         first: u64,
         _last: u64,
-        object: &[u8],
+        object: Arc<[u8]>,
         deadline: Instant,
-    ) -> Result<(), SinkError> {
-        let Some(runtime) = &self.runtime else {
-            return Err(SinkError::Transient("the uploader is shut down".into()));
-        };
-        let stored = runtime.block_on(async {
-            let put = self.target.put_records(first, object);
-            match tokio::time::timeout_at(deadline.into(), put).await {
+        done: UploadDone,
+    ) {
+        let uploads = self.uploads.clone();
+        let done = Outcome(Some(done));
+        uploads.handle().spawn(async move {
+            let put = self.target.put_records(first, &object);
+            let stored = match tokio::time::timeout_at(deadline.into(), put).await {
                 Ok(done) => done,
                 Err(_) => Err(SinkError::Transient(
                     "the replica did not answer in time".into(),
                 )),
+            };
+            if stored.is_ok() {
+                self.upkeep.stored(object.len() as u64);
             }
+            done.tell(stored);
         });
-        if stored.is_ok() {
-            self.upkeep.stored(object.len() as u64);
+    }
+
+    fn wake_at(&self, at: Instant, wake: Box<dyn FnOnce() + Send>) {
+        self.uploads.handle().spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            wake();
+        });
+    }
+}
+
+/// An upload's answer to the shipper, given once: if the upload's task
+/// ends without one (a panic in the object-store client), the shipper is
+/// told it failed and retries, rather than waiting for it forever.
+struct Outcome(Option<UploadDone>);
+
+impl Outcome {
+    fn tell(mut self, outcome: Result<(), SinkError>) {
+        if let Some(done) = self.0.take() {
+            done(outcome);
         }
-        stored
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(SinkError::Transient(
+                "the upload ended without an answer".into(),
+            )));
+        }
     }
 }
 
@@ -393,14 +411,7 @@ impl RedbStore {
             )))
             .into());
         }
-        // Its blocking pool runs a directory target's file I/O (and DNS
-        // lookups): one thread at most, gone after a second idle, so that
-        // an idle replicated file holds only its uploader's thread.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .max_blocking_threads(1)
-            .thread_keep_alive(Duration::from_secs(1))
-            .build()
+        let uploads = Uploads::shared()
             .map_err(|e| Error::from(target.refused(format!("starting its uploader: {e}"))))?;
         // What the upkeep counts from: the newest snapshot, and the
         // records stored after it.
@@ -412,7 +423,7 @@ impl RedbStore {
         );
         let sink = Arc::new(Uploader {
             target: target.fresh().map_err(Error::from)?,
-            runtime: Some(runtime),
+            uploads,
             upkeep: Upkeep::new(options, newest_at, since),
         });
         let bounds = ShipBounds {

@@ -99,8 +99,8 @@ impl ReplicaTarget {
     }
 
     /// The same target through a client of its own: HTTP connections
-    /// belong to the runtime that opened them, and the shipper's thread
-    /// runs its own.
+    /// belong to the runtime that opened them, and uploads run on a
+    /// runtime of their own, never the caller's.
     pub(crate) fn fresh(&self) -> Result<Self, FileOpError> {
         let mut fresh = Self::parse(&self.shown, self.options.iter().cloned())?;
         fresh.progress = self.progress.clone();

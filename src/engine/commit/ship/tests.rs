@@ -3,7 +3,8 @@
 //! open, in order; late ones get an error within the bound and the records
 //! still go up once the sink answers; a refusal stops everything; the
 //! backlog bound refuses batches; a shipper dropped with records left
-//! uploads them.
+//! uploads them; one upload at a time, and what gathers meanwhile shares
+//! the next.
 
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -30,14 +31,13 @@ struct Sink {
     stored: Mutex<Vec<(u64, u64, Vec<u8>)>>,
     /// Told of every object stored, once it is.
     puts: Mutex<mpsc::Sender<(u64, u64)>>,
+    /// Puts wait while a test holds it.
+    gate: Mutex<()>,
 }
 
-impl RecordSink for Sink {
-    fn target(&self) -> String {
-        "mem://test".into()
-    }
-
-    fn put(
+impl Sink {
+    /// What the sink does with one put, on its own thread.
+    fn store(
         &self,
         first: u64,
         last: u64,
@@ -63,6 +63,34 @@ impl RecordSink for Sink {
     }
 }
 
+impl RecordSink for Sink {
+    fn target(&self) -> String {
+        "mem://test".into()
+    }
+
+    fn put(
+        self: Arc<Self>,
+        first: u64,
+        last: u64,
+        object: Arc<[u8]>,
+        deadline: Instant,
+        done: UploadDone,
+    ) {
+        std::thread::spawn(move || {
+            // Held while a test holds the gate.
+            drop(self.gate.lock().unwrap());
+            done(self.store(first, last, &object, deadline))
+        });
+    }
+
+    fn wake_at(&self, at: Instant, wake: Box<dyn FnOnce() + Send>) {
+        std::thread::spawn(move || {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            wake()
+        });
+    }
+}
+
 const HEADER: &[u8] = b"header--";
 /// The bound every wait of a test has (a failure, not a sleep).
 const BOUND: Duration = Duration::from_secs(60);
@@ -84,6 +112,7 @@ fn start_with(
         mode: Mutex::new(mode),
         stored: Mutex::new(Vec::new()),
         puts: Mutex::new(tx),
+        gate: Mutex::new(()),
     });
     let bounds = ShipBounds {
         timeout,
@@ -96,8 +125,7 @@ fn start_with(
         HEADER.to_vec(),
         bounds,
         10,
-    )
-    .unwrap();
+    );
     (shipper, watch, sink, rx)
 }
 
@@ -124,6 +152,18 @@ fn answer(done: oneshot::Receiver<Result<(), WriteError>>) -> Result<(), WriteEr
         .expect("answered, not dropped")
 }
 
+/// The records of every object stored, in order; each object must be the
+/// header, then records `first..=last`.
+fn records_stored(sink: &Sink) -> Vec<u8> {
+    let mut records = Vec::new();
+    for (first, last, bytes) in sink.stored.lock().unwrap().iter() {
+        assert!(bytes.starts_with(HEADER));
+        assert!(first <= last);
+        records.extend_from_slice(&bytes[HEADER.len()..]);
+    }
+    records
+}
+
 fn pending(done: &mut oneshot::Receiver<Result<(), WriteError>>) -> bool {
     matches!(done.try_recv(), Err(oneshot::error::TryRecvError::Empty))
 }
@@ -142,15 +182,7 @@ fn jobs_are_answered_once_stored_and_the_gate_is_open() {
     assert!(pending(&mut done));
     watch.open_gate();
     answer(done).unwrap();
-    // Every object is the header, then the records, in order.
-    let stored = sink.stored.lock().unwrap().clone();
-    let mut records = Vec::new();
-    for (first, last, bytes) in &stored {
-        assert!(bytes.starts_with(HEADER));
-        assert!(first <= last);
-        records.extend_from_slice(&bytes[HEADER.len()..]);
-    }
-    assert_eq!(records, b"r11r12");
+    assert_eq!(records_stored(&sink), b"r11r12");
     // Stored already: answered at once.
     let (j, done) = job();
     shipper.defer(12, vec![j]);
@@ -180,12 +212,7 @@ fn a_late_record_fails_its_jobs_in_time_and_is_uploaded_later() {
     let (j, done) = job();
     shipper.defer(12, vec![j]);
     answer(done).unwrap();
-    let stored = sink.stored.lock().unwrap().clone();
-    let all: Vec<u8> = stored
-        .iter()
-        .flat_map(|(_, _, b)| b[HEADER.len()..].to_vec())
-        .collect();
-    assert_eq!(all, b"r11r12");
+    assert_eq!(records_stored(&sink), b"r11r12");
     assert!(watch.status().last_error.is_none());
 }
 
@@ -266,4 +293,30 @@ fn asynchronous_jobs_are_answered_while_the_lag_is_within_its_bound() {
     let (j, done) = job();
     shipper.defer(11, vec![j]);
     assert!(answer(done).is_err());
+}
+
+#[test]
+fn one_upload_at_a_time_and_what_gathers_meanwhile_shares_the_next() {
+    let (shipper, watch, sink, puts) = start(Mode::Store, BOUND, 1 << 20);
+    watch.open_gate();
+    let held = sink.gate.lock().unwrap();
+    shipper.push(11, b"r11");
+    let (j11, done11) = job();
+    shipper.defer(11, vec![j11]);
+    // While the first upload is out, the next records gather.
+    shipper.push(12, b"r12");
+    shipper.push(13, b"r13");
+    let (j13, done13) = job();
+    shipper.defer(13, vec![j13]);
+    assert_eq!(watch.status().backlog, HEADER.len() + 9);
+    drop(held);
+    answer(done11).unwrap();
+    answer(done13).unwrap();
+    assert_eq!(puts.recv_timeout(BOUND).unwrap(), (11, 11));
+    assert_eq!(puts.recv_timeout(BOUND).unwrap(), (12, 13));
+    assert_eq!(records_stored(&sink), b"r11r12r13");
+    // Closed with nothing left: done at once.
+    drop(shipper);
+    watch.drain(13).unwrap();
+    assert_eq!(watch.status().backlog, 0);
 }
