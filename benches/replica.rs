@@ -13,7 +13,8 @@
 //! compat/benches/README.md, "Replication"); under
 //! `taskset -c 0` for one CPU. `WA_BENCH_REPLICA=traffic`: the Signal
 //! and one-file rows alone; `=files`: 200 files of one account each,
-//! replicated or not (threads, memory, writes per second).
+//! replicated (to directories, and to moto if installed) or not (threads,
+//! memory, writes per second).
 
 #[path = "../tests/util/big_store.rs"]
 mod big_store;
@@ -327,15 +328,21 @@ fn threads_and_rss() -> (usize, u64) {
 /// `n` store files, one account each, replicating to prefixes of their
 /// own in `targets` if given: the threads and memory each costs once
 /// open, and the writes per second of 64 tasks across them.
-async fn fleet_of_files(dir: &Path, n: usize, replicated: Option<&str>) -> String {
+async fn fleet_of_files(
+    dir: &Path,
+    n: usize,
+    replicated: Option<(&str, &[(&'static str, String)])>,
+) -> String {
     let (threads_before, rss_before) = threads_and_rss();
     let mut stores = Vec::with_capacity(n);
     for i in 0..n {
         let s = RedbStore::new(dir.join(format!("{i}.redb")))
             .await
             .expect("open");
-        if let Some(url) = replicated {
-            let target = ReplicaTarget::new(&format!("{url}/{i}")).expect("target");
+        if let Some((url, options)) = replicated {
+            let target =
+                ReplicaTarget::with_options(&format!("{url}/{i}"), options.iter().cloned())
+                    .expect("target");
             s.replicate_to(&target, &ReplicationOptions::default())
                 .await
                 .expect("replicate");
@@ -352,8 +359,9 @@ async fn fleet_of_files(dir: &Path, n: usize, replicated: Option<&str>) -> Strin
     }
     format!(
         "{} | {} | {:.1} KiB | {per_second:.0}",
-        threads - threads_before,
-        idle_threads - threads_before,
+        // Signed: threads the runtime had before may have left since.
+        threads as i64 - threads_before as i64,
+        idle_threads as i64 - threads_before as i64,
         rss.saturating_sub(rss_before) as f64 / n as f64
     )
 }
@@ -372,7 +380,7 @@ fn main() {
         }
         if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("files") {
             let n = 200;
-            println!("| {n} files, an account each | threads added | after 3 s idle | RSS per open file | writes per second (64 tasks) |");
+            println!("| {n} files, an account each | threads added once open | after writing, then 3 s idle | RSS per open file | writes per second (64 tasks) |");
             println!("|---|---:|---:|---:|---:|");
             let plain = dir.path().join("files-plain");
             std::fs::create_dir_all(&plain).expect("dir");
@@ -380,8 +388,16 @@ fn main() {
             let replicated = dir.path().join("files-replicated");
             std::fs::create_dir_all(&replicated).expect("dir");
             let url = format!("file://{}", dir.path().join("files-replica").display());
-            let row = fleet_of_files(&replicated, n, Some(&url)).await;
+            let row = fleet_of_files(&replicated, n, Some((&url, &[]))).await;
             println!("| replicated, directory | {row} |");
+            if let Some(server) = s3::S3Server::start() {
+                server.create_bucket("files");
+                let replicated = dir.path().join("files-s3");
+                std::fs::create_dir_all(&replicated).expect("dir");
+                let options = s3::s3_options(server.port);
+                let row = fleet_of_files(&replicated, n, Some(("s3://files", &options))).await;
+                println!("| replicated, moto S3 | {row} |");
+            }
             return;
         }
         let store = store_of(&dir.path().join("store.redb"), 100).await;
