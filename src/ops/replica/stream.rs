@@ -289,8 +289,9 @@ impl ReplicaTarget {
     }
 }
 
-/// The shipper's sink: a client of its own, on the process's upload
-/// runtime ([`Uploads`]); and the replica's upkeep, which
+/// The shipper's sink: the target with the client of the process's upload
+/// runtime ([`Uploads`]; for S3 one per bucket and settings, shared with
+/// the other files uploading there); and the replica's upkeep, which
 /// [`RedbStore::maintenance`] finds through it.
 pub(super) struct Uploader {
     pub(super) target: ReplicaTarget,
@@ -422,7 +423,7 @@ impl RedbStore {
             newest_snapshot.as_ref().map_or(0, |s| s.taken_at),
         );
         let sink = Arc::new(Uploader {
-            target: target.fresh().map_err(Error::from)?,
+            target: uploads.target_for(target).map_err(Error::from)?,
             uploads,
             upkeep: Upkeep::new(options, newest_at, since),
         });

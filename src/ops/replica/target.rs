@@ -107,6 +107,21 @@ impl ReplicaTarget {
         Ok(fresh)
     }
 
+    /// What makes two S3 targets' clients interchangeable: the bucket,
+    /// the options given and the `AWS_*` environment (which the client is
+    /// built from, credentials included). `None` for a directory, whose
+    /// store holds no connections.
+    pub(crate) fn client_key(&self) -> Option<String> {
+        let bucket = self.shown.strip_prefix("s3://")?.split('/').next()?;
+        let mut options: Vec<_> = self.options.iter().collect();
+        options.sort();
+        let mut env: Vec<_> = std::env::vars_os()
+            .filter(|(k, _)| k.to_string_lossy().starts_with("AWS_"))
+            .collect();
+        env.sort();
+        Some(format!("{bucket}\n{options:?}\n{env:?}"))
+    }
+
     /// Tells the progress callback, if there is one, that `done` of
     /// `total` bytes of `stage` are through.
     pub(crate) fn report(&self, stage: &str, done: u64, total: u64) {

@@ -9,9 +9,20 @@
 //! It is a runtime of its own, never the application's: uploads must go on
 //! while the application's tasks are busy or starved, and connections
 //! belong to the runtime that opened them.
+//!
+//! The files that replicate to one S3 bucket with the same settings share
+//! one client through it: one connection pool and one set of credentials
+//! for the fleet, rather than a pool (and its idle connections, sockets
+//! and TLS sessions) per file.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use object_store::ObjectStore;
+
+use super::target::ReplicaTarget;
+use crate::error::FileOpError;
 
 /// Threads that may run blocking uploads at once (a directory target's
 /// writes and their fsyncs), for every file of the process. Concurrent
@@ -23,7 +34,12 @@ const BLOCKING_THREADS: usize = 64;
 
 /// The shared runtime; dropping the last reference shuts it down without
 /// waiting (it may be dropped by one of its own tasks).
-pub(super) struct Uploads(Option<tokio::runtime::Runtime>);
+pub(super) struct Uploads {
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The S3 clients of this runtime, by [`ReplicaTarget::client_key`]:
+    /// their connections belong to it, so they go with it.
+    clients: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
 
 impl Uploads {
     /// The process's upload runtime, started if none runs.
@@ -40,13 +56,34 @@ impl Uploads {
             .thread_name("wa-redb-upload")
             .enable_all()
             .build()?;
-        let started = Arc::new(Uploads(Some(runtime)));
+        let started = Arc::new(Uploads {
+            runtime: Some(runtime),
+            clients: Mutex::default(),
+        });
         *slot = Arc::downgrade(&started);
         Ok(started)
     }
 
     pub fn handle(&self) -> &tokio::runtime::Handle {
-        self.0.as_ref().expect("taken only in drop").handle()
+        self.runtime.as_ref().expect("taken only in drop").handle()
+    }
+
+    /// `target` with the client its uploads use on this runtime: for S3,
+    /// the one every file uploading to that bucket with the same settings
+    /// shares; for a directory, a store of its own.
+    pub fn target_for(&self, target: &ReplicaTarget) -> Result<ReplicaTarget, FileOpError> {
+        let Some(key) = target.client_key() else {
+            return target.fresh();
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = clients.get(&key) {
+            let mut shared = target.clone();
+            shared.store = store.clone();
+            return Ok(shared);
+        }
+        let fresh = target.fresh()?;
+        clients.insert(key, fresh.store.clone());
+        Ok(fresh)
     }
 }
 
@@ -55,7 +92,7 @@ impl Drop for Uploads {
     /// runtime (a replicated store dropped in a task), or in a task of this
     /// runtime (its last upload done), where waiting for it would never end.
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
@@ -88,5 +125,44 @@ mod tests {
             let _ = tx.send(());
         });
         rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    }
+
+    fn s3(url: &str, key_id: &str) -> ReplicaTarget {
+        let options = [
+            ("aws_endpoint", "http://127.0.0.1:9"),
+            ("aws_allow_http", "true"),
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", key_id),
+            ("aws_secret_access_key", "secret"),
+        ];
+        ReplicaTarget::with_options(url, options).unwrap()
+    }
+
+    #[test]
+    fn files_uploading_to_one_bucket_with_the_same_settings_share_its_client() {
+        let uploads = Uploads::shared().unwrap();
+        let a = uploads.target_for(&s3("s3://bucket/a", "key")).unwrap();
+        let b = uploads.target_for(&s3("s3://bucket/b", "key")).unwrap();
+        assert!(Arc::ptr_eq(&a.store, &b.store));
+        // Each keeps its own prefix and name.
+        assert_eq!(a.object("x").as_ref(), "a/x");
+        assert_eq!(b.object("x").as_ref(), "b/x");
+        assert_eq!(b.shown, "s3://bucket/b");
+        // Another bucket, other credentials: a client of its own.
+        let c = uploads.target_for(&s3("s3://other/a", "key")).unwrap();
+        let d = uploads
+            .target_for(&s3("s3://bucket/a", "another key"))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&a.store, &c.store));
+        assert!(!Arc::ptr_eq(&a.store, &d.store));
+        // Directories hold no connections: a store each.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let target = ReplicaTarget::new(&url).unwrap();
+        let (e, f) = (
+            uploads.target_for(&target).unwrap(),
+            uploads.target_for(&target).unwrap(),
+        );
+        assert!(!Arc::ptr_eq(&e.store, &f.store));
     }
 }
