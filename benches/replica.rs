@@ -14,10 +14,13 @@
 //! `taskset -c 0` for one CPU. `WA_BENCH_REPLICA=traffic`: the Signal
 //! and one-file rows alone; `=files`: 200 files of one account each,
 //! replicated (to directories, and to moto if installed) or not (threads,
-//! memory, writes per second).
+//! memory, writes per second); `=records`: the time to restore a store
+//! whose replica holds a snapshot and 2,000 record objects after it.
 
 #[path = "../tests/util/big_store.rs"]
 mod big_store;
+#[path = "../tests/util/proxy.rs"]
+mod proxy;
 #[path = "../tests/util/s3.rs"]
 mod s3;
 #[path = "../tests/util/signal/mod.rs"]
@@ -313,6 +316,52 @@ async fn traffic(dir: &Path) {
     );
 }
 
+/// A store that replicated `n` awaited writes to `target` after its base
+/// snapshot (an object each), then the restore of it through `from` (the
+/// same replica; median of `ROUNDS`).
+async fn restore_records(
+    label: &str,
+    target: &ReplicaTarget,
+    from: &ReplicaTarget,
+    dir: &Path,
+    n: usize,
+) {
+    let path = dir.join(format!("records-{label}.redb"));
+    let store = RedbStore::new(&path).await.expect("open");
+    store
+        .replicate_to(target, &ReplicationOptions::default())
+        .await
+        .expect("replicate");
+    for i in 0..n {
+        store
+            .put_session(&format!("55{i:08}@c.us.0"), &[7u8; 1200])
+            .await
+            .expect("write");
+    }
+    let objects = target.records().await.expect("records").objects;
+    store.close().await.expect("close");
+    let mut times = Vec::new();
+    for round in 0..ROUNDS {
+        let out = dir.join(format!("records-{label}-{round}.redb"));
+        let t = Instant::now();
+        let restored = RedbStore::restore_from_replica(
+            from,
+            &out,
+            &RedbStoreConfig::default(),
+            &ReplicaRestoreOptions::default(),
+        )
+        .await
+        .expect("restore");
+        times.push(t.elapsed());
+        assert!(restored.records as usize >= n, "{restored:?}");
+        std::fs::remove_file(&out).expect("remove");
+    }
+    println!(
+        "| {label} | {objects} | {:.0} ms |",
+        median(times).as_secs_f64() * 1e3
+    );
+}
+
 /// Threads of this process, and its resident memory in KiB.
 fn threads_and_rss() -> (usize, u64) {
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
@@ -376,6 +425,30 @@ fn main() {
     rt.block_on(async {
         if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("traffic") {
             traffic(dir.path()).await;
+            return;
+        }
+        if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("records") {
+            let n = 2_000;
+            println!("| restore of {n} writes after the snapshot | record objects | restore: median of {ROUNDS} |");
+            println!("|---|---:|---:|");
+            let url = format!("file://{}", dir.path().join("records-replica").display());
+            let target = ReplicaTarget::new(&url).expect("target");
+            restore_records("directory", &target, &target, dir.path(), n).await;
+            if let Some(server) = s3::S3Server::start() {
+                server.create_bucket("records");
+                let options = s3::s3_options(server.port);
+                let target = ReplicaTarget::with_options("s3://records/store", options)
+                    .expect("target");
+                restore_records("moto S3", &target, &target, dir.path(), n).await;
+                // The same replica 20 ms away: a bucket in another region.
+                let far = proxy::Proxy::with_latency(server.port, Duration::from_millis(20));
+                let options = s3::s3_options(far.port);
+                let distant = ReplicaTarget::with_options("s3://records/far", options)
+                    .expect("target");
+                let near = ReplicaTarget::with_options("s3://records/far", s3::s3_options(server.port))
+                    .expect("target");
+                restore_records("moto S3, 20 ms away", &near, &distant, dir.path(), n).await;
+            }
             return;
         }
         if std::env::var("WA_BENCH_REPLICA").as_deref() == Ok("files") {

@@ -177,6 +177,55 @@ fn a_fleet_of_replicated_files_holds_no_thread_per_file() {
     );
 }
 
+/// A restore downloads record objects several at a time and replays them
+/// in order; a replica that lacks one in the middle is refused, saying
+/// so, rather than restored in part.
+#[tokio::test]
+async fn a_replica_missing_a_record_object_is_refused_not_restored_in_part() {
+    let (host_a, host_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let replica = tempfile::tempdir().unwrap();
+    let target = ReplicaTarget::new(&url_of(replica.path())).unwrap();
+    let config = RedbStoreConfig::default();
+    let s = paired(&host_a.path().join("bot.redb"), config.clone()).await;
+    s.replicate_to(&target, &ReplicationOptions::default())
+        .await
+        .unwrap();
+    // One write at a time: an object each, more than a restore fetches at
+    // once.
+    let n = 60;
+    for i in 0..n {
+        s.put_session(&format!("55{i:08}@c.us.0"), &session(i))
+            .await
+            .unwrap();
+    }
+    s.close().await.unwrap();
+    restore_and_check(
+        &target,
+        &host_b.path().join("whole.redb"),
+        config.clone(),
+        n,
+    )
+    .await;
+    let mut objects: Vec<_> = walk(replica.path())
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("records")))
+        .collect();
+    objects.sort();
+    assert!(objects.len() >= n, "{} record objects", objects.len());
+    std::fs::remove_file(&objects[objects.len() / 2]).unwrap();
+    let out = host_b.path().join("part.redb");
+    let err = RedbStore::restore_from_replica(&target, &out, &config, &Default::default())
+        .await
+        .unwrap_err();
+    let why = Error::find_in(&err).unwrap().to_string();
+    let after = objects[objects.len() / 2 + 1].file_name().unwrap();
+    assert!(
+        why.contains("the replica is incomplete") && why.contains(&*after.to_string_lossy()),
+        "{why}"
+    );
+    assert!(!out.exists());
+}
+
 #[tokio::test]
 async fn an_encrypted_stores_records_hold_no_plaintext() {
     let replica = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! A TCP proxy in front of a test server that a test can take down and
 //! bring back: a network that stops answering, without losing the
-//! server's state.
+//! server's state. It may also add latency: a distant server.
 
 #![allow(dead_code)]
 
@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub struct Proxy {
     pub port: u16,
@@ -18,6 +19,13 @@ pub struct Proxy {
 impl Proxy {
     /// Forwards connections to 127.0.0.1's `upstream` port.
     pub fn start(upstream: u16) -> Proxy {
+        Self::with_latency(upstream, Duration::ZERO)
+    }
+
+    /// Forwards connections to 127.0.0.1's `upstream` port, holding each
+    /// answer back for `latency` (the first bytes the server sends after
+    /// the client sent some): a round trip to a distant server.
+    pub fn with_latency(upstream: u16, latency: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
@@ -39,8 +47,14 @@ impl Proxy {
                     o.push(client.try_clone().unwrap());
                     o.push(server.try_clone().unwrap());
                 }
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pump(server, client);
+                let asked = Arc::new(AtomicBool::new(false));
+                let to_server = (asked.clone(), Duration::ZERO, true);
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    to_server,
+                );
+                pump(server, client, (asked, latency, false));
             }
         });
         Proxy { port, down, open }
@@ -59,13 +73,24 @@ impl Proxy {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to`; `(asked, latency, requests)`: a request sets
+/// `asked`, and the answer's first bytes wait `latency` and clear it.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    (asked, latency, requests): (Arc<AtomicBool>, Duration, bool),
+) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    if requests {
+                        asked.store(true, Ordering::SeqCst);
+                    } else if asked.swap(false, Ordering::SeqCst) && !latency.is_zero() {
+                        std::thread::sleep(latency);
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }

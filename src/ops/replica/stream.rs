@@ -56,6 +56,9 @@ pub struct ReplicationStatus {
     pub lag: Duration,
 }
 
+/// Record objects a restore downloads at once.
+const PARALLEL_DOWNLOADS: usize = 16;
+
 /// One record object in a replica: its records start at `first`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RecordObject {
@@ -190,7 +193,13 @@ impl ReplicaTarget {
         let from = all.iter().rposition(|r| r.first <= lsn + 1).unwrap_or(0);
         let mut journal: Vec<u8> = Vec::new();
         let mut next = lsn + 1;
-        for r in &all[from..] {
+        // Downloaded a few at a time, used in order: one object is one
+        // upload, there may be thousands, and one round trip each in turn
+        // made a restore from a distant bucket take minutes.
+        let mut objects = futures_util::stream::iter(&all[from..])
+            .map(|r| async move { (r, self.get_bytes(&r.name).await) })
+            .buffered(PARALLEL_DOWNLOADS);
+        while let Some((r, object)) = objects.next().await {
             if r.first > next {
                 return Err(self.refused(format!(
                     "its records skip from {} to {} ({}): the replica is incomplete",
@@ -199,7 +208,7 @@ impl ReplicaTarget {
                     r.name
                 )));
             }
-            let object = self.get_bytes(&r.name).await?;
+            let object = object?;
             let damaged = || self.refused(format!("its record object {} is damaged", r.name));
             let (header, records) = crate::engine::split_object(&object).ok_or_else(damaged)?;
             if journal.is_empty() {
