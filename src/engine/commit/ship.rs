@@ -49,8 +49,9 @@ use crate::engine::writer::Job;
 use crate::error::WriteError;
 
 /// Where a replicated store's records go (the replica target implements
-/// it). Called from the shipper's thread only, one call at a time, in
-/// order; blocking.
+/// it). Called from whichever thread an event came on (a writer, an
+/// upload's outcome, a wake-up): one upload at a time, in order; the
+/// calls return at once, and their answers come later.
 pub(crate) trait RecordSink: std::any::Any + Send + Sync {
     /// The target, as errors show it (a URL without credentials).
     fn target(&self) -> String;
