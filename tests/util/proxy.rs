@@ -48,13 +48,10 @@ impl Proxy {
                     o.push(server.try_clone().unwrap());
                 }
                 let asked = Arc::new(AtomicBool::new(false));
-                let to_server = (asked.clone(), Duration::ZERO, true);
-                pump(
-                    client.try_clone().unwrap(),
-                    server.try_clone().unwrap(),
-                    to_server,
-                );
-                pump(server, client, (asked, latency, false));
+                let (from_client, to_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                pump(from_client, to_server, asked.clone(), Way::Requests);
+                pump(server, client, asked, Way::Answers(latency));
             }
         });
         Proxy { port, down, open }
@@ -73,23 +70,29 @@ impl Proxy {
     }
 }
 
-/// Copies `from` to `to`; `(asked, latency, requests)`: a request sets
-/// `asked`, and the answer's first bytes wait `latency` and clear it.
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    (asked, latency, requests): (Arc<AtomicBool>, Duration, bool),
-) {
+/// Which way a pump copies: requests mark their connection `asked`; the
+/// first bytes of the answer wait the latency and clear it.
+enum Way {
+    Requests,
+    Answers(Duration),
+}
+
+/// Copies `from` to `to`, one way of a connection whose `asked` says a
+/// request waits for its answer.
+fn pump(mut from: TcpStream, mut to: TcpStream, asked: Arc<AtomicBool>, way: Way) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if requests {
-                        asked.store(true, Ordering::SeqCst);
-                    } else if asked.swap(false, Ordering::SeqCst) && !latency.is_zero() {
-                        std::thread::sleep(latency);
+                    match way {
+                        Way::Requests => asked.store(true, Ordering::SeqCst),
+                        Way::Answers(latency) => {
+                            if asked.swap(false, Ordering::SeqCst) && !latency.is_zero() {
+                                std::thread::sleep(latency);
+                            }
+                        }
                     }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
